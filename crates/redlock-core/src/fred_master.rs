@@ -1,0 +1,840 @@
+//! The production [`Master`]: one multiplexed fred client per Redis master,
+//! configured for locks rather than for caching.
+//!
+//! fred's defaults are wrong for a lock (see `DESIGN.md`, "Traps"), so every
+//! client is built with:
+//! - a reconnect policy that never gives up (without one, a client whose
+//!   server died reports `Connected` while every command hangs);
+//! - one write attempt per command, so a `SET` is never re-sent after a
+//!   reconnect behind our back;
+//! - fred's own per-command timeout on every call (an outer
+//!   `tokio::time::timeout` alone would let a dropped command be written
+//!   later), and `fail_fast` so commands to a disconnected master fail at
+//!   once instead of queueing;
+//! - TCP nodelay, and the unresponsive-connection check.
+//!
+//! fred 10.1 drops per-call options on `evalsha` sent through
+//! `with_options` (the Lua interface is not implemented for `WithOptions`),
+//! so scripts go out as custom `EVALSHA` commands, with a `NOSCRIPT`
+//! fallback to `EVAL` (which also caches the script again, after a master
+//! restart for instance).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fred::clients::Client;
+use fred::error::{Error as FredError, ErrorKind};
+use fred::interfaces::ClientLike;
+use fred::types::config::{
+    Config, ConnectionConfig, Options, PerformanceConfig, ReconnectPolicy, ServerConfig, TcpConfig,
+    UnresponsiveConfig,
+};
+use fred::types::{Builder, ClusterHash, ConnectHandle, CustomCommand, Value};
+
+use crate::config::{Settings, SettingsBuilder, Ttl};
+use crate::error::ConfigError;
+use crate::manager::Redlock;
+use crate::master::{Master, TokioRuntime};
+use crate::retry::RetryPolicy;
+use crate::scripts;
+use crate::tally::MasterFailure;
+use crate::token::Token;
+
+/// A Lua script with its SHA1, computed locally once.
+#[derive(Debug)]
+struct Script {
+    body: &'static str,
+    sha: String,
+}
+
+impl Script {
+    fn new(body: &'static str) -> Self {
+        Self {
+            body,
+            sha: fred::util::sha1_hash(body),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Scripts {
+    acquire: Script,
+    extend: Script,
+    release: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            acquire: Script::new(scripts::ACQUIRE),
+            extend: Script::new(scripts::EXTEND),
+            release: Script::new(scripts::RELEASE),
+        }
+    }
+}
+
+/// What a server says about itself: used to refuse two list entries that
+/// reach one server, and servers that are replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Identity {
+    run_id: String,
+    role: String,
+}
+
+/// Run ids of the masters verified so far, shared by all masters of one
+/// manager, so a master that was unreachable at startup is checked against
+/// the others when it first answers.
+#[derive(Debug, Default)]
+struct IdentityRegistry {
+    run_ids: Mutex<Vec<Option<String>>>,
+}
+
+impl IdentityRegistry {
+    /// Records `run_id` for master `index`; returns the index of another
+    /// master with the same run id, if any.
+    fn register(&self, index: usize, run_id: &str) -> Option<usize> {
+        // A poisoned lock only means another thread panicked mid-insert of a
+        // plain Vec; the data is still a valid Vec.
+        let mut ids = self.run_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.len() <= index {
+            ids.resize(index + 1, None);
+        }
+        let dup = ids
+            .iter()
+            .enumerate()
+            .find(|(i, id)| *i != index && id.as_deref() == Some(run_id))
+            .map(|(i, _)| i);
+        ids[index] = Some(run_id.to_owned());
+        dup
+    }
+}
+
+/// One Redis master reached through a fred client.
+///
+/// Dropping it stops the client's connection task.
+pub struct FredMaster {
+    client: Client,
+    options: Options,
+    address: Arc<str>,
+    index: usize,
+    scripts: Arc<Scripts>,
+    registry: Arc<IdentityRegistry>,
+    /// Set once the server's identity was checked (at startup, or at the
+    /// first call for a master that was unreachable then).
+    verified: AtomicBool,
+    /// Set when the identity check failed for good: this master never votes.
+    rejected: Mutex<Option<MasterFailure>>,
+    task: Option<ConnectHandle>,
+}
+
+impl std::fmt::Debug for FredMaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FredMaster")
+            .field("address", &self.address)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl Drop for FredMaster {
+    fn drop(&mut self) {
+        // The reconnect policy never gives up, so the connection task would
+        // outlive the manager; nothing can use this client any more.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A custom command: the only way fred 10.1 honours per-call options for
+/// scripts (see the module docs).
+fn command(name: &'static str) -> CustomCommand {
+    CustomCommand::new_static(name, ClusterHash::FirstKey, false)
+}
+
+impl FredMaster {
+    /// Address for humans, without credentials.
+    pub fn address_str(&self) -> &str {
+        &self.address
+    }
+
+    /// The underlying fred client, for inspection commands (`PTTL`, `GET`)
+    /// by tools. Lock operations should go through [`Redlock`].
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Per-call options carrying the per-master timeout.
+    pub fn call_options(&self) -> &Options {
+        &self.options
+    }
+
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[&str],
+    ) -> Result<i64, MasterFailure> {
+        if !self.verified.load(Ordering::Acquire) {
+            self.verify_late().await?;
+        }
+        let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+        argv.push(Value::from(script.sha.as_str()));
+        argv.push(Value::Integer(keys.len() as i64));
+        argv.extend(keys.iter().map(|k| Value::from(k.as_str())));
+        argv.extend(args.iter().map(|a| Value::from(*a)));
+        let client = self.client.with_options(&self.options);
+        let reply = match client
+            .custom::<Value, Value>(command("EVALSHA"), argv.clone())
+            .await
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                // The master lost its script cache (restart, SCRIPT FLUSH).
+                // Reload all scripts in a task of their own: this future may
+                // be dropped by an early decision before the EVAL below is
+                // even sent, and a master that stays the slowest would then
+                // never get its cache back.
+                let (c, o, s) = (
+                    self.client.clone(),
+                    self.options.clone(),
+                    Arc::clone(&self.scripts),
+                );
+                tokio::spawn(async move { load_scripts(&c, &o, &s).await });
+                argv[0] = Value::from(script.body);
+                client.custom::<Value, Value>(command("EVAL"), argv).await
+            }
+            other => other,
+        };
+        match reply {
+            Ok(Value::Integer(n)) => Ok(n),
+            Ok(other) => Err(MasterFailure::BadReply(format!("{other:?}"))),
+            Err(e) => Err(map_error(&e)),
+        }
+    }
+
+    /// Identity check for a master that was unreachable when the manager
+    /// was built: until it passes, the master does not vote.
+    async fn verify_late(&self) -> Result<(), MasterFailure> {
+        if let Some(f) = self
+            .rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(f);
+        }
+        let identity = fetch_identity(&self.client, &self.options)
+            .await
+            .map_err(|e| map_error(&e))?;
+        let verdict = if identity.role != "master" {
+            Some(MasterFailure::Misconfigured(format!(
+                "role is {}, not master",
+                identity.role
+            )))
+        } else {
+            self.registry
+                .register(self.index, &identity.run_id)
+                .map(|other| {
+                    MasterFailure::Misconfigured(format!("same server as master #{other}"))
+                })
+        };
+        if let Some(f) = verdict {
+            *self.rejected.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
+            return Err(f);
+        }
+        load_scripts(&self.client, &self.options, &self.scripts)
+            .await
+            .map_err(|e| map_error(&e))?;
+        self.verified.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Master for FredMaster {
+    fn address(&self) -> &Arc<str> {
+        &self.address
+    }
+
+    async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        match self
+            .eval(&self.scripts.acquire, keys, &[token.expose(), &ttl])
+            .await?
+        {
+            1 => Ok(()),
+            0 => Err(MasterFailure::Held),
+            n => Err(MasterFailure::BadReply(format!(
+                "acquire script returned {n}"
+            ))),
+        }
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &Token,
+        ttl: Ttl,
+        recreate: bool,
+    ) -> Result<(), MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        let recreate = if recreate { "1" } else { "0" };
+        match self
+            .eval(
+                &self.scripts.extend,
+                keys,
+                &[token.expose(), &ttl, recreate],
+            )
+            .await?
+        {
+            1 => Ok(()),
+            0 => Err(MasterFailure::Held),
+            -1 => Err(MasterFailure::NotHeld),
+            n => Err(MasterFailure::BadReply(format!(
+                "extend script returned {n}"
+            ))),
+        }
+    }
+
+    async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        match self
+            .eval(&self.scripts.release, keys, &[token.expose()])
+            .await?
+        {
+            0 => Err(MasterFailure::NotHeld),
+            n if n > 0 => Ok(()),
+            n => Err(MasterFailure::BadReply(format!(
+                "release script returned {n}"
+            ))),
+        }
+    }
+}
+
+/// Maps a fred error at the boundary: transport problems, timeouts and
+/// server error replies stay distinguishable.
+fn map_error(e: &FredError) -> MasterFailure {
+    let details = e.details().to_string();
+    match e.kind() {
+        ErrorKind::Timeout => MasterFailure::TimedOut,
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
+            MasterFailure::Unreachable(details)
+        }
+        ErrorKind::Protocol | ErrorKind::Parse => MasterFailure::BadReply(details),
+        _ if details.contains("fail fast") || details.contains("Disconnected") => {
+            MasterFailure::Unreachable(details)
+        }
+        _ => MasterFailure::Server(details),
+    }
+}
+
+/// Builder of the production manager, from master URLs.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use redlock_core::Redlock;
+///
+/// let redlock = Redlock::builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"])
+///     .ttl(Duration::from_secs(30))
+///     .master_timeout(Duration::from_millis(50))
+///     .key_prefix("billing:lock:")
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `connect` is awaited"]
+pub struct RedlockBuilder {
+    urls: Vec<String>,
+    settings: SettingsBuilder,
+    connect_timeout: Duration,
+}
+
+impl RedlockBuilder {
+    /// Default TTL of new locks (default 10 s).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.settings = self.settings.ttl(ttl);
+        self
+    }
+
+    /// Drift factor in `[0, 1)` (default 0.01).
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.settings = self.settings.drift_factor(factor);
+        self
+    }
+
+    /// Votes needed (default `floor(N/2) + 1`; must exceed N/2).
+    pub fn quorum(mut self, quorum: usize) -> Self {
+        self.settings = self.settings.quorum(quorum);
+        self
+    }
+
+    /// Per-master command timeout (default 50 ms).
+    pub fn master_timeout(mut self, timeout: Duration) -> Self {
+        self.settings = self.settings.master_timeout(timeout);
+        self
+    }
+
+    /// Retry policy of `acquire`.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.settings = self.settings.retry(retry);
+        self
+    }
+
+    /// Overall wait deadline of `acquire`.
+    pub fn wait(mut self, wait: Option<Duration>) -> Self {
+        self.settings = self.settings.wait(wait);
+        self
+    }
+
+    /// Key prefix (default `"redlock:"`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.settings = self.settings.key_prefix(prefix);
+        self
+    }
+
+    /// Minimum validity left after acquire or extend (default 0).
+    pub fn min_validity(mut self, min: Duration) -> Self {
+        self.settings = self.settings.min_validity(min);
+        self
+    }
+
+    /// See [`SettingsBuilder::danger_extend_recreates_missing_keys`].
+    pub fn danger_extend_recreates_missing_keys(mut self, on: bool) -> Self {
+        self.settings = self.settings.danger_extend_recreates_missing_keys(on);
+        self
+    }
+
+    /// How long to wait for each master's first connection (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Checks every setting, connects to every master in parallel, checks
+    /// their identities, and loads the scripts.
+    ///
+    /// Masters unreachable now are tolerated while a quorum is reachable:
+    /// their clients keep reconnecting in the background, and each is
+    /// checked (identity, role) before its first vote counts.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the problem: bad settings or URLs, duplicate
+    /// masters (same address, or same server `run_id`), a replica in the
+    /// list, rejected credentials, or fewer than a quorum reachable.
+    pub async fn connect(self) -> Result<Redlock<FredMaster, TokioRuntime>, ConfigError> {
+        let settings = self.settings.build(self.urls.len())?;
+        let parsed = self
+            .urls
+            .iter()
+            .map(|u| parse_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, a) in parsed.iter().enumerate() {
+            if let Some(b) = parsed[..i].iter().find(|b| b.address == a.address) {
+                return Err(ConfigError::DuplicateMaster {
+                    first: b.address.to_string(),
+                    second: a.address.to_string(),
+                    why: "same address".into(),
+                });
+            }
+        }
+        let scripts = Arc::new(Scripts::new());
+        let registry = Arc::new(IdentityRegistry::default());
+        let options = call_options(&settings);
+        let attempts = futures::future::join_all(parsed.into_iter().enumerate().map(|(i, p)| {
+            connect_one(
+                i,
+                p,
+                &settings,
+                self.connect_timeout,
+                &options,
+                &scripts,
+                &registry,
+            )
+        }))
+        .await;
+
+        let mut masters = Vec::with_capacity(attempts.len());
+        let mut unreachable = Vec::new();
+        let mut identities: Vec<(usize, Identity)> = Vec::new();
+        for attempt in attempts {
+            match attempt? {
+                (master, Some(identity)) => {
+                    identities.push((master.index, identity));
+                    masters.push(master);
+                }
+                (master, None) => {
+                    unreachable.push(master.index);
+                    masters.push(master);
+                }
+            }
+        }
+        for (i, id) in &identities {
+            let addr = masters[*i].address.to_string();
+            if id.role != "master" {
+                return Err(ConfigError::NotAMaster {
+                    master: addr,
+                    role: id.role.clone(),
+                });
+            }
+            if let Some(other) = registry.register(*i, &id.run_id) {
+                return Err(ConfigError::DuplicateMaster {
+                    first: masters[other].address.to_string(),
+                    second: addr,
+                    why: format!("same run_id {}", id.run_id),
+                });
+            }
+        }
+        let reachable = masters.len() - unreachable.len();
+        if reachable < settings.quorum.needed() {
+            let details = unreachable
+                .iter()
+                .map(|i| format!("{} unreachable", masters[*i].address))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ConfigError::Unreachable {
+                reachable,
+                masters: masters.len(),
+                needed: settings.quorum.needed(),
+                details,
+            });
+        }
+        Redlock::with_masters(masters, settings, TokioRuntime)
+    }
+}
+
+impl Redlock<FredMaster, TokioRuntime> {
+    /// Starts building a manager over the given master URLs
+    /// (`redis://[user:password@]host:port[/db]`, or `rediss://` with the
+    /// `tls` feature).
+    pub fn builder<I, S>(urls: I) -> RedlockBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedlockBuilder {
+            urls: urls.into_iter().map(Into::into).collect(),
+            settings: Settings::builder(),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Closes every master connection. Locks still held stay until their
+    /// TTL; release them first.
+    pub async fn quit(&self) {
+        futures::future::join_all(self.masters().iter().map(|m| async move {
+            let _ = m.client.quit().await;
+        }))
+        .await;
+    }
+}
+
+struct ParsedUrl {
+    config: Config,
+    address: Arc<str>,
+}
+
+/// Replaces the password of a URL by `***` for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                None => format!("{}***{}", &url[..s + 3], &url[at..]),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
+    let shown = redact(url);
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Err(ConfigError::InvalidUrl {
+            url: shown,
+            reason: "expected redis://host:port".into(),
+        });
+    };
+    match scheme {
+        "redis" => {}
+        // fred without a TLS feature would silently connect in plaintext.
+        // No TLS backend is compiled in yet, so refuse loudly.
+        "rediss" => return Err(ConfigError::TlsNotCompiled { url: shown }),
+        other => {
+            return Err(ConfigError::UnsupportedScheme {
+                url: shown,
+                scheme: other.to_owned(),
+            })
+        }
+    }
+    let config = Config::from_url_centralized(url).map_err(|e| ConfigError::InvalidUrl {
+        url: shown.clone(),
+        reason: e.details().to_string(),
+    })?;
+    let address = match &config.server {
+        ServerConfig::Centralized { server } => {
+            let db = config
+                .database
+                .filter(|d| *d != 0)
+                .map(|d| format!("/{d}"))
+                .unwrap_or_default();
+            format!("{}:{}{}", server.host, server.port, db)
+        }
+        _ => {
+            return Err(ConfigError::InvalidUrl {
+                url: shown,
+                reason: "not a single server".into(),
+            })
+        }
+    };
+    if address.starts_with(':') {
+        return Err(ConfigError::InvalidUrl {
+            url: shown,
+            reason: "missing host".into(),
+        });
+    }
+    Ok(ParsedUrl {
+        config,
+        address: address.into(),
+    })
+}
+
+fn call_options(settings: &Settings) -> Options {
+    Options {
+        max_attempts: Some(1),
+        timeout: Some(settings.master_timeout()),
+        fail_fast: true,
+        ..Options::default()
+    }
+}
+
+fn build_client(
+    mut config: Config,
+    settings: &Settings,
+    connect_timeout: Duration,
+    fail_fast: bool,
+) -> Result<Client, FredError> {
+    config.fail_fast = fail_fast;
+    let timeout = settings.master_timeout();
+    Builder::from_config(config)
+        // Never give up reconnecting: 10 ms doubling to 1 s.
+        .set_policy(ReconnectPolicy::new_exponential(0, 10, 1_000, 2))
+        .set_connection_config(ConnectionConfig {
+            connection_timeout: connect_timeout,
+            internal_command_timeout: connect_timeout,
+            max_command_attempts: 1,
+            tcp: TcpConfig {
+                nodelay: Some(true),
+                ..TcpConfig::default()
+            },
+            // A connection whose replies stall for this long is closed and
+            // re-opened. Well above the per-command timeout, so a release
+            // queued behind a timed-out acquire on a paused master is still
+            // written on the same connection, in order.
+            unresponsive: UnresponsiveConfig {
+                max_timeout: Some((timeout * 20).max(Duration::from_secs(2))),
+                interval: (timeout * 5).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            },
+            ..ConnectionConfig::default()
+        })
+        .set_performance_config(PerformanceConfig {
+            default_command_timeout: timeout,
+            ..PerformanceConfig::default()
+        })
+        .build()
+}
+
+/// Connects one master. Returns the master and its identity, or the master
+/// with no identity when it is unreachable now (it keeps reconnecting).
+async fn connect_one(
+    index: usize,
+    parsed: ParsedUrl,
+    settings: &Settings,
+    connect_timeout: Duration,
+    options: &Options,
+    scripts: &Arc<Scripts>,
+    registry: &Arc<IdentityRegistry>,
+) -> Result<(FredMaster, Option<Identity>), ConfigError> {
+    let address = parsed.address;
+    let make = |client: Client, task: ConnectHandle, verified: bool| FredMaster {
+        client,
+        options: options.clone(),
+        address: Arc::clone(&address),
+        index,
+        scripts: Arc::clone(scripts),
+        registry: Arc::clone(registry),
+        verified: AtomicBool::new(verified),
+        rejected: Mutex::new(None),
+        task: Some(task),
+    };
+    let setup_err = |e: FredError| ConfigError::Setup {
+        master: address.to_string(),
+        message: e.details().to_string(),
+    };
+
+    let client =
+        build_client(parsed.config.clone(), settings, connect_timeout, true).map_err(setup_err)?;
+    let first =
+        tokio::time::timeout(connect_timeout + Duration::from_millis(100), client.init()).await;
+    match first {
+        Ok(Ok(task)) => {
+            let master = make(client, task, true);
+            let identity =
+                match fetch_identity(&master.client, &connect_options(connect_timeout)).await {
+                    Ok(id) => id,
+                    Err(e) if e.kind() == &ErrorKind::Auth => {
+                        return Err(ConfigError::Auth {
+                            master: address.to_string(),
+                            message: e.details().to_string(),
+                        })
+                    }
+                    Err(e) => return Err(setup_err(e)),
+                };
+            load_scripts(&master.client, &connect_options(connect_timeout), scripts)
+                .await
+                .map_err(setup_err)?;
+            Ok((master, Some(identity)))
+        }
+        Ok(Err(e)) if e.kind() == &ErrorKind::Auth || is_auth_message(e.details()) => {
+            Err(ConfigError::Auth {
+                master: address.to_string(),
+                message: e.details().to_string(),
+            })
+        }
+        _ => {
+            // Unreachable for now. Start a client that keeps trying in the
+            // background; it is verified before its first vote counts.
+            let _ = client.quit().await;
+            let client =
+                build_client(parsed.config, settings, connect_timeout, false).map_err(setup_err)?;
+            let task = client.connect();
+            Ok((make(client, task, false), None))
+        }
+    }
+}
+
+fn is_auth_message(details: &str) -> bool {
+    details.contains("WRONGPASS")
+        || details.contains("NOAUTH")
+        || details.contains("invalid username-password")
+}
+
+fn connect_options(connect_timeout: Duration) -> Options {
+    Options {
+        max_attempts: Some(1),
+        timeout: Some(connect_timeout),
+        fail_fast: true,
+        ..Options::default()
+    }
+}
+
+async fn fetch_identity(client: &Client, options: &Options) -> Result<Identity, FredError> {
+    let info: String = client
+        .with_options(options)
+        .custom(command("INFO"), Vec::<Value>::new())
+        .await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .map(|v| v.trim().to_owned())
+    };
+    let run_id = field("run_id")
+        .ok_or_else(|| FredError::new(ErrorKind::Protocol, "INFO reply has no run_id"))?;
+    let role = field("role").unwrap_or_else(|| "unknown".into());
+    Ok(Identity { run_id, role })
+}
+
+async fn load_scripts(
+    client: &Client,
+    options: &Options,
+    scripts: &Scripts,
+) -> Result<(), FredError> {
+    for s in [&scripts.acquire, &scripts.extend, &scripts.release] {
+        let sha: String = client
+            .with_options(options)
+            .custom(command("SCRIPT"), vec!["LOAD", s.body])
+            .await?;
+        if sha != s.sha {
+            return Err(FredError::new(
+                ErrorKind::Protocol,
+                format!("SCRIPT LOAD returned {sha}, expected {}", s.sha),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords() {
+        assert_eq!(redact("redis://u:secret@h:1"), "redis://u:***@h:1");
+        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis://secret@h:1"), "redis://***@h:1");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn urls_parsed_and_checked() {
+        assert_eq!(
+            parse_url("redis://127.0.0.1:7001")
+                .map(|p| p.address.to_string())
+                .ok()
+                .as_deref(),
+            Some("127.0.0.1:7001")
+        );
+        assert_eq!(
+            parse_url("redis://h:1/2")
+                .map(|p| p.address.to_string())
+                .ok()
+                .as_deref(),
+            Some("h:1/2")
+        );
+        assert!(matches!(
+            parse_url("localhost:6379"),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            parse_url("http://h:1"),
+            Err(ConfigError::UnsupportedScheme { .. })
+        ));
+        assert!(matches!(
+            parse_url("redis-cluster://h:1"),
+            Err(ConfigError::UnsupportedScheme { .. })
+        ));
+        assert!(matches!(
+            parse_url("redis://h:notaport"),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            parse_url("rediss://h:1"),
+            Err(ConfigError::TlsNotCompiled { .. })
+        ));
+        let err = parse_url("redis://u:hunter2@h:notaport")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn scripts_hash_like_redis() {
+        // SHA1 of the empty script, as `SCRIPT LOAD ""` answers.
+        assert_eq!(
+            fred::util::sha1_hash(""),
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        );
+    }
+
+    #[test]
+    fn registry_finds_duplicates() {
+        let r = IdentityRegistry::default();
+        assert_eq!(r.register(0, "a"), None);
+        assert_eq!(r.register(2, "b"), None);
+        assert_eq!(r.register(1, "a"), Some(0));
+    }
+}

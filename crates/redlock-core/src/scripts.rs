@@ -1,0 +1,67 @@
+//! The three Lua scripts. Each runs atomically on one master, so a
+//! multi-resource lock is all-or-none per master.
+//!
+//! Every script reads with `GET`, which raises `WRONGTYPE` if a key under
+//! our prefix holds a non-string value: the script aborts before writing,
+//! and the master's vote counts as a failure.
+
+/// `KEYS` = lock keys, `ARGV[1]` = token, `ARGV[2]` = TTL in ms.
+///
+/// Sets all keys only if each is absent or already ours; a key that already
+/// holds our token means a resent command, which must succeed again.
+/// Returns 1 on success, 0 if any key holds another token.
+pub const ACQUIRE: &str = r#"
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v and v ~= ARGV[1] then
+    return 0
+  end
+end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"#;
+
+/// `KEYS` = lock keys, `ARGV[1]` = token, `ARGV[2]` = TTL in ms,
+/// `ARGV[3]` = "1" to re-create missing keys.
+///
+/// Returns 1 if every key was extended, 0 if some key holds another token,
+/// -1 if some key is missing (and re-creating was not allowed). A key held
+/// by another token is never touched, even with re-creation on.
+pub const EXTEND: &str = r#"
+local missing = false
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if not v then
+    missing = true
+  elseif v ~= ARGV[1] then
+    return 0
+  end
+end
+if missing then
+  if ARGV[3] ~= '1' then
+    return -1
+  end
+  for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+  end
+  return 1
+end
+for i = 1, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+return 1
+"#;
+
+/// `KEYS` = lock keys, `ARGV[1]` = token. Deletes the keys that hold the
+/// token and returns how many it deleted.
+pub const RELEASE: &str = r#"
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    n = n + redis.call('DEL', KEYS[i])
+  end
+end
+return n
+"#;

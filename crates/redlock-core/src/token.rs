@@ -1,0 +1,117 @@
+//! Lock tokens: 128 random bits from the operating system's CSPRNG, fresh
+//! for every acquisition, never printed.
+
+use std::fmt;
+
+use rand::rngs::OsRng;
+use rand::RngCore;
+
+use crate::error::ConfigError;
+
+/// Bytes of randomness in a token (128 bits).
+pub const TOKEN_BYTES: usize = 16;
+
+/// The secret value stored in every lock key. Whoever knows it can extend or
+/// release the lock, so `Debug` and `Display` never show it; use
+/// [`Token::expose`] where it must leave the process on purpose (for
+/// instance to hand the lock to a child process, or as a fencing value).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Token(String);
+
+impl Token {
+    /// A new token from the OS CSPRNG (`getrandom`), hex-encoded.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        OsRng.fill_bytes(&mut bytes);
+        Self(hex(&bytes))
+    }
+
+    /// Parses a token previously obtained from [`Token::expose`]: at least
+    /// 32 and at most 128 lowercase hex digits.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidToken`] otherwise (the error does not repeat the
+    /// input, which may be a secret).
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        let ok_len = (2 * TOKEN_BYTES..=128).contains(&s.len());
+        let ok_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok_len && ok_chars {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ConfigError::InvalidToken { len: s.len() })
+        }
+    }
+
+    /// The secret value, as stored in Redis.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn tokens_are_128_bit_hex_and_unique() {
+        let mut seen = HashSet::new();
+        for _ in 0..10_000 {
+            let t = Token::random();
+            assert_eq!(t.expose().len(), 32);
+            assert!(Token::parse(t.expose()).is_ok());
+            assert!(seen.insert(t));
+        }
+    }
+
+    #[test]
+    fn token_never_printed() {
+        let t = Token::random();
+        let secret = t.expose().to_owned();
+        for shown in [format!("{t:?}"), format!("{t}"), format!("{t:#?}")] {
+            assert!(!shown.contains(&secret), "{shown}");
+            assert!(!shown.contains(&secret[..8]), "{shown}");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_bad_tokens_without_echoing() {
+        for bad in [
+            "",
+            "abc",
+            "zz".repeat(16).as_str(),
+            "A".repeat(32).as_str(),
+            "a".repeat(129).as_str(),
+        ] {
+            let err = Token::parse(bad).expect_err("bad token");
+            if !bad.is_empty() {
+                assert!(!err.to_string().contains(bad), "{err}");
+            }
+        }
+    }
+}
