@@ -1,0 +1,745 @@
+//! The core crate against real `redis-server` masters started by the harness.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redlock_core::{
+    AcquireError, AcquireOptions, ConfigError, ExtendError, FredMaster, MasterFailure, Redlock,
+    ReleaseError, ResourceSet, RetryPolicy, Token, TokioRuntime, VoteOutcome,
+};
+use redlock_harness::{Masters, RedisServer, ServerOptions};
+
+type Manager = Redlock<FredMaster, TokioRuntime>;
+
+async fn manager(masters: &Masters) -> Manager {
+    Redlock::builder(masters.urls())
+        .connect()
+        .await
+        .expect("connect to harness masters")
+}
+
+fn our_keys(masters: &Masters) -> Vec<(usize, String)> {
+    masters.keys_everywhere("redlock:*")
+}
+
+#[tokio::test]
+async fn single_master_is_the_same_api() {
+    let masters = Masters::start(1);
+    let rl = manager(&masters).await;
+    let lock = rl.try_acquire("solo").await.expect("free lock");
+    assert_eq!(lock.votes().granted(), 1);
+    assert_eq!(
+        masters[0].get("redlock:solo").as_deref(),
+        Some(lock.token().expose())
+    );
+    let err = rl.try_acquire("solo").await.expect_err("held");
+    assert!(err.is_contended(), "{err}");
+    let report = rl.release(lock).await.expect("release");
+    assert_eq!(report.released(), 1);
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn lock_is_set_on_every_master_with_ttl_and_released_everywhere() {
+    let masters = Masters::start(5);
+    let rl = manager(&masters).await;
+    let lock = rl.try_acquire("orders").await.expect("free lock");
+    assert!(lock.is_valid());
+    assert!(lock.remaining() <= Duration::from_secs(10));
+    // All five answer on loopback, but the decision is taken at the third:
+    // the other two may still be in flight. Give them a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for m in masters.iter() {
+        assert_eq!(
+            m.get("redlock:orders").as_deref(),
+            Some(lock.token().expose())
+        );
+        let pttl = m.pttl("redlock:orders");
+        assert!(pttl > 9_000 && pttl <= 10_000, "pttl {pttl}");
+    }
+    rl.release(lock).await.expect("release");
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn contenders_never_overlap() {
+    let masters = Masters::start(5);
+    let mut managers = Vec::new();
+    for _ in 0..3 {
+        managers.push(Arc::new(
+            Redlock::builder(masters.urls())
+                .ttl(Duration::from_secs(5))
+                .retry(RetryPolicy::unbounded(
+                    Duration::from_millis(2),
+                    Duration::from_millis(20),
+                ))
+                .wait(Some(Duration::from_secs(60)))
+                .connect()
+                .await
+                .expect("connect"),
+        ));
+    }
+    let holders = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let acquired = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..12 {
+        let rl = Arc::clone(&managers[worker % managers.len()]);
+        let (holders, overlaps, acquired) = (
+            Arc::clone(&holders),
+            Arc::clone(&overlaps),
+            Arc::clone(&acquired),
+        );
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..8 {
+                let lock = rl
+                    .acquire("shared")
+                    .await
+                    .expect("acquire within the deadline");
+                assert!(lock.is_valid());
+                if holders.fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                acquired.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                holders.fetch_sub(1, Ordering::SeqCst);
+                rl.release(lock).await.expect("release");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker finished");
+    }
+    assert_eq!(acquired.load(Ordering::SeqCst), 12 * 8);
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two holders at once");
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn acquire_succeeds_with_two_of_five_down() {
+    let mut masters = Masters::start(5);
+    let rl = manager(&masters).await;
+    masters.get_mut(1).kill();
+    masters.get_mut(3).kill();
+    let lock = rl
+        .try_acquire("two-down")
+        .await
+        .expect("3 of 5 still grant");
+    assert_eq!(lock.votes().granted(), 3);
+    rl.release(lock)
+        .await
+        .expect_err("two masters cannot confirm the release");
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn paused_minority_master_does_not_delay_the_answer() {
+    let masters = Masters::start(5);
+    // A long per-master timeout: if the answer waited for the paused master
+    // it would take 20 s. The vote report shows it was not waited for.
+    let rl = Redlock::builder(masters.urls())
+        .ttl(Duration::from_secs(60))
+        .master_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .expect("connect");
+    masters[2].pause();
+    let t0 = Instant::now();
+    let lock = rl.try_acquire("paused").await.expect("4 of 5 answer");
+    let took = t0.elapsed();
+    masters[2].resume();
+    assert_eq!(
+        lock.votes().get(2).map(|v| &v.outcome),
+        Some(&VoteOutcome::Pending)
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "waited {took:?} for a paused master"
+    );
+    rl.release(lock)
+        .await
+        .expect("all five confirm once resumed");
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn acquire_fails_cleanly_with_three_of_five_down() {
+    let mut masters = Masters::start(5);
+    let rl = manager(&masters).await;
+    for i in [0, 2, 4] {
+        masters.get_mut(i).kill();
+    }
+    let err = rl.try_acquire("three-down").await.expect_err("no quorum");
+    let votes = err.votes().expect("a vote was taken");
+    assert!(votes.granted() <= 2);
+    assert!(!err.is_contended(), "{err}");
+    for i in [0, 2, 4] {
+        assert!(matches!(
+            &votes.get(i).map(|v| &v.outcome),
+            Some(VoteOutcome::Failed(MasterFailure::Unreachable(_))) | Some(VoteOutcome::Pending)
+        ));
+    }
+    assert!(our_keys(&masters).is_empty(), "keys left on live masters");
+}
+
+#[tokio::test]
+async fn per_master_timeout_bounds_a_paused_single_master() {
+    // N = 1: the paused master decides, so the call must end by fred's own
+    // per-command timeout (a regression to fred's default would hang here).
+    let masters = Masters::start(1);
+    let rl = Redlock::builder(masters.urls())
+        .master_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .expect("connect");
+    masters[0].pause();
+    let result = tokio::time::timeout(Duration::from_secs(30), rl.try_acquire("stuck")).await;
+    masters[0].resume();
+    let err = result
+        .expect("per-master timeout must end the call")
+        .expect_err("paused master cannot grant");
+    let votes = err.votes().expect("votes");
+    assert_eq!(
+        votes.get(0).map(|v| &v.outcome),
+        Some(&VoteOutcome::Failed(MasterFailure::TimedOut))
+    );
+}
+
+#[tokio::test]
+async fn timed_out_set_landing_after_resume_is_cleaned_up() {
+    let masters = Masters::start(3);
+    let rl = Redlock::builder(masters.urls())
+        .ttl(Duration::from_secs(60))
+        .master_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .expect("connect");
+    // Another owner holds the resource on masters 1 and 2.
+    for i in [1, 2] {
+        masters[i]
+            .cmd(&["SET", "redlock:late", "someone-else", "PX", "60000"])
+            .expect("SET");
+    }
+    masters[0].pause();
+    let err = rl.try_acquire("late").await.expect_err("held on 2 of 3");
+    assert!(err.is_contended());
+    // Our SET and then our release are queued on the paused master, in order.
+    masters[0].resume();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while masters[0].cmd(&["DBSIZE"]).ok().and_then(|r| r.as_int()) != Some(0)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        masters[0].get("redlock:late"),
+        None,
+        "the late SET outlived our release"
+    );
+    for i in [1, 2] {
+        assert_eq!(
+            masters[i].get("redlock:late").as_deref(),
+            Some("someone-else")
+        );
+    }
+}
+
+#[tokio::test]
+async fn extend_keeps_a_lock_past_its_first_ttl() {
+    let masters = Masters::start(3);
+    let rl = Redlock::builder(masters.urls())
+        .ttl(Duration::from_millis(400))
+        .connect()
+        .await
+        .expect("connect");
+    let mut lock = rl.try_acquire("long-job").await.expect("free");
+    let first_until = lock.valid_until();
+    let end = Instant::now() + Duration::from_millis(1200);
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rl.extend(&mut lock, None)
+            .await
+            .expect("extend while valid");
+    }
+    assert!(lock.valid_until() > first_until + Duration::from_millis(700));
+    assert!(lock.is_valid());
+    let err = rl.try_acquire("long-job").await.expect_err("still held");
+    assert!(err.is_contended(), "{err}");
+    for m in masters.iter() {
+        assert_eq!(
+            m.get("redlock:long-job").as_deref(),
+            Some(lock.token().expose())
+        );
+    }
+    rl.release(lock).await.expect("release");
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn extend_after_expiry_fails() {
+    let masters = Masters::start(3);
+    let rl = Redlock::builder(masters.urls())
+        .ttl(Duration::from_millis(150))
+        .connect()
+        .await
+        .expect("connect");
+    let mut lock = rl.try_acquire("short").await.expect("free");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!lock.is_valid());
+    let err = rl.extend(&mut lock, None).await.expect_err("expired");
+    assert!(matches!(err, ExtendError::Expired { .. }), "{err}");
+    // The keys expired on the masters too: nothing to leak.
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn extend_refused_once_another_owner_took_over() {
+    let masters = Masters::start(3);
+    let rl = manager(&masters).await;
+    let mut lock = rl.try_acquire("taken").await.expect("free");
+    // Simulate the keys expiring and someone else acquiring them.
+    for m in masters.iter() {
+        m.cmd(&["SET", "redlock:taken", "other-owner", "PX", "60000"])
+            .expect("SET");
+    }
+    let err = rl
+        .extend(&mut lock, None)
+        .await
+        .expect_err("not ours any more");
+    let votes = match &err {
+        ExtendError::NoQuorum { votes } => votes,
+        other => panic!("unexpected {other}"),
+    };
+    // Two refusals of three already decide; the third may be pending.
+    assert!(votes.held_elsewhere() >= 2, "{votes}");
+    // Releasing must not delete the other owner's keys.
+    let report = rl.release(lock).await.expect("nothing failed");
+    assert_eq!(report.released(), 0);
+    for m in masters.iter() {
+        assert_eq!(m.get("redlock:taken").as_deref(), Some("other-owner"));
+    }
+}
+
+#[tokio::test]
+async fn release_by_a_non_owner_token_does_not_delete() {
+    let masters = Masters::start(3);
+    let rl = manager(&masters).await;
+    let lock = rl.try_acquire("mine").await.expect("free");
+    let resources = ResourceSet::try_from("mine").expect("valid");
+    let report = rl
+        .release_token(&resources, &Token::random())
+        .await
+        .expect("no master failed");
+    assert_eq!(report.released(), 0);
+    assert_eq!(report.not_held(), 3);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for m in masters.iter() {
+        assert_eq!(
+            m.get("redlock:mine").as_deref(),
+            Some(lock.token().expose())
+        );
+    }
+    rl.release(lock).await.expect("owner releases");
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn multi_resource_is_all_or_none() {
+    let masters = Masters::start(3);
+    let rl = manager(&masters).await;
+    let b = rl.try_acquire("b").await.expect("free");
+    let err = rl
+        .try_acquire(["a", "b", "c"])
+        .await
+        .expect_err("b is taken");
+    assert!(err.is_contended());
+    // Neither a nor c was left behind on any master.
+    let keys = our_keys(&masters);
+    assert!(keys.iter().all(|(_, k)| k == "redlock:b"), "{keys:?}");
+    rl.release(b).await.expect("release b");
+    let all = rl
+        .try_acquire(["c", "a", "b", "a"])
+        .await
+        .expect("all free now");
+    assert_eq!(all.keys(), ["redlock:a", "redlock:b", "redlock:c"]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(our_keys(&masters).len(), 9);
+    rl.release(all).await.expect("release");
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn retry_until_deadline_then_succeed_after_release() {
+    let masters = Masters::start(3);
+    let rl = Arc::new(manager(&masters).await);
+    let held = rl.try_acquire("queue").await.expect("free");
+    let waiter = {
+        let rl = Arc::clone(&rl);
+        tokio::spawn(async move {
+            let opts = AcquireOptions::new()
+                .retry(RetryPolicy::unbounded(
+                    Duration::from_millis(10),
+                    Duration::from_millis(50),
+                ))
+                .wait(Some(Duration::from_secs(20)));
+            let set = ResourceSet::try_from("queue").expect("valid");
+            rl.acquire_with(&set, &opts, Token::random()).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rl.release(held).await.expect("release");
+    let lock = waiter
+        .await
+        .expect("task")
+        .expect("waiter gets it after the release");
+    rl.release(lock).await.expect("release");
+
+    let held = rl.try_acquire("queue").await.expect("free again");
+    let opts = AcquireOptions::new()
+        .retry(RetryPolicy::unbounded(
+            Duration::from_millis(10),
+            Duration::from_millis(50),
+        ))
+        .wait(Some(Duration::from_millis(300)));
+    let set = ResourceSet::try_from("queue").expect("valid");
+    let err = rl
+        .acquire_with(&set, &opts, Token::random())
+        .await
+        .expect_err("deadline");
+    match &err {
+        AcquireError::Deadline { attempts, last, .. } => {
+            assert!(*attempts > 1);
+            assert!(last.is_contended());
+        }
+        other => panic!("unexpected {other}"),
+    }
+    rl.release(held).await.expect("release");
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn master_restarted_empty_votes_again_and_scripts_reload() {
+    let mut masters = Masters::start(3);
+    let rl = manager(&masters).await;
+    masters.get_mut(0).kill();
+    masters.get_mut(0).restart();
+    // The restarted master lost its script cache: EVALSHA gets NOSCRIPT and
+    // the client falls back to EVAL. The reconnect may take a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lock = rl
+            .try_acquire("after-restart")
+            .await
+            .expect("2 of 3 at least");
+        let granted_by_0 = lock
+            .votes()
+            .get(0)
+            .map(|v| v.outcome == VoteOutcome::Granted)
+            == Some(true);
+        rl.release(lock).await.ok();
+        if granted_by_0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarted master never voted again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    masters[1].cmd(&["SCRIPT", "FLUSH"]).expect("flush");
+    // The first call after the flush may decide before master 1's EVAL
+    // fallback answers; the scripts are reloaded in the background and
+    // master 1 votes again soon after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lock = rl
+            .try_acquire("after-flush")
+            .await
+            .expect("2 of 3 at least");
+        let granted_by_1 = lock
+            .votes()
+            .get(1)
+            .map(|v| v.outcome == VoteOutcome::Granted)
+            == Some(true);
+        rl.release(lock).await.expect("release");
+        if granted_by_1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "master 1 never voted after SCRIPT FLUSH"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let loaded = masters[1]
+        .cmd(&[
+            "SCRIPT",
+            "EXISTS",
+            &fred_sha(redlock_core::scripts::ACQUIRE),
+        ])
+        .expect("SCRIPT EXISTS");
+    assert_eq!(
+        loaded
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|r| r.as_int()),
+        Some(1)
+    );
+    assert!(our_keys(&masters).is_empty());
+}
+
+fn fred_sha(body: &str) -> String {
+    // Computed by the server itself, independently of our client.
+    let probe = RedisServer::start();
+    let sha = probe.cmd(&["SCRIPT", "LOAD", body]).expect("SCRIPT LOAD");
+    sha.as_str().expect("sha string").to_owned()
+}
+
+#[tokio::test]
+async fn master_down_at_startup_joins_when_it_comes_up() {
+    let mut masters = Masters::start(3);
+    masters.get_mut(2).kill();
+    let rl = manager(&masters).await;
+    let lock = rl.try_acquire("late-joiner").await.expect("2 of 3");
+    rl.release(lock).await.ok();
+    masters.get_mut(2).restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lock = rl
+            .try_acquire("late-joiner")
+            .await
+            .expect("2 of 3 at least");
+        let granted_by_2 = lock
+            .votes()
+            .get(2)
+            .map(|v| v.outcome == VoteOutcome::Granted)
+            == Some(true);
+        rl.release(lock).await.ok();
+        if granted_by_2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "late master never voted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(our_keys(&masters).is_empty());
+}
+
+// ---------------------------------------------------------------- bad input
+
+async fn connect_err(urls: Vec<String>) -> ConfigError {
+    Redlock::builder(urls)
+        .connect()
+        .await
+        .expect_err("must be rejected")
+}
+
+#[tokio::test]
+async fn zero_masters_rejected() {
+    assert!(matches!(connect_err(vec![]).await, ConfigError::NoMasters));
+}
+
+#[tokio::test]
+async fn malformed_urls_rejected() {
+    for url in [
+        "not a url",
+        "localhost:6379",
+        "http://127.0.0.1:1",
+        "redis://127.0.0.1:notaport",
+        "redis-cluster://127.0.0.1:1",
+    ] {
+        let err = connect_err(vec![url.to_owned()]).await;
+        assert!(
+            matches!(
+                err,
+                ConfigError::InvalidUrl { .. } | ConfigError::UnsupportedScheme { .. }
+            ),
+            "{url}: {err}"
+        );
+    }
+    let err = connect_err(vec!["rediss://127.0.0.1:1".to_owned()]).await;
+    assert!(matches!(err, ConfigError::TlsNotCompiled { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn duplicate_masters_rejected_by_address_and_by_identity() {
+    let masters = Masters::start(2);
+    let p = masters[0].port();
+    let err = connect_err(vec![masters[0].url(), masters[1].url(), masters[0].url()]).await;
+    assert!(
+        matches!(&err, ConfigError::DuplicateMaster { why, .. } if why.contains("address")),
+        "{err}"
+    );
+    // Same server under another name: only the server's run_id tells.
+    let err = connect_err(vec![
+        format!("redis://127.0.0.1:{p}"),
+        masters[1].url(),
+        format!("redis://localhost:{p}"),
+    ])
+    .await;
+    assert!(
+        matches!(&err, ConfigError::DuplicateMaster { why, .. } if why.contains("run_id")),
+        "{err}"
+    );
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn invalid_settings_rejected() {
+    let masters = Masters::start(4);
+    let urls = masters.urls();
+    let err = Redlock::builder(urls.clone())
+        .quorum(2)
+        .connect()
+        .await
+        .expect_err("2 of 4 is not a majority");
+    assert!(
+        matches!(
+            err,
+            ConfigError::InvalidQuorum {
+                quorum: 2,
+                masters: 4
+            }
+        ),
+        "{err}"
+    );
+    let err = Redlock::builder(urls.clone())
+        .ttl(Duration::ZERO)
+        .connect()
+        .await
+        .expect_err("zero ttl");
+    assert!(matches!(err, ConfigError::TtlZero), "{err}");
+    let err = Redlock::builder(urls.clone())
+        .ttl(Duration::from_secs(u64::MAX / 1000))
+        .connect()
+        .await
+        .expect_err("huge ttl");
+    assert!(matches!(err, ConfigError::TtlTooLarge { .. }), "{err}");
+    let err = Redlock::builder(urls.clone())
+        .ttl(Duration::from_millis(100))
+        .drift_factor(0.99)
+        .connect()
+        .await
+        .expect_err("drift");
+    assert!(matches!(err, ConfigError::DriftConsumesTtl { .. }), "{err}");
+    let err = Redlock::builder(urls.clone())
+        .drift_factor(f64::NAN)
+        .connect()
+        .await
+        .expect_err("nan");
+    assert!(
+        matches!(err, ConfigError::InvalidDriftFactor { .. }),
+        "{err}"
+    );
+
+    // Per-call checks on a good manager.
+    let rl = Redlock::builder(urls).connect().await.expect("connect");
+    for bad in [
+        "".to_owned(),
+        "x".repeat(redlock_core::MAX_RESOURCE_LEN + 1),
+    ] {
+        let err = rl.try_acquire(bad.as_str()).await.expect_err("bad name");
+        assert!(
+            matches!(
+                err,
+                AcquireError::Invalid(
+                    ConfigError::EmptyResource | ConfigError::ResourceTooLong { .. }
+                )
+            ),
+            "{err}"
+        );
+    }
+    let set = ResourceSet::try_from("ok").expect("valid");
+    for ttl in [
+        Duration::ZERO,
+        Duration::from_millis(1),
+        Duration::from_micros(1500),
+    ] {
+        let err = rl
+            .acquire_with(&set, &AcquireOptions::once().ttl(ttl), Token::random())
+            .await
+            .expect_err("bad ttl");
+        assert!(matches!(err, AcquireError::Invalid(_)), "{err}");
+    }
+    assert!(our_keys(&masters).is_empty());
+}
+
+#[tokio::test]
+async fn wrong_password_rejected() {
+    let server = RedisServer::start_with(ServerOptions::default().with_password("s3cret"));
+    let port = server.port();
+    for url in [
+        format!("redis://127.0.0.1:{port}"),
+        format!("redis://:wrong@127.0.0.1:{port}"),
+    ] {
+        let err = connect_err(vec![url.clone()]).await;
+        assert!(matches!(err, ConfigError::Auth { .. }), "{url}: {err}");
+        assert!(!err.to_string().contains("wrong@"), "{err}");
+    }
+    let rl = Redlock::builder([format!("redis://:s3cret@127.0.0.1:{port}")])
+        .connect()
+        .await
+        .expect("right password");
+    let lock = rl.try_acquire("authed").await.expect("free");
+    rl.release(lock).await.expect("release");
+}
+
+#[tokio::test]
+async fn wrong_kind_of_key_is_a_failed_vote_not_a_panic() {
+    let masters = Masters::start(3);
+    let rl = manager(&masters).await;
+    masters[0]
+        .cmd(&["HSET", "redlock:kind", "f", "v"])
+        .expect("HSET");
+    // One master of the wrong kind: a failed vote, the other two grant.
+    let lock = rl.try_acquire("kind").await.expect("2 of 3");
+    assert!(
+        matches!(&lock.votes().get(0).map(|v| &v.outcome), Some(VoteOutcome::Failed(MasterFailure::Server(m))) if m.contains("WRONGTYPE"))
+    );
+    let err = rl.release(lock).await.expect_err("master 0 cannot confirm");
+    assert!(matches!(err, ReleaseError::Incomplete { .. }));
+    // All masters of the wrong kind: refused, and nothing of ours is left.
+    for i in [1, 2] {
+        masters[i]
+            .cmd(&["HSET", "redlock:kind", "f", "v"])
+            .expect("HSET");
+    }
+    let err = rl
+        .try_acquire("kind")
+        .await
+        .expect_err("no master can grant");
+    assert_eq!(err.votes().map(|v| v.granted()), Some(0));
+    for m in masters.iter() {
+        assert_eq!(
+            m.cmd(&["TYPE", "redlock:kind"])
+                .ok()
+                .and_then(|r| r.as_str().map(str::to_owned))
+                .as_deref(),
+            Some("hash")
+        );
+    }
+}
+
+#[tokio::test]
+async fn too_few_reachable_masters_rejected_at_connect() {
+    let mut masters = Masters::start(3);
+    masters.get_mut(0).kill();
+    masters.get_mut(1).kill();
+    let err = Redlock::builder(masters.urls())
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .expect_err("1 of 3");
+    assert!(
+        matches!(
+            err,
+            ConfigError::Unreachable {
+                reachable: 1,
+                masters: 3,
+                needed: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
