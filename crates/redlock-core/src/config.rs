@@ -424,6 +424,7 @@ pub struct Settings {
     pub(crate) prefix: KeyPrefix,
     pub(crate) min_validity: Duration,
     pub(crate) danger_extend_recreates: bool,
+    pub(crate) restart_guard: bool,
     #[cfg(feature = "sim-mutants")]
     pub(crate) mutant_no_elapsed_check: bool,
 }
@@ -478,6 +479,12 @@ impl Settings {
     /// [`SettingsBuilder::danger_extend_recreates_missing_keys`]).
     pub fn danger_extend_recreates(&self) -> bool {
         self.danger_extend_recreates
+    }
+
+    /// Whether the restart guard is on (see
+    /// [`SettingsBuilder::danger_disable_restart_guard`]).
+    pub fn restart_guard(&self) -> bool {
+        self.restart_guard
     }
 
     /// Checks that a TTL leaves validity after the drift margin and the
@@ -543,9 +550,13 @@ pub struct SettingsBuilder {
     prefix: String,
     min_validity: Duration,
     danger_extend_recreates: bool,
+    restart_guard: bool,
     #[cfg(feature = "sim-mutants")]
     mutant_no_elapsed_check: bool,
 }
+
+/// Whether the restart guard is on unless configured otherwise.
+const RESTART_GUARD_DEFAULT: bool = false;
 
 impl Default for SettingsBuilder {
     fn default() -> Self {
@@ -559,6 +570,7 @@ impl Default for SettingsBuilder {
             prefix: KeyPrefix::default().0,
             min_validity: Duration::ZERO,
             danger_extend_recreates: false,
+            restart_guard: RESTART_GUARD_DEFAULT,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: false,
         }
@@ -628,6 +640,22 @@ impl SettingsBuilder {
         self
     }
 
+    /// Turns the restart guard off (`true`) or on (`false`).
+    ///
+    /// The guard: a master that reports an uptime shorter than the longest
+    /// TTL in use (when first contacted, and again after every reconnect)
+    /// grants no new lock until it has been up that long. A master that
+    /// restarted empty may have lost keys that other holders count on;
+    /// letting it grant them again is how two holders each get a quorum.
+    /// Turn it off only when the masters persist every write (AOF with
+    /// `appendfsync always`) or are never restarted within a TTL, or when
+    /// they were just created empty for this process alone (tests,
+    /// benchmarks, `redlock --spawn`).
+    pub fn danger_disable_restart_guard(mut self, off: bool) -> Self {
+        self.restart_guard = !off;
+        self
+    }
+
     /// Breaks the algorithm on purpose: the lock is trusted for a full TTL
     /// from the moment the quorum is reached, ignoring the time the acquire
     /// took and the drift margin. Only with the `sim-mutants` feature, which
@@ -670,6 +698,7 @@ impl SettingsBuilder {
             prefix,
             min_validity: self.min_validity,
             danger_extend_recreates: self.danger_extend_recreates,
+            restart_guard: self.restart_guard,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: self.mutant_no_elapsed_check,
         })

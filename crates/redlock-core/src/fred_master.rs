@@ -19,18 +19,21 @@
 //! fallback to `EVAL` (which also caches the script again, after a master
 //! restart for instance).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, EventInterface};
+use fred::types::config::Server;
 use fred::types::config::{
     Config, ConnectionConfig, Options, PerformanceConfig, ReconnectPolicy, ServerConfig, TcpConfig,
     UnresponsiveConfig,
 };
 use fred::types::{Builder, ClusterHash, ConnectHandle, CustomCommand, Value};
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::broadcast::Receiver as BroadcastReceiver;
 
 use crate::config::{Settings, SettingsBuilder, Ttl};
 use crate::error::ConfigError;
@@ -80,6 +83,7 @@ impl Scripts {
 struct Identity {
     run_id: String,
     role: String,
+    uptime: Duration,
 }
 
 /// Run ids of the masters verified so far, shared by all masters of one
@@ -110,6 +114,38 @@ impl IdentityRegistry {
     }
 }
 
+/// State shared by the masters of one manager.
+#[derive(Debug)]
+struct Shared {
+    scripts: Scripts,
+    registry: IdentityRegistry,
+    /// Whether the restart guard is on (see [`restart_guard_votes_from`]).
+    restart_guard: bool,
+    /// The longest TTL this manager has asked for, in ms: the restart
+    /// guard's window.
+    longest_ttl_ms: AtomicU64,
+}
+
+/// Where one master stands with us.
+///
+/// ```text
+///   Unverified ──INFO ok, unique run_id──► Verified { votes_from }
+///       ▲                                        │
+///       └──────────── reconnect seen ────────────┘
+///   Unverified ──same run_id as another master──► Rejected (for good)
+/// ```
+#[derive(Clone, Debug)]
+enum Health {
+    /// Never checked, or reconnected since the last check: the next call
+    /// checks identity, role and uptime first.
+    Unverified,
+    /// Checked; its acquire votes count from `votes_from` on (later than
+    /// now while the restart guard holds it back).
+    Verified { votes_from: Instant },
+    /// The same server as another master: it never votes.
+    Rejected(MasterFailure),
+}
+
 /// One Redis master reached through a fred client.
 ///
 /// Dropping it stops the client's connection task.
@@ -118,13 +154,13 @@ pub struct FredMaster {
     options: Options,
     address: Arc<str>,
     index: usize,
-    scripts: Arc<Scripts>,
-    registry: Arc<IdentityRegistry>,
-    /// Set once the server's identity was checked (at startup, or at the
-    /// first call for a master that was unreachable then).
-    verified: AtomicBool,
-    /// Set when the identity check failed for good: this master never votes.
-    rejected: Mutex<Option<MasterFailure>>,
+    shared: Arc<Shared>,
+    health: Mutex<Health>,
+    /// fred's reconnect notifications, drained before and after calls.
+    reconnects: Mutex<BroadcastReceiver<Server>>,
+    /// Bumped on every reconnect seen; an acquire that spans a reconnect
+    /// does not count.
+    generation: AtomicU64,
     task: Option<ConnectHandle>,
 }
 
@@ -176,9 +212,6 @@ impl FredMaster {
         keys: &[String],
         args: &[&str],
     ) -> Result<i64, MasterFailure> {
-        if !self.verified.load(Ordering::Acquire) {
-            self.verify_late().await?;
-        }
         let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
         argv.push(Value::from(script.sha.as_str()));
         argv.push(Value::Integer(keys.len() as i64));
@@ -195,12 +228,12 @@ impl FredMaster {
                 // be dropped by an early decision before the EVAL below is
                 // even sent, and a master that stays the slowest would then
                 // never get its cache back.
-                let (c, o, s) = (
+                let (c, o, sh) = (
                     self.client.clone(),
                     self.options.clone(),
-                    Arc::clone(&self.scripts),
+                    Arc::clone(&self.shared),
                 );
-                tokio::spawn(async move { load_scripts(&c, &o, &s).await });
+                tokio::spawn(async move { load_scripts(&c, &o, &sh.scripts).await });
                 argv[0] = Value::from(script.body);
                 client.custom::<Value, Value>(command("EVAL"), argv).await
             }
@@ -213,42 +246,105 @@ impl FredMaster {
         }
     }
 
-    /// Identity check for a master that was unreachable when the manager
-    /// was built: until it passes, the master does not vote.
-    async fn verify_late(&self) -> Result<(), MasterFailure> {
-        if let Some(f) = self
-            .rejected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
+        // Health is a plain enum: a panic elsewhere cannot leave it torn.
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drains fred's reconnect notifications; a reconnect means the server
+    /// may have restarted, so it is checked again before it votes.
+    fn poll_reconnects(&self) -> u64 {
+        let mut seen = false;
         {
-            return Err(f);
+            let mut rx = self.reconnects.lock().unwrap_or_else(|p| p.into_inner());
+            // `Lagged` means more reconnects than the channel holds: still a reconnect.
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {
+                seen = true;
+            }
         }
+        if seen {
+            let mut health = self.lock_health();
+            if !matches!(*health, Health::Rejected(_)) {
+                *health = Health::Unverified;
+            }
+            self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.generation.load(Ordering::Acquire)
+        }
+    }
+
+    /// Makes sure this master may take part, verifying it first if needed.
+    /// For an acquire, also applies the restart guard. Returns the
+    /// reconnect generation the call starts in.
+    async fn ready(&self, acquire: bool) -> Result<u64, MasterFailure> {
+        let generation = self.poll_reconnects();
+        let health = self.lock_health().clone();
+        let votes_from = match health {
+            Health::Rejected(f) => return Err(f),
+            Health::Verified { votes_from } => votes_from,
+            Health::Unverified => self.verify().await?,
+        };
+        if acquire {
+            let wait = votes_from.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                return Err(MasterFailure::RecentlyRestarted { votes_in: wait });
+            }
+        }
+        Ok(generation)
+    }
+
+    /// Checks identity (a duplicate is rejected for good), role (a replica
+    /// fails this call and is checked again on the next) and uptime (the
+    /// restart guard), and reloads the scripts after a restart.
+    async fn verify(&self) -> Result<Instant, MasterFailure> {
         let identity = fetch_identity(&self.client, &self.options)
             .await
             .map_err(|e| map_error(&e))?;
-        let verdict = if identity.role != "master" {
-            Some(MasterFailure::Misconfigured(format!(
+        if identity.role != "master" {
+            return Err(MasterFailure::Misconfigured(format!(
                 "role is {}, not master",
                 identity.role
-            )))
-        } else {
-            self.registry
-                .register(self.index, &identity.run_id)
-                .map(|other| {
-                    MasterFailure::Misconfigured(format!("same server as master #{other}"))
-                })
-        };
-        if let Some(f) = verdict {
-            *self.rejected.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
+            )));
+        }
+        if let Some(other) = self.shared.registry.register(self.index, &identity.run_id) {
+            let f = MasterFailure::Misconfigured(format!("same server as master #{other}"));
+            *self.lock_health() = Health::Rejected(f.clone());
             return Err(f);
         }
-        load_scripts(&self.client, &self.options, &self.scripts)
+        load_scripts(&self.client, &self.options, &self.shared.scripts)
             .await
             .map_err(|e| map_error(&e))?;
-        self.verified.store(true, Ordering::Release);
-        Ok(())
+        let votes_from = self.votes_from(&identity);
+        let mut health = self.lock_health();
+        if !matches!(*health, Health::Rejected(_)) {
+            *health = Health::Verified { votes_from };
+        }
+        Ok(votes_from)
     }
+
+    fn votes_from(&self, identity: &Identity) -> Instant {
+        let now = Instant::now();
+        if !self.shared.restart_guard {
+            return now;
+        }
+        let window = Duration::from_millis(self.shared.longest_ttl_ms.load(Ordering::Acquire));
+        restart_guard_votes_from(now, identity.uptime, window)
+    }
+}
+
+/// The restart guard's rule: a master seen at `observed_at` with `uptime`
+/// may grant new locks only once it has been up for `window` (the longest
+/// TTL in use). A master that restarted empty within the last TTL may have
+/// lost keys that other holders still count on; letting it grant them again
+/// could give a second holder a quorum. Returns `observed_at` when the
+/// master is old enough already.
+pub fn restart_guard_votes_from(
+    observed_at: Instant,
+    uptime: Duration,
+    window: Duration,
+) -> Instant {
+    let wait = window.saturating_sub(uptime);
+    observed_at.checked_add(wait).unwrap_or(observed_at)
 }
 
 impl Master for FredMaster {
@@ -257,11 +353,24 @@ impl Master for FredMaster {
     }
 
     async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
+        self.shared
+            .longest_ttl_ms
+            .fetch_max(ttl.as_millis(), Ordering::AcqRel);
+        let generation = self.ready(true).await?;
         let ttl = ttl.as_millis().to_string();
-        match self
-            .eval(&self.scripts.acquire, keys, &[token.expose(), &ttl])
-            .await?
-        {
+        let reply = self
+            .eval(&self.shared.scripts.acquire, keys, &[token.expose(), &ttl])
+            .await?;
+        if self.poll_reconnects() != generation {
+            // The connection was replaced during the call: the server may be
+            // a freshly restarted one that the guard has not seen yet. Our
+            // key there (if any) holds our token and is released with the
+            // rest; it just does not count.
+            return Err(MasterFailure::Unreachable(
+                "reconnected during the call".into(),
+            ));
+        }
+        match reply {
             1 => Ok(()),
             0 => Err(MasterFailure::Held),
             n => Err(MasterFailure::BadReply(format!(
@@ -277,11 +386,18 @@ impl Master for FredMaster {
         ttl: Ttl,
         recreate: bool,
     ) -> Result<(), MasterFailure> {
+        self.shared
+            .longest_ttl_ms
+            .fetch_max(ttl.as_millis(), Ordering::AcqRel);
+        // Extending only succeeds where the key still holds our token, which
+        // a restarted-empty master cannot have: no guard needed, unless keys
+        // may be re-created.
+        self.ready(recreate).await?;
         let ttl = ttl.as_millis().to_string();
         let recreate = if recreate { "1" } else { "0" };
         match self
             .eval(
-                &self.scripts.extend,
+                &self.shared.scripts.extend,
                 keys,
                 &[token.expose(), &ttl, recreate],
             )
@@ -297,8 +413,11 @@ impl Master for FredMaster {
     }
 
     async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        // Deleting our own keys is always safe: no guard, but a duplicate
+        // master is still skipped (its keys are the other entry's keys).
+        self.ready(false).await?;
         match self
-            .eval(&self.scripts.release, keys, &[token.expose()])
+            .eval(&self.shared.scripts.release, keys, &[token.expose()])
             .await?
         {
             0 => Err(MasterFailure::NotHeld),
@@ -399,6 +518,12 @@ impl RedlockBuilder {
         self
     }
 
+    /// See [`SettingsBuilder::danger_disable_restart_guard`].
+    pub fn danger_disable_restart_guard(mut self, off: bool) -> Self {
+        self.settings = self.settings.danger_disable_restart_guard(off);
+        self
+    }
+
     /// See [`SettingsBuilder::danger_extend_recreates_missing_keys`].
     pub fn danger_extend_recreates_missing_keys(mut self, on: bool) -> Self {
         self.settings = self.settings.danger_extend_recreates_missing_keys(on);
@@ -439,21 +564,18 @@ impl RedlockBuilder {
                 });
             }
         }
-        let scripts = Arc::new(Scripts::new());
-        let registry = Arc::new(IdentityRegistry::default());
+        let shared = Arc::new(Shared {
+            scripts: Scripts::new(),
+            registry: IdentityRegistry::default(),
+            restart_guard: settings.restart_guard(),
+            longest_ttl_ms: AtomicU64::new(settings.ttl().as_millis()),
+        });
         let options = call_options(&settings);
-        let attempts = futures::future::join_all(parsed.into_iter().enumerate().map(|(i, p)| {
-            connect_one(
-                i,
-                p,
-                &settings,
-                self.connect_timeout,
-                &options,
-                &scripts,
-                &registry,
-            )
-        }))
-        .await;
+        let attempts =
+            futures::future::join_all(parsed.into_iter().enumerate().map(|(i, p)| {
+                connect_one(i, p, &settings, self.connect_timeout, &options, &shared)
+            }))
+            .await;
 
         let mut masters = Vec::with_capacity(attempts.len());
         let mut unreachable = Vec::new();
@@ -478,13 +600,15 @@ impl RedlockBuilder {
                     role: id.role.clone(),
                 });
             }
-            if let Some(other) = registry.register(*i, &id.run_id) {
+            if let Some(other) = shared.registry.register(*i, &id.run_id) {
                 return Err(ConfigError::DuplicateMaster {
                     first: masters[other].address.to_string(),
                     second: addr,
                     why: format!("same run_id {}", id.run_id),
                 });
             }
+            let votes_from = masters[*i].votes_from(id);
+            *masters[*i].lock_health() = Health::Verified { votes_from };
         }
         let reachable = masters.len() - unreachable.len();
         if reachable < settings.quorum.needed() {
@@ -654,19 +778,20 @@ async fn connect_one(
     settings: &Settings,
     connect_timeout: Duration,
     options: &Options,
-    scripts: &Arc<Scripts>,
-    registry: &Arc<IdentityRegistry>,
+    shared: &Arc<Shared>,
 ) -> Result<(FredMaster, Option<Identity>), ConfigError> {
     let address = parsed.address;
-    let make = |client: Client, task: ConnectHandle, verified: bool| FredMaster {
+    // Every master starts unverified; `connect` marks the reachable ones
+    // verified once their identities were compared.
+    let make = |client: Client, task: ConnectHandle| FredMaster {
+        reconnects: Mutex::new(client.reconnect_rx()),
         client,
         options: options.clone(),
         address: Arc::clone(&address),
         index,
-        scripts: Arc::clone(scripts),
-        registry: Arc::clone(registry),
-        verified: AtomicBool::new(verified),
-        rejected: Mutex::new(None),
+        shared: Arc::clone(shared),
+        health: Mutex::new(Health::Unverified),
+        generation: AtomicU64::new(0),
         task: Some(task),
     };
     let setup_err = |e: FredError| ConfigError::Setup {
@@ -680,7 +805,7 @@ async fn connect_one(
         tokio::time::timeout(connect_timeout + Duration::from_millis(100), client.init()).await;
     match first {
         Ok(Ok(task)) => {
-            let master = make(client, task, true);
+            let master = make(client, task);
             let identity =
                 match fetch_identity(&master.client, &connect_options(connect_timeout)).await {
                     Ok(id) => id,
@@ -692,9 +817,13 @@ async fn connect_one(
                     }
                     Err(e) => return Err(setup_err(e)),
                 };
-            load_scripts(&master.client, &connect_options(connect_timeout), scripts)
-                .await
-                .map_err(setup_err)?;
+            load_scripts(
+                &master.client,
+                &connect_options(connect_timeout),
+                &shared.scripts,
+            )
+            .await
+            .map_err(setup_err)?;
             Ok((master, Some(identity)))
         }
         Ok(Err(e)) if e.kind() == &ErrorKind::Auth || is_auth_message(e.details()) => {
@@ -710,7 +839,7 @@ async fn connect_one(
             let client =
                 build_client(parsed.config, settings, connect_timeout, false).map_err(setup_err)?;
             let task = client.connect();
-            Ok((make(client, task, false), None))
+            Ok((make(client, task), None))
         }
     }
 }
@@ -743,7 +872,16 @@ async fn fetch_identity(client: &Client, options: &Options) -> Result<Identity, 
     let run_id = field("run_id")
         .ok_or_else(|| FredError::new(ErrorKind::Protocol, "INFO reply has no run_id"))?;
     let role = field("role").unwrap_or_else(|| "unknown".into());
-    Ok(Identity { run_id, role })
+    // Whole seconds, rounded down: the guard errs on the side of waiting.
+    let uptime = field("uptime_in_seconds")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::ZERO);
+    Ok(Identity {
+        run_id,
+        role,
+        uptime,
+    })
 }
 
 async fn load_scripts(

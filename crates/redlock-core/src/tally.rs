@@ -46,6 +46,13 @@ pub enum MasterFailure {
     /// The master must not vote: it is the same server as another master,
     /// or not a master at all.
     Misconfigured(String),
+    /// The master restarted less than the longest TTL ago and may have
+    /// lost keys other holders count on: it grants nothing until then (the
+    /// restart guard).
+    RecentlyRestarted {
+        /// Time until it votes again.
+        votes_in: std::time::Duration,
+    },
 }
 
 impl MasterFailure {
@@ -66,6 +73,13 @@ impl fmt::Display for MasterFailure {
             Self::Server(m) => write!(f, "server error ({m})"),
             Self::BadReply(m) => write!(f, "unexpected reply ({m})"),
             Self::Misconfigured(m) => write!(f, "misconfigured ({m})"),
+            Self::RecentlyRestarted { votes_in } => {
+                write!(
+                    f,
+                    "restarted recently, votes again in {:.1}s (restart guard)",
+                    votes_in.as_secs_f64()
+                )
+            }
         }
     }
 }
