@@ -461,12 +461,24 @@ fn map_error(e: &FredError) -> MasterFailure {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use = "a builder does nothing until `connect` is awaited"]
 pub struct RedlockBuilder {
     urls: Vec<String>,
     settings: SettingsBuilder,
     connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedlockBuilder {
+    /// Shows the URLs with their passwords replaced by `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| redact(u)).collect();
+        f.debug_struct("RedlockBuilder")
+            .field("urls", &urls)
+            .field("settings", &self.settings)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl RedlockBuilder {

@@ -90,6 +90,16 @@ mod tests {
     }
 
     #[test]
+    fn a_million_tokens_have_no_duplicate() {
+        // 128 random bits: a collision among 10^6 has probability ~1e-27, so
+        // a duplicate here means the generator is broken (seeded, reused).
+        let mut seen = HashSet::with_capacity(1_000_000);
+        for _ in 0..1_000_000 {
+            assert!(seen.insert(Token::random().0), "duplicate token");
+        }
+    }
+
+    #[test]
     fn token_never_printed() {
         let t = Token::random();
         let secret = t.expose().to_owned();
