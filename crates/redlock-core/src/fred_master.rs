@@ -39,6 +39,7 @@ use crate::config::{Settings, SettingsBuilder, Ttl};
 use crate::error::ConfigError;
 use crate::manager::Redlock;
 use crate::master::{Master, TokioRuntime};
+use crate::reply::{self, map_error};
 use crate::retry::RetryPolicy;
 use crate::scripts;
 use crate::tally::MasterFailure;
@@ -239,11 +240,7 @@ impl FredMaster {
             }
             other => other,
         };
-        match reply {
-            Ok(Value::Integer(n)) => Ok(n),
-            Ok(other) => Err(MasterFailure::BadReply(format!("{other:?}"))),
-            Err(e) => Err(map_error(&e)),
-        }
+        reply::script_reply(reply)
     }
 
     fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -370,13 +367,7 @@ impl Master for FredMaster {
                 "reconnected during the call".into(),
             ));
         }
-        match reply {
-            1 => Ok(()),
-            0 => Err(MasterFailure::Held),
-            n => Err(MasterFailure::BadReply(format!(
-                "acquire script returned {n}"
-            ))),
-        }
+        reply::acquire_outcome(reply)
     }
 
     async fn extend(
@@ -395,54 +386,24 @@ impl Master for FredMaster {
         self.ready(recreate).await?;
         let ttl = ttl.as_millis().to_string();
         let recreate = if recreate { "1" } else { "0" };
-        match self
+        let reply = self
             .eval(
                 &self.shared.scripts.extend,
                 keys,
                 &[token.expose(), &ttl, recreate],
             )
-            .await?
-        {
-            1 => Ok(()),
-            0 => Err(MasterFailure::Held),
-            -1 => Err(MasterFailure::NotHeld),
-            n => Err(MasterFailure::BadReply(format!(
-                "extend script returned {n}"
-            ))),
-        }
+            .await?;
+        reply::extend_outcome(reply)
     }
 
     async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
         // Deleting our own keys is always safe: no guard, but a duplicate
         // master is still skipped (its keys are the other entry's keys).
         self.ready(false).await?;
-        match self
+        let reply = self
             .eval(&self.shared.scripts.release, keys, &[token.expose()])
-            .await?
-        {
-            0 => Err(MasterFailure::NotHeld),
-            n if n > 0 => Ok(()),
-            n => Err(MasterFailure::BadReply(format!(
-                "release script returned {n}"
-            ))),
-        }
-    }
-}
-
-/// Maps a fred error at the boundary: transport problems, timeouts and
-/// server error replies stay distinguishable.
-fn map_error(e: &FredError) -> MasterFailure {
-    let details = e.details().to_string();
-    match e.kind() {
-        ErrorKind::Timeout => MasterFailure::TimedOut,
-        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
-            MasterFailure::Unreachable(details)
-        }
-        ErrorKind::Protocol | ErrorKind::Parse => MasterFailure::BadReply(details),
-        _ if details.contains("fail fast") || details.contains("Disconnected") => {
-            MasterFailure::Unreachable(details)
-        }
-        _ => MasterFailure::Server(details),
+            .await?;
+        reply::release_outcome(reply)
     }
 }
 

@@ -8,6 +8,7 @@ mod lock;
 mod manager;
 mod master;
 mod release;
+mod reply;
 mod retry;
 pub mod scripts;
 mod tally;

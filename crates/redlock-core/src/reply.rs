@@ -1,0 +1,199 @@
+//! What a master's reply means, as pure functions: every reply the scripts
+//! never return, and every error (`READONLY`, `NOPERM`, `BUSY`, `MOVED`,
+//! `WRONGTYPE`, `OOM`, garbage), becomes a failed vote, never a panic and
+//! never a grant. Property-tested below over arbitrary replies.
+
+use fred::error::{Error as FredError, ErrorKind};
+use fred::types::Value;
+
+use crate::tally::MasterFailure;
+
+/// The integer a script returned, or why there is none.
+pub(crate) fn script_reply(reply: Result<Value, FredError>) -> Result<i64, MasterFailure> {
+    match reply {
+        Ok(Value::Integer(n)) => Ok(n),
+        Ok(other) => Err(MasterFailure::BadReply(short(format!("{other:?}")))),
+        Err(e) => Err(map_error(&e)),
+    }
+}
+
+/// The acquire script returns 1 (set) or 0 (held by another token).
+pub(crate) fn acquire_outcome(n: i64) -> Result<(), MasterFailure> {
+    match n {
+        1 => Ok(()),
+        0 => Err(MasterFailure::Held),
+        n => Err(MasterFailure::BadReply(format!(
+            "acquire script returned {n}"
+        ))),
+    }
+}
+
+/// The extend script returns 1 (extended), 0 (another token), -1 (missing).
+pub(crate) fn extend_outcome(n: i64) -> Result<(), MasterFailure> {
+    match n {
+        1 => Ok(()),
+        0 => Err(MasterFailure::Held),
+        -1 => Err(MasterFailure::NotHeld),
+        n => Err(MasterFailure::BadReply(format!(
+            "extend script returned {n}"
+        ))),
+    }
+}
+
+/// The release script returns how many keys it deleted.
+pub(crate) fn release_outcome(n: i64) -> Result<(), MasterFailure> {
+    match n {
+        0 => Err(MasterFailure::NotHeld),
+        n if n > 0 => Ok(()),
+        n => Err(MasterFailure::BadReply(format!(
+            "release script returned {n}"
+        ))),
+    }
+}
+
+/// Maps a fred error at the boundary: transport problems, timeouts and
+/// server error replies stay distinguishable, and fred's type never leaks
+/// through the core API.
+pub(crate) fn map_error(e: &FredError) -> MasterFailure {
+    let details = short(e.details().to_string());
+    match e.kind() {
+        ErrorKind::Timeout => MasterFailure::TimedOut,
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
+            MasterFailure::Unreachable(details)
+        }
+        ErrorKind::Protocol | ErrorKind::Parse => MasterFailure::BadReply(details),
+        // fred reports a command refused by `fail_fast` on a disconnected
+        // client with these words rather than an IO kind.
+        _ if details.contains("fail fast") || details.contains("Disconnected") => {
+            MasterFailure::Unreachable(details)
+        }
+        _ => MasterFailure::Server(details),
+    }
+}
+
+/// Bounds what a reply can put into an error message: a garbage reply of
+/// megabytes must not become a megabyte error line.
+fn short(mut s: String) -> String {
+    const MAX: usize = 200;
+    if s.len() > MAX {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(Value::Integer),
+            ".{0,300}".prop_map(|s| Value::from(s.as_str())),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Value::Bytes(b.into())),
+            any::<f64>().prop_map(Value::Double),
+            any::<bool>().prop_map(Value::Boolean),
+            Just(Value::Null),
+            Just(Value::Queued),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            proptest::collection::vec(inner, 0..6).prop_map(Value::Array)
+        })
+    }
+
+    fn any_kind() -> impl Strategy<Value = ErrorKind> {
+        prop_oneof![
+            Just(ErrorKind::Config),
+            Just(ErrorKind::Auth),
+            Just(ErrorKind::Routing),
+            Just(ErrorKind::IO),
+            Just(ErrorKind::InvalidCommand),
+            Just(ErrorKind::InvalidArgument),
+            Just(ErrorKind::Url),
+            Just(ErrorKind::Protocol),
+            Just(ErrorKind::Canceled),
+            Just(ErrorKind::Unknown),
+            Just(ErrorKind::Timeout),
+            Just(ErrorKind::Cluster),
+            Just(ErrorKind::Parse),
+            Just(ErrorKind::NotFound),
+            Just(ErrorKind::Backpressure),
+        ]
+    }
+
+    fn any_message() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("READONLY You can't write against a read only replica.".to_owned()),
+            Just("NOPERM this user has no permissions to access one of the keys".to_owned()),
+            Just("BUSY Redis is busy running a script.".to_owned()),
+            Just("MOVED 3999 127.0.0.1:6381".to_owned()),
+            Just("WRONGTYPE Operation against a key holding the wrong kind of value".to_owned()),
+            Just("OOM command not allowed when used memory > 'maxmemory'.".to_owned()),
+            Just("LOADING Redis is loading the dataset in memory".to_owned()),
+            ".{0,400}",
+        ]
+    }
+
+    proptest! {
+        /// No reply but the integer 1 ever grants, whatever the script.
+        #[test]
+        fn only_integer_one_grants(v in any_value()) {
+            let grants = |r: Result<(), MasterFailure>| r.is_ok();
+            let n = script_reply(Ok(v.clone()));
+            let is_one = matches!(v, Value::Integer(1));
+            prop_assert_eq!(n.clone().map(acquire_outcome).is_ok_and(grants), is_one);
+            prop_assert_eq!(n.clone().map(extend_outcome).is_ok_and(grants), is_one);
+            if let Err(f) = n {
+                prop_assert!(f.to_string().chars().count() < 260, "{}", f);
+            }
+        }
+
+        /// Any error is a failed vote of the right family, never a grant,
+        /// never `Held` (contention is only ever claimed from a script's 0).
+        #[test]
+        fn errors_are_failed_votes(kind in any_kind(), msg in any_message()) {
+            let e = FredError::new(kind.clone(), msg);
+            let f = match script_reply(Err(e)) {
+                Err(f) => f,
+                Ok(n) => return Err(TestCaseError::fail(format!("error became {n}"))),
+            };
+            prop_assert!(!f.is_contention());
+            prop_assert!(f.to_string().chars().count() < 260);
+            match kind {
+                ErrorKind::Timeout => prop_assert_eq!(f, MasterFailure::TimedOut),
+                ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
+                    prop_assert!(matches!(f, MasterFailure::Unreachable(_)))
+                }
+                _ => prop_assert!(matches!(f, MasterFailure::Server(_) | MasterFailure::BadReply(_) | MasterFailure::Unreachable(_))),
+            }
+        }
+
+        #[test]
+        fn script_integers_map_totally(n in any::<i64>()) {
+            prop_assert_eq!(acquire_outcome(n).is_ok(), n == 1);
+            prop_assert_eq!(extend_outcome(n).is_ok(), n == 1);
+            prop_assert_eq!(release_outcome(n).is_ok(), n > 0);
+            prop_assert_eq!(acquire_outcome(n) == Err(MasterFailure::Held), n == 0);
+        }
+    }
+
+    #[test]
+    fn server_errors_keep_their_message() {
+        for msg in [
+            "READONLY x",
+            "NOPERM y",
+            "BUSY z",
+            "MOVED 1 h:1",
+            "WRONGTYPE w",
+            "OOM o",
+        ] {
+            let f = script_reply(Err(FredError::new(ErrorKind::Unknown, msg)));
+            assert_eq!(f, Err(MasterFailure::Server(msg.to_owned())));
+        }
+    }
+}
