@@ -75,7 +75,7 @@ impl TryFrom<Duration> for Ttl {
     /// whole milliseconds, and silently shortening a lease is the wrong way to
     /// round.
     fn try_from(d: Duration) -> Result<Self, ConfigError> {
-        if d.subsec_nanos() % 1_000_000 != 0 {
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
             return Err(ConfigError::TtlNotWholeMillis { ttl: d });
         }
         let ms =
@@ -425,6 +425,7 @@ pub struct Settings {
     pub(crate) min_validity: Duration,
     pub(crate) danger_extend_recreates: bool,
     pub(crate) restart_guard: bool,
+    pub(crate) clock_check: bool,
     #[cfg(feature = "sim-mutants")]
     pub(crate) mutant_no_elapsed_check: bool,
 }
@@ -485,6 +486,12 @@ impl Settings {
     /// [`SettingsBuilder::danger_disable_restart_guard`]).
     pub fn restart_guard(&self) -> bool {
         self.restart_guard
+    }
+
+    /// Whether masters' clock rates are checked (see
+    /// [`SettingsBuilder::check_master_clocks`]).
+    pub fn clock_check(&self) -> bool {
+        self.clock_check
     }
 
     /// Checks that a TTL leaves validity after the drift margin and the
@@ -551,6 +558,7 @@ pub struct SettingsBuilder {
     min_validity: Duration,
     danger_extend_recreates: bool,
     restart_guard: bool,
+    clock_check: bool,
     #[cfg(feature = "sim-mutants")]
     mutant_no_elapsed_check: bool,
 }
@@ -571,6 +579,7 @@ impl Default for SettingsBuilder {
             min_validity: Duration::ZERO,
             danger_extend_recreates: false,
             restart_guard: RESTART_GUARD_DEFAULT,
+            clock_check: false,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: false,
         }
@@ -656,6 +665,22 @@ impl SettingsBuilder {
         self
     }
 
+    /// Samples each master's `TIME` (at most once a second per master,
+    /// pipelined with the lock commands) and stops counting acquire and
+    /// extend votes from a master whose clock rate departs from ours by more
+    /// than the drift factor, or that jumped forward, until its rate looks
+    /// right again over a 30 s window.
+    ///
+    /// Off by default: it costs one extra command per master per second of
+    /// activity and needs the `TIME` command in the ACL; it needs half a
+    /// second of observation before it can judge; and masters kept in sync
+    /// by NTP slewing stay far inside a 1% budget. Turn it on where master
+    /// clocks may be stepped or run unsynchronised.
+    pub fn check_master_clocks(mut self, on: bool) -> Self {
+        self.clock_check = on;
+        self
+    }
+
     /// Breaks the algorithm on purpose: the lock is trusted for a full TTL
     /// from the moment the quorum is reached, ignoring the time the acquire
     /// took and the drift margin. Only with the `sim-mutants` feature, which
@@ -699,6 +724,7 @@ impl SettingsBuilder {
             min_validity: self.min_validity,
             danger_extend_recreates: self.danger_extend_recreates,
             restart_guard: self.restart_guard,
+            clock_check: self.clock_check,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: self.mutant_no_elapsed_check,
         })

@@ -37,6 +37,29 @@ pub enum ConfigError {
         /// The URL with any password replaced by `***`.
         url: String,
     },
+    /// The certificates to trust for `rediss://` masters cannot be used: a
+    /// CA given to the builder is unreadable, is not PEM, holds no
+    /// certificate, or holds one that is not a usable trust anchor; or, when
+    /// no CA was given, the system root store has no usable certificate.
+    /// Only with the `tls` feature.
+    #[error("no usable TLS trust anchors: {reason}")]
+    InvalidTlsCa {
+        /// What is wrong, naming the file or builder call it came from.
+        reason: String,
+    },
+    /// The TLS handshake with a `rediss://` master failed: its certificate
+    /// is not signed by a trusted CA, does not name the host of the URL, or
+    /// the port does not speak TLS. The client never retries in plaintext.
+    /// Like rejected credentials, this fails `connect` even when only one
+    /// master is affected: it is a configuration mistake, not an outage.
+    /// Only with the `tls` feature.
+    #[error("TLS handshake with master {master} failed, refusing to connect (no plaintext fallback): {reason}")]
+    Tls {
+        /// Address of the master.
+        master: String,
+        /// The TLS library's reason (e.g. `InvalidCertificate(UnknownIssuer)`).
+        reason: String,
+    },
     /// Two entries of the master list reach the same server, which would
     /// let one server cast two votes.
     #[error("masters {first} and {second} are the same server ({why}); each master must be an independent server")]

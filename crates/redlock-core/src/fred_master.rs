@@ -18,6 +18,15 @@
 //! so scripts go out as custom `EVALSHA` commands, with a `NOSCRIPT`
 //! fallback to `EVAL` (which also caches the script again, after a master
 //! restart for instance).
+//!
+//! TLS (`rediss://`, feature `tls`) fails closed. fred connects in plaintext
+//! whenever its config carries no TLS connector, which is what it does for
+//! `rediss://` when built without a TLS backend; so without the feature
+//! `rediss://` is refused, and with it every `rediss://` master is checked
+//! to carry our connector before its client is built. fred's own `rediss://`
+//! parsing would load the system roots once per URL and fail on a single
+//! unreadable system certificate; we parse the URL as `redis://` and attach
+//! one connector (system roots, or the CAs given to the builder) instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +44,7 @@ use fred::types::{Builder, ClusterHash, ConnectHandle, CustomCommand, Value};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::broadcast::Receiver as BroadcastReceiver;
 
+use crate::clock::{ClockCheck, ClockSample, ClockVerdict};
 use crate::config::{Settings, SettingsBuilder, Ttl};
 use crate::error::ConfigError;
 use crate::manager::Redlock;
@@ -125,6 +135,18 @@ struct Shared {
     /// The longest TTL this manager has asked for, in ms: the restart
     /// guard's window.
     longest_ttl_ms: AtomicU64,
+    /// The clock check's rate budget (the drift factor), when it is on.
+    clock_budget: Option<f64>,
+}
+
+/// How often a master's clock is sampled while it is in use.
+const CLOCK_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// The clock check's state for one master.
+#[derive(Debug)]
+struct ClockState {
+    check: ClockCheck,
+    last_sample: Option<Instant>,
 }
 
 /// Where one master stands with us.
@@ -162,6 +184,8 @@ pub struct FredMaster {
     /// Bumped on every reconnect seen; an acquire that spans a reconnect
     /// does not count.
     generation: AtomicU64,
+    /// `None` when the clock check is off. Shared with the sampling tasks.
+    clock: Option<Arc<Mutex<ClockState>>>,
     task: Option<ConnectHandle>,
 }
 
@@ -200,6 +224,19 @@ impl FredMaster {
     /// by tools. Lock operations should go through [`Redlock`].
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The clock check's current verdict on this master, or `None` when
+    /// the check is off.
+    pub fn clock_verdict(&self) -> Option<ClockVerdict> {
+        let clock = self.clock.as_ref()?;
+        Some(
+            clock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .check
+                .verdict(),
+        )
     }
 
     /// Per-call options carrying the per-master timeout.
@@ -319,6 +356,77 @@ impl FredMaster {
         Ok(votes_from)
     }
 
+    /// With the clock check on: whether a `TIME` sample is due (claiming
+    /// it, so concurrent calls do not all sample), and the failure to
+    /// report if the master's clock is suspect.
+    fn clock_gate(&self) -> (bool, Option<MasterFailure>) {
+        let Some(clock) = &self.clock else {
+            return (false, None);
+        };
+        let mut st = clock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let due = st
+            .last_sample
+            .is_none_or(|t| now.saturating_duration_since(t) >= CLOCK_SAMPLE_EVERY);
+        if due {
+            st.last_sample = Some(now);
+        }
+        let failure = match st.check.verdict() {
+            ClockVerdict::Suspect { rate } => Some(MasterFailure::ClockSuspect {
+                rate_ppm: (rate * 1e6) as i64,
+            }),
+            _ => None,
+        };
+        (due, failure)
+    }
+
+    /// Reads the master's `TIME` in a task of its own and feeds the clock
+    /// check. Not part of the caller's future: that future is dropped by an
+    /// early decision whenever this master is the slowest, and the slowest
+    /// master is exactly the one whose clock must still be sampled.
+    /// Failures are ignored: the lock commands report an unhealthy master.
+    fn spawn_clock_sample(&self) {
+        let Some(clock) = &self.clock else { return };
+        let (client, options, clock) =
+            (self.client.clone(), self.options.clone(), Arc::clone(clock));
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let reply = client
+                .with_options(&options)
+                .custom::<Value, Value>(command("TIME"), Vec::<Value>::new())
+                .await;
+            let received = Instant::now();
+            if let Some(master) = reply.ok().and_then(parse_time) {
+                let mut st = clock.lock().unwrap_or_else(|p| p.into_inner());
+                st.check.observe(ClockSample {
+                    sent,
+                    received,
+                    master,
+                });
+            }
+        });
+    }
+
+    /// Runs a voting script with the clock check in front: a due sample
+    /// goes out alongside (pipelined on the same connection), and a master
+    /// whose clock is suspect does not vote (it keeps being sampled, so it
+    /// can recover).
+    async fn eval_checked(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[&str],
+    ) -> Result<i64, MasterFailure> {
+        let (due, suspect) = self.clock_gate();
+        if due {
+            self.spawn_clock_sample();
+        }
+        if let Some(f) = suspect {
+            return Err(f);
+        }
+        self.eval(script, keys, args).await
+    }
+
     fn votes_from(&self, identity: &Identity) -> Instant {
         let now = Instant::now();
         if !self.shared.restart_guard {
@@ -356,7 +464,7 @@ impl Master for FredMaster {
         let generation = self.ready(true).await?;
         let ttl = ttl.as_millis().to_string();
         let reply = self
-            .eval(&self.shared.scripts.acquire, keys, &[token.expose(), &ttl])
+            .eval_checked(&self.shared.scripts.acquire, keys, &[token.expose(), &ttl])
             .await?;
         if self.poll_reconnects() != generation {
             // The connection was replaced during the call: the server may be
@@ -387,7 +495,7 @@ impl Master for FredMaster {
         let ttl = ttl.as_millis().to_string();
         let recreate = if recreate { "1" } else { "0" };
         let reply = self
-            .eval(
+            .eval_checked(
                 &self.shared.scripts.extend,
                 keys,
                 &[token.expose(), &ttl, recreate],
@@ -428,6 +536,9 @@ pub struct RedlockBuilder {
     urls: Vec<String>,
     settings: SettingsBuilder,
     connect_timeout: Duration,
+    /// CAs trusted for `rediss://` masters; empty: the system roots.
+    #[cfg(feature = "tls")]
+    tls_cas: Vec<tls::CaSource>,
 }
 
 impl std::fmt::Debug for RedlockBuilder {
@@ -491,6 +602,12 @@ impl RedlockBuilder {
         self
     }
 
+    /// See [`SettingsBuilder::check_master_clocks`].
+    pub fn check_master_clocks(mut self, on: bool) -> Self {
+        self.settings = self.settings.check_master_clocks(on);
+        self
+    }
+
     /// See [`SettingsBuilder::danger_disable_restart_guard`].
     pub fn danger_disable_restart_guard(mut self, off: bool) -> Self {
         self.settings = self.settings.danger_disable_restart_guard(off);
@@ -509,6 +626,48 @@ impl RedlockBuilder {
         self
     }
 
+    /// Trusts the CA certificate(s) in `pem` (one or more `CERTIFICATE`
+    /// blocks; other blocks, such as keys, are skipped) for the `rediss://`
+    /// masters, *instead of* the system roots. Call it again, or together
+    /// with [`tls_ca_file`](Self::tls_ca_file), to trust several CAs.
+    /// `redis://` masters stay plaintext.
+    ///
+    /// The servers are verified against these CAs and against the host of
+    /// their URL (a DNS name or IP address in the certificate's subject
+    /// alternative names). The PEM is checked by
+    /// [`connect`](Self::connect).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use redlock_core::Redlock;
+    ///
+    /// let ca = std::fs::read("/etc/redis/tls/ca.crt")?;
+    /// let redlock = Redlock::builder([
+    ///     "rediss://redis-a.internal:6380",
+    ///     "rediss://redis-b.internal:6380",
+    ///     "rediss://redis-c.internal:6380",
+    /// ])
+    /// .tls_ca_pem(ca)
+    /// .connect()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_cas.push(tls::CaSource::Pem(pem.into()));
+        self
+    }
+
+    /// Like [`tls_ca_pem`](Self::tls_ca_pem), reading the PEM from `path`
+    /// when [`connect`](Self::connect) runs.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_cas.push(tls::CaSource::File(path.into()));
+        self
+    }
+
     /// Checks every setting, connects to every master in parallel, checks
     /// their identities, and loads the scripts.
     ///
@@ -516,11 +675,17 @@ impl RedlockBuilder {
     /// their clients keep reconnecting in the background, and each is
     /// checked (identity, role) before its first vote counts.
     ///
+    /// `rediss://` and `redis://` masters may be mixed in one list; each
+    /// `rediss://` master is reached over TLS only, never in plaintext.
+    ///
     /// # Errors
     ///
     /// [`ConfigError`] naming the problem: bad settings or URLs, duplicate
     /// masters (same address, or same server `run_id`), a replica in the
-    /// list, rejected credentials, or fewer than a quorum reachable.
+    /// list, rejected credentials, a `rediss://` URL without the `tls`
+    /// feature, unusable CA certificates, a failed TLS handshake (even on
+    /// one master, like rejected credentials), or fewer than a quorum
+    /// reachable.
     pub async fn connect(self) -> Result<Redlock<FredMaster, TokioRuntime>, ConfigError> {
         let settings = self.settings.build(self.urls.len())?;
         let parsed = self
@@ -528,6 +693,8 @@ impl RedlockBuilder {
             .iter()
             .map(|u| parse_url(u))
             .collect::<Result<Vec<_>, _>>()?;
+        #[cfg(feature = "tls")]
+        let parsed = tls::attach(parsed, &self.tls_cas)?;
         for (i, a) in parsed.iter().enumerate() {
             if let Some(b) = parsed[..i].iter().find(|b| b.address == a.address) {
                 return Err(ConfigError::DuplicateMaster {
@@ -542,6 +709,9 @@ impl RedlockBuilder {
             registry: IdentityRegistry::default(),
             restart_guard: settings.restart_guard(),
             longest_ttl_ms: AtomicU64::new(settings.ttl().as_millis()),
+            clock_budget: settings
+                .clock_check()
+                .then(|| settings.drift_factor().get()),
         });
         let options = call_options(&settings);
         let attempts =
@@ -614,6 +784,8 @@ impl Redlock<FredMaster, TokioRuntime> {
             urls: urls.into_iter().map(Into::into).collect(),
             settings: Settings::builder(),
             connect_timeout: Duration::from_secs(2),
+            #[cfg(feature = "tls")]
+            tls_cas: Vec::new(),
         }
     }
 
@@ -630,6 +802,8 @@ impl Redlock<FredMaster, TokioRuntime> {
 struct ParsedUrl {
     config: Config,
     address: Arc<str>,
+    /// `rediss://`: no client may be built before `config.tls` is set.
+    tls: bool,
 }
 
 /// Replaces the password of a URL by `***` for messages.
@@ -654,18 +828,29 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
             reason: "expected redis://host:port".into(),
         });
     };
-    match scheme {
-        "redis" => {}
+    let tls = match scheme {
+        "redis" => false,
         // fred without a TLS feature would silently connect in plaintext.
-        // No TLS backend is compiled in yet, so refuse loudly.
+        #[cfg(not(feature = "tls"))]
         "rediss" => return Err(ConfigError::TlsNotCompiled { url: shown }),
+        #[cfg(feature = "tls")]
+        "rediss" => true,
         other => {
             return Err(ConfigError::UnsupportedScheme {
                 url: shown,
                 scheme: other.to_owned(),
             })
         }
-    }
+    };
+    // A `rediss://` URL is parsed as `redis://`: `connect` attaches one
+    // connector to all TLS masters (see the module docs).
+    let plain_url;
+    let url = if tls {
+        plain_url = format!("redis{}", &url[scheme.len()..]);
+        &plain_url
+    } else {
+        url
+    };
     let config = Config::from_url_centralized(url).map_err(|e| ConfigError::InvalidUrl {
         url: shown.clone(),
         reason: e.details().to_string(),
@@ -695,6 +880,7 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
     Ok(ParsedUrl {
         config,
         address: address.into(),
+        tls,
     })
 }
 
@@ -754,6 +940,14 @@ async fn connect_one(
     shared: &Arc<Shared>,
 ) -> Result<(FredMaster, Option<Identity>), ConfigError> {
     let address = parsed.address;
+    let tls = parsed.tls;
+    if tls && !parsed.config.uses_tls() {
+        // `connect` attaches a connector to every `rediss://` master, so this
+        // is unreachable; checked anyway, as the alternative is plaintext.
+        return Err(ConfigError::TlsNotCompiled {
+            url: address.to_string(),
+        });
+    }
     // Every master starts unverified; `connect` marks the reachable ones
     // verified once their identities were compared.
     let make = |client: Client, task: ConnectHandle| FredMaster {
@@ -765,6 +959,12 @@ async fn connect_one(
         shared: Arc::clone(shared),
         health: Mutex::new(Health::Unverified),
         generation: AtomicU64::new(0),
+        clock: shared.clock_budget.map(|budget| {
+            Arc::new(Mutex::new(ClockState {
+                check: ClockCheck::new(budget, Duration::from_secs(30), Duration::from_millis(500)),
+                last_sample: None,
+            }))
+        }),
         task: Some(task),
     };
     let setup_err = |e: FredError| ConfigError::Setup {
@@ -805,6 +1005,13 @@ async fn connect_one(
                 message: e.details().to_string(),
             })
         }
+        // A wrong CA or host name does not heal by retrying: fail now, with
+        // the reason, rather than count the master as merely unreachable.
+        #[cfg(feature = "tls")]
+        Ok(Err(e)) if tls && is_tls_failure(&e) => Err(ConfigError::Tls {
+            master: address.to_string(),
+            reason: tls_reason(e.details()),
+        }),
         _ => {
             // Unreachable for now. Start a client that keeps trying in the
             // background; it is verified before its first vote counts.
@@ -815,6 +1022,32 @@ async fn connect_one(
             Ok((make(client, task), None))
         }
     }
+}
+
+/// Whether a first connection over TLS failed in the handshake itself.
+///
+/// tokio-rustls reports every rustls error (unknown issuer, name mismatch,
+/// a peer that does not speak TLS) as an `io::Error` of kind `InvalidData`,
+/// which fred turns into `ErrorKind::IO` with the `Debug` text, e.g.
+/// `Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }`;
+/// fred's own TLS errors (a host that is no valid server name) are
+/// `ErrorKind::Tls`. This only picks the error message: whatever the
+/// verdict, a client with a connector never falls back to plaintext.
+#[cfg(feature = "tls")]
+fn is_tls_failure(e: &FredError) -> bool {
+    e.kind() == &ErrorKind::Tls || e.details().contains("kind: InvalidData")
+}
+
+/// The rustls error out of fred's `io::Error` text, e.g.
+/// `InvalidCertificate(UnknownIssuer)`; the whole text if it has another
+/// shape.
+#[cfg(feature = "tls")]
+fn tls_reason(details: &str) -> String {
+    details
+        .strip_prefix("Custom { kind: InvalidData, error: ")
+        .and_then(|r| r.strip_suffix(" }"))
+        .unwrap_or(details)
+        .to_owned()
 }
 
 fn is_auth_message(details: &str) -> bool {
@@ -857,6 +1090,23 @@ async fn fetch_identity(client: &Client, options: &Options) -> Result<Identity, 
     })
 }
 
+/// Parses a `TIME` reply: `[seconds, microseconds]` as strings.
+fn parse_time(v: Value) -> Option<Duration> {
+    let Value::Array(parts) = v else { return None };
+    let num = |v: &Value| match v {
+        Value::String(s) => s.parse::<u64>().ok(),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse::<u64>().ok(),
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        _ => None,
+    };
+    match parts.as_slice() {
+        [secs, micros] => {
+            Some(Duration::from_secs(num(secs)?) + Duration::from_micros(num(micros)?))
+        }
+        _ => None,
+    }
+}
+
 async fn load_scripts(
     client: &Client,
     options: &Options,
@@ -875,6 +1125,158 @@ async fn load_scripts(
         }
     }
     Ok(())
+}
+
+/// TLS for `rediss://` masters: rustls with the ring provider, trusting the
+/// system roots or the CAs given to the builder.
+#[cfg(feature = "tls")]
+mod tls {
+    use std::borrow::Cow;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use fred::rustls::crypto::ring;
+    use fred::rustls::pki_types::pem::PemObject;
+    use fred::rustls::pki_types::CertificateDer;
+    use fred::rustls::{ClientConfig, RootCertStore};
+    use fred::rustls_native_certs;
+    use fred::types::config::TlsConnector;
+
+    use super::ParsedUrl;
+    use crate::error::ConfigError;
+
+    /// Where a trusted CA comes from; read and checked by [`attach`], so
+    /// the builder methods stay infallible like the others.
+    #[derive(Clone)]
+    pub(super) enum CaSource {
+        Pem(Vec<u8>),
+        File(PathBuf),
+    }
+
+    /// Gives every `rediss://` master one shared connector. The CAs are
+    /// checked even when every URL is `redis://`: a CA that was given but
+    /// cannot be read is a mistake worth reporting. The files (CA files,
+    /// the system store) are read synchronously: once per `connect`,
+    /// before any master is contacted.
+    pub(super) fn attach(
+        mut parsed: Vec<ParsedUrl>,
+        cas: &[CaSource],
+    ) -> Result<Vec<ParsedUrl>, ConfigError> {
+        if cas.is_empty() && !parsed.iter().any(|p| p.tls) {
+            // All plaintext: do not even look at the system roots.
+            return Ok(parsed);
+        }
+        let roots = if cas.is_empty() {
+            system_roots()?
+        } else {
+            given_roots(cas)?
+        };
+        // An explicit provider rather than `ClientConfig::builder()`, which
+        // panics when the build links two rustls providers (another crate
+        // may enable aws-lc-rs) and no process default was installed.
+        let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring's default provider supports rustls's default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = TlsConnector::from(config);
+        for p in parsed.iter_mut().filter(|p| p.tls) {
+            p.config.tls = Some(connector.clone().into());
+        }
+        Ok(parsed)
+    }
+
+    fn invalid(reason: String) -> ConfigError {
+        ConfigError::InvalidTlsCa { reason }
+    }
+
+    fn given_roots(cas: &[CaSource]) -> Result<RootCertStore, ConfigError> {
+        let mut roots = RootCertStore::empty();
+        for ca in cas {
+            let (pem, origin) = match ca {
+                CaSource::Pem(pem) => (Cow::Borrowed(pem.as_slice()), "tls_ca_pem".to_owned()),
+                CaSource::File(path) => {
+                    let origin = format!("tls_ca_file {}", path.display());
+                    let pem = std::fs::read(path).map_err(|e| invalid(format!("{origin}: {e}")))?;
+                    (Cow::Owned(pem), origin)
+                }
+            };
+            let mut found = 0_usize;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| invalid(format!("{origin}: bad PEM: {e}")))?;
+                found += 1;
+                roots.add(cert).map_err(|e| {
+                    invalid(format!(
+                        "{origin}: certificate #{found} is not a usable CA: {e}"
+                    ))
+                })?;
+            }
+            if found == 0 {
+                return Err(invalid(format!("{origin}: no PEM CERTIFICATE block found")));
+            }
+        }
+        Ok(roots)
+    }
+
+    /// The platform's roots. Unlike fred's `TlsConnector::default_rustls`,
+    /// one unreadable system certificate does not fail the whole store;
+    /// an empty store does, as nothing could ever be verified against it.
+    fn system_roots() -> Result<RootCertStore, ConfigError> {
+        let loaded = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        let (added, _unparsable) = roots.add_parsable_certificates(loaded.certs);
+        if added == 0 {
+            let errors = loaded
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(invalid(format!(
+                "no usable system root certificate ({errors}); give the servers' CA with tls_ca_pem or tls_ca_file"
+            )));
+        }
+        Ok(roots)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn err(cas: Vec<CaSource>) -> String {
+            match given_roots(&cas) {
+                Err(ConfigError::InvalidTlsCa { reason }) => reason,
+                Err(e) => panic!("wrong error: {e}"),
+                Ok(_) => panic!("accepted"),
+            }
+        }
+
+        #[test]
+        fn bad_ca_pem_is_a_typed_error() {
+            let reason = err(vec![CaSource::Pem(b"not a certificate".to_vec())]);
+            assert!(reason.contains("no PEM CERTIFICATE block"), "{reason}");
+            // A key alone is not a CA.
+            let key = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+            let reason = err(vec![CaSource::Pem(key.to_vec())]);
+            assert!(reason.contains("no PEM CERTIFICATE block"), "{reason}");
+            // Valid base64, not a certificate.
+            let junk = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+            let reason = err(vec![CaSource::Pem(junk.to_vec())]);
+            assert!(
+                reason.contains("certificate #1 is not a usable CA"),
+                "{reason}"
+            );
+            let cut = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
+            let reason = err(vec![CaSource::Pem(cut.to_vec())]);
+            assert!(reason.contains("bad PEM"), "{reason}");
+        }
+
+        #[test]
+        fn missing_ca_file_is_a_typed_error() {
+            let reason = err(vec![CaSource::File("/nonexistent/redlock/ca.pem".into())]);
+            assert!(reason.contains("/nonexistent/redlock/ca.pem"), "{reason}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -921,15 +1323,36 @@ mod tests {
             parse_url("redis://h:notaport"),
             Err(ConfigError::InvalidUrl { .. })
         ));
-        assert!(matches!(
-            parse_url("rediss://h:1"),
-            Err(ConfigError::TlsNotCompiled { .. })
-        ));
         let err = parse_url("redis://u:hunter2@h:notaport")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    /// Without the `tls` feature, fred would connect to a `rediss://` URL
+    /// in plaintext. `cargo test --workspace` enables the feature (the
+    /// integration tests need it), so `scripts/test.sh` also runs
+    /// `cargo test -p redlock-core --lib`, a build without it.
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn rediss_refused_without_tls() {
+        assert!(matches!(
+            parse_url("rediss://h:1"),
+            Err(ConfigError::TlsNotCompiled { .. })
+        ));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn rediss_parsed_as_tls_with_tls() {
+        let tls = |url: &str| parse_url(url).map(|p| (p.tls, p.address.to_string())).ok();
+        assert_eq!(tls("rediss://u:pw@h:1/2"), Some((true, "h:1/2".into())));
+        assert_eq!(tls("redis://h:1"), Some((false, "h:1".into())));
+        assert!(matches!(
+            parse_url("rediss://h:notaport"),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod clock;
 mod config;
 mod error;
 mod fred_master;
@@ -15,6 +16,7 @@ mod tally;
 mod token;
 mod validity;
 
+pub use clock::{ClockCheck, ClockSample, ClockVerdict};
 pub use config::{
     DriftFactor, KeyPrefix, Quorum, Resource, ResourceSet, Settings, SettingsBuilder, Ttl,
     MAX_PREFIX_LEN, MAX_RESOURCE_LEN, MAX_TTL_MS,

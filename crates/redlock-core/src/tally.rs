@@ -53,6 +53,14 @@ pub enum MasterFailure {
         /// Time until it votes again.
         votes_in: std::time::Duration,
     },
+    /// The master's clock runs faster or slower than ours by more than the
+    /// drift budget (the opt-in clock check): its TTLs cannot be trusted
+    /// to outlast our validity.
+    ClockSuspect {
+        /// Its clock rate relative to ours, in parts per million
+        /// (1_000_000 = same rate).
+        rate_ppm: i64,
+    },
 }
 
 impl MasterFailure {
@@ -73,6 +81,13 @@ impl fmt::Display for MasterFailure {
             Self::Server(m) => write!(f, "server error ({m})"),
             Self::BadReply(m) => write!(f, "unexpected reply ({m})"),
             Self::Misconfigured(m) => write!(f, "misconfigured ({m})"),
+            Self::ClockSuspect { rate_ppm } => {
+                write!(
+                    f,
+                    "clock runs at {:.4}x ours, beyond the drift budget (clock check)",
+                    *rate_ppm as f64 / 1e6
+                )
+            }
             Self::RecentlyRestarted { votes_in } => {
                 write!(
                     f,
