@@ -178,7 +178,8 @@ pub struct FredMaster {
     address: Arc<str>,
     index: usize,
     shared: Arc<Shared>,
-    health: Mutex<Health>,
+    /// Shared with the verification task (see [`FredMaster::ready`]).
+    health: Arc<Mutex<Health>>,
     /// fred's reconnect notifications, drained before and after calls.
     reconnects: Mutex<BroadcastReceiver<Server>>,
     /// Bumped on every reconnect seen; an acquire that spans a reconnect
@@ -281,8 +282,15 @@ impl FredMaster {
     }
 
     fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
-        // Health is a plain enum: a panic elsewhere cannot leave it torn.
-        self.health.lock().unwrap_or_else(|p| p.into_inner())
+        lock_health(&self.health)
+    }
+
+    /// Empties the reconnect channel without acting on it: used once at
+    /// startup, right before the identity check that covers anything the
+    /// channel held.
+    fn discard_reconnects(&self) {
+        let mut rx = self.reconnects.lock().unwrap_or_else(|p| p.into_inner());
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {}
     }
 
     /// Drains fred's reconnect notifications; a reconnect means the server
@@ -316,7 +324,27 @@ impl FredMaster {
         let votes_from = match health {
             Health::Rejected(f) => return Err(f),
             Health::Verified { votes_from } => votes_from,
-            Health::Unverified => self.verify().await?,
+            Health::Unverified => {
+                // In a task of its own: this call is dropped by an early
+                // decision whenever this master is the slowest, and a
+                // verification dropped halfway would leave the master
+                // unverified, and so the slowest again, for ever.
+                let task = tokio::spawn(verify(
+                    self.client.clone(),
+                    self.options.clone(),
+                    Arc::clone(&self.shared),
+                    Arc::clone(&self.health),
+                    self.index,
+                ));
+                match task.await {
+                    Ok(result) => result?,
+                    Err(e) => {
+                        return Err(MasterFailure::Unreachable(format!(
+                            "verification task failed: {e}"
+                        )))
+                    }
+                }
+            }
         };
         if acquire {
             let wait = votes_from.saturating_duration_since(Instant::now());
@@ -325,35 +353,6 @@ impl FredMaster {
             }
         }
         Ok(generation)
-    }
-
-    /// Checks identity (a duplicate is rejected for good), role (a replica
-    /// fails this call and is checked again on the next) and uptime (the
-    /// restart guard), and reloads the scripts after a restart.
-    async fn verify(&self) -> Result<Instant, MasterFailure> {
-        let identity = fetch_identity(&self.client, &self.options)
-            .await
-            .map_err(|e| map_error(&e))?;
-        if identity.role != "master" {
-            return Err(MasterFailure::Misconfigured(format!(
-                "role is {}, not master",
-                identity.role
-            )));
-        }
-        if let Some(other) = self.shared.registry.register(self.index, &identity.run_id) {
-            let f = MasterFailure::Misconfigured(format!("same server as master #{other}"));
-            *self.lock_health() = Health::Rejected(f.clone());
-            return Err(f);
-        }
-        load_scripts(&self.client, &self.options, &self.shared.scripts)
-            .await
-            .map_err(|e| map_error(&e))?;
-        let votes_from = self.votes_from(&identity);
-        let mut health = self.lock_health();
-        if !matches!(*health, Health::Rejected(_)) {
-            *health = Health::Verified { votes_from };
-        }
-        Ok(votes_from)
     }
 
     /// With the clock check on: whether a `TIME` sample is due (claiming
@@ -426,15 +425,58 @@ impl FredMaster {
         }
         self.eval(script, keys, args).await
     }
+}
 
-    fn votes_from(&self, identity: &Identity) -> Instant {
-        let now = Instant::now();
-        if !self.shared.restart_guard {
-            return now;
-        }
-        let window = Duration::from_millis(self.shared.longest_ttl_ms.load(Ordering::Acquire));
-        restart_guard_votes_from(now, identity.uptime, window)
+fn lock_health(health: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
+    // Health is a plain enum: a panic elsewhere cannot leave it torn.
+    health.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Checks identity (a duplicate is rejected for good), role (a replica
+/// fails this call and is checked again on the next) and uptime (the
+/// restart guard), and reloads the scripts after a restart. Runs in a task
+/// of its own, so it completes even when the call that started it is
+/// dropped.
+async fn verify(
+    client: Client,
+    options: Options,
+    shared: Arc<Shared>,
+    health: Arc<Mutex<Health>>,
+    index: usize,
+) -> Result<Instant, MasterFailure> {
+    let identity = fetch_identity(&client, &options)
+        .await
+        .map_err(|e| map_error(&e))?;
+    if identity.role != "master" {
+        return Err(MasterFailure::Misconfigured(format!(
+            "role is {}, not master",
+            identity.role
+        )));
     }
+    if let Some(other) = shared.registry.register(index, &identity.run_id) {
+        let f = MasterFailure::Misconfigured(format!("same server as master #{other}"));
+        *lock_health(&health) = Health::Rejected(f.clone());
+        return Err(f);
+    }
+    load_scripts(&client, &options, &shared.scripts)
+        .await
+        .map_err(|e| map_error(&e))?;
+    let votes_from = votes_from(&shared, &identity);
+    let mut health = lock_health(&health);
+    if !matches!(*health, Health::Rejected(_)) {
+        *health = Health::Verified { votes_from };
+    }
+    Ok(votes_from)
+}
+
+/// When a master seen now with `identity` may grant acquires.
+fn votes_from(shared: &Shared, identity: &Identity) -> Instant {
+    let now = Instant::now();
+    if !shared.restart_guard {
+        return now;
+    }
+    let window = Duration::from_millis(shared.longest_ttl_ms.load(Ordering::Acquire));
+    restart_guard_votes_from(now, identity.uptime, window)
 }
 
 /// The restart guard's rule: a master seen at `observed_at` with `uptime`
@@ -750,7 +792,7 @@ impl RedlockBuilder {
                     why: format!("same run_id {}", id.run_id),
                 });
             }
-            let votes_from = masters[*i].votes_from(id);
+            let votes_from = votes_from(&shared, id);
             *masters[*i].lock_health() = Health::Verified { votes_from };
         }
         let reachable = masters.len() - unreachable.len();
@@ -950,14 +992,14 @@ async fn connect_one(
     }
     // Every master starts unverified; `connect` marks the reachable ones
     // verified once their identities were compared.
-    let make = |client: Client, task: ConnectHandle| FredMaster {
-        reconnects: Mutex::new(client.reconnect_rx()),
+    let make = |client: Client, task: ConnectHandle, reconnects| FredMaster {
+        reconnects: Mutex::new(reconnects),
         client,
         options: options.clone(),
         address: Arc::clone(&address),
         index,
         shared: Arc::clone(shared),
-        health: Mutex::new(Health::Unverified),
+        health: Arc::new(Mutex::new(Health::Unverified)),
         generation: AtomicU64::new(0),
         clock: shared.clock_budget.map(|budget| {
             Arc::new(Mutex::new(ClockState {
@@ -974,11 +1016,17 @@ async fn connect_one(
 
     let client =
         build_client(parsed.config.clone(), settings, connect_timeout, true).map_err(setup_err)?;
+    // Subscribe before connecting, so no reconnect can slip between the
+    // first connection and the subscription.
+    let reconnects = client.reconnect_rx();
     let first =
         tokio::time::timeout(connect_timeout + Duration::from_millis(100), client.init()).await;
     match first {
         Ok(Ok(task)) => {
-            let master = make(client, task);
+            let master = make(client, task, reconnects);
+            // The first connection announces itself as a reconnect; the
+            // identity check below covers it and anything before it.
+            master.discard_reconnects();
             let identity =
                 match fetch_identity(&master.client, &connect_options(connect_timeout)).await {
                     Ok(id) => id,
@@ -1018,8 +1066,9 @@ async fn connect_one(
             let _ = client.quit().await;
             let client =
                 build_client(parsed.config, settings, connect_timeout, false).map_err(setup_err)?;
+            let reconnects = client.reconnect_rx();
             let task = client.connect();
-            Ok((make(client, task), None))
+            Ok((make(client, task, reconnects), None))
         }
     }
 }
@@ -1112,11 +1161,16 @@ async fn load_scripts(
     options: &Options,
     scripts: &Scripts,
 ) -> Result<(), FredError> {
-    for s in [&scripts.acquire, &scripts.extend, &scripts.release] {
-        let sha: String = client
-            .with_options(options)
-            .custom(command("SCRIPT"), vec!["LOAD", s.body])
-            .await?;
+    // Sent together: they pipeline on the one connection, one round trip.
+    let all = [&scripts.acquire, &scripts.extend, &scripts.release];
+    let client = client.with_options(options);
+    let shas = futures::future::join_all(
+        all.iter()
+            .map(|s| client.custom::<String, _>(command("SCRIPT"), vec!["LOAD", s.body])),
+    )
+    .await;
+    for (s, sha) in all.iter().zip(shas) {
+        let sha = sha?;
         if sha != s.sha {
             return Err(FredError::new(
                 ErrorKind::Protocol,
