@@ -1,0 +1,198 @@
+//! The adapter's errors and the typed reason a lock was lost.
+
+use std::fmt;
+use std::sync::Arc;
+
+use redlock_core::{ExtendError, Votes};
+
+use crate::policy::Cap;
+
+/// Why a lock acquisition through the adapter failed.
+///
+/// Whatever the failure, no key of this attempt is left behind: the core
+/// released on every master before returning, and a cancelled call is
+/// cleaned up in the background.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcquireError {
+    /// The Redlock algorithm did not grant the lock (held elsewhere, too
+    /// many masters failed, bad input, wait deadline). See
+    /// [`redlock_core::AcquireError`] for the cases, with per-master votes.
+    #[error(transparent)]
+    Lock(#[from] redlock_core::AcquireError),
+    /// [`LockManager::shutdown`](crate::LockManager::shutdown) was called;
+    /// the manager grants no new locks. A lock that the masters granted
+    /// while the shutdown started was released again.
+    #[error("the lock manager is shut down and grants no new locks")]
+    ShutDown,
+}
+
+impl AcquireError {
+    /// Whether the failure is contention: another owner holds the resource.
+    pub fn is_contended(&self) -> bool {
+        match self {
+            Self::Lock(e) => e.is_contended(),
+            Self::ShutDown => false,
+        }
+    }
+
+    /// The per-master votes of the last attempt, when one was made.
+    pub fn votes(&self) -> Option<&Votes> {
+        match self {
+            Self::Lock(e) => e.votes(),
+            Self::ShutDown => None,
+        }
+    }
+}
+
+impl From<redlock_core::ConfigError> for AcquireError {
+    // Bad resource names are found by the adapter before the core sees
+    // them; they are reported exactly as the core would.
+    fn from(e: redlock_core::ConfigError) -> Self {
+        Self::Lock(redlock_core::AcquireError::Invalid(e))
+    }
+}
+
+/// Why a guard's lock can no longer be trusted. Carried by the loss signal
+/// ([`LockGuard::lost`](crate::LockGuard::lost),
+/// [`LockStatus::loss_reason`](crate::LockStatus::loss_reason)) and by
+/// [`WithLockError::Lost`].
+///
+/// A lost lock is never re-acquired behind the caller's back: taking it
+/// again is a new [`acquire`](crate::LockManager::acquire), with a new
+/// token, decided by the caller.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// An extension proved the lock is gone: more masters than the quorum
+    /// tolerates answered that our token is no longer there (the key
+    /// expired, was deleted, the master restarted empty, or another owner
+    /// holds it). Signalled as soon as the answer arrives, possibly before
+    /// the local validity ends.
+    Refused {
+        /// The per-master votes of that extension.
+        votes: Votes,
+    },
+    /// The validity ended before an extension succeeded: masters paused,
+    /// unreachable or too slow (or auto-extension is off). Signalled at the
+    /// end of the validity even if an extension call is still in flight.
+    Lapsed {
+        /// Failed extension attempts since the last success.
+        attempts: u32,
+        /// The last failed attempt's error, if any attempt was made.
+        last_error: Option<Arc<ExtendError>>,
+    },
+    /// A cap of the [`ExtendPolicy`](crate::ExtendPolicy) stopped the
+    /// extensions, and the validity then ended.
+    CapReached {
+        /// Which cap.
+        cap: Cap,
+    },
+    /// The guard was released or dropped: the lock was given up on purpose.
+    /// Seen only by [`LockStatus`](crate::LockStatus) clones that outlive
+    /// their guard.
+    Released,
+    /// The manager was shut down
+    /// ([`LockManager::shutdown`](crate::LockManager::shutdown)), which
+    /// released the lock.
+    Shutdown,
+}
+
+impl fmt::Display for LossReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused { votes } => write!(
+                f,
+                "lock lost: extension refused, our token is gone ({votes})"
+            ),
+            Self::Lapsed {
+                attempts: 0,
+                last_error: None,
+            } => f.write_str("lock lost: validity ended (no extension was attempted)"),
+            Self::Lapsed {
+                attempts,
+                last_error: Some(e),
+            } => {
+                write!(f, "lock lost: validity ended before an extension succeeded ({attempts} failed attempt(s); last: {e})")
+            }
+            Self::Lapsed {
+                attempts,
+                last_error: None,
+            } => {
+                write!(f, "lock lost: validity ended before an extension succeeded ({attempts} failed attempt(s))")
+            }
+            Self::CapReached { cap } => write!(f, "lock lost: {cap}, and the validity ended"),
+            Self::Released => f.write_str("lock released by its guard"),
+            Self::Shutdown => f.write_str("lock released by the manager's shutdown"),
+        }
+    }
+}
+
+impl std::error::Error for LossReason {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Lapsed {
+                last_error: Some(e),
+                ..
+            } => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// Why [`LockManager::with_lock`](crate::LockManager::with_lock) did not
+/// return the work's output.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WithLockError {
+    /// The lock was not acquired; the work never ran.
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
+    /// The lock was lost while the work ran; the work was cancelled (its
+    /// future dropped) at that point, and what remained of the lock was
+    /// released.
+    #[error("work cancelled: {0}")]
+    Lost(#[source] LossReason),
+}
+
+impl WithLockError {
+    /// The loss reason, if the work was cancelled by a loss.
+    pub fn loss_reason(&self) -> Option<&LossReason> {
+        match self {
+            Self::Lost(r) => Some(r),
+            Self::Acquire(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn loss_reasons_read_well() {
+        let lapsed = LossReason::Lapsed {
+            attempts: 3,
+            last_error: Some(Arc::new(ExtendError::Expired {
+                ago: Duration::from_millis(5),
+            })),
+        };
+        let text = lapsed.to_string();
+        assert!(text.contains("3 failed attempt"), "{text}");
+        assert!(text.contains("expired"), "{text}");
+        assert!(std::error::Error::source(&lapsed).is_some());
+        let cap = LossReason::CapReached {
+            cap: Cap::Extensions(4),
+        };
+        assert!(cap.to_string().contains("extension cap of 4"), "{cap}");
+        let none = LossReason::Lapsed {
+            attempts: 0,
+            last_error: None,
+        };
+        assert!(none.to_string().contains("no extension"), "{none}");
+        let err = WithLockError::Lost(LossReason::Shutdown);
+        assert!(matches!(err.loss_reason(), Some(LossReason::Shutdown)));
+        assert!(err.to_string().contains("shutdown"), "{err}");
+    }
+}

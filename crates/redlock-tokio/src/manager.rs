@@ -1,0 +1,667 @@
+//! The shared lock manager handle: acquisition (cancellation safe), the
+//! scoped helper, the registry of held locks, and shutdown.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redlock_core::{
+    ConfigError, FredMaster, Master, Redlock, RedlockBuilder, ResourceSet, RetryPolicy, Runtime,
+    Token, TokioRuntime,
+};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{AcquireError, WithLockError};
+use crate::guard::{LockGuard, LockStatus, Shared};
+use crate::policy::{self, ExtendPolicy, LockOptions};
+use crate::watchdog;
+
+/// A cheaply cloneable handle to a Redlock manager, shared by every task of
+/// a service.
+///
+/// Clones share one set of master connections, one registry of held locks
+/// and one set of background tasks. `M` and `R` default to the production
+/// master client and runtime; tests can plug in others through
+/// [`LockManager::new`].
+///
+/// Every lock it hands out is a [`LockGuard`] with its own watchdog task;
+/// see the crate docs for the whole tour.
+pub struct LockManager<M: Master = FredMaster, R: Runtime = TokioRuntime> {
+    inner: Arc<Inner<M, R>>,
+}
+
+impl<M: Master, R: Runtime> Clone for LockManager<M, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<M: Master, R: Runtime> fmt::Debug for LockManager<M, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockManager")
+            .field("core", &self.inner.redlock)
+            .field("extend", &self.inner.policy)
+            .field("held", &self.held_count())
+            .field("shut_down", &self.is_shut_down())
+            .finish()
+    }
+}
+
+/// What the manager handle, the guards and the watchdogs share.
+pub(crate) struct Inner<M: Master, R: Runtime> {
+    pub(crate) redlock: Redlock<M, R>,
+    policy: ExtendPolicy,
+    /// Captured at creation: background work is spawned here even from a
+    /// `Drop` running on a thread with no current runtime.
+    handle: Handle,
+    /// Every watchdog and background release, so shutdown can wait for
+    /// them with a bound.
+    tracker: TaskTracker,
+    /// Cancelled by shutdown; every watchdog listens to it.
+    pub(crate) shutdown: CancellationToken,
+    registry: Mutex<Registry>,
+    pub(crate) stats: ShutdownStats,
+}
+
+/// Held locks by id. `closed` lives under the same mutex as the map so an
+/// acquisition racing a shutdown either registers before it (and is
+/// released by it) or sees it (and releases itself).
+#[derive(Default)]
+struct Registry {
+    closed: bool,
+    next_id: u64,
+    held: HashMap<u64, Arc<Shared>>,
+}
+
+/// Releases done because of a shutdown, counted by the watchdogs.
+#[derive(Default)]
+pub(crate) struct ShutdownStats {
+    pub(crate) released: AtomicUsize,
+    pub(crate) incomplete: AtomicUsize,
+}
+
+impl<M: Master, R: Runtime> Inner<M, R> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // Registry updates are single inserts/removes; a panic elsewhere
+        // cannot leave the map half-updated, so poison is ignored.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn deregister(&self, id: u64) {
+        self.registry().held.remove(&id);
+    }
+
+    /// Releases `resources` held by `token` in a background task. Used for
+    /// cancelled acquisitions; never blocks and never needs a current
+    /// runtime.
+    fn spawn_release(self: &Arc<Self>, resources: ResourceSet, token: Token) {
+        let inner = Arc::clone(self);
+        self.tracker.spawn_on(
+            async move {
+                match inner.redlock.release_token(&resources, &token).await {
+                    Ok(report) => tracing::debug!(%resources, %report, "released keys of a cancelled acquisition"),
+                    Err(e) => tracing::warn!(%resources, error = %e, "cleanup of a cancelled acquisition incomplete; keys expire with their TTL"),
+                }
+            },
+            &self.handle,
+        );
+    }
+}
+
+/// Releases the keys of an acquisition whose future is dropped midway
+/// (timeout, `select!`): some masters may already hold our token. Armed
+/// before the first command is sent, disarmed once the core has returned
+/// (it releases every failed attempt itself).
+struct CancelCleanup<M: Master, R: Runtime> {
+    inner: Arc<Inner<M, R>>,
+    resources: ResourceSet,
+    token: Option<Token>,
+}
+
+impl<M: Master, R: Runtime> CancelCleanup<M, R> {
+    fn disarm(&mut self) {
+        self.token = None;
+    }
+}
+
+impl<M: Master, R: Runtime> Drop for CancelCleanup<M, R> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            // The dropped future's commands that fred had already queued are
+            // written before this release on each master's connection, so
+            // the release lands after them; commands never queued are never
+            // sent.
+            self.inner.spawn_release(self.resources.clone(), token);
+        }
+    }
+}
+
+/// What [`LockManager::shutdown`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    held: usize,
+    released: usize,
+    incomplete: usize,
+    still_held: usize,
+    unfinished_tasks: usize,
+}
+
+impl ShutdownReport {
+    /// Locks held when the shutdown started.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Locks the shutdown released, confirmed by every master (or already
+    /// gone there).
+    pub fn released(&self) -> usize {
+        self.released
+    }
+
+    /// Locks whose release some master could not confirm; their keys there
+    /// expire with the TTL.
+    pub fn incomplete(&self) -> usize {
+        self.incomplete
+    }
+
+    /// Locks still registered when the wait bound passed (their release was
+    /// still running).
+    pub fn still_held(&self) -> usize {
+        self.still_held
+    }
+
+    /// Background tasks (watchdogs, releases of dropped guards and cancelled
+    /// acquisitions) still running when the wait bound passed.
+    pub fn unfinished_tasks(&self) -> usize {
+        self.unfinished_tasks
+    }
+
+    /// Whether everything finished within the bound and every release was
+    /// confirmed.
+    pub fn is_clean(&self) -> bool {
+        self.incomplete == 0 && self.still_held == 0 && self.unfinished_tasks == 0
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} lock(s) held at shutdown: {} released, {} incomplete, {} still releasing; {} background task(s) unfinished",
+            self.held, self.released, self.incomplete, self.still_held, self.unfinished_tasks
+        )
+    }
+}
+
+impl LockManager<FredMaster, TokioRuntime> {
+    /// Starts building a manager over the given master URLs
+    /// (`redis://[user:password@]host:port[/db]`).
+    pub fn builder<I, S>(urls: I) -> LockManagerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        LockManagerBuilder {
+            core: Redlock::builder(urls),
+            policy: ExtendPolicy::default(),
+        }
+    }
+}
+
+impl<M: Master, R: Runtime> LockManager<M, R> {
+    /// A manager over an already-built core manager (for instance one over
+    /// custom masters), with the default [`ExtendPolicy`], spawning on the
+    /// current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime, like `tokio::spawn`. Use
+    /// [`with_handle`](Self::with_handle) to pass a runtime explicitly.
+    pub fn new(redlock: Redlock<M, R>) -> Self {
+        Self::with_handle(redlock, ExtendPolicy::default(), Handle::current())
+    }
+
+    /// A manager over `redlock` whose watchdogs follow `policy` and whose
+    /// background tasks run on `handle`.
+    ///
+    /// The adapter's timers are tokio's, so `R` must read the same clock as
+    /// tokio ([`TokioRuntime`] does).
+    pub fn with_handle(redlock: Redlock<M, R>, policy: ExtendPolicy, handle: Handle) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                redlock,
+                policy,
+                handle,
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                registry: Mutex::new(Registry::default()),
+                stats: ShutdownStats::default(),
+            }),
+        }
+    }
+
+    /// The core manager, for its settings, its masters, or operations the
+    /// adapter does not wrap.
+    pub fn core(&self) -> &Redlock<M, R> {
+        &self.inner.redlock
+    }
+
+    /// The default watchdog policy of this manager's guards.
+    pub fn extend_policy(&self) -> &ExtendPolicy {
+        &self.inner.policy
+    }
+
+    /// One attempt (no retry) with the default TTL and watchdog policy.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::Lock`] when the masters did not grant it (see
+    /// [`redlock_core::AcquireError`]: held elsewhere, too many masters
+    /// failed, bad resource name), [`AcquireError::ShutDown`] after
+    /// [`shutdown`](Self::shutdown).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped midway, keys already set on
+    /// some masters are released by a background task, not left until
+    /// their TTL.
+    pub async fn try_acquire<S>(&self, resources: S) -> Result<LockGuard<M, R>, AcquireError>
+    where
+        S: TryInto<ResourceSet>,
+        S::Error: Into<ConfigError>,
+    {
+        self.acquire_with(resources, &LockOptions::once()).await
+    }
+
+    /// Acquires with the manager's retry policy (jittered exponential
+    /// backoff) and wait deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire), plus
+    /// [`redlock_core::AcquireError::Deadline`] inside
+    /// [`AcquireError::Lock`] when the wait deadline passed first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`try_acquire`](Self::try_acquire): wrapping it in
+    /// `tokio::time::timeout` or a `select!` never leaks a key.
+    pub async fn acquire<S>(&self, resources: S) -> Result<LockGuard<M, R>, AcquireError>
+    where
+        S: TryInto<ResourceSet>,
+        S::Error: Into<ConfigError>,
+    {
+        self.acquire_with(resources, &LockOptions::new()).await
+    }
+
+    /// Acquires with per-call options (TTL, retries, wait deadline,
+    /// watchdog policy).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire); a bad per-call TTL is
+    /// [`redlock_core::AcquireError::Invalid`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`try_acquire`](Self::try_acquire).
+    pub async fn acquire_with<S>(
+        &self,
+        resources: S,
+        opts: &LockOptions,
+    ) -> Result<LockGuard<M, R>, AcquireError>
+    where
+        S: TryInto<ResourceSet>,
+        S::Error: Into<ConfigError>,
+    {
+        let resources = policy::resource_set(resources)?;
+        if self.is_shut_down() {
+            return Err(AcquireError::ShutDown);
+        }
+        // The token is chosen here, before anything is sent, so that a
+        // cancelled call can be cleaned up by token (the core's hook for
+        // exactly this).
+        let token = Token::random();
+        let mut cleanup = CancelCleanup {
+            inner: Arc::clone(&self.inner),
+            resources: resources.clone(),
+            token: Some(token.clone()),
+        };
+        let result = self
+            .inner
+            .redlock
+            .acquire_with(&resources, &opts.acquire, token)
+            .await;
+        // From here on there is no await point: nothing can cancel us
+        // between the grant and the guard owning the lock.
+        cleanup.disarm();
+        let lock = result?;
+        let policy = opts
+            .extend
+            .clone()
+            .unwrap_or_else(|| self.inner.policy.clone());
+        let acquired_at = self.inner.redlock.runtime().now();
+        let shared = Arc::new(Shared::new(&lock));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut registry = self.inner.registry();
+        if registry.closed {
+            drop(registry);
+            // Granted while the shutdown started: give it back at once.
+            self.inner.spawn_release(resources, lock.token().clone());
+            return Err(AcquireError::ShutDown);
+        }
+        let id = registry.next_id;
+        registry.next_id += 1;
+        registry.held.insert(id, Arc::clone(&shared));
+        // Spawned under the registry mutex, so a shutdown that starts now
+        // finds the watchdog already tracked (and cancelled).
+        let task = watchdog::Watchdog {
+            inner: Arc::clone(&self.inner),
+            id,
+            lock,
+            shared: Arc::clone(&shared),
+            commands: rx,
+            policy,
+            acquired_at,
+        };
+        self.inner.tracker.spawn_on(task.run(), &self.inner.handle);
+        drop(registry);
+        Ok(LockGuard::new(shared, tx, Arc::clone(&self.inner)))
+    }
+
+    /// Runs `work` while holding the lock on `resources` (acquired as by
+    /// [`acquire`](Self::acquire)), cancels it if the lock is lost, releases
+    /// the lock afterwards, and returns the work's output.
+    ///
+    /// `work` receives the lock's [`LockStatus`], to check
+    /// [`is_valid`](LockStatus::is_valid) before side effects or to pass its
+    /// token on as a fencing value. Cancelling means dropping the work's
+    /// future at its next await point: code between two awaits is not
+    /// interrupted, so put a validity check right before each effect.
+    /// If the work completes in the same poll as the loss is noticed, the
+    /// output is returned (the work did finish).
+    ///
+    /// ```no_run
+    /// # async fn demo(locks: redlock_tokio::LockManager) -> Result<(), redlock_tokio::WithLockError> {
+    /// let total = locks
+    ///     .with_lock("report:daily", |status| async move {
+    ///         // ... long work, extended automatically ...
+    ///         assert!(status.is_valid());
+    ///         42
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`WithLockError::Acquire`] if the lock was not acquired (the work did
+    /// not run); [`WithLockError::Lost`] with the [`LossReason`](crate::LossReason)
+    /// if the lock was lost while the work ran (the work was cancelled).
+    /// A release that some master could not confirm after the work
+    /// finished is logged, not returned: the work's output stands and the
+    /// key expires with its TTL.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future cancels the work and releases the
+    /// lock in the background (or cleans up a half-done acquisition).
+    pub async fn with_lock<S, F, Fut, T>(&self, resources: S, work: F) -> Result<T, WithLockError>
+    where
+        S: TryInto<ResourceSet>,
+        S::Error: Into<ConfigError>,
+        F: FnOnce(LockStatus) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.with_lock_opts(resources, &LockOptions::new(), work)
+            .await
+    }
+
+    /// [`with_lock`](Self::with_lock) with per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_lock`](Self::with_lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`with_lock`](Self::with_lock).
+    pub async fn with_lock_opts<S, F, Fut, T>(
+        &self,
+        resources: S,
+        opts: &LockOptions,
+        work: F,
+    ) -> Result<T, WithLockError>
+    where
+        S: TryInto<ResourceSet>,
+        S::Error: Into<ConfigError>,
+        F: FnOnce(LockStatus) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let guard = self.acquire_with(resources, opts).await?;
+        let status = guard.status();
+        let outcome = {
+            let work = work(status.clone());
+            tokio::pin!(work);
+            tokio::select! {
+                biased;
+                out = &mut work => Ok(out),
+                reason = status.lost() => Err(reason),
+            }
+            // The work future is dropped here, before the release: once the
+            // lock is given up, nothing of the work may still run.
+        };
+        match outcome {
+            Ok(out) => {
+                if let Err(e) = guard.release().await {
+                    tracing::warn!(resources = %status.resources(), error = %e, "release after scoped work incomplete; keys expire with their TTL");
+                }
+                Ok(out)
+            }
+            Err(reason) => {
+                // Removes whatever of the lock is still ours, in the
+                // background (the caller wants the loss, not a report).
+                drop(guard);
+                Err(WithLockError::Lost(reason))
+            }
+        }
+    }
+
+    /// Statuses of the locks this manager holds now (one per live guard,
+    /// lost ones included until their guard is dropped).
+    pub fn held(&self) -> Vec<LockStatus> {
+        self.inner
+            .registry()
+            .held
+            .values()
+            .map(|s| LockStatus::new(Arc::clone(s)))
+            .collect()
+    }
+
+    /// Number of locks this manager holds now.
+    pub fn held_count(&self) -> usize {
+        self.inner.registry().held.len()
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.registry().closed
+    }
+
+    /// Stops granting locks, fires the loss signal of every held lock
+    /// ([`LossReason::Shutdown`](crate::LossReason::Shutdown)), releases
+    /// them all, stops every watchdog, and waits at most `timeout` for all
+    /// of this and for pending background releases (dropped guards,
+    /// cancelled acquisitions).
+    ///
+    /// Guards that outlive the shutdown are inert: dropping or releasing
+    /// them later is harmless. Calling it again waits again and reports the
+    /// totals so far. The master connections stay open until the last
+    /// handle and guard are dropped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: once polled, the shutdown has started and the releases
+    /// proceed in the background; only the wait (and the report) is lost.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let held = {
+            let mut registry = self.inner.registry();
+            registry.closed = true;
+            registry.held.len()
+        };
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        // A bound, whatever the masters do: each release is itself bounded
+        // by the per-master timeout, so this only trips on a very short
+        // `timeout` or a starved runtime.
+        let _ = tokio::time::timeout(timeout, self.inner.tracker.wait()).await;
+        ShutdownReport {
+            held,
+            released: self.inner.stats.released.load(Ordering::SeqCst),
+            incomplete: self.inner.stats.incomplete.load(Ordering::SeqCst),
+            still_held: self.held_count(),
+            unfinished_tasks: self.inner.tracker.len(),
+        }
+    }
+}
+
+/// Builder of the production [`LockManager`], from master URLs. Its
+/// settings are those of [`redlock_core::RedlockBuilder`] plus the default
+/// [`ExtendPolicy`] of the guards.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), redlock_tokio::ConfigError> {
+/// use std::time::Duration;
+/// use redlock_tokio::{ExtendPolicy, LockManager};
+///
+/// let locks = LockManager::builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"])
+///     .ttl(Duration::from_secs(30))
+///     .master_timeout(Duration::from_millis(50))
+///     .extend_policy(ExtendPolicy::new().max_hold(Duration::from_secs(3600)))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `connect` is awaited"]
+pub struct LockManagerBuilder {
+    core: RedlockBuilder,
+    policy: ExtendPolicy,
+}
+
+impl LockManagerBuilder {
+    /// Default TTL of new locks and of their extensions (default 10 s).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.core = self.core.ttl(ttl);
+        self
+    }
+
+    /// Drift factor in `[0, 1)` (default 0.01).
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.core = self.core.drift_factor(factor);
+        self
+    }
+
+    /// Votes needed (default `floor(N/2) + 1`; must exceed N/2).
+    pub fn quorum(mut self, quorum: usize) -> Self {
+        self.core = self.core.quorum(quorum);
+        self
+    }
+
+    /// Per-master command timeout (default 50 ms).
+    pub fn master_timeout(mut self, timeout: Duration) -> Self {
+        self.core = self.core.master_timeout(timeout);
+        self
+    }
+
+    /// Retry policy of `acquire` (jittered exponential backoff).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.core = self.core.retry(retry);
+        self
+    }
+
+    /// Overall wait deadline of `acquire`.
+    pub fn wait(mut self, wait: Option<Duration>) -> Self {
+        self.core = self.core.wait(wait);
+        self
+    }
+
+    /// Key prefix (default `"redlock:"`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.core = self.core.key_prefix(prefix);
+        self
+    }
+
+    /// Minimum validity left after acquire or extend (default 0).
+    pub fn min_validity(mut self, min: Duration) -> Self {
+        self.core = self.core.min_validity(min);
+        self
+    }
+
+    /// How long to wait for each master's first connection (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.core = self.core.connect_timeout(timeout);
+        self
+    }
+
+    /// Applies any other setting of the core's [`RedlockBuilder`] (TLS,
+    /// `danger_` switches, ...), so every core option is reachable without
+    /// this builder forwarding each one.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), redlock_tokio::ConfigError> {
+    /// use redlock_tokio::LockManager;
+    ///
+    /// let locks = LockManager::builder(["redis://127.0.0.1:7001"])
+    ///     .map_core(|core| core.drift_factor(0.02))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn map_core(mut self, f: impl FnOnce(RedlockBuilder) -> RedlockBuilder) -> Self {
+        self.core = f(self.core);
+        self
+    }
+
+    /// Default watchdog policy of the guards (default: extend at half the
+    /// TTL left, no caps).
+    pub fn extend_policy(mut self, policy: ExtendPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Checks every setting and connects to every master (see
+    /// [`RedlockBuilder::connect`]). Background tasks run on the runtime
+    /// this is awaited on.
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] naming the problem: bad settings or URLs,
+    /// duplicate masters, a replica, rejected credentials, fewer than a
+    /// quorum reachable.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is locked yet; dropping it drops the
+    /// connections made so far.
+    ///
+    /// # Panics
+    ///
+    /// When awaited outside a tokio runtime.
+    pub async fn connect(self) -> Result<LockManager, ConfigError> {
+        let redlock = self.core.connect().await?;
+        Ok(LockManager::with_handle(
+            redlock,
+            self.policy,
+            Handle::current(),
+        ))
+    }
+}

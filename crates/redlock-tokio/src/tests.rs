@@ -1,0 +1,472 @@
+//! The adapter over in-memory masters on tokio's paused clock: the watchdog,
+//! the loss signal, cancellation cleanup and shutdown, deterministically
+//! and in virtual time. Real-Redis tests live in `tests/redlock-tests`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redlock_core::{MasterFailure, Settings, Token, Ttl};
+
+use crate::{
+    Cap, ExtendPolicy, LockManager, LockOptions, LossReason, Master, Redlock, Runtime,
+    WithLockError,
+};
+
+const TTL: Duration = Duration::from_secs(1);
+
+/// How a fake master answers acquire and extend (release always works, so
+/// cleanup can be observed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Normal,
+    /// Never answers: a call stuck beyond any timeout.
+    Hang,
+}
+
+#[derive(Default)]
+struct Store {
+    keys: HashMap<String, (String, Instant)>,
+}
+
+/// An in-memory master with expiry on the virtual clock.
+struct MemMaster {
+    address: Arc<str>,
+    store: Arc<Mutex<Store>>,
+    mode: Arc<Mutex<Mode>>,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl MemMaster {
+    fn live(&self, key: &str) -> Option<String> {
+        let store = self.store.lock().expect("store");
+        store
+            .keys
+            .get(key)
+            .filter(|(_, exp)| *exp > now())
+            .map(|(v, _)| v.clone())
+    }
+
+    async fn gate(&self) {
+        let mode = *self.mode.lock().expect("mode");
+        if mode == Mode::Hang {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Master for MemMaster {
+    fn address(&self) -> &Arc<str> {
+        &self.address
+    }
+
+    async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
+        self.gate().await;
+        if keys
+            .iter()
+            .any(|k| self.live(k).is_some_and(|v| v != token.expose()))
+        {
+            return Err(MasterFailure::Held);
+        }
+        let mut store = self.store.lock().expect("store");
+        for k in keys {
+            store.keys.insert(
+                k.clone(),
+                (token.expose().to_owned(), now() + ttl.as_duration()),
+            );
+        }
+        Ok(())
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &Token,
+        ttl: Ttl,
+        _recreate: bool,
+    ) -> Result<(), MasterFailure> {
+        self.gate().await;
+        for k in keys {
+            match self.live(k) {
+                None => return Err(MasterFailure::NotHeld),
+                Some(v) if v != token.expose() => return Err(MasterFailure::Held),
+                Some(_) => {}
+            }
+        }
+        let mut store = self.store.lock().expect("store");
+        for k in keys {
+            store.keys.insert(
+                k.clone(),
+                (token.expose().to_owned(), now() + ttl.as_duration()),
+            );
+        }
+        Ok(())
+    }
+
+    async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        let mut store = self.store.lock().expect("store");
+        let mut deleted = 0;
+        for k in keys {
+            if store.keys.get(k).is_some_and(|(v, _)| v == token.expose()) {
+                store.keys.remove(k);
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            Ok(())
+        } else {
+            Err(MasterFailure::NotHeld)
+        }
+    }
+}
+
+/// tokio's (pausable) clock, so the core's validity and the adapter's
+/// timers agree in virtual time.
+struct VirtualClock(AtomicU64);
+
+impl Runtime for VirtualClock {
+    fn now(&self) -> Instant {
+        now()
+    }
+
+    fn sleep(&self, d: Duration) -> impl std::future::Future<Output = ()> + Send {
+        tokio::time::sleep(d)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.0.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+    }
+}
+
+/// Handles on the fake masters' state, kept by the test.
+struct Fakes {
+    stores: Vec<Arc<Mutex<Store>>>,
+    modes: Vec<Arc<Mutex<Mode>>>,
+}
+
+impl Fakes {
+    fn set_mode(&self, masters: &[usize], mode: Mode) {
+        for &i in masters {
+            *self.modes[i].lock().expect("mode") = mode;
+        }
+    }
+
+    fn value(&self, i: usize, key: &str) -> Option<String> {
+        let store = self.stores[i].lock().expect("store");
+        store
+            .keys
+            .get(key)
+            .filter(|(_, exp)| *exp > now())
+            .map(|(v, _)| v.clone())
+    }
+
+    fn live_keys(&self) -> usize {
+        (0..self.stores.len())
+            .map(|i| {
+                self.stores[i]
+                    .lock()
+                    .expect("store")
+                    .keys
+                    .values()
+                    .filter(|(_, exp)| *exp > now())
+                    .count()
+            })
+            .sum()
+    }
+
+    fn overwrite(&self, masters: &[usize], key: &str, value: Option<&str>) {
+        for &i in masters {
+            let mut store = self.stores[i].lock().expect("store");
+            match value {
+                Some(v) => store.keys.insert(
+                    key.to_owned(),
+                    (v.to_owned(), now() + Duration::from_secs(60)),
+                ),
+                None => store.keys.remove(key),
+            };
+        }
+    }
+}
+
+fn setup(policy: ExtendPolicy) -> (LockManager<MemMaster, VirtualClock>, Fakes) {
+    let mut masters = Vec::new();
+    let mut fakes = Fakes {
+        stores: Vec::new(),
+        modes: Vec::new(),
+    };
+    for i in 0..3 {
+        let store = Arc::new(Mutex::new(Store::default()));
+        let mode = Arc::new(Mutex::new(Mode::Normal));
+        fakes.stores.push(Arc::clone(&store));
+        fakes.modes.push(Arc::clone(&mode));
+        masters.push(MemMaster {
+            address: format!("mem{i}").into(),
+            store,
+            mode,
+        });
+    }
+    let settings = Settings::builder().ttl(TTL).build(3).expect("settings");
+    let core =
+        Redlock::with_masters(masters, settings, VirtualClock(AtomicU64::new(1))).expect("core");
+    (
+        LockManager::with_handle(core, policy, tokio::runtime::Handle::current()),
+        fakes,
+    )
+}
+
+/// Lets spawned tasks run without moving the paused clock much.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn watchdog_keeps_the_lock_past_many_ttls() {
+    let (locks, fakes) = setup(ExtendPolicy::new());
+    let guard = locks.try_acquire("job").await.expect("free");
+    let first = guard.valid_until();
+    tokio::time::sleep(TTL * 5).await;
+    assert!(!guard.is_lost(), "{:?}", guard.loss_reason());
+    assert!(guard.valid_until() > first + TTL * 4);
+    // Extended at half the TTL left: about twice per TTL.
+    assert!(
+        (9..=11).contains(&guard.extensions()),
+        "{}",
+        guard.extensions()
+    );
+    assert_eq!(
+        fakes.value(1, "redlock:job").as_deref(),
+        Some(guard.token().expose())
+    );
+    let report = guard.release().await.expect("released");
+    // The early decision may leave the third master's first call unpolled
+    // (an in-memory master only acts when polled), so 2 or 3 held it.
+    assert!(report.released() >= 2, "{report}");
+    assert_eq!(fakes.live_keys(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stuck_extension_cannot_delay_the_loss_past_validity() {
+    let (locks, fakes) = setup(ExtendPolicy::new());
+    let guard = locks.try_acquire("stuck").await.expect("free");
+    // A majority never answers: the extension call hangs forever.
+    fakes.set_mode(&[1, 2], Mode::Hang);
+    let valid_until = guard.valid_until();
+    let reason = guard.lost().await;
+    let fired = now();
+    assert!(
+        fired <= valid_until,
+        "fired {:?} after validity",
+        fired - valid_until
+    );
+    assert!(
+        valid_until - fired <= Duration::from_millis(2),
+        "fired {:?} early",
+        valid_until - fired
+    );
+    assert!(matches!(reason, LossReason::Lapsed { .. }), "{reason}");
+    assert_eq!(guard.valid_until(), valid_until, "no extension was counted");
+    drop(guard);
+    settle().await;
+    // The one healthy master's key is removed; the hung ones expire.
+    assert_eq!(fakes.value(0, "redlock:stuck"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn majority_saying_not_ours_is_a_loss_at_the_next_extension() {
+    let (locks, fakes) = setup(ExtendPolicy::new());
+    let guard = locks.try_acquire("taken").await.expect("free");
+    let valid_until = guard.valid_until();
+    let t0 = now();
+    fakes.overwrite(&[0, 1], "redlock:taken", Some("another-owner"));
+    let reason = guard.lost().await;
+    let fired = now();
+    match &reason {
+        LossReason::Refused { votes } => assert!(votes.held_elsewhere() >= 2, "{votes}"),
+        other => panic!("unexpected {other}"),
+    }
+    // At the scheduled extension (half the TTL), well before validity ends.
+    assert!(
+        fired - t0 <= TTL / 2 + Duration::from_millis(5),
+        "{:?}",
+        fired - t0
+    );
+    assert!(fired < valid_until);
+    assert!(!guard.is_valid());
+    drop(guard);
+    settle().await;
+    // Our release never deletes the other owner's keys; ours on master 2 goes.
+    assert_eq!(
+        fakes.value(0, "redlock:taken").as_deref(),
+        Some("another-owner")
+    );
+    assert_eq!(
+        fakes.value(1, "redlock:taken").as_deref(),
+        Some("another-owner")
+    );
+    assert_eq!(fakes.value(2, "redlock:taken"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn caps_stop_extensions_and_say_so() {
+    let (locks, _fakes) = setup(ExtendPolicy::new().max_extensions(2));
+    let guard = locks.try_acquire("capped").await.expect("free");
+    let reason = guard.lost().await;
+    assert!(
+        matches!(
+            reason,
+            LossReason::CapReached {
+                cap: Cap::Extensions(2)
+            }
+        ),
+        "{reason}"
+    );
+    assert_eq!(guard.extensions(), 2);
+    assert!(now() <= guard.valid_until());
+
+    let opts =
+        LockOptions::once().extend(ExtendPolicy::new().max_hold(Duration::from_millis(1200)));
+    let t0 = now();
+    let guard = locks.acquire_with("held-long", &opts).await.expect("free");
+    let reason = guard.lost().await;
+    assert!(
+        matches!(
+            reason,
+            LossReason::CapReached {
+                cap: Cap::HoldTime(_)
+            }
+        ),
+        "{reason}"
+    );
+    // Held at most max_hold plus one TTL.
+    assert!(
+        now() - t0 <= Duration::from_millis(1200) + TTL,
+        "{:?}",
+        now() - t0
+    );
+    assert!(now() - t0 >= Duration::from_millis(1200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_auto_extension_the_loss_fires_at_validity() {
+    let (locks, _fakes) = setup(ExtendPolicy::disabled());
+    let guard = locks.try_acquire("short").await.expect("free");
+    let valid_until = guard.valid_until();
+    let reason = guard.lost().await;
+    assert!(
+        matches!(
+            reason,
+            LossReason::Lapsed {
+                attempts: 0,
+                last_error: None
+            }
+        ),
+        "{reason}"
+    );
+    assert!(now() <= valid_until && valid_until - now() <= Duration::from_millis(2));
+    assert_eq!(guard.extensions(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_guard_releases_in_the_background_even_off_runtime() {
+    let (locks, fakes) = setup(ExtendPolicy::new());
+    let guard = locks.try_acquire("dropped").await.expect("free");
+    let status = guard.status();
+    assert_eq!(locks.held_count(), 1);
+    // Dropped on a thread with no tokio runtime: must not panic.
+    std::thread::spawn(move || drop(guard))
+        .join()
+        .expect("drop on a plain thread");
+    assert!(matches!(status.lost().await, LossReason::Released));
+    settle().await;
+    assert_eq!(fakes.live_keys(), 0);
+    assert_eq!(locks.held_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_acquire_leaves_no_key() {
+    let (locks, fakes) = setup(ExtendPolicy::new());
+    fakes.set_mode(&[1, 2], Mode::Hang);
+    // Boxed so that `drop` below really drops the future (a `pin!`ned one
+    // would live to the end of the scope).
+    let mut acquire = Box::pin(locks.try_acquire("abandoned"));
+    let pending = tokio::time::timeout(Duration::from_millis(50), &mut acquire).await;
+    assert!(pending.is_err(), "the acquisition cannot finish");
+    // Mid-flight: master 0 already holds our token.
+    assert!(fakes.value(0, "redlock:abandoned").is_some());
+    drop(acquire);
+    settle().await;
+    assert_eq!(
+        fakes.value(0, "redlock:abandoned"),
+        None,
+        "a cancelled acquisition leaked a key"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_everything_and_refuses_new_locks() {
+    let (locks, fakes) = setup(ExtendPolicy::new());
+    let a = locks.try_acquire("a").await.expect("free");
+    let b = locks.try_acquire("b").await.expect("free");
+    let c = locks.try_acquire(["c", "d"]).await.expect("free");
+    // 4 keys on at least 2 of 3 masters each (early decision).
+    assert!(fakes.live_keys() >= 8);
+    let report = locks.shutdown(Duration::from_secs(1)).await;
+    assert_eq!((report.held(), report.released()), (3, 3), "{report}");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(fakes.live_keys(), 0);
+    for g in [&a, &b, &c] {
+        assert!(matches!(g.loss_reason(), Some(LossReason::Shutdown)));
+    }
+    assert!(matches!(
+        locks.try_acquire("e").await,
+        Err(crate::AcquireError::ShutDown)
+    ));
+    // Guards outliving the shutdown are inert.
+    let report = a.release().await.expect("nothing to do");
+    assert_eq!(report.released(), 0);
+    drop((b, c));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_lock_cancels_the_work_on_loss() {
+    let (locks, fakes) = setup(ExtendPolicy::new());
+    let dropped = Arc::new(AtomicBool::new(false));
+    struct OnDrop(Arc<AtomicBool>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let flag = OnDrop(Arc::clone(&dropped));
+    let stores = fakes.stores.clone();
+    let result = locks
+        .with_lock("scoped", |status| async move {
+            let _flag = flag;
+            // Someone deletes our keys on every master.
+            for s in &stores {
+                s.lock().expect("store").keys.clear();
+            }
+            assert!(
+                status.is_valid(),
+                "validity is local until the next extension"
+            );
+            std::future::pending::<()>().await;
+        })
+        .await;
+    match result {
+        Err(WithLockError::Lost(LossReason::Refused { .. })) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(dropped.load(Ordering::SeqCst), "the work was not cancelled");
+    let out = locks
+        .with_lock("scoped", |_| async { 7 })
+        .await
+        .expect("free again");
+    assert_eq!(out, 7);
+    settle().await;
+    assert_eq!(fakes.live_keys(), 0);
+}
