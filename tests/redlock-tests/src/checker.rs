@@ -1,0 +1,659 @@
+//! The chaos run's checker: reads every worker's event log (see
+//! [`crate::events`]) and finds where mutual exclusion failed.
+//!
+//! Three independent checks, all on the one monotonic timeline the workers
+//! log on:
+//!
+//! 1. **Overlapping holds.** A worker believes it holds the lock from the
+//!    moment `acquire` returned until the earlier of its validity end and
+//!    the moment it called `release`. Two such intervals of different
+//!    workers that overlap mean two holders at once. Pauses cannot fake this
+//!    one: a paused holder's interval still ends at its validity.
+//! 2. **Overlapping protected actions.** Each committed action spans
+//!    `[check_ok, commit]`: from the validity check before acting to the
+//!    acknowledgement of its write. Two overlapping spans of different
+//!    workers are a violation: both checked validity before acting, and
+//!    their read-modify-writes interleaved.
+//! 3. **The counter.** Ordered by commit time, each action must have read
+//!    exactly what the previous one wrote (0 first), and the final value must
+//!    be the last value written. `lost_updates` (commits minus final value)
+//!    must be 0. This check trusts no timestamp: it catches any write the
+//!    logs do not explain.
+//!
+//! One case is excused, and reported: a worker frozen by the fault
+//! scheduler between its last validity check and its write's
+//! acknowledgement. Whether its write landed in time cannot be told, and a
+//! write that lands after validity is the limit no lock service can
+//! prevent (a process pause between the check and the effect; fencing
+//! tokens are the answer). Such an action is left out of check 2, and check
+//! 3 skips the steps its write might have landed in. Check 1 excuses
+//! nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::events::Event;
+
+/// One worker's parsed log.
+#[derive(Clone, Debug)]
+pub struct WorkerLog {
+    /// The worker's id.
+    pub worker: usize,
+    /// Its events, in log order.
+    pub events: Vec<Event>,
+}
+
+/// A span during which the fault scheduler had the worker stopped
+/// (`from` before SIGSTOP was sent, `to` after SIGCONT was sent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pause {
+    /// The paused worker.
+    pub worker: usize,
+    /// Start, monotonic ns.
+    pub from: u64,
+    /// End, monotonic ns.
+    pub to: u64,
+}
+
+/// A half-open interval `[from, to)` of one worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// The worker.
+    pub worker: usize,
+    /// Start, monotonic ns.
+    pub from: u64,
+    /// End, monotonic ns.
+    pub to: u64,
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "worker {} [{}, {}) ({} us)",
+            self.worker,
+            self.from,
+            self.to,
+            self.to.saturating_sub(self.from) / 1000
+        )
+    }
+}
+
+/// Two spans of different workers that overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overlap {
+    /// The span that started first.
+    pub first: Span,
+    /// The span that started inside it.
+    pub second: Span,
+}
+
+impl fmt::Display for Overlap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = self.first.to.min(self.second.to) - self.second.from;
+        write!(
+            f,
+            "{} overlaps {} by {} us",
+            self.first,
+            self.second,
+            shared / 1000
+        )
+    }
+}
+
+/// A step of the counter's history that the logs do not explain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// What was expected (the previous write, or 0).
+    pub expected: i64,
+    /// What was found (a read, or the final value).
+    pub found: i64,
+    /// Where: the worker and time of the read, or `None` for the final
+    /// value.
+    pub at: Option<(usize, u64)>,
+}
+
+impl fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((w, t)) => write!(
+                f,
+                "worker {w} read {} at {t}, but the last committed write was {}",
+                self.found, self.expected
+            ),
+            None => write!(
+                f,
+                "final counter {} but the last committed write was {}",
+                self.found, self.expected
+            ),
+        }
+    }
+}
+
+/// One committed read-modify-write.
+#[derive(Clone, Copy, Debug)]
+struct Action {
+    worker: usize,
+    check: u64,
+    read_t: u64,
+    read: i64,
+    recheck: u64,
+    commit_t: u64,
+    written: i64,
+    valid_until: u64,
+}
+
+/// What the checker found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Workers whose logs were read.
+    pub workers: usize,
+    /// Locks acquired (`acquired` events).
+    pub cycles: usize,
+    /// Cycles whose release returned.
+    pub released: usize,
+    /// Releases that some master did not confirm.
+    pub release_incomplete: usize,
+    /// Committed increments.
+    pub commits: usize,
+    /// Aborted actions, by reason.
+    pub aborts: BTreeMap<String, usize>,
+    /// Acquisitions that gave up, by reason.
+    pub acquire_failures: BTreeMap<String, usize>,
+    /// Commits acknowledged after the lock's validity had ended.
+    pub late_commits: usize,
+    /// Committed actions excused from checks 2 and 3 (see the module docs).
+    pub excused: Vec<Span>,
+    /// Check 1: overlapping holds.
+    pub hold_overlaps: Vec<Overlap>,
+    /// Check 2: overlapping protected actions.
+    pub action_overlaps: Vec<Overlap>,
+    /// Check 3: unexplained steps of the counter's history.
+    pub chain_breaks: Vec<ChainBreak>,
+    /// The counter at the end.
+    pub final_counter: i64,
+    /// Committed increments minus the final counter.
+    pub lost_updates: i64,
+    /// Logs that break the worker's protocol, or report a counter error:
+    /// the run cannot be judged.
+    pub log_errors: Vec<String>,
+}
+
+impl Report {
+    /// Violations of mutual exclusion: overlapping holds, overlapping
+    /// actions, unexplained counter steps, and lost updates when no action
+    /// was excused.
+    pub fn violations(&self) -> usize {
+        let lost = usize::from(self.lost_updates != 0 && self.excused.is_empty());
+        self.hold_overlaps.len() + self.action_overlaps.len() + self.chain_breaks.len() + lost
+    }
+
+    /// Total aborted actions.
+    pub fn aborted(&self) -> usize {
+        self.aborts.values().sum()
+    }
+
+    /// Total failed acquisitions.
+    pub fn failed_acquires(&self) -> usize {
+        self.acquire_failures.values().sum()
+    }
+
+    /// The first few violations, one per line, for assertion messages.
+    pub fn describe_violations(&self, max: usize) -> String {
+        let mut lines: Vec<String> = Vec::new();
+        lines.extend(
+            self.hold_overlaps
+                .iter()
+                .map(|o| format!("overlapping holds: {o}")),
+        );
+        lines.extend(
+            self.action_overlaps
+                .iter()
+                .map(|o| format!("overlapping actions: {o}")),
+        );
+        lines.extend(
+            self.chain_breaks
+                .iter()
+                .map(|c| format!("counter history: {c}")),
+        );
+        if self.lost_updates != 0 {
+            lines.push(format!(
+                "lost updates: {} commits, final counter {} ({} excused actions)",
+                self.commits,
+                self.final_counter,
+                self.excused.len()
+            ));
+        }
+        let total = lines.len();
+        lines.truncate(max);
+        if total > max {
+            lines.push(format!("... and {} more", total - max));
+        }
+        lines.join("\n")
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let map = |m: &BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        write!(
+            f,
+            "cycles={} commits={} aborts={} ({}) acquire_failures={} ({}) \
+             release_incomplete={} late_commits={} excused={} hold_overlaps={} \
+             action_overlaps={} chain_breaks={} final_counter={} lost_updates={} \
+             violations={}",
+            self.cycles,
+            self.commits,
+            self.aborted(),
+            map(&self.aborts),
+            self.failed_acquires(),
+            map(&self.acquire_failures),
+            self.release_incomplete,
+            self.late_commits,
+            self.excused.len(),
+            self.hold_overlaps.len(),
+            self.action_overlaps.len(),
+            self.chain_breaks.len(),
+            self.final_counter,
+            self.lost_updates,
+            self.violations()
+        )
+    }
+}
+
+/// The cycle a worker is in while its log is read.
+#[derive(Default)]
+struct Open {
+    acquired: u64,
+    valid_until: u64,
+    check: Option<u64>,
+    read: Option<(u64, i64)>,
+    recheck: Option<u64>,
+    releasing: Option<u64>,
+}
+
+/// Runs all three checks. `final_counter` is the counter's value after
+/// every worker ended (0 if absent).
+pub fn check(logs: &[WorkerLog], pauses: &[Pause], final_counter: i64) -> Report {
+    let mut report = Report {
+        workers: logs.len(),
+        final_counter,
+        ..Report::default()
+    };
+    let mut holds = Vec::new();
+    let mut actions = Vec::new();
+    for log in logs {
+        read_worker(log, &mut report, &mut holds, &mut actions);
+    }
+
+    report.hold_overlaps = overlaps(holds);
+
+    let paused_during = |a: &Action| {
+        pauses
+            .iter()
+            .any(|p| p.worker == a.worker && p.from <= a.commit_t && p.to >= a.recheck)
+    };
+    let (excused, in_model): (Vec<Action>, Vec<Action>) =
+        actions.iter().partition(|a| paused_during(a));
+    report.late_commits = actions
+        .iter()
+        .filter(|a| a.commit_t > a.valid_until)
+        .count();
+    report.excused = excused
+        .iter()
+        .map(|a| Span {
+            worker: a.worker,
+            from: a.recheck,
+            to: a.commit_t,
+        })
+        .collect();
+    report.action_overlaps = overlaps(
+        in_model
+            .iter()
+            .map(|a| Span {
+                worker: a.worker,
+                from: a.check,
+                to: a.commit_t,
+            })
+            .collect(),
+    );
+
+    report.chain_breaks = chain(in_model, &report.excused, final_counter);
+    report.commits = actions.len();
+    report.lost_updates = i64::try_from(actions.len()).unwrap_or(i64::MAX) - final_counter;
+    report
+}
+
+fn read_worker(log: &WorkerLog, r: &mut Report, holds: &mut Vec<Span>, out: &mut Vec<Action>) {
+    let w = log.worker;
+    let mut open: Option<Open> = None;
+    let mut ended = false;
+    let err = |r: &mut Report, msg: String| r.log_errors.push(format!("worker {w}: {msg}"));
+    let close = |open: Option<Open>, holds: &mut Vec<Span>| {
+        if let Some(o) = open {
+            let end = o.releasing.map_or(o.valid_until, |t| t.min(o.valid_until));
+            holds.push(Span {
+                worker: w,
+                from: o.acquired,
+                to: end,
+            });
+        }
+    };
+    for e in &log.events {
+        match e {
+            Event::Start { .. } => {}
+            Event::Acquired { t, valid_until } => {
+                close(open.take(), holds);
+                r.cycles += 1;
+                open = Some(Open {
+                    acquired: *t,
+                    valid_until: *valid_until,
+                    ..Open::default()
+                });
+            }
+            Event::AcquireFailed { reason, .. } => {
+                close(open.take(), holds);
+                *r.acquire_failures.entry(reason.clone()).or_default() += 1;
+            }
+            Event::CheckOk { t } => match open.as_mut() {
+                Some(o) if o.check.is_none() && o.releasing.is_none() => o.check = Some(*t),
+                _ => err(r, format!("check_ok at {t} outside a hold")),
+            },
+            Event::Read { t, value } => match open.as_mut() {
+                Some(o) if o.check.is_some() && o.read.is_none() => o.read = Some((*t, *value)),
+                _ => err(r, format!("read at {t} without check_ok")),
+            },
+            Event::RecheckOk { t } => match open.as_mut() {
+                Some(o) if o.read.is_some() && o.recheck.is_none() => o.recheck = Some(*t),
+                _ => err(r, format!("recheck_ok at {t} without read")),
+            },
+            Event::Commit { t, value } => match open.as_ref() {
+                Some(Open {
+                    check: Some(check),
+                    read: Some((read_t, read)),
+                    recheck: Some(recheck),
+                    valid_until,
+                    releasing: None,
+                    ..
+                }) => {
+                    if *value != read + 1 {
+                        err(
+                            r,
+                            format!("commit at {t} wrote {value} after reading {read}"),
+                        );
+                    }
+                    out.push(Action {
+                        worker: w,
+                        check: *check,
+                        read_t: *read_t,
+                        read: *read,
+                        recheck: *recheck,
+                        commit_t: *t,
+                        written: *value,
+                        valid_until: *valid_until,
+                    });
+                }
+                _ => err(r, format!("commit at {t} without check, read and recheck")),
+            },
+            Event::Abort { t, reason } => {
+                if open.is_none() {
+                    err(r, format!("abort at {t} outside a hold"));
+                }
+                *r.aborts.entry(reason.clone()).or_default() += 1;
+            }
+            Event::Releasing { t } => match open.as_mut() {
+                Some(o) if o.releasing.is_none() => o.releasing = Some(*t),
+                _ => err(r, format!("releasing at {t} outside a hold")),
+            },
+            Event::Released { ok, .. } => {
+                r.released += 1;
+                if !ok {
+                    r.release_incomplete += 1;
+                }
+            }
+            Event::CounterError { t, message } => {
+                err(r, format!("counter error at {t}: {message}"));
+            }
+            Event::End { .. } => ended = true,
+        }
+    }
+    close(open, holds);
+    if !ended {
+        err(r, "log has no `end`: the worker did not finish".into());
+    }
+}
+
+/// Every span that starts inside a span of another worker. Spans of one
+/// worker never overlap each other (a worker does one thing at a time), so
+/// it is enough to compare each span with the latest span of every other
+/// worker seen so far, in order of start.
+fn overlaps(mut spans: Vec<Span>) -> Vec<Overlap> {
+    spans.retain(|s| s.from < s.to);
+    spans.sort_by_key(|s| (s.from, s.to, s.worker));
+    let mut latest: BTreeMap<usize, Span> = BTreeMap::new();
+    let mut found = Vec::new();
+    for s in spans {
+        for (w, prev) in &latest {
+            if *w != s.worker && s.from < prev.to {
+                found.push(Overlap {
+                    first: *prev,
+                    second: s,
+                });
+            }
+        }
+        let slot = latest.entry(s.worker).or_insert(s);
+        if s.to >= slot.to {
+            *slot = s;
+        }
+    }
+    found
+}
+
+/// Check 3: each in-model action read what the previous one wrote, and the
+/// counter ends at the last value written. Steps where an excused write
+/// may have landed are skipped.
+fn chain(mut actions: Vec<Action>, excused: &[Span], final_counter: i64) -> Vec<ChainBreak> {
+    actions.sort_by_key(|a| a.commit_t);
+    let touched = |from: u64, to: u64| excused.iter().any(|e| e.from <= to && e.to >= from);
+    let mut breaks = Vec::new();
+    let mut expected = 0;
+    let mut since = 0;
+    for a in &actions {
+        if a.read != expected && !touched(since, a.read_t) {
+            breaks.push(ChainBreak {
+                expected,
+                found: a.read,
+                at: Some((a.worker, a.read_t)),
+            });
+        }
+        expected = a.written;
+        since = a.recheck;
+    }
+    if final_counter != expected && !touched(since, u64::MAX) {
+        breaks.push(ChainBreak {
+            expected,
+            found: final_counter,
+            at: None,
+        });
+    }
+    breaks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker log of committed actions `(acquired, check, read, value
+    /// read, recheck, commit)`, each released 1 ns after its commit, with
+    /// a validity of 1 s.
+    fn worker(id: usize, actions: &[(u64, u64, u64, i64, u64, u64)]) -> WorkerLog {
+        let mut events = vec![Event::Start { t: 0, pid: 1 }];
+        for &(acq, check, read_t, read, recheck, commit) in actions {
+            events.extend([
+                Event::Acquired {
+                    t: acq,
+                    valid_until: acq + 1_000_000_000,
+                },
+                Event::CheckOk { t: check },
+                Event::Read {
+                    t: read_t,
+                    value: read,
+                },
+                Event::RecheckOk { t: recheck },
+                Event::Commit {
+                    t: commit,
+                    value: read + 1,
+                },
+                Event::Releasing { t: commit + 1 },
+                Event::Released {
+                    t: commit + 2,
+                    ok: true,
+                },
+            ]);
+        }
+        events.push(Event::End { t: u64::MAX / 2 });
+        WorkerLog { worker: id, events }
+    }
+
+    #[test]
+    fn serial_history_is_clean() {
+        let logs = [
+            worker(0, &[(10, 11, 12, 0, 13, 14), (50, 51, 52, 2, 53, 54)]),
+            worker(1, &[(30, 31, 32, 1, 33, 34)]),
+        ];
+        let r = check(&logs, &[], 3);
+        assert_eq!(r.violations(), 0, "{}", r.describe_violations(10));
+        assert!(r.log_errors.is_empty(), "{:?}", r.log_errors);
+        assert_eq!((r.cycles, r.commits, r.lost_updates), (3, 3, 0));
+    }
+
+    #[test]
+    fn two_holders_interleaving_are_caught_three_ways() {
+        // Worker 1 acquires while worker 0 still holds; both read 0.
+        let logs = [
+            worker(0, &[(10_000, 11_000, 12_000, 0, 20_000, 21_000)]),
+            worker(1, &[(15_000, 16_000, 17_000, 0, 18_000, 19_000)]),
+        ];
+        let r = check(&logs, &[], 1);
+        assert_eq!(r.hold_overlaps.len(), 1, "{r}");
+        assert_eq!(r.action_overlaps.len(), 1, "{r}");
+        assert_eq!(r.chain_breaks.len(), 1, "{r}");
+        assert_eq!(r.lost_updates, 1);
+        assert_eq!(r.violations(), 4);
+    }
+
+    #[test]
+    fn holds_that_overlap_without_actions_overlapping_are_caught() {
+        // Worker 0 acted early and still held the lock when worker 1 got it.
+        let mut logs = vec![
+            worker(0, &[(10_000, 11_000, 12_000, 0, 13_000, 14_000)]),
+            worker(1, &[(15_000, 16_000, 17_000, 1, 18_000, 19_000)]),
+        ];
+        if let Some(Event::Releasing { t }) = logs[0].events.get_mut(6) {
+            *t = 30_000;
+        }
+        let r = check(&logs, &[], 2);
+        assert_eq!(r.hold_overlaps.len(), 1, "{r}");
+        assert_eq!(r.action_overlaps.len(), 0, "{r}");
+        assert_eq!(r.violations(), 1);
+    }
+
+    #[test]
+    fn a_hold_ends_at_its_validity_even_if_release_came_later() {
+        // Worker 0 was frozen past its validity before releasing: worker 1
+        // acquiring after that validity is not an overlap.
+        let mut logs = vec![
+            worker(0, &[(10, 11, 12, 0, 13, 14)]),
+            worker(
+                1,
+                &[(
+                    2_000_000_000,
+                    2_000_000_001,
+                    2_000_000_002,
+                    1,
+                    2_000_000_003,
+                    2_000_000_004,
+                )],
+            ),
+        ];
+        if let Some(Event::Releasing { t }) = logs[0].events.get_mut(6) {
+            *t = 3_000_000_000;
+        }
+        let r = check(&logs, &[], 2);
+        assert_eq!(r.violations(), 0, "{}", r.describe_violations(10));
+    }
+
+    #[test]
+    fn a_write_the_logs_do_not_explain_is_caught() {
+        let logs = [worker(
+            0,
+            &[(10, 11, 12, 0, 13, 14), (50, 51, 52, 5, 53, 54)],
+        )];
+        let r = check(&logs, &[], 6);
+        assert_eq!(r.chain_breaks.len(), 1, "{r}");
+        let r = check(&logs[..], &[], 7);
+        assert_eq!(r.chain_breaks.len(), 2, "{r}");
+        assert_eq!(r.lost_updates, -5);
+    }
+
+    #[test]
+    fn a_worker_paused_between_recheck_and_commit_is_excused_not_hidden() {
+        // Worker 0 is frozen after its recheck; its write lands late and
+        // clobbers worker 1's. Action and counter checks excuse it; the
+        // hold check does not need to (worker 0's hold ended at validity).
+        let logs = [
+            worker(0, &[(10, 11, 12, 0, 13, 2_500_000_000)]),
+            worker(
+                1,
+                &[(
+                    1_100_000_000,
+                    1_100_000_001,
+                    1_100_000_002,
+                    0,
+                    1_100_000_003,
+                    1_100_000_004,
+                )],
+            ),
+        ];
+        let pause = Pause {
+            worker: 0,
+            from: 20,
+            to: 2_400_000_000,
+        };
+        let r = check(&logs, &[pause], 1);
+        assert_eq!(r.excused.len(), 1);
+        assert_eq!(r.late_commits, 1);
+        assert_eq!(r.violations(), 0, "{}", r.describe_violations(10));
+        // Without the recorded pause the same history is a violation.
+        let r = check(&logs, &[], 1);
+        assert!(r.violations() >= 1, "{r}");
+        // A pause of another worker, or of this one at another time,
+        // excuses nothing.
+        let other = Pause {
+            worker: 1,
+            from: 20,
+            to: 30,
+        };
+        assert!(check(&logs, &[other], 1).violations() >= 1);
+        let other = Pause {
+            worker: 0,
+            from: 2_500_000_001,
+            to: 2_600_000_000,
+        };
+        assert!(check(&logs, &[other], 1).violations() >= 1);
+    }
+
+    #[test]
+    fn protocol_breaks_and_missing_end_are_log_errors() {
+        let mut log = worker(0, &[(10, 11, 12, 0, 13, 14)]);
+        log.events.pop();
+        log.events.insert(1, Event::Commit { t: 5, value: 1 });
+        let r = check(&[log], &[], 1);
+        assert_eq!(r.log_errors.len(), 2, "{:?}", r.log_errors);
+    }
+}

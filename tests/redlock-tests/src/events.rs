@@ -1,0 +1,370 @@
+//! The chaos workers' event log: one line per event, written by
+//! `chaos_worker` and read back by the checker.
+//!
+//! Every line starts with the event name and its time in nanoseconds on the
+//! system-wide monotonic clock ([`crate::sys::monotonic_ns`]), so the logs
+//! of all workers form one timeline:
+//!
+//! ```text
+//! start 1200000000 4242          worker started (pid)
+//! acquired 1200500000 1700400000 acquire returned; lock valid until (ns)
+//! check_ok 1200510000            validity checked before acting
+//! read 1200600000 41             counter read (GET)
+//! recheck_ok 1203600000          validity checked again right before the write
+//! commit 1203700000 42           SET acknowledged: the value written
+//! abort 1203600000 expired-before-commit
+//! releasing 1203800000           release called
+//! released 1204000000 ok         release returned (ok | incomplete)
+//! acquire_failed 1300000000 deadline
+//! counter_error 1400000000 <message>
+//! end 1500000000
+//! ```
+//!
+//! Each line goes out in one `write` call on an unbuffered file, so a worker
+//! that is paused or killed leaves every line it logged complete, except at
+//! most a torn last line, which the parser drops.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+/// One event of a worker, with its time in monotonic nanoseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The worker started (its pid).
+    Start {
+        /// Time.
+        t: u64,
+        /// Process id.
+        pid: u32,
+    },
+    /// `acquire` returned a lock, trusted strictly before `valid_until`.
+    Acquired {
+        /// Time `acquire` returned.
+        t: u64,
+        /// The lock's `valid_until()` on the same timeline.
+        valid_until: u64,
+    },
+    /// `acquire` gave up (`reason`: one word).
+    AcquireFailed {
+        /// Time.
+        t: u64,
+        /// Why, as one word.
+        reason: String,
+    },
+    /// The lock was checked valid (with margin) before the protected action.
+    CheckOk {
+        /// Time.
+        t: u64,
+    },
+    /// The counter was read.
+    Read {
+        /// Time the reply arrived.
+        t: u64,
+        /// Value read (0 when absent).
+        value: i64,
+    },
+    /// The lock was checked valid again, right before the write.
+    RecheckOk {
+        /// Time.
+        t: u64,
+    },
+    /// The counter write was acknowledged: a committed increment.
+    Commit {
+        /// Time the reply arrived.
+        t: u64,
+        /// Value written.
+        value: i64,
+    },
+    /// The action was abandoned because validity ran out.
+    Abort {
+        /// Time.
+        t: u64,
+        /// `expired-before-check` or `expired-before-commit`.
+        reason: String,
+    },
+    /// Release is about to be called: from here the keys may be gone.
+    Releasing {
+        /// Time.
+        t: u64,
+    },
+    /// Release returned.
+    Released {
+        /// Time.
+        t: u64,
+        /// Whether every master confirmed.
+        ok: bool,
+    },
+    /// The counter Redis failed: the outcome of the action is unknown.
+    CounterError {
+        /// Time.
+        t: u64,
+        /// The error, on one line.
+        message: String,
+    },
+    /// The worker finished its run.
+    End {
+        /// Time.
+        t: u64,
+    },
+}
+
+impl Event {
+    /// The event's time.
+    pub fn t(&self) -> u64 {
+        match self {
+            Event::Start { t, .. }
+            | Event::Acquired { t, .. }
+            | Event::AcquireFailed { t, .. }
+            | Event::CheckOk { t }
+            | Event::Read { t, .. }
+            | Event::RecheckOk { t }
+            | Event::Commit { t, .. }
+            | Event::Abort { t, .. }
+            | Event::Releasing { t }
+            | Event::Released { t, .. }
+            | Event::CounterError { t, .. }
+            | Event::End { t } => *t,
+        }
+    }
+
+    /// The event's name, as it starts its line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Start { .. } => "start",
+            Event::Acquired { .. } => "acquired",
+            Event::AcquireFailed { .. } => "acquire_failed",
+            Event::CheckOk { .. } => "check_ok",
+            Event::Read { .. } => "read",
+            Event::RecheckOk { .. } => "recheck_ok",
+            Event::Commit { .. } => "commit",
+            Event::Abort { .. } => "abort",
+            Event::Releasing { .. } => "releasing",
+            Event::Released { .. } => "released",
+            Event::CounterError { .. } => "counter_error",
+            Event::End { .. } => "end",
+        }
+    }
+}
+
+/// Replaces whitespace so a free-text field stays one token or one line.
+fn one_word(s: &str) -> String {
+    let w: String = s
+        .chars()
+        .map(|c| if c.is_whitespace() { '_' } else { c })
+        .collect();
+    if w.is_empty() {
+        "-".into()
+    } else {
+        w
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name(), self.t())?;
+        match self {
+            Event::Start { pid, .. } => write!(f, " {pid}"),
+            Event::Acquired { valid_until, .. } => write!(f, " {valid_until}"),
+            Event::AcquireFailed { reason, .. } | Event::Abort { reason, .. } => {
+                write!(f, " {}", one_word(reason))
+            }
+            Event::Read { value, .. } | Event::Commit { value, .. } => write!(f, " {value}"),
+            Event::Released { ok, .. } => {
+                write!(f, " {}", if *ok { "ok" } else { "incomplete" })
+            }
+            Event::CounterError { message, .. } => {
+                write!(f, " {}", message.replace(['\n', '\r'], " "))
+            }
+            Event::CheckOk { .. }
+            | Event::RecheckOk { .. }
+            | Event::Releasing { .. }
+            | Event::End { .. } => Ok(()),
+        }
+    }
+}
+
+/// A line that is not an [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseEventError(pub String);
+
+impl fmt::Display for ParseEventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad event line {:?}", self.0)
+    }
+}
+
+impl std::error::Error for ParseEventError {}
+
+impl FromStr for Event {
+    type Err = ParseEventError;
+
+    fn from_str(line: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseEventError(line.to_owned());
+        let mut parts = line.splitn(3, ' ');
+        let name = parts.next().ok_or_else(bad)?;
+        let t: u64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let rest = parts.next();
+        let num = |r: Option<&str>| r.and_then(|v| v.trim().parse::<i64>().ok()).ok_or_else(bad);
+        let word = |r: Option<&str>| r.map(|v| v.trim().to_owned()).ok_or_else(bad);
+        let none = |r: Option<&str>| if r.is_none() { Ok(()) } else { Err(bad()) };
+        Ok(match name {
+            "start" => Event::Start {
+                t,
+                pid: u32::try_from(num(rest)?).map_err(|_| bad())?,
+            },
+            "acquired" => Event::Acquired {
+                t,
+                valid_until: u64::try_from(num(rest)?).map_err(|_| bad())?,
+            },
+            "acquire_failed" => Event::AcquireFailed {
+                t,
+                reason: word(rest)?,
+            },
+            "check_ok" => none(rest).map(|()| Event::CheckOk { t })?,
+            "read" => Event::Read {
+                t,
+                value: num(rest)?,
+            },
+            "recheck_ok" => none(rest).map(|()| Event::RecheckOk { t })?,
+            "commit" => Event::Commit {
+                t,
+                value: num(rest)?,
+            },
+            "abort" => Event::Abort {
+                t,
+                reason: word(rest)?,
+            },
+            "releasing" => none(rest).map(|()| Event::Releasing { t })?,
+            "released" => Event::Released {
+                t,
+                ok: match rest {
+                    Some("ok") => true,
+                    Some("incomplete") => false,
+                    _ => return Err(bad()),
+                },
+            },
+            "counter_error" => Event::CounterError {
+                t,
+                message: rest.unwrap_or_default().to_owned(),
+            },
+            "end" => none(rest).map(|()| Event::End { t })?,
+            _ => return Err(bad()),
+        })
+    }
+}
+
+/// Parses a whole log. A last line without its newline was torn by a kill
+/// mid-write and is dropped; any other bad line is an error.
+///
+/// # Errors
+///
+/// The first line that does not parse.
+pub fn parse_log(text: &str) -> Result<Vec<Event>, ParseEventError> {
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    complete
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+/// An append-only event log that writes each line in one `write` call, with
+/// no buffering, so it survives the worker being paused or killed.
+#[derive(Debug)]
+pub struct EventLog {
+    file: File,
+}
+
+impl EventLog {
+    /// Creates (or truncates) the log at `path`.
+    ///
+    /// # Errors
+    ///
+    /// The error of opening the file.
+    pub fn create(path: &Path) -> io::Result<EventLog> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(EventLog { file })
+    }
+
+    /// Appends one event as one line.
+    ///
+    /// # Errors
+    ///
+    /// The error of writing the line.
+    pub fn log(&mut self, event: &Event) -> io::Result<()> {
+        let line = format!("{event}\n");
+        self.file.write_all(line.as_bytes())?;
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips() {
+        let events = vec![
+            Event::Start { t: 1, pid: 42 },
+            Event::Acquired {
+                t: 2,
+                valid_until: 99,
+            },
+            Event::AcquireFailed {
+                t: 3,
+                reason: "no quorum".into(),
+            },
+            Event::CheckOk { t: 4 },
+            Event::Read { t: 5, value: -1 },
+            Event::RecheckOk { t: 6 },
+            Event::Commit { t: 7, value: 8 },
+            Event::Abort {
+                t: 8,
+                reason: "expired-before-commit".into(),
+            },
+            Event::Releasing { t: 9 },
+            Event::Released { t: 10, ok: false },
+            Event::CounterError {
+                t: 11,
+                message: "io error: reset".into(),
+            },
+            Event::End { t: 12 },
+        ];
+        let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+        let parsed = parse_log(&text).expect("parse");
+        assert_eq!(parsed.len(), events.len());
+        assert_eq!(
+            parsed[2],
+            Event::AcquireFailed {
+                t: 3,
+                reason: "no_quorum".into()
+            }
+        );
+        assert_eq!(parsed[10], events[10]);
+        for (a, b) in parsed.iter().zip(&events).filter(|(_, b)| b.t() != 3) {
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped_other_garbage_is_not() {
+        assert_eq!(
+            parse_log("check_ok 1\ncommit 2").expect("torn tail"),
+            vec![Event::CheckOk { t: 1 }]
+        );
+        assert!(parse_log("check_ok x\n").is_err());
+        assert!(parse_log("check_ok 1 extra\n").is_err());
+        assert!(parse_log("nonsense 1\n").is_err());
+        assert!(parse_log("released 1 maybe\n").is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! A TCP proxy for fault injection between clients and one Redis master.
+//!
+//! It listens on `127.0.0.1:0` and forwards every accepted connection to
+//! the upstream address, one thread per direction. Its [`Mode`] can be
+//! switched at any time and applies to all connections:
+//!
+//! * [`Mode::Pass`] forwards at once;
+//! * [`Mode::Delay`] holds every chunk for a while before forwarding it (a
+//!   slow link);
+//! * [`Mode::Blackhole`] stops forwarding without closing anything (a
+//!   partition); what was held is delivered, in order, when the mode
+//!   changes back, as TCP would after a short partition heals;
+//! * [`Mode::Refuse`] closes new connections as soon as they are accepted.
+//!
+//! [`Proxy::reset_all`] closes every open connection (a cut link).
+//!
+//! It never drops or reorders bytes inside a connection that stays open:
+//! a real network cannot do that to a TCP stream, and a client that got
+//! the reply of one command for another would be a fault of the test, not
+//! of the system under test.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// How the proxy treats traffic; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward at once.
+    Pass,
+    /// Hold every chunk this long before forwarding it.
+    Delay(Duration),
+    /// Forward nothing, close nothing.
+    Blackhole,
+    /// Close new connections at once.
+    Refuse,
+}
+
+/// One proxied connection: both sockets, to close them from outside.
+struct Conn {
+    id: u64,
+    client: TcpStream,
+    upstream: TcpStream,
+    dead: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn close(&self) {
+        self.dead.store(true, Ordering::Release);
+        let _ = self.client.shutdown(Shutdown::Both);
+        let _ = self.upstream.shutdown(Shutdown::Both);
+    }
+}
+
+struct Inner {
+    upstream: SocketAddr,
+    mode: Mutex<Mode>,
+    conns: Mutex<Vec<Conn>>,
+    next_id: AtomicU64,
+    stop: AtomicBool,
+    accepted: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data behind these locks stays consistent even if a pump thread
+    // panicked while holding one.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    fn mode(&self) -> Mode {
+        *lock(&self.mode)
+    }
+}
+
+/// A running proxy. Dropping it stops accepting and closes every
+/// connection.
+pub struct Proxy {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("addr", &self.addr)
+            .field("upstream", &self.inner.upstream)
+            .field("mode", &self.inner.mode())
+            .finish()
+    }
+}
+
+/// How often a blocked accept loop or a held chunk looks at the mode again.
+const POLL: Duration = Duration::from_millis(2);
+
+impl Proxy {
+    /// Starts a proxy to `upstream` on a free loopback port, in
+    /// [`Mode::Pass`].
+    ///
+    /// # Errors
+    ///
+    /// Binding or configuring the listener failed.
+    pub fn start(upstream: SocketAddr) -> io::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            upstream,
+            mode: Mutex::new(Mode::Pass),
+            conns: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            accepted: AtomicU64::new(0),
+        });
+        let acceptor = {
+            let inner = Arc::clone(&inner);
+            thread::Builder::new()
+                .name(format!("proxy-{}", addr.port()))
+                .spawn(move || accept_loop(&listener, &inner))?
+        };
+        Ok(Proxy {
+            inner,
+            addr,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `redis://` URL of [`addr`](Self::addr).
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Switches the mode for all connections, open and future.
+    pub fn set_mode(&self, mode: Mode) {
+        *lock(&self.inner.mode) = mode;
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        self.inner.mode()
+    }
+
+    /// Closes every open connection (both sides see the stream end).
+    /// Returns how many were open.
+    pub fn reset_all(&self) -> usize {
+        let conns = std::mem::take(&mut *lock(&self.inner.conns));
+        for c in &conns {
+            c.close();
+        }
+        conns.len()
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        lock(&self.inner.conns).len()
+    }
+
+    /// Connections accepted so far (including refused ones).
+    pub fn accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Release);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        self.reset_all();
+    }
+}
+
+fn accept_loop(listener: &TcpListener, inner: &Arc<Inner>) {
+    while !inner.stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((client, _)) => {
+                inner.accepted.fetch_add(1, Ordering::Relaxed);
+                if inner.mode() == Mode::Refuse {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                // Connecting can take a while when upstream is paused
+                // (backlog) or gone (refused at once): not on this thread.
+                let inner = Arc::clone(inner);
+                let _ = thread::Builder::new()
+                    .name("proxy-connect".into())
+                    .spawn(move || open(client, &inner));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(POLL),
+            Err(_) => thread::sleep(POLL),
+        }
+    }
+}
+
+fn open(client: TcpStream, inner: &Arc<Inner>) {
+    let Ok(upstream) = TcpStream::connect_timeout(&inner.upstream, Duration::from_secs(1)) else {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    };
+    let setup = || -> io::Result<(TcpStream, TcpStream, TcpStream, TcpStream)> {
+        client.set_nonblocking(false)?;
+        client.set_nodelay(true)?;
+        upstream.set_nodelay(true)?;
+        Ok((
+            client.try_clone()?,
+            upstream.try_clone()?,
+            client.try_clone()?,
+            upstream.try_clone()?,
+        ))
+    };
+    let Ok((c_read, u_write, c_reg, u_reg)) = setup() else {
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = upstream.shutdown(Shutdown::Both);
+        return;
+    };
+    let dead = Arc::new(AtomicBool::new(false));
+    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut conns = lock(&inner.conns);
+        // A reset or a refusal that came while we were connecting applies
+        // to this connection too.
+        if inner.stop.load(Ordering::Acquire) || inner.mode() == Mode::Refuse {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = upstream.shutdown(Shutdown::Both);
+            return;
+        }
+        conns.push(Conn {
+            id,
+            client: c_reg,
+            upstream: u_reg,
+            dead: Arc::clone(&dead),
+        });
+    }
+    let up = {
+        let (inner, dead) = (Arc::clone(inner), Arc::clone(&dead));
+        thread::Builder::new()
+            .name("proxy-up".into())
+            .spawn(move || pump(c_read, u_write, &inner, &dead, id))
+    };
+    if up.is_err() {
+        close_conn(inner, id);
+        return;
+    }
+    pump(upstream, client, inner, &dead, id);
+}
+
+/// Copies `from` to `to` in the proxy's current mode until either side
+/// ends, then closes the whole connection.
+fn pump(mut from: TcpStream, mut to: TcpStream, inner: &Inner, dead: &AtomicBool, id: u64) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Hold the chunk while blackholed; deliver it afterwards.
+        let mode = loop {
+            if dead.load(Ordering::Acquire) {
+                break None;
+            }
+            match inner.mode() {
+                Mode::Blackhole => thread::sleep(POLL),
+                m => break Some(m),
+            }
+        };
+        match mode {
+            None => break,
+            Some(Mode::Delay(d)) => thread::sleep(d),
+            Some(_) => {}
+        }
+        if dead.load(Ordering::Acquire) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    close_conn(inner, id);
+    dead.store(true, Ordering::Release);
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+fn close_conn(inner: &Inner, id: u64) {
+    let mut conns = lock(&inner.conns);
+    if let Some(i) = conns.iter().position(|c| c.id == id) {
+        conns.swap_remove(i).close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// An echo server on a free port; returns its address.
+    fn echo() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                thread::spawn(move || {
+                    let mut r = s.try_clone().expect("clone");
+                    let mut w = s;
+                    let _ = io::copy(&mut r, &mut w);
+                });
+            }
+        });
+        addr
+    }
+
+    fn roundtrip(s: &mut TcpStream, msg: &[u8]) -> io::Result<Vec<u8>> {
+        s.write_all(msg)?;
+        let mut out = vec![0u8; msg.len()];
+        s.read_exact(&mut out)?;
+        Ok(out)
+    }
+
+    fn client(p: &Proxy) -> TcpStream {
+        let s = TcpStream::connect(p.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        s
+    }
+
+    #[test]
+    fn modes_behave() {
+        let p = Proxy::start(echo()).expect("proxy");
+        let mut s = client(&p);
+        assert_eq!(roundtrip(&mut s, b"hello").expect("pass"), b"hello");
+
+        p.set_mode(Mode::Delay(Duration::from_millis(100)));
+        let t = Instant::now();
+        assert_eq!(roundtrip(&mut s, b"slow").expect("delay"), b"slow");
+        // Delayed once each way.
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
+
+        p.set_mode(Mode::Blackhole);
+        s.write_all(b"held").expect("write");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut b = [0u8; 4];
+        assert!(s.read_exact(&mut b).is_err(), "blackhole forwarded");
+        p.set_mode(Mode::Pass);
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        s.read_exact(&mut b)
+            .expect("held data delivered after the heal");
+        assert_eq!(&b, b"held");
+
+        assert_eq!(p.reset_all(), 1);
+        let mut rest = Vec::new();
+        // The stream ends (EOF or reset).
+        assert!(matches!(s.read_to_end(&mut rest), Ok(0) | Err(_)));
+
+        p.set_mode(Mode::Refuse);
+        let mut s = client(&p);
+        assert!(
+            roundtrip(&mut s, b"x").is_err(),
+            "refused connection answered"
+        );
+        p.set_mode(Mode::Pass);
+        let mut s = client(&p);
+        assert_eq!(roundtrip(&mut s, b"again").expect("pass"), b"again");
+    }
+}
