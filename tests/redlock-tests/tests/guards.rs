@@ -162,3 +162,38 @@ async fn replica_is_rejected_at_build_time() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn clock_check_samples_and_judges_healthy_masters_healthy() {
+    let masters = Masters::start(3);
+    let rl = Redlock::builder(masters.urls())
+        .check_master_clocks(true)
+        .connect()
+        .await
+        .expect("connect");
+    let off = Redlock::builder(masters.urls())
+        .connect()
+        .await
+        .expect("connect");
+    assert!(off.masters().iter().all(|m| m.clock_verdict().is_none()));
+    // Keep the masters busy for a while: a sample a second, judged once
+    // they span half a second. Same-host clocks run at the same rate.
+    let end = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < end {
+        let lock = rl
+            .try_acquire("clock")
+            .await
+            .expect("healthy masters grant");
+        assert!(lock.votes().granted() >= 2);
+        rl.release(lock).await.expect("release");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for m in rl.masters() {
+        match m.clock_verdict() {
+            Some(redlock_core::ClockVerdict::Healthy { rate }) => {
+                assert!((rate - 1.0).abs() < 0.01, "rate {rate}")
+            }
+            other => panic!("{}: {other:?}", m.address_str()),
+        }
+    }
+}
