@@ -77,6 +77,11 @@ struct Args {
     /// How long a purchase waits for the lock before it is refused, in ms.
     #[arg(long, default_value_t = 250)]
     lock_wait_ms: u64,
+    /// The masters were started empty for this demo alone: do not hold
+    /// them back for a TTL after their start (the restart guard). Never
+    /// use it with masters other clients lock on.
+    #[arg(long)]
+    danger_fresh_masters: bool,
 }
 
 /// What a server answers for one purchase.
@@ -180,6 +185,7 @@ async fn run(args: Args) -> Result<bool, Error> {
             Some(
                 LockManager::builder(args.masters.clone())
                     .ttl(Duration::from_secs(2))
+                    .map_core(|b| b.danger_disable_restart_guard(args.danger_fresh_masters))
                     .connect()
                     .await?,
             )

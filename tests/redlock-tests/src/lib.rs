@@ -11,7 +11,25 @@
 //! * [`proxy`]: a TCP proxy that delays, blackholes, cuts or refuses the
 //!   traffic to one master.
 
+//! * [`fresh_builder`]: the builder every test uses for masters the harness
+//!   just started empty for it alone.
+
+use redlock_core::{Redlock, RedlockBuilder};
+
 pub mod checker;
 pub mod events;
 pub mod proxy;
 pub mod sys;
+
+/// A builder for masters the harness has just started, empty, for one
+/// test alone. The restart guard would hold such young masters back for a
+/// whole TTL; its documentation allows turning it off in exactly this case
+/// (nobody else ever held a lock on them). The guard's own tests in
+/// `tests/guards.rs` and the chaos run build their managers themselves.
+pub fn fresh_builder<I, S>(urls: I) -> RedlockBuilder
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    Redlock::builder(urls).danger_disable_restart_guard(true)
+}

@@ -9,11 +9,12 @@ use redlock_core::{
     ReleaseError, ResourceSet, RetryPolicy, Token, TokioRuntime, VoteOutcome,
 };
 use redlock_harness::{Masters, RedisServer, ServerOptions};
+use redlock_tests::fresh_builder;
 
 type Manager = Redlock<FredMaster, TokioRuntime>;
 
 async fn manager(masters: &Masters) -> Manager {
-    Redlock::builder(masters.urls())
+    fresh_builder(masters.urls())
         .connect()
         .await
         .expect("connect to harness masters")
@@ -68,7 +69,7 @@ async fn contenders_never_overlap() {
     let mut managers = Vec::new();
     for _ in 0..3 {
         managers.push(Arc::new(
-            Redlock::builder(masters.urls())
+            fresh_builder(masters.urls())
                 .ttl(Duration::from_secs(5))
                 .retry(RetryPolicy::unbounded(
                     Duration::from_millis(2),
@@ -138,7 +139,7 @@ async fn paused_minority_master_does_not_delay_the_answer() {
     let masters = Masters::start(5);
     // A long per-master timeout: if the answer waited for the paused master
     // it would take 20 s. The vote report shows it was not waited for.
-    let rl = Redlock::builder(masters.urls())
+    let rl = fresh_builder(masters.urls())
         .ttl(Duration::from_secs(60))
         .master_timeout(Duration::from_secs(20))
         .connect()
@@ -188,7 +189,7 @@ async fn per_master_timeout_bounds_a_paused_single_master() {
     // N = 1: the paused master decides, so the call must end by fred's own
     // per-command timeout (a regression to fred's default would hang here).
     let masters = Masters::start(1);
-    let rl = Redlock::builder(masters.urls())
+    let rl = fresh_builder(masters.urls())
         .master_timeout(Duration::from_millis(200))
         .connect()
         .await
@@ -209,7 +210,7 @@ async fn per_master_timeout_bounds_a_paused_single_master() {
 #[tokio::test]
 async fn timed_out_set_landing_after_resume_is_cleaned_up() {
     let masters = Masters::start(3);
-    let rl = Redlock::builder(masters.urls())
+    let rl = fresh_builder(masters.urls())
         .ttl(Duration::from_secs(60))
         .master_timeout(Duration::from_millis(200))
         .connect()
@@ -248,7 +249,7 @@ async fn timed_out_set_landing_after_resume_is_cleaned_up() {
 #[tokio::test]
 async fn extend_keeps_a_lock_past_its_first_ttl() {
     let masters = Masters::start(3);
-    let rl = Redlock::builder(masters.urls())
+    let rl = fresh_builder(masters.urls())
         .ttl(Duration::from_millis(400))
         .connect()
         .await
@@ -279,7 +280,7 @@ async fn extend_keeps_a_lock_past_its_first_ttl() {
 #[tokio::test]
 async fn extend_after_expiry_fails() {
     let masters = Masters::start(3);
-    let rl = Redlock::builder(masters.urls())
+    let rl = fresh_builder(masters.urls())
         .ttl(Duration::from_millis(150))
         .connect()
         .await
@@ -528,7 +529,7 @@ async fn master_down_at_startup_joins_when_it_comes_up() {
 // ---------------------------------------------------------------- bad input
 
 async fn connect_err(urls: Vec<String>) -> ConfigError {
-    Redlock::builder(urls)
+    fresh_builder(urls)
         .connect()
         .await
         .expect_err("must be rejected")
@@ -593,7 +594,7 @@ async fn duplicate_masters_rejected_by_address_and_by_identity() {
 async fn invalid_settings_rejected() {
     let masters = Masters::start(4);
     let urls = masters.urls();
-    let err = Redlock::builder(urls.clone())
+    let err = fresh_builder(urls.clone())
         .quorum(2)
         .connect()
         .await
@@ -608,26 +609,26 @@ async fn invalid_settings_rejected() {
         ),
         "{err}"
     );
-    let err = Redlock::builder(urls.clone())
+    let err = fresh_builder(urls.clone())
         .ttl(Duration::ZERO)
         .connect()
         .await
         .expect_err("zero ttl");
     assert!(matches!(err, ConfigError::TtlZero), "{err}");
-    let err = Redlock::builder(urls.clone())
+    let err = fresh_builder(urls.clone())
         .ttl(Duration::from_secs(u64::MAX / 1000))
         .connect()
         .await
         .expect_err("huge ttl");
     assert!(matches!(err, ConfigError::TtlTooLarge { .. }), "{err}");
-    let err = Redlock::builder(urls.clone())
+    let err = fresh_builder(urls.clone())
         .ttl(Duration::from_millis(100))
         .drift_factor(0.99)
         .connect()
         .await
         .expect_err("drift");
     assert!(matches!(err, ConfigError::DriftConsumesTtl { .. }), "{err}");
-    let err = Redlock::builder(urls.clone())
+    let err = fresh_builder(urls.clone())
         .drift_factor(f64::NAN)
         .connect()
         .await
@@ -638,7 +639,7 @@ async fn invalid_settings_rejected() {
     );
 
     // Per-call checks on a good manager.
-    let rl = Redlock::builder(urls).connect().await.expect("connect");
+    let rl = fresh_builder(urls).connect().await.expect("connect");
     for bad in [
         "".to_owned(),
         "x".repeat(redlock_core::MAX_RESOURCE_LEN + 1),
@@ -681,7 +682,7 @@ async fn wrong_password_rejected() {
         assert!(matches!(err, ConfigError::Auth { .. }), "{url}: {err}");
         assert!(!err.to_string().contains("wrong@"), "{err}");
     }
-    let rl = Redlock::builder([format!("redis://:s3cret@127.0.0.1:{port}")])
+    let rl = fresh_builder([format!("redis://:s3cret@127.0.0.1:{port}")])
         .connect()
         .await
         .expect("right password");
@@ -730,7 +731,7 @@ async fn too_few_reachable_masters_rejected_at_connect() {
     let mut masters = Masters::start(3);
     masters.get_mut(0).kill();
     masters.get_mut(1).kill();
-    let err = Redlock::builder(masters.urls())
+    let err = fresh_builder(masters.urls())
         .connect_timeout(Duration::from_millis(500))
         .connect()
         .await

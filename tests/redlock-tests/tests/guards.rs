@@ -166,7 +166,7 @@ async fn replica_is_rejected_at_build_time() {
 #[tokio::test]
 async fn clock_check_samples_and_judges_healthy_masters_healthy() {
     let masters = Masters::start(3);
-    let rl = Redlock::builder(masters.urls())
+    let rl = redlock_tests::fresh_builder(masters.urls())
         .check_master_clocks(true)
         .connect()
         .await

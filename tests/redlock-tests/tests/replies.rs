@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use redlock_core::{MasterFailure, Redlock, VoteOutcome};
+use redlock_core::{MasterFailure, VoteOutcome};
 use redlock_harness::Masters;
+use redlock_tests::fresh_builder;
 
 fn server_error(outcome: Option<&VoteOutcome>, prefix: &str) -> bool {
     matches!(outcome, Some(VoteOutcome::Failed(MasterFailure::Server(m))) if m.starts_with(prefix))
@@ -13,7 +14,7 @@ fn server_error(outcome: Option<&VoteOutcome>, prefix: &str) -> bool {
 #[tokio::test]
 async fn out_of_memory_master_is_a_failed_vote() {
     let masters = Masters::start(3);
-    let rl = Redlock::builder(masters.urls())
+    let rl = fresh_builder(masters.urls())
         .connect()
         .await
         .expect("connect");
@@ -49,7 +50,7 @@ async fn busy_master_is_a_failed_vote() {
         .cmd(&["CONFIG", "SET", "busy-reply-threshold", "50"])
         .expect("CONFIG SET")
         .is_ok());
-    let rl = Redlock::builder(masters.urls())
+    let rl = fresh_builder(masters.urls())
         .master_timeout(Duration::from_millis(500))
         .connect()
         .await
@@ -84,7 +85,7 @@ async fn busy_master_is_a_failed_vote() {
 #[tokio::test]
 async fn master_demoted_to_replica_after_connect_is_a_failed_vote() {
     let masters = Masters::start(3);
-    let rl = Redlock::builder(masters.urls())
+    let rl = fresh_builder(masters.urls())
         .connect()
         .await
         .expect("connect");

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use redlock_core::{ConfigError, Redlock};
+use redlock_core::ConfigError;
 use redlock_harness::{Masters, RedisServer, ServerOptions};
+use redlock_tests::fresh_builder;
 
 /// The exact ACL the library needs, documented in `docs/safety.md`:
 /// the three scripts (EVALSHA, EVAL for the NOSCRIPT fallback, SCRIPT LOAD),
@@ -44,7 +45,7 @@ async fn works_under_a_least_privilege_acl_user() {
         create_lock_user(m);
         urls.push(format!("redis://locker:locker-pw@127.0.0.1:{}", m.port()));
     }
-    let rl = Redlock::builder(urls)
+    let rl = fresh_builder(urls)
         .ttl(Duration::from_secs(5))
         .connect()
         .await
@@ -102,7 +103,7 @@ async fn a_user_without_the_prefix_gets_a_typed_failure_not_a_panic() {
         ])
         .expect("ACL SETUSER");
     assert!(reply.is_ok());
-    let rl = Redlock::builder([format!("redis://narrow:pw@127.0.0.1:{}", masters[0].port())])
+    let rl = fresh_builder([format!("redis://narrow:pw@127.0.0.1:{}", masters[0].port())])
         .connect()
         .await
         .expect("connect works: INFO and SCRIPT LOAD are allowed");
@@ -120,11 +121,11 @@ async fn passwords_and_tokens_never_printed() {
     let good = format!("redis://:hunter2-secret@127.0.0.1:{}", server.port());
     let bad = format!("redis://:hunter2-wrong@127.0.0.1:{}", server.port());
 
-    let builder = Redlock::builder([good.clone()]);
+    let builder = fresh_builder([good.clone()]);
     let shown = format!("{builder:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
 
-    let err = Redlock::builder([bad.clone()])
+    let err = fresh_builder([bad.clone()])
         .connect()
         .await
         .expect_err("wrong password");
@@ -132,7 +133,7 @@ async fn passwords_and_tokens_never_printed() {
     for shown in [err.to_string(), format!("{err:?}")] {
         assert!(!shown.contains("hunter2"), "{shown}");
     }
-    let err = Redlock::builder([format!(
+    let err = fresh_builder([format!(
         "redis://:hunter2-x@127.0.0.1:{}:bad",
         server.port()
     )])

@@ -188,7 +188,7 @@ fn all_keys(masters: &[TlsMaster]) -> Vec<(u16, String)> {
 }
 
 fn builder(urls: Vec<String>) -> RedlockBuilder {
-    Redlock::builder(urls)
+    redlock_tests::fresh_builder(urls)
         .ttl(Duration::from_secs(10))
         // Short: a client that sends a TLS hello to a plain port may wait
         // for a reply that never comes.
