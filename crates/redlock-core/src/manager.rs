@@ -332,7 +332,9 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     ///
     /// Refused without sending anything if the lock's validity already
     /// passed. On success the lock's validity becomes
-    /// `start + ttl - drift`; on failure it is unchanged.
+    /// `start + ttl - drift`; on failure it is unchanged, which is safe
+    /// because the extend script never shortens a key: every key keeps at
+    /// least the expiry it had, whatever TTL is asked for.
     ///
     /// # Errors
     ///
@@ -344,7 +346,8 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     ///
     /// Cancel safe in the sense that matters: dropping it leaves the lock
     /// value unchanged, and keys on the masters hold only our token, with
-    /// an expiry no shorter than before.
+    /// an expiry no shorter than before (the script never shortens a key,
+    /// even for a shorter TTL).
     pub async fn extend(&self, lock: &mut Lock, ttl: Option<Duration>) -> Result<(), ExtendError> {
         let ttl = match ttl {
             Some(d) => Ttl::try_from(d)?,

@@ -26,9 +26,17 @@ return 1
 /// `KEYS` = lock keys, `ARGV[1]` = token, `ARGV[2]` = TTL in ms,
 /// `ARGV[3]` = "1" to re-create missing keys.
 ///
-/// Returns 1 if every key was extended, 0 if some key holds another token,
-/// -1 if some key is missing (and re-creating was not allowed). A key held
-/// by another token is never touched, even with re-creation on.
+/// Returns 1 if every key now lives at least `ttl`, 0 if some key holds
+/// another token, -1 if some key is missing (and re-creating was not
+/// allowed). A key held by another token is never touched, even with
+/// re-creation on.
+///
+/// It never *shortens* a key. An extend with a TTL shorter than what the
+/// keys have left may fail or be abandoned after reaching some masters;
+/// had it shortened their keys, the lock would still trust its older,
+/// longer validity while those keys expire first (found by the simulation,
+/// `tests/redlock-sim`). The `PTTL` comparison, rather than `PEXPIRE GT`,
+/// keeps the script working on Redis older than 7.0.
 pub const EXTEND: &str = r#"
 local missing = false
 for i = 1, #KEYS do
@@ -39,17 +47,17 @@ for i = 1, #KEYS do
     return 0
   end
 end
-if missing then
-  if ARGV[3] ~= '1' then
-    return -1
-  end
-  for i = 1, #KEYS do
-    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
-  end
-  return 1
+if missing and ARGV[3] ~= '1' then
+  return -1
 end
+local ttl = tonumber(ARGV[2])
 for i = 1, #KEYS do
-  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  local left = redis.call('PTTL', KEYS[i])
+  if left == -2 then
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ttl)
+  elseif left < ttl then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
 end
 return 1
 "#;

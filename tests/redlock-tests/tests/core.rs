@@ -749,3 +749,40 @@ async fn too_few_reachable_masters_rejected_at_connect() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn extend_never_shortens_a_key() {
+    // A shorter TTL must not shorten keys: an extend that then fails or is
+    // dropped would leave the lock trusting a validity its keys no longer
+    // have (found by the simulation).
+    let masters = Masters::start(3);
+    let rl = fresh_builder(masters.urls())
+        .ttl(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect");
+    let mut lock = rl.try_acquire("no-shorten").await.expect("free");
+    rl.extend(&mut lock, Some(Duration::from_millis(500)))
+        .await
+        .expect("extend");
+    assert!(
+        lock.remaining() <= Duration::from_millis(500),
+        "validity follows the asked TTL"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for m in masters.iter() {
+        let pttl = m.pttl("redlock:no-shorten");
+        assert!(pttl > 9_000, "key shortened to {pttl} ms");
+    }
+    // A longer TTL still lengthens them.
+    rl.extend(&mut lock, Some(Duration::from_secs(20)))
+        .await
+        .expect("extend");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for m in masters.iter() {
+        let pttl = m.pttl("redlock:no-shorten");
+        assert!(pttl > 19_000, "key not lengthened: {pttl} ms");
+    }
+    rl.release(lock).await.expect("release");
+    assert!(our_keys(&masters).is_empty());
+}

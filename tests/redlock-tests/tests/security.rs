@@ -9,7 +9,7 @@ use redlock_tests::fresh_builder;
 
 /// The exact ACL the library needs, documented in `docs/safety.md`:
 /// the three scripts (EVALSHA, EVAL for the NOSCRIPT fallback, SCRIPT LOAD),
-/// the commands they run (GET, SET, PEXPIRE, DEL) on lock keys only, INFO
+/// the commands they run (GET, SET, PEXPIRE, PTTL, DEL) on lock keys only, INFO
 /// for the identity and restart checks, and PING. `resetchannels` and
 /// `-@all` first, so nothing else is allowed.
 const ACL_RULES: &[&str] = &[
@@ -25,6 +25,7 @@ const ACL_RULES: &[&str] = &[
     "+get",
     "+set",
     "+pexpire",
+    "+pttl",
     "+del",
     "+info",
     "+ping",
