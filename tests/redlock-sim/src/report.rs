@@ -1,0 +1,543 @@
+//! Running seeds, and what a run reports: counters, violations, the
+//! fingerprint of its trace; plus the helpers the tests assert with, which
+//! print the seed and the replay command of every failure.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use redlock_core::{Redlock, Settings};
+
+use crate::checker::Violation;
+use crate::faults;
+use crate::rng::SimRng;
+use crate::scenario::Scenario;
+use crate::workload;
+use crate::world::{
+    lock, SimMaster, SimRuntime, World, STREAM_FAULTS, STREAM_SETUP, STREAM_WORKER,
+};
+
+/// Environment variable: number of seeds of the in-model tests (long mode).
+pub const ENV_SEEDS: &str = "REDLOCK_SIM_SEEDS";
+/// Environment variable: number of seeds of each negative control.
+pub const ENV_CONTROL_SEEDS: &str = "REDLOCK_SIM_CONTROL_SEEDS";
+/// Environment variable: replay this one seed, with its full trace.
+pub const ENV_SEED: &str = "REDLOCK_SIM_SEED";
+
+/// Faults injected during a run, by class.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Crashes followed by a restart with the data.
+    pub crashes_persisted: u64,
+    /// Crashes followed by an empty restart after the longest TTL.
+    pub crashes_empty_after_ttl: u64,
+    /// Crashes followed by an immediate empty restart (outside the model).
+    pub crashes_empty_immediately: u64,
+    /// Master pauses (`SIGSTOP`).
+    pub master_pauses: u64,
+    /// Partitions (a master cut off from some clients).
+    pub partitions: u64,
+    /// Forward clock jumps.
+    pub clock_jumps_forward: u64,
+    /// Backward clock jumps.
+    pub clock_jumps_backward: u64,
+}
+
+impl FaultCounts {
+    /// All faults together.
+    pub fn total(&self) -> u64 {
+        self.crashes_persisted
+            + self.crashes_empty_after_ttl
+            + self.crashes_empty_immediately
+            + self.master_pauses
+            + self.partitions
+            + self.clock_jumps_forward
+            + self.clock_jumps_backward
+    }
+
+    fn add(&mut self, o: &Self) {
+        self.crashes_persisted += o.crashes_persisted;
+        self.crashes_empty_after_ttl += o.crashes_empty_after_ttl;
+        self.crashes_empty_immediately += o.crashes_empty_immediately;
+        self.master_pauses += o.master_pauses;
+        self.partitions += o.partitions;
+        self.clock_jumps_forward += o.clock_jumps_forward;
+        self.clock_jumps_backward += o.clock_jumps_backward;
+    }
+}
+
+/// Counters of one run (or summed over runs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Locks granted by the core.
+    pub acquisitions: u64,
+    /// `acquire` calls that gave up (retries exhausted).
+    pub acquire_failures: u64,
+    /// Successful extends.
+    pub extends_ok: u64,
+    /// Failed extends (the lock keeps the validity the core left it).
+    pub extends_failed: u64,
+    /// Releases.
+    pub releases: u64,
+    /// Releases some master could not confirm.
+    pub releases_incomplete: u64,
+    /// Completed protected actions.
+    pub actions: u64,
+    /// Client pauses before a validity check (in the model).
+    pub client_pauses: u64,
+    /// Client pauses between a validity check and its action (outside).
+    pub pauses_after_check: u64,
+    /// Script calls sent.
+    pub messages_sent: u64,
+    /// Requests or replies lost (loss or partition).
+    pub messages_lost: u64,
+    /// Calls that ended with the master timeout.
+    pub timeouts: u64,
+    /// Commands applied after their caller's timeout had passed.
+    pub late_applies: u64,
+    /// Commands that waited on a paused master.
+    pub queued_while_paused: u64,
+    /// Calls refused by a crashed or restarted master.
+    pub refused_while_down: u64,
+    /// Faults injected.
+    pub faults: FaultCounts,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Self) {
+        self.acquisitions += o.acquisitions;
+        self.acquire_failures += o.acquire_failures;
+        self.extends_ok += o.extends_ok;
+        self.extends_failed += o.extends_failed;
+        self.releases += o.releases;
+        self.releases_incomplete += o.releases_incomplete;
+        self.actions += o.actions;
+        self.client_pauses += o.client_pauses;
+        self.pauses_after_check += o.pauses_after_check;
+        self.messages_sent += o.messages_sent;
+        self.messages_lost += o.messages_lost;
+        self.timeouts += o.timeouts;
+        self.late_applies += o.late_applies;
+        self.queued_while_paused += o.queued_while_paused;
+        self.refused_while_down += o.refused_while_down;
+        self.faults.add(&o.faults);
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let x = &self.faults;
+        write!(
+            f,
+            "acquisitions={} acquire-failures={} actions={} extends={}ok/{}failed releases={} \
+             faults={} [crash+persisted={} crash+empty-after-ttl={} crash+empty-at-once={} master-pauses={} \
+             partitions={} clock-jumps={}fwd/{}back] messages={} lost={} timeouts={} applied-after-timeout={} \
+             queued-on-paused={} refused-while-down={} client-pauses={} pauses-after-check={}",
+            self.acquisitions,
+            self.acquire_failures,
+            self.actions,
+            self.extends_ok,
+            self.extends_failed,
+            self.releases,
+            x.total(),
+            x.crashes_persisted,
+            x.crashes_empty_after_ttl,
+            x.crashes_empty_immediately,
+            x.master_pauses,
+            x.partitions,
+            x.clock_jumps_forward,
+            x.clock_jumps_backward,
+            self.messages_sent,
+            self.messages_lost,
+            self.timeouts,
+            self.late_applies,
+            self.queued_while_paused,
+            self.refused_while_down,
+            self.client_pauses,
+            self.pauses_after_check,
+        )
+    }
+}
+
+/// The outcome of one seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedReport {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// The seed.
+    pub seed: u64,
+    /// Number of masters drawn for this seed.
+    pub masters: usize,
+    /// Counters.
+    pub stats: Stats,
+    /// Every violation found.
+    pub violations: Vec<Violation>,
+    /// Smallest gap between one holder's belief ending and the next one's
+    /// starting (`None` with fewer than two holders).
+    pub closest_handoff: Option<Duration>,
+    /// Hash of the whole event trace, and its number of events: equal
+    /// fingerprints mean the same run, event by event.
+    pub fingerprint: (u64, u64),
+    /// The readable trace (only when asked for).
+    pub trace: Vec<String>,
+}
+
+/// Runs one seed of `scenario` on a fresh single-threaded runtime with a
+/// paused clock, and checks it.
+///
+/// # Panics
+///
+/// If the scenario's settings are rejected by the core, or a simulated task
+/// panics.
+pub fn run_seed(scenario: &Scenario, seed: u64, trace: bool) -> SeedReport {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime with a paused clock needs no OS resources that can fail");
+    rt.block_on(simulate(scenario, seed, trace))
+}
+
+async fn simulate(scenario: &Scenario, seed: u64, trace: bool) -> SeedReport {
+    let masters = {
+        let mut shape = SimRng::stream(seed, STREAM_SETUP + 1000);
+        scenario.masters[shape.gen_range(0..scenario.masters.len())]
+    };
+    let mut builder = Settings::builder()
+        .ttl(scenario.ttl)
+        .drift_factor(scenario.drift_factor)
+        .master_timeout(scenario.master_timeout)
+        .retry(scenario.workload.retry.clone())
+        .key_prefix("sim:");
+    if scenario.mutant_no_elapsed_check {
+        builder = builder.mutant_no_elapsed_check(true);
+    }
+    let settings = match builder.build(masters) {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "scenario {} has settings the core rejects: {e}",
+            scenario.name
+        ),
+    };
+    let world = Arc::new(World::new(scenario.clone(), seed, masters, trace));
+    let schedule = faults::schedule(scenario, masters, &mut SimRng::stream(seed, STREAM_FAULTS));
+    tokio::spawn(faults::drive(Arc::clone(&world), schedule));
+    let mut clients = Vec::new();
+    for c in 0..scenario.clients {
+        let links = (0..masters)
+            .map(|m| SimMaster::new(Arc::clone(&world), c, m))
+            .collect();
+        let redlock = match Redlock::with_masters(
+            links,
+            settings.clone(),
+            SimRuntime::new(Arc::clone(&world)),
+        ) {
+            Ok(r) => r,
+            Err(e) => panic!("settings were built for {masters} masters: {e}"),
+        };
+        let rng = SimRng::stream(seed, STREAM_WORKER + c as u64);
+        clients.push(tokio::spawn(workload::client(
+            Arc::clone(&world),
+            c,
+            redlock,
+            rng,
+        )));
+    }
+    for c in clients {
+        if let Err(e) = c.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+    // Tasks still in flight (late messages, the fault driver) die with the
+    // runtime; no holder is left to be hurt by them.
+    let counter = *lock(&world.counter);
+    let history = lock(&world.history);
+    let violations = history.check(counter);
+    let closest_handoff = history.closest_handoff();
+    let (holders, actions) = history.counts();
+    let mut stats = lock(&world.stats).clone();
+    stats.acquisitions = holders;
+    stats.actions = actions;
+    let mut t = lock(&world.trace);
+    SeedReport {
+        scenario: scenario.name,
+        seed,
+        masters,
+        stats,
+        violations,
+        closest_handoff,
+        fingerprint: t.fingerprint(),
+        trace: t.take_lines(),
+    }
+}
+
+/// The outcome of many seeds.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// One report per seed, in seed order (without traces).
+    pub reports: Vec<SeedReport>,
+    /// Counters summed over all seeds.
+    pub totals: Stats,
+}
+
+impl Summary {
+    /// Number of seeds run.
+    pub fn seeds(&self) -> usize {
+        self.reports.len()
+    }
+
+    /// Total number of violations.
+    pub fn violations(&self) -> usize {
+        self.reports.iter().map(|r| r.violations.len()).sum()
+    }
+
+    /// The reports of seeds with at least one violation.
+    pub fn failing(&self) -> impl Iterator<Item = &SeedReport> {
+        self.reports.iter().filter(|r| !r.violations.is_empty())
+    }
+
+    /// Fraction of seeds with at least one violation.
+    pub fn caught_fraction(&self) -> f64 {
+        self.failing().count() as f64 / self.seeds().max(1) as f64
+    }
+
+    /// The closest handoff over all seeds, and its seed.
+    pub fn closest_handoff(&self) -> Option<(Duration, u64)> {
+        self.reports
+            .iter()
+            .filter_map(|r| r.closest_handoff.map(|d| (d, r.seed)))
+            .min()
+    }
+
+    /// Violations by kind: validity overlaps, action overlaps, seeds with
+    /// lost updates.
+    pub fn by_kind(&self) -> (usize, usize, usize) {
+        let all = self.reports.iter().flat_map(|r| r.violations.iter());
+        let mut k = (0, 0, 0);
+        for v in all {
+            match v {
+                Violation::ValidityOverlap { .. } => k.0 += 1,
+                Violation::ActionOverlap { .. } => k.1 += 1,
+                Violation::LostUpdates { .. } => k.2 += 1,
+            }
+        }
+        k
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (w, a, l) = self.by_kind();
+        let closest = match self.closest_handoff() {
+            Some((d, seed)) => format!("{:.3}ms (seed {seed})", d.as_secs_f64() * 1e3),
+            None => "-".to_owned(),
+        };
+        write!(
+            f,
+            "[{}] seeds={} violations={} (validity-overlaps={w} action-overlaps={a} lost-update-seeds={l}) in {} seeds; \
+             closest-handoff={closest}; {}",
+            self.scenario,
+            self.seeds(),
+            self.violations(),
+            self.failing().count(),
+            self.totals
+        )
+    }
+}
+
+/// Runs every seed, spread over the available cores; reports come back in
+/// seed order, so the summary does not depend on thread timing.
+pub fn run_seeds(scenario: &Scenario, seeds: &[u64]) -> Summary {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(seeds.len().max(1));
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(Vec::with_capacity(seeds.len()));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(i) else { break };
+                let report = run_seed(scenario, seed, false);
+                lock(&out).push(report);
+            });
+        }
+    });
+    let mut reports = out
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    reports.sort_by_key(|r| r.seed);
+    let mut totals = Stats::default();
+    for r in &reports {
+        totals.add(&r.stats);
+    }
+    Summary {
+        scenario: scenario.name,
+        reports,
+        totals,
+    }
+}
+
+/// Prints a line to stderr *around* libtest's output capture (which only
+/// intercepts the `print!` macros), so every test's summary shows in CI logs
+/// even when it passes.
+fn show(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    match v.trim().parse() {
+        Ok(n) => Some(n),
+        Err(e) => panic!("{name}={v:?} is not a number: {e}"),
+    }
+}
+
+/// Where a test lives, for the replay command it prints.
+#[derive(Clone, Copy, Debug)]
+pub struct TestName {
+    /// The integration test target (`env!("CARGO_CRATE_NAME")` in it).
+    pub target: &'static str,
+    /// The test function.
+    pub test: &'static str,
+}
+
+impl TestName {
+    /// The command that replays `seed` of this test with its full trace.
+    pub fn replay(&self, seed: u64) -> String {
+        format!(
+            "{ENV_SEED}={seed} cargo test -p redlock-sim --test {} -- --exact {} --nocapture",
+            self.target, self.test
+        )
+    }
+}
+
+/// Replays one seed with its trace printed, and returns its report.
+fn replay(scenario: &Scenario, seed: u64) -> SeedReport {
+    let mut r = run_seed(scenario, seed, true);
+    for line in &r.trace {
+        println!("{line}");
+    }
+    r.trace.clear();
+    println!(
+        "[{}] seed={seed} masters={} closest-handoff={:?} fingerprint={:?} {}",
+        scenario.name, r.masters, r.closest_handoff, r.fingerprint, r.stats
+    );
+    for v in &r.violations {
+        println!("  VIOLATION: {v}");
+    }
+    r
+}
+
+/// The in-model assertion: no violation on any seed. Runs
+/// `REDLOCK_SIM_SEEDS` seeds (default `default_seeds`), or only
+/// `REDLOCK_SIM_SEED` with its trace. Prints one summary line.
+///
+/// # Panics
+///
+/// On any violation, listing each failing seed (up to 10), its first
+/// violations and the command that replays it.
+pub fn assert_no_violations(scenario: &Scenario, name: TestName, default_seeds: u64) -> Summary {
+    let summary = if let Some(seed) = env_u64(ENV_SEED) {
+        let r = replay(scenario, seed);
+        Summary {
+            scenario: scenario.name,
+            totals: r.stats.clone(),
+            reports: vec![r],
+        }
+    } else {
+        let n = env_u64(ENV_SEEDS).unwrap_or(default_seeds);
+        let seeds: Vec<u64> = (0..n).collect();
+        run_seeds(scenario, &seeds)
+    };
+    show(&format!("{} {summary}", name.test));
+    let failing: Vec<&SeedReport> = summary.failing().collect();
+    if !failing.is_empty() {
+        let mut msg = format!(
+            "{}: {} violations in {} of {} seeds (within the fault model: expected none)\n",
+            name.test,
+            summary.violations(),
+            failing.len(),
+            summary.seeds()
+        );
+        for r in failing.iter().take(10) {
+            msg.push_str(&format!("  seed {} ({} masters):\n", r.seed, r.masters));
+            for v in r.violations.iter().take(3) {
+                msg.push_str(&format!("    {v}\n"));
+            }
+            msg.push_str(&format!("    replay: {}\n", name.replay(r.seed)));
+        }
+        panic!("{msg}");
+    }
+    summary
+}
+
+/// The negative-control assertion: the checker catches the scenario in
+/// more than `min_fraction` of `REDLOCK_SIM_CONTROL_SEEDS` seeds (default
+/// `default_seeds`). Prints the fraction and one caught seed with its
+/// replay command. With `REDLOCK_SIM_SEED`, replays that seed and asserts
+/// nothing.
+///
+/// # Panics
+///
+/// When too few seeds are caught: the checker would not be proving
+/// anything about this class of fault.
+pub fn assert_caught(
+    scenario: &Scenario,
+    name: TestName,
+    default_seeds: u64,
+    min_fraction: f64,
+) -> Summary {
+    if let Some(seed) = env_u64(ENV_SEED) {
+        let r = replay(scenario, seed);
+        show(&format!(
+            "{}: seed {seed} {}",
+            name.test,
+            if r.violations.is_empty() {
+                "NOT caught"
+            } else {
+                "caught"
+            }
+        ));
+        return Summary {
+            scenario: scenario.name,
+            totals: r.stats.clone(),
+            reports: vec![r],
+        };
+    }
+    let n = env_u64(ENV_CONTROL_SEEDS).unwrap_or(default_seeds);
+    let seeds: Vec<u64> = (0..n).collect();
+    let summary = run_seeds(scenario, &seeds);
+    let caught = summary.failing().count();
+    show(&format!("{} {summary}", name.test));
+    show(&format!(
+        "{}: caught in {caught}/{} seeds ({:.0}%, required > {:.0}%)",
+        name.test,
+        summary.seeds(),
+        100.0 * summary.caught_fraction(),
+        100.0 * min_fraction
+    ));
+    if let Some(r) = summary.failing().next() {
+        if let Some(v) = r.violations.first() {
+            show(&format!(
+                "  e.g. seed {}: {v}\n  replay: {}",
+                r.seed,
+                name.replay(r.seed)
+            ));
+        }
+    }
+    assert!(
+        summary.caught_fraction() > min_fraction,
+        "{}: the checker caught only {caught} of {} seeds; a negative control must be caught in most seeds",
+        name.test,
+        summary.seeds()
+    );
+    summary
+}

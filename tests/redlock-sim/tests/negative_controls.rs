@@ -1,0 +1,68 @@
+//! Outside the fault model: each of these must be caught by the checker in
+//! most seeds. A checker that cannot catch them proves nothing.
+//!
+//! Each control is the twin of an in-model scenario in `within_model.rs`
+//! (same seeds, same fault rates) with exactly one parameter moved across
+//! the model's boundary. `REDLOCK_SIM_CONTROL_SEEDS=N` changes the number
+//! of seeds; `REDLOCK_SIM_SEED=S` replays one seed with its trace.
+
+use redlock_sim::{assert_caught, Scenario, TestName};
+
+/// "Most seeds".
+const MOST: f64 = 0.5;
+
+fn name(test: &'static str) -> TestName {
+    TestName {
+        target: env!("CARGO_CRATE_NAME"),
+        test,
+    }
+}
+
+#[test]
+fn negative_control_mutant_no_elapsed_check_is_caught() {
+    let s = assert_caught(
+        &Scenario::mutant_no_elapsed_check(),
+        name("negative_control_mutant_no_elapsed_check_is_caught"),
+        100,
+        MOST,
+    );
+    assert_eq!(
+        s.totals.faults.total()
+            - s.totals.faults.clock_jumps_forward
+            - s.totals.faults.clock_jumps_backward,
+        0
+    );
+}
+
+#[test]
+fn negative_control_immediate_restart_without_persistence_is_caught() {
+    let s = assert_caught(
+        &Scenario::immediate_restart_without_persistence(),
+        name("negative_control_immediate_restart_without_persistence_is_caught"),
+        100,
+        MOST,
+    );
+    assert!(s.totals.faults.crashes_empty_immediately > 0);
+}
+
+#[test]
+fn negative_control_clock_jump_beyond_drift_is_caught() {
+    let s = assert_caught(
+        &Scenario::clock_jump_beyond_drift(),
+        name("negative_control_clock_jump_beyond_drift_is_caught"),
+        100,
+        MOST,
+    );
+    assert!(s.totals.faults.clock_jumps_forward > 0);
+}
+
+#[test]
+fn negative_control_pause_after_validity_check_is_caught() {
+    let s = assert_caught(
+        &Scenario::pause_after_validity_check(),
+        name("negative_control_pause_after_validity_check_is_caught"),
+        100,
+        MOST,
+    );
+    assert!(s.totals.pauses_after_check > 0);
+}
