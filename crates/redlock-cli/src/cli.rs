@@ -1,0 +1,677 @@
+//! The command line: clap derive types, value parsers that turn text into
+//! checked values at the boundary, and clap errors folded into one line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use redlock_core::{KeyPrefix, Resource, Settings, Ttl};
+
+use crate::output::{Failure, EXIT_STATUS_TABLE};
+use crate::spawn::MAX_SPAWN;
+
+const ABOUT: &str = "A distributed lock over N independent Redis masters (Redlock): run a cron \
+job on one host at a time, inspect a lock, and measure one Redis against a quorum.";
+
+const LONG_ABOUT: &str = "\
+A distributed lock over N independent Redis masters (the Redlock algorithm).
+
+A lock is the key PREFIX+NAME set to a fresh random 128-bit token with a TTL, \
+only if absent, on every master in parallel. It is held when a quorum \
+(a majority, floor(N/2)+1) of the masters set it, and it is trusted until \
+start + TTL - drift, where `start` is read before the first command is sent \
+and drift = TTL * 0.01 + 2 ms. Losing a minority of the masters neither loses \
+the lock nor lets a second holder in; with a single master, that master is a \
+single point of failure.
+
+Masters come from --masters (or REDLOCK_MASTERS), or from --spawn N, which \
+starts N throwaway redis-server processes on free loopback ports for trying \
+things out, and stops them on exit (also on Ctrl-C and errors).";
+
+const EXAMPLES: &str = "\
+Examples:
+  # On every host, from cron: run the nightly report on one host at a time.
+  redlock --masters redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379 \\
+      exec --resource nightly-report --ttl 1m -- /usr/local/bin/nightly-report
+
+  # Try it with no Redis of your own (3 throwaway local masters):
+  redlock --spawn 3 exec --resource demo --ttl 10s -- sh -c 'echo token $REDLOCK_TOKEN'
+
+  # One master vs a quorum of five, on this machine:
+  redlock bench --spawn 5
+
+  # Who holds a lock right now, master by master:
+  export REDLOCK_MASTERS=redis://a:6379,redis://b:6379,redis://c:6379
+  redlock inspect --resource nightly-report";
+
+const EXEC_LONG_ABOUT: &str = "\
+Acquire the lock, run CMD with stdin/stdout/stderr passed through, keep the \
+lock extended while CMD runs, release it when CMD exits, and exit with CMD's \
+own status: a distributed flock(1).
+
+Without --wait there is one attempt; with it, attempts are retried (with \
+jittered backoff) until the deadline. If the lock is not acquired, redlock \
+prints why, master by master, on one line, does not run CMD, and exits 75 \
+(with -q it says nothing when another owner holds the lock; masters that fail \
+are still reported).
+
+While CMD runs the lock is extended before its validity runs low. If it is \
+lost anyway (another owner took it, or a majority of masters stopped answering \
+until the validity ran out), redlock says so on stderr, sends CMD SIGTERM, \
+then SIGKILL after --kill-after, and exits 76: the work may have run without \
+the lock near its end, so treat 76 as a failure.
+
+SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received by redlock are \
+forwarded to CMD; redlock then waits for CMD to exit, releases the lock, and \
+exits with CMD's status (128+N if CMD died of signal N). CMD stays in \
+redlock's process group so it can read the terminal, so a Ctrl-C typed in a \
+terminal reaches CMD directly and once more through redlock (as with \
+`timeout --foreground`). On Linux, CMD gets SIGTERM if redlock itself is \
+killed with SIGKILL, since nothing would keep its lock then.
+
+The lock is released on every exit path redlock controls: CMD exits, CMD is \
+killed, CMD cannot be started, redlock is signalled. (After SIGKILL of redlock \
+the keys expire with the TTL.)
+
+Environment of CMD:
+  REDLOCK_TOKEN            the lock's token (also usable as a fencing value)
+  REDLOCK_RESOURCE         the resource name
+  REDLOCK_KEY              the key on each master (PREFIX+NAME)
+  REDLOCK_TTL_MS           the TTL in milliseconds
+  REDLOCK_MASTERS          the master URLs in use (with --spawn: the spawned ones)";
+
+const EXEC_EXAMPLES: &str = "\
+Examples:
+  # crontab line on every host; -q: a busy lock is not worth a mail
+  */5 * * * * redlock exec -q --resource sync --ttl 2m -- /opt/sync.sh
+
+  # wait up to 30 s for the lock instead of giving up at once:
+  redlock exec --resource deploy --ttl 1m --wait 30s -- ./deploy.sh";
+
+const BENCH_LONG_ABOUT: &str = "\
+Run the same workloads against a single master (the first one given) and \
+against the quorum of all given masters, in one run, and print a table of \
+latencies (p50, p90, p99, max, in microseconds) and rates.
+
+Workloads, each measured for both configurations:
+  sequential   one task: acquire + release on a fresh resource, --iterations
+               times; acquire, release and full-cycle latency, cycles/s
+  concurrent   --concurrency tasks, each cycling on its own resource,
+               --iterations cycles in total
+  contended    --concurrency tasks on one resource, each acquiring, releasing
+               and asking again at once, retrying with the default jittered
+               backoff, until --iterations acquisitions in total: the wait
+               from calling acquire to holding the lock, acquisitions per
+               second, and hand-offs (the lock going to another task) per
+               second with the wait of those acquisitions
+
+A progress bar is drawn on stderr when it is a terminal (never with --json).
+
+--json prints one JSON document on stdout instead of the table (schema 1):
+  {
+    \"schema\": 1,
+    \"masters\": [\"127.0.0.1:7001\", ...],   addresses, in order
+    \"iterations\": 2000, \"warmup\": 100, \"concurrency\": 8,
+    \"ttl_ms\": 10000, \"master_timeout_ms\": 50,
+    \"single\": CONFIG,                       the first master alone (N=1)
+    \"quorum\": CONFIG                        all masters
+  }
+  CONFIG    = { \"masters\": N, \"quorum\": Q,
+                \"sequential\": WORKLOAD, \"concurrent\": WORKLOAD,
+                \"contended\": CONTENDED }
+  WORKLOAD  = { \"tasks\", \"cycles\", \"errors\", \"elapsed_ms\", \"cycles_per_sec\",
+                \"client_cpu_us_per_cycle\",
+                \"acquire\": LATENCY, \"release\": LATENCY, \"cycle\": LATENCY }
+  CONTENDED = { \"tasks\", \"acquisitions\", \"errors\", \"elapsed_ms\",
+                \"acquisitions_per_sec\", \"client_cpu_us_per_acquisition\",
+                \"owner_changes\", \"handoffs_per_sec\",
+                \"wait\": LATENCY, \"handoff_wait\": LATENCY, \"release\": LATENCY }
+  LATENCY   = { \"count\", \"min_us\", \"p50_us\", \"p90_us\", \"p99_us\",
+                \"max_us\", \"mean_us\" }   (microseconds)
+client_cpu_us_* is the CPU time (user + system) of redlock itself per \
+cycle: what the quorum costs the client, spawned servers excluded.
+Field names are stable within a schema number; new fields may be added.
+
+--plot FILE.svg writes the full-cycle latency distribution (CDF, log scale) \
+of single vs quorum for each workload, readable without the table.";
+
+const INSPECT_LONG_ABOUT: &str = "\
+Ask every master about one resource: reachable or not, whether the key is \
+held, by which token (first 8 characters), and its remaining TTL; then \
+whether a quorum currently holds it under one token.
+
+Reads only (GET and PTTL); it never takes or changes a lock. Exits 0 when a \
+quorum of masters answered, 69 otherwise (after printing what it saw).";
+
+/// The `redlock` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "redlock",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXIT_STATUS_TABLE,
+    after_long_help = format!("{EXAMPLES}\n\n{EXIT_STATUS_TABLE}"),
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Cmd,
+}
+
+/// Options every subcommand accepts, before or after its name.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Master options (before or after the subcommand)")]
+pub(crate) struct Global {
+    /// Redis master URLs (the help text shows their syntax).
+    #[arg(
+        long,
+        help = "Redis master URLs, comma-separated (redis://[user:password@]host:port[/db]). \
+                Each must be an independent primary; a quorum is a majority of them",
+        global = true,
+        env = "REDLOCK_MASTERS",
+        value_delimiter = ',',
+        value_name = "URL[,URL...]",
+        hide_env_values = true
+    )]
+    pub(crate) masters: Vec<String>,
+
+    /// Start N throwaway redis-server processes on free loopback ports, use
+    /// them as the masters, and stop them on exit. Overrides REDLOCK_MASTERS.
+    #[arg(long, global = true, value_name = "N", value_parser = parse_spawn)]
+    pub(crate) spawn: Option<usize>,
+
+    /// Prefix of every lock key on the masters.
+    #[arg(
+        long,
+        global = true,
+        env = "REDLOCK_PREFIX",
+        default_value = "redlock:",
+        value_name = "PREFIX",
+        hide_env_values = true,
+        value_parser = parse_prefix
+    )]
+    pub(crate) prefix: String,
+
+    /// Per-master timeout of each command; far below the TTL.
+    #[arg(
+        long,
+        global = true,
+        default_value = "50ms",
+        value_name = "DURATION",
+        value_parser = parse_positive_duration
+    )]
+    pub(crate) master_timeout: Duration,
+
+    /// How long to wait for each master's first connection.
+    #[arg(
+        long,
+        global = true,
+        default_value = "2s",
+        value_name = "DURATION",
+        value_parser = parse_positive_duration
+    )]
+    pub(crate) connect_timeout: Duration,
+
+    /// Let masters that started less than a TTL ago grant locks at once.
+    ///
+    /// By default a master whose uptime is below the TTL grants nothing
+    /// until it has been up that long (the restart guard): a master that
+    /// restarted empty may have forgotten locks others still hold. Only for
+    /// masters that persist every write (appendfsync always) or were just
+    /// created empty for you alone. --spawn implies it.
+    #[arg(long, global = true)]
+    pub(crate) danger_disable_restart_guard: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Cmd {
+    /// Run CMD while holding the lock: a distributed flock(1) for cron and scripts.
+    #[command(long_about = EXEC_LONG_ABOUT, after_help = EXEC_EXAMPLES,
+              after_long_help = format!("{EXEC_EXAMPLES}\n\n{EXIT_STATUS_TABLE}"))]
+    Exec(ExecArgs),
+    /// Benchmark a single master against the quorum of all masters.
+    #[command(long_about = BENCH_LONG_ABOUT)]
+    Bench(BenchArgs),
+    /// Show who holds a resource, master by master.
+    #[command(long_about = INSPECT_LONG_ABOUT)]
+    Inspect(InspectArgs),
+}
+
+/// `redlock exec`.
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// Name of the lock (the key is PREFIX+NAME).
+    #[arg(long, short = 'r', value_name = "NAME", value_parser = parse_resource)]
+    pub(crate) resource: String,
+
+    /// Lease of each acquire and extension (e.g. 30s, 2m). CMD may run longer:
+    /// the lock is extended while it runs.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub(crate) ttl: Duration,
+
+    /// Retry until this deadline instead of giving up after one attempt.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub(crate) wait: Option<Duration>,
+
+    /// After losing the lock, how long CMD has between SIGTERM and SIGKILL.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub(crate) kill_after: Duration,
+
+    /// Report acquisition, extensions and release on stderr.
+    #[arg(long, short = 'v', conflicts_with = "quiet")]
+    pub(crate) verbose: bool,
+
+    /// Say nothing when another owner holds the lock (still exit 75): for
+    /// cron, which mails any output. Failing masters are still reported.
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+
+    /// The command to run, and its arguments (put them after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD",
+        value_parser = clap::value_parser!(OsString)
+    )]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// `redlock bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Cycles per workload and configuration (acquisitions, for `contended`).
+    #[arg(long, default_value_t = 2000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) iterations: u64,
+
+    /// Tasks of the concurrent and contended workloads.
+    #[arg(long, default_value_t = 8, value_name = "C",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(crate) concurrency: u64,
+
+    /// TTL of every benchmark lock.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_ttl)]
+    pub(crate) ttl: Duration,
+
+    /// Unmeasured cycles per configuration before measuring.
+    #[arg(long, default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub(crate) warmup: u64,
+
+    /// Print one JSON document (schema in `redlock bench --help`) instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Also write an SVG chart of the latency distributions to FILE.svg.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) plot: Option<PathBuf>,
+}
+
+/// `redlock inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// Name of the lock (the key is PREFIX+NAME).
+    #[arg(long, short = 'r', value_name = "NAME", value_parser = parse_resource)]
+    pub(crate) resource: String,
+
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Where the masters come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MasterSource {
+    /// URLs from `--masters` or `REDLOCK_MASTERS`.
+    Urls(Vec<String>),
+    /// `--spawn N`.
+    Spawn(usize),
+}
+
+impl MasterSource {
+    /// How many masters there will be.
+    pub(crate) fn count(&self) -> usize {
+        match self {
+            Self::Urls(u) => u.len(),
+            Self::Spawn(n) => *n,
+        }
+    }
+}
+
+/// The outcome of parsing the command line.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// Run a subcommand.
+    Run(Box<Cli>, MasterSource),
+    /// Help or version was printed: exit with this status.
+    Exit(u8),
+}
+
+/// Parses `args` (the first item is the program name).
+///
+/// # Errors
+///
+/// Any clap error except help and version, folded into one line with
+/// status 64, and a missing or contradictory master list.
+pub(crate) fn parse<I, T>(args: I) -> Result<Parsed, Failure>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // For the "see --help" hint: the first word naming a subcommand.
+    let command = args
+        .iter()
+        .skip(1)
+        .find_map(|a| {
+            ["exec", "bench", "inspect"]
+                .into_iter()
+                .find(|c| a.as_os_str() == *c)
+        })
+        .map_or_else(|| "redlock".to_owned(), |c| format!("redlock {c}"));
+    let fold = |e: &clap::Error| fold_clap_error(e, &command);
+    let matches = match Cli::command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                return Ok(Parsed::Exit(0));
+            }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                // Bare `redlock`: show the help, but it was not a success.
+                let _ = e.print();
+                return Ok(Parsed::Exit(crate::output::EX_USAGE));
+            }
+            _ => return Err(Failure::usage(fold(&e))),
+        },
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| Failure::usage(fold(&e)))?;
+    let from_command_line = matches.value_source("masters") == Some(ValueSource::CommandLine);
+    let source = match (cli.global.spawn, from_command_line) {
+        (Some(_), true) => {
+            return Err(Failure::usage(
+                "--masters and --spawn cannot be used together: pick existing masters or throwaway ones",
+            ))
+        }
+        // --spawn wins over REDLOCK_MASTERS from the environment: asking for
+        // throwaway servers on the command line is the more specific wish.
+        (Some(n), false) => MasterSource::Spawn(n),
+        (None, _) => MasterSource::Urls(check_urls(&cli.global.masters)?),
+    };
+    Ok(Parsed::Run(Box::new(cli), source))
+}
+
+fn check_urls(urls: &[String]) -> Result<Vec<String>, Failure> {
+    if urls.is_empty() {
+        return Err(Failure::usage(
+            "no masters: pass --masters URL[,URL...] (or set REDLOCK_MASTERS), or --spawn N to start N throwaway local redis-servers",
+        ));
+    }
+    let mut seen: Vec<String> = Vec::with_capacity(urls.len());
+    for u in urls {
+        let u = u.trim();
+        if u.is_empty() {
+            return Err(Failure::usage(
+                "--masters has an empty entry (two commas in a row, or a trailing comma?)",
+            ));
+        }
+        // The core also compares resolved addresses and server run ids;
+        // the same text twice is plainly a typo, so say so before
+        // connecting anywhere.
+        if seen.iter().any(|s| s == u) {
+            return Err(Failure::usage(format_args!(
+                "--masters lists the same master twice ({}): each must be an independent server, or it would vote twice",
+                redact(u)
+            )));
+        }
+        seen.push(u.to_owned());
+    }
+    Ok(seen)
+}
+
+/// A URL with any password replaced by `***`, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                None => format!("{}***{}", &url[..s + 3], &url[at..]),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Cli {
+    /// Checks the lock settings for `masters` masters before anything is
+    /// started or connected: a TTL the drift margin or the per-master
+    /// timeout would eat is a usage error, found before `--spawn` starts
+    /// servers for nothing.
+    ///
+    /// # Errors
+    ///
+    /// The settings error, status 64.
+    pub(crate) fn check_settings(&self, masters: usize) -> Result<(), Failure> {
+        let ttl = match &self.command {
+            Cmd::Exec(a) => a.ttl,
+            Cmd::Bench(a) => a.ttl,
+            Cmd::Inspect(_) => return Ok(()),
+        };
+        let settings = |n: usize| {
+            Settings::builder()
+                .ttl(ttl)
+                .master_timeout(self.global.master_timeout)
+                .key_prefix(self.global.prefix.clone())
+                .build(n)
+        };
+        settings(masters).map_err(|e| Failure::usage(format_args!("--ttl: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Folds a clap error report into one line: the error and its context,
+/// without the usage block, plus where to find help for `command`.
+pub(crate) fn fold_clap_error(e: &clap::Error, command: &str) -> String {
+    // `Display` of the rendered report has no ANSI styling.
+    let rendered = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") {
+            break;
+        }
+        if !line.is_empty() && !line.starts_with("For more information") {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
+        }
+    }
+    let mut message = parts.join(" ");
+    if message.is_empty() {
+        message = "invalid arguments".into();
+    }
+    format!("{message} (see '{command} --help')")
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 500ms, 10s, 1m30s"))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    Ttl::try_from(d).map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
+fn parse_resource(s: &str) -> Result<String, String> {
+    Resource::new(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_prefix(s: &str) -> Result<String, String> {
+    KeyPrefix::new(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_spawn(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number of servers, 1 to {MAX_SPAWN}"))?;
+    if !(1..=MAX_SPAWN).contains(&n) {
+        return Err(format!("expected 1 to {MAX_SPAWN} servers"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Parsed, Failure> {
+        parse(std::iter::once("redlock").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_dashes() {
+        let Ok(Parsed::Run(cli, source)) = run(&[
+            "--masters",
+            "redis://a:1,redis://b:2",
+            "exec",
+            "--resource",
+            "r",
+            "--ttl",
+            "5s",
+            "--",
+            "ls",
+            "-l",
+        ]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(source.count(), 2);
+        let Cmd::Exec(a) = cli.command else {
+            panic!("not exec");
+        };
+        assert_eq!(a.command, vec![OsString::from("ls"), OsString::from("-l")]);
+        assert_eq!(a.ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn globals_go_after_the_subcommand_too() {
+        let Ok(Parsed::Run(_, source)) = run(&["bench", "--spawn", "5"]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(source, MasterSource::Spawn(5));
+    }
+
+    #[test]
+    fn bad_input_is_one_usage_line() {
+        for args in [
+            &["exec", "--resource", "r", "--ttl", "banana", "--", "true"][..],
+            &["exec", "--resource", "r", "--ttl", "0s", "--", "true"],
+            &["exec", "--resource", "", "--ttl", "1s", "--", "true"],
+            &["exec", "--ttl", "1s", "--", "true"],
+            &["--spawn", "0", "inspect", "--resource", "r"],
+            &[
+                "--spawn",
+                "2",
+                "--masters",
+                "redis://a:1",
+                "inspect",
+                "-r",
+                "r",
+            ],
+            &["frobnicate"],
+            &[
+                "--masters",
+                "redis://a:1,,redis://b:1",
+                "inspect",
+                "-r",
+                "r",
+            ],
+            &["--masters", "redis://a:1,redis://a:1", "inspect", "-r", "r"],
+        ] {
+            match run(args) {
+                Err(f) => {
+                    assert_eq!(f.status, crate::output::EX_USAGE, "{args:?}");
+                    assert!(!f.message.contains('\n'), "{args:?}: {}", f.message);
+                    assert!(!f.message.contains("Usage"), "{args:?}: {}", f.message);
+                }
+                Ok(p) => panic!("{args:?} parsed: {p:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_hide_passwords() {
+        match run(&[
+            "--masters",
+            "redis://u:pw@a:1,redis://u:pw@a:1",
+            "inspect",
+            "-r",
+            "r",
+        ]) {
+            Err(f) => {
+                assert!(f.message.contains("redis://u:***@a:1"), "{}", f.message);
+                assert!(!f.message.contains("pw"), "{}", f.message);
+            }
+            Ok(p) => panic!("parsed: {p:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_masters_named() {
+        match run(&["inspect", "--resource", "r"]) {
+            Err(f) => assert!(f.message.contains("--spawn"), "{}", f.message),
+            Ok(p) => panic!("parsed: {p:?}"),
+        }
+    }
+
+    #[test]
+    fn ttl_checked_against_drift_before_connecting() {
+        let Ok(Parsed::Run(cli, source)) = run(&[
+            "--spawn",
+            "3",
+            "exec",
+            "--resource",
+            "r",
+            "--ttl",
+            "2ms",
+            "--",
+            "true",
+        ]) else {
+            panic!("parse failed");
+        };
+        let f = cli.check_settings(source.count()).err();
+        assert_eq!(f.map(|f| f.status), Some(crate::output::EX_USAGE));
+    }
+}

@@ -1,0 +1,236 @@
+//! `redlock exec`: run CMD while holding the lock.
+//!
+//! The lock comes from the `redlock-tokio` adapter: its guard's watchdog
+//! extends the lock while CMD runs and fires the loss signal when the lock
+//! can no longer be trusted. This module only drives CMD around it:
+//!
+//! ```text
+//!  acquire ──(not granted)──► exit 75, CMD never started
+//!     │
+//!  spawn CMD ──(cannot)──► release, exit 126/127
+//!     │
+//!     ├── signal to redlock ──► forward to CMD, keep waiting
+//!     ├── loss signal ──► SIGTERM to CMD, SIGKILL after --kill-after
+//!     ▼
+//!  CMD exits ──► release ──► exit: 76 if the lock was lost, else CMD's status
+//! ```
+//!
+//! The release happens on every path that reaches this code after the
+//! acquisition; only SIGKILL of `redlock` itself skips it, and then the
+//! keys expire with the TTL (and, on Linux, CMD gets SIGTERM from the
+//! kernel, since nothing keeps its lock any more).
+
+use std::io::ErrorKind;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use redlock_core::RetryPolicy;
+use redlock_tokio::{AcquireError, LockGuard, LockManager, LockOptions};
+use tokio::process::{Child, Command};
+use tokio::time::{sleep_until, Instant};
+
+use crate::cli::{ExecArgs, Global};
+use crate::output::{
+    Failure, EX_CANNOT_EXECUTE, EX_LOCK_LOST, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL,
+};
+use crate::signals::{Signals, FORWARD};
+use crate::sys;
+
+/// Backoff between attempts with `--wait`: the core's default schedule
+/// (50 ms doubling to 1 s, equal jitter), with no retry count, so only the
+/// deadline ends the wait.
+fn wait_policy() -> RetryPolicy {
+    RetryPolicy::unbounded(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+/// Runs `exec`.
+///
+/// # Errors
+///
+/// Masters unavailable (69), lock not acquired (75), CMD not runnable
+/// (126/127), or a signal received before CMD started (128+N).
+pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Result<u8, Failure> {
+    // Installed first: a SIGTERM while connecting or waiting for the lock
+    // must end the wait cleanly, not kill us between acquire and release.
+    let mut signals = Signals::install(FORWARD)?;
+
+    let builder = LockManager::builder(urls.iter().cloned())
+        .ttl(args.ttl)
+        .master_timeout(global.master_timeout)
+        .connect_timeout(global.connect_timeout)
+        .key_prefix(global.prefix.clone())
+        .map_core(|b| b.danger_disable_restart_guard(global.danger_disable_restart_guard));
+    let locks = tokio::select! {
+        r = builder.connect() => r.map_err(Failure::from)?,
+        sig = signals.recv() => return Err(Failure::signalled(sig)),
+    };
+
+    let opts = match args.wait {
+        None => LockOptions::once(),
+        Some(wait) => LockOptions::new().retry(wait_policy()).wait(Some(wait)),
+    }
+    .ttl(args.ttl);
+    // The adapter's acquisition is cancel safe: dropping it on a signal
+    // releases whatever an attempt in flight had set.
+    let guard = tokio::select! {
+        r = locks.acquire_with(args.resource.as_str(), &opts) => r,
+        sig = signals.recv() => return Err(Failure::signalled(sig)),
+    };
+    let guard = match guard {
+        Ok(g) => g,
+        Err(AcquireError::Lock(redlock_core::AcquireError::Invalid(e))) => {
+            return Err(Failure::from(e))
+        }
+        Err(e) if args.quiet && e.is_contended() => return Ok(EX_TEMPFAIL),
+        Err(e) => {
+            return Err(Failure {
+                status: EX_TEMPFAIL,
+                message: crate::output::one_line(&format!(
+                    "resource {:?} not acquired: {e}",
+                    args.resource
+                )),
+                plain: true,
+            })
+        }
+    };
+    if args.verbose {
+        eprintln!(
+            "redlock: acquired {:?} (token {}), valid for {:?}",
+            args.resource,
+            crate::output::short_token(guard.token().expose()),
+            guard.remaining()
+        );
+    }
+
+    let outcome = supervise(global, urls, &args, &guard, &mut signals).await;
+
+    // Every path from here releases: CMD exited, was killed, or could not
+    // be started.
+    let extensions = guard.extensions();
+    match guard.release().await {
+        Ok(report) if args.verbose => eprintln!(
+            "redlock: released {:?} after {extensions} extension(s): {report}",
+            args.resource
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "redlock: warning: {}; the keys there expire with the TTL",
+            crate::output::one_line(&e.to_string())
+        ),
+    }
+    outcome
+}
+
+/// Spawns CMD and waits for it, forwarding signals and reacting to loss.
+async fn supervise(
+    global: &Global,
+    urls: &[String],
+    args: &ExecArgs,
+    guard: &LockGuard,
+    signals: &mut Signals,
+) -> Result<u8, Failure> {
+    let mut child = spawn(global, urls, args, guard)?;
+    let pid = child.id();
+    let mut lost = false;
+    let mut kill_at: Option<Instant> = None;
+    let status = loop {
+        tokio::select! {
+            // Child first: if CMD already exited, its status is the answer.
+            biased;
+            status = child.wait() => break status,
+            sig = signals.recv() => {
+                // `child.wait()` has not returned, so the child is not
+                // reaped and its pid is still ours.
+                if let Some(pid) = child.id() {
+                    let _ = sys::kill(pid, sig);
+                }
+            }
+            reason = guard.lost(), if !lost => {
+                lost = true;
+                kill_at = Some(Instant::now() + args.kill_after);
+                if let Some(pid) = child.id() {
+                    let _ = sys::kill(pid, sys::SIGTERM);
+                }
+                eprintln!(
+                    "redlock: resource {:?}: {}; sent SIGTERM to CMD (pid {}), SIGKILL in {}",
+                    args.resource,
+                    crate::output::one_line(&reason.to_string()),
+                    pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                    humantime::format_duration(args.kill_after),
+                );
+            }
+            () = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
+                kill_at = None;
+                if let Some(pid) = child.id() {
+                    let _ = sys::kill(pid, sys::SIGKILL);
+                    eprintln!("redlock: CMD (pid {pid}) still running after SIGTERM; sent SIGKILL");
+                }
+            }
+        }
+    };
+    let status = status.map_err(|e| Failure::software(format_args!("waiting for CMD: {e}")))?;
+    if lost {
+        return Ok(EX_LOCK_LOST);
+    }
+    Ok(exit_code(status))
+}
+
+fn spawn(
+    global: &Global,
+    urls: &[String],
+    args: &ExecArgs,
+    guard: &LockGuard,
+) -> Result<Child, Failure> {
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Failure::usage("no command given after --"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .env("REDLOCK_TOKEN", guard.token().expose())
+        .env("REDLOCK_RESOURCE", &args.resource)
+        .env("REDLOCK_KEY", format!("{}{}", global.prefix, args.resource))
+        .env("REDLOCK_TTL_MS", args.ttl.as_millis().to_string())
+        .env("REDLOCK_MASTERS", urls.join(","));
+    // If redlock dies without a chance to clean up (SIGKILL), nobody
+    // extends the lock any more: CMD is told to stop.
+    sys::die_with_parent(cmd.as_std_mut(), sys::SIGTERM);
+    cmd.spawn().map_err(|e| {
+        let shown = program.to_string_lossy();
+        match e.kind() {
+            ErrorKind::NotFound => Failure::new(
+                EX_NOT_FOUND,
+                format_args!("cannot run {shown:?}: command not found"),
+            ),
+            ErrorKind::PermissionDenied => Failure::new(
+                EX_CANNOT_EXECUTE,
+                format_args!("cannot run {shown:?}: permission denied"),
+            ),
+            _ => Failure::new(EX_CANNOT_EXECUTE, format_args!("cannot run {shown:?}: {e}")),
+        }
+    })
+}
+
+/// CMD's status as a shell reports it: its exit code, or 128+N when a
+/// signal N killed it.
+fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(EX_SOFTWARE),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(EX_SOFTWARE),
+        (None, None) => EX_SOFTWARE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_like_a_shell() {
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(7 << 8)), 7);
+        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 137);
+        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGTERM)), 143);
+    }
+}

@@ -1,0 +1,109 @@
+#![doc = include_str!("../README.md")]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use redlock_core::{FredMaster, Redlock, TokioRuntime};
+
+mod bench;
+mod cli;
+mod exec;
+mod inspect;
+mod output;
+mod plot;
+mod signals;
+mod spawn;
+mod sys;
+
+use cli::{Cli, Cmd, Global, MasterSource, Parsed};
+use output::Failure;
+
+/// The production lock manager.
+pub(crate) type Manager = Redlock<FredMaster, TokioRuntime>;
+
+fn main() -> ExitCode {
+    let status = match run() {
+        Ok(status) => status,
+        Err(failure) => {
+            failure.report();
+            failure.status
+        }
+    };
+    ExitCode::from(status)
+}
+
+/// Everything that can fail returns here, so every destructor (spawned
+/// servers, the runtime and its connections) runs before the process exits.
+fn run() -> Result<u8, Failure> {
+    let (cli, source) = match cli::parse(std::env::args_os())? {
+        Parsed::Run(cli, source) => (cli, source),
+        Parsed::Exit(status) => return Ok(status),
+    };
+    cli.check_settings(source.count())?;
+
+    // Spawned on the main thread, before the runtime exists: the servers'
+    // parent-death signal is tied to the spawning thread.
+    let spawned = match source {
+        MasterSource::Spawn(n) => Some(spawn::Spawned::start(n)?),
+        MasterSource::Urls(_) => None,
+    };
+    let urls = match (&spawned, source) {
+        (Some(s), _) => s.urls(),
+        (None, MasterSource::Urls(urls)) => urls,
+        (None, MasterSource::Spawn(_)) => Vec::new(),
+    };
+
+    // `exec` runs on the main thread alone (current-thread runtime), so CMD
+    // is spawned from the main thread too (see `sys::die_with_parent`). The
+    // benchmark wants every core for the client.
+    let runtime = match cli.command {
+        Cmd::Bench(_) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| Failure::software(format_args!("cannot start the async runtime: {e}")))?;
+
+    let Cli {
+        mut global,
+        command,
+    } = *cli;
+    // Servers we just started empty, for this run alone, lost nothing: the
+    // restart guard would only hold them back for a TTL.
+    global.danger_disable_restart_guard |= spawned.is_some();
+    let result = runtime.block_on(async move {
+        match command {
+            Cmd::Exec(args) => exec::run(&global, &urls, args).await,
+            Cmd::Bench(args) => bench::run(&global, &urls, args).await,
+            Cmd::Inspect(args) => inspect::run(&global, &urls, args).await,
+        }
+    });
+    // Connection tasks go with the runtime; then the servers they used.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(spawned);
+    result
+}
+
+/// Connects a manager over `urls` with the global options and `ttl`.
+///
+/// # Errors
+///
+/// The [`ConfigError`](redlock_core::ConfigError), mapped to 64 (bad input)
+/// or 69 (masters unavailable).
+pub(crate) async fn connect(
+    global: &Global,
+    urls: &[String],
+    ttl: Duration,
+) -> Result<Manager, Failure> {
+    Redlock::builder(urls.iter().cloned())
+        .ttl(ttl)
+        .master_timeout(global.master_timeout)
+        .connect_timeout(global.connect_timeout)
+        .key_prefix(global.prefix.clone())
+        .danger_disable_restart_guard(global.danger_disable_restart_guard)
+        .connect()
+        .await
+        .map_err(Failure::from)
+}

@@ -1,0 +1,291 @@
+//! Exit statuses, the one-line error type, and plain-text tables.
+//!
+//! Every failure of `redlock` itself ends as one [`Failure`]: a status from
+//! the table below and a single line on stderr, `redlock: error: ...`. No
+//! path prints a backtrace or a multi-line clap report.
+
+use std::fmt;
+use std::io::{self, Write};
+
+use redlock_core::ConfigError;
+
+/// Bad arguments (`EX_USAGE` from `sysexits.h`): unknown option, bad
+/// duration, bad URL, invalid resource name, TTL too short for the drift
+/// margin. Clap's own default (2) is replaced by this everywhere.
+pub(crate) const EX_USAGE: u8 = 64;
+/// Masters unavailable (`EX_UNAVAILABLE`): fewer than a quorum reachable,
+/// rejected credentials, a replica or a duplicate in the list, or
+/// `redis-server` missing for `--spawn`.
+pub(crate) const EX_UNAVAILABLE: u8 = 69;
+/// Internal or I/O failure of `redlock` itself (`EX_SOFTWARE`): a benchmark
+/// that could not complete, a plot that could not be written.
+pub(crate) const EX_SOFTWARE: u8 = 70;
+/// The lock was not acquired (`EX_TEMPFAIL`): held by another owner, or no
+/// quorum answered in time. Try again later.
+pub(crate) const EX_TEMPFAIL: u8 = 75;
+/// `exec` only: the lock was lost while CMD ran (extensions refused or
+/// timed out until the validity ran out). CMD was sent SIGTERM, then
+/// SIGKILL after `--kill-after`.
+pub(crate) const EX_LOCK_LOST: u8 = 76;
+/// `exec` only: CMD exists but could not be executed (as `env(1)` does).
+pub(crate) const EX_CANNOT_EXECUTE: u8 = 126;
+/// `exec` only: CMD was not found (as `env(1)` does).
+pub(crate) const EX_NOT_FOUND: u8 = 127;
+
+/// The exit statuses table shown in `--help` and in the README.
+pub(crate) const EXIT_STATUS_TABLE: &str = "\
+Exit status:
+  0        success (exec: CMD exited 0)
+  1-125    exec: CMD's own exit status
+  64       bad arguments (EX_USAGE)
+  69       masters unavailable: fewer than a quorum reachable, bad credentials,
+           a replica or duplicate in the list, redis-server missing for --spawn
+  70       internal or I/O error (a benchmark or plot could not complete)
+  75       lock not acquired: held elsewhere, or no quorum (EX_TEMPFAIL)
+  76       exec: lock lost while CMD ran; CMD got SIGTERM (then SIGKILL)
+  126/127  exec: CMD could not be executed / was not found
+  128+N    exec: CMD was killed by signal N; redlock itself stopped by signal N";
+
+/// A failure of `redlock` itself: one line of text and an exit status.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// The exit status.
+    pub(crate) status: u8,
+    /// One line, without the `redlock: error: ` prefix.
+    pub(crate) message: String,
+    /// Print the message without the `error:` prefix (it already says what
+    /// happened, e.g. a busy lock).
+    pub(crate) plain: bool,
+}
+
+impl Failure {
+    /// A failure with `status` and `message` (newlines are folded).
+    pub(crate) fn new(status: u8, message: impl fmt::Display) -> Self {
+        Self {
+            status,
+            message: one_line(&message.to_string()),
+            plain: false,
+        }
+    }
+
+    /// Bad arguments.
+    pub(crate) fn usage(message: impl fmt::Display) -> Self {
+        Self::new(EX_USAGE, message)
+    }
+
+    /// Masters unavailable.
+    pub(crate) fn unavailable(message: impl fmt::Display) -> Self {
+        Self::new(EX_UNAVAILABLE, message)
+    }
+
+    /// Internal or I/O failure.
+    pub(crate) fn software(message: impl fmt::Display) -> Self {
+        Self::new(EX_SOFTWARE, message)
+    }
+
+    /// An exit by signal `signo` received by redlock itself, with nothing
+    /// printed beyond a short note.
+    pub(crate) fn signalled(signo: i32) -> Self {
+        let status = u8::try_from(128 + signo).unwrap_or(EX_SOFTWARE);
+        Self {
+            status,
+            message: format!("stopped by {}", crate::sys::signal_name(signo)),
+            plain: true,
+        }
+    }
+
+    /// Prints the failure on stderr, as one line.
+    pub(crate) fn report(&self) {
+        let mut err = io::stderr().lock();
+        let _ = if self.plain {
+            writeln!(err, "redlock: {}", self.message)
+        } else {
+            writeln!(err, "redlock: error: {}", self.message)
+        };
+    }
+}
+
+impl From<ConfigError> for Failure {
+    /// Input that could have been fixed on the command line is a usage
+    /// error; everything learnt from the servers is "unavailable".
+    fn from(e: ConfigError) -> Self {
+        let status = match &e {
+            ConfigError::NoMasters
+            | ConfigError::InvalidUrl { .. }
+            | ConfigError::UnsupportedScheme { .. }
+            | ConfigError::TlsNotCompiled { .. }
+            | ConfigError::InvalidQuorum { .. }
+            | ConfigError::TtlZero
+            | ConfigError::TtlTooLarge { .. }
+            | ConfigError::TtlNotWholeMillis { .. }
+            | ConfigError::DriftConsumesTtl { .. }
+            | ConfigError::InvalidDriftFactor { .. }
+            | ConfigError::ZeroTimeout
+            | ConfigError::TimeoutNotBelowValidity { .. }
+            | ConfigError::ZeroWait
+            | ConfigError::InvalidRetry { .. }
+            | ConfigError::InvalidPrefix { .. }
+            | ConfigError::EmptyResource
+            | ConfigError::ResourceTooLong { .. }
+            | ConfigError::NoResources
+            | ConfigError::InvalidToken { .. } => EX_USAGE,
+            // Duplicate masters by address are also a command-line mistake;
+            // by run id they are only visible from the servers. Either way
+            // the list must change, and "unavailable" says the lock service
+            // as configured cannot be used.
+            _ => EX_UNAVAILABLE,
+        };
+        Self::new(status, e)
+    }
+}
+
+/// Folds a possibly multi-line message into one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Shortens a token for display: its first 8 characters and an ellipsis.
+/// Enough to tell holders apart, not enough to release someone's lock.
+pub(crate) fn short_token(token: &str) -> String {
+    let head: String = token.chars().take(8).collect();
+    if token.chars().count() > 8 {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
+/// Writes `text` to stdout. A closed pipe (`redlock bench | head`) is not
+/// an error worth reporting; anything else is.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::software(format_args!(
+            "cannot write to stdout: {e}"
+        ))),
+    }
+}
+
+/// How a column is aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Align {
+    /// Text columns.
+    Left,
+    /// Number columns.
+    Right,
+}
+
+/// A plain-text table with aligned columns, for terminals and logs alike.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    header: Vec<(String, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column headers.
+    pub(crate) fn new(header: &[(&str, Align)]) -> Self {
+        Self {
+            header: header.iter().map(|(h, a)| ((*h).to_owned(), *a)).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Appends a row; missing cells are blank.
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The last row appended, to add cells to it.
+    pub(crate) fn last_row_mut(&mut self) -> Option<&mut Vec<String>> {
+        self.rows.last_mut()
+    }
+
+    /// Appends an empty separator row.
+    pub(crate) fn gap(&mut self) {
+        self.rows.push(Vec::new());
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = |i: usize| {
+            self.rows
+                .iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .chain(std::iter::once(self.header[i].0.chars().count()))
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.header.len()).map(width).collect();
+        let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
+            let mut s = String::new();
+            for (i, (_, align)) in self.header.iter().enumerate() {
+                let cell = cells.get(i).copied().unwrap_or("");
+                if i > 0 {
+                    s.push_str("  ");
+                }
+                match align {
+                    Align::Left => s.push_str(&format!("{cell:<w$}", w = widths[i])),
+                    Align::Right => s.push_str(&format!("{cell:>w$}", w = widths[i])),
+                }
+            }
+            writeln!(f, "{}", s.trim_end())
+        };
+        let header: Vec<&str> = self.header.iter().map(|(h, _)| h.as_str()).collect();
+        line(f, &header)?;
+        for row in &self.rows {
+            if row.is_empty() {
+                writeln!(f)?;
+            } else {
+                let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+                line(f, &cells)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let mut t = Table::new(&[("name", Align::Left), ("n", Align::Right)]);
+        t.row(vec!["a".into(), "1".into()]);
+        t.row(vec!["long".into(), "100".into()]);
+        assert_eq!(t.to_string(), "name    n\na       1\nlong  100\n");
+    }
+
+    #[test]
+    fn messages_fold_to_one_line() {
+        assert_eq!(one_line("a\n  b\n\nc "), "a b c");
+        assert_eq!(Failure::usage("x\ny").message, "x y");
+    }
+
+    #[test]
+    fn tokens_are_shortened() {
+        assert_eq!(short_token("0123456789abcdef"), "01234567…");
+        assert_eq!(short_token("0123"), "0123");
+    }
+
+    #[test]
+    fn config_errors_map_to_statuses() {
+        assert_eq!(Failure::from(ConfigError::TtlZero).status, EX_USAGE);
+        let e = ConfigError::Unreachable {
+            reachable: 0,
+            masters: 1,
+            needed: 1,
+            details: "x".into(),
+        };
+        assert_eq!(Failure::from(e).status, EX_UNAVAILABLE);
+    }
+}

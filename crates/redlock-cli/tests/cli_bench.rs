@@ -1,0 +1,151 @@
+//! `redlock bench` end to end, against real `redis-server` masters. These
+//! check shape and consistency, never speed: machines are noisy.
+
+mod common;
+
+use common::{run, TempDir};
+use redlock_harness::Masters;
+use serde_json::Value;
+
+fn latency_ok(l: &Value, count: u64, what: &str) {
+    assert_eq!(l["count"], count, "{what}: {l}");
+    let get = |k: &str| l[k].as_u64().unwrap_or_else(|| panic!("{what}.{k}: {l}"));
+    let (min, p50, p90, p99, max) = (
+        get("min_us"),
+        get("p50_us"),
+        get("p90_us"),
+        get("p99_us"),
+        get("max_us"),
+    );
+    assert!(
+        min >= 1 && min <= p50 && p50 <= p90 && p90 <= p99 && p99 <= max,
+        "{what}: {l}"
+    );
+    assert!(l["mean_us"].as_f64().is_some(), "{what}: {l}");
+}
+
+#[test]
+fn bench_json_covers_single_and_quorum_and_the_plot_has_both() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let plot = tmp.file("bench.svg");
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "bench",
+        "--json",
+        "--iterations",
+        "40",
+        "--concurrency",
+        "4",
+        "--warmup",
+        "5",
+        "--ttl",
+        "5s",
+        "--plot",
+        &plot,
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let doc: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["iterations"], 40);
+    assert_eq!(doc["concurrency"], 4);
+    assert_eq!(doc["ttl_ms"], 5000);
+    assert_eq!(doc["masters"].as_array().map(Vec::len), Some(3), "{doc}");
+    for (name, n, q) in [("single", 1, 1), ("quorum", 3, 2)] {
+        let c = &doc[name];
+        assert_eq!(c["masters"], n, "{name}: {c}");
+        assert_eq!(c["quorum"], q, "{name}: {c}");
+        for w in ["sequential", "concurrent"] {
+            let wl = &c[w];
+            assert_eq!(wl["cycles"], 40, "{name}.{w}: {wl}");
+            assert_eq!(wl["errors"], 0, "{name}.{w}: {wl}");
+            assert!(
+                wl["cycles_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+                "{wl}"
+            );
+            assert!(
+                wl["client_cpu_us_per_cycle"]
+                    .as_f64()
+                    .is_some_and(|c| c >= 0.0),
+                "{wl}"
+            );
+            for op in ["acquire", "release", "cycle"] {
+                latency_ok(&wl[op], 40, &format!("{name}.{w}.{op}"));
+            }
+        }
+        assert_eq!(c["sequential"]["tasks"], 1);
+        assert_eq!(c["concurrent"]["tasks"], 4);
+        let k = &c["contended"];
+        assert_eq!(k["tasks"], 4, "{k}");
+        assert_eq!(k["acquisitions"], 40, "{k}");
+        assert_eq!(k["errors"], 0, "{k}");
+        assert!(
+            k["acquisitions_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+            "{k}"
+        );
+        // Hand-offs are acquisitions that went to another task: possibly
+        // none, if one task kept winning.
+        let changes = k["owner_changes"].as_u64().expect("owner_changes");
+        assert!(changes < 40, "{k}");
+        assert_eq!(k["handoff_wait"]["count"], changes, "{k}");
+        if changes > 0 {
+            latency_ok(
+                &k["handoff_wait"],
+                changes,
+                &format!("{name}.contended.handoff_wait"),
+            );
+            assert!(
+                k["handoffs_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+                "{k}"
+            );
+        }
+        latency_ok(&k["wait"], 40, &format!("{name}.contended.wait"));
+    }
+    // A cycle includes its acquire.
+    let s = &doc["quorum"]["sequential"];
+    assert!(
+        s["cycle"]["p50_us"].as_u64() >= s["acquire"]["p50_us"].as_u64(),
+        "{s}"
+    );
+
+    let svg = std::fs::read_to_string(tmp.path("bench.svg")).expect("plot written");
+    assert!(svg.starts_with("<svg"), "not an SVG");
+    assert!(svg.contains("single master: p50"), "legend names single");
+    assert!(svg.contains("quorum (2 of 3): p50"), "legend names quorum");
+    assert!(svg.matches("<polyline").count() >= 6, "3 panels x 2 curves");
+    assert_eq!(
+        masters.keys_everywhere("redlock:*"),
+        Vec::<(usize, String)>::new()
+    );
+}
+
+#[test]
+fn bench_table_names_every_workload() {
+    let masters = Masters::start(2);
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "bench",
+        "--iterations",
+        "10",
+        "--concurrency",
+        "2",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    for word in [
+        "sequential",
+        "concurrent",
+        "contended",
+        "single",
+        "quorum",
+        "p99 µs",
+        "cycles/s",
+        "hand-offs/s",
+    ] {
+        assert!(out.stdout.contains(word), "{word} missing:\n{}", out.stdout);
+    }
+    assert_eq!(out.stderr, "", "no progress bar without a terminal");
+}

@@ -1,0 +1,359 @@
+//! `redlock exec` end to end, against real `redis-server` masters.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{finish, read, redlock, run, signal, start, wait_until, TempDir};
+use redlock_harness::Masters;
+
+fn no_keys(masters: &Masters) {
+    assert_eq!(
+        masters.keys_everywhere("redlock:*"),
+        Vec::<(usize, String)>::new(),
+        "lock keys left behind"
+    );
+}
+
+#[test]
+fn cmd_gets_the_lock_env_its_status_is_ours_and_the_lock_is_released() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (env_file, go) = (tmp.file("env"), tmp.file("go"));
+    let script = format!(
+        "printf '%s %s %s %s' \"$REDLOCK_TOKEN\" \"$REDLOCK_RESOURCE\" \"$REDLOCK_KEY\" \"$REDLOCK_TTL_MS\" > {env_file}.tmp; \
+         mv {env_file}.tmp {env_file}; while [ ! -e {go} ]; do sleep 0.02; done; exit 7"
+    );
+    let child = start(redlock().args([
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "job",
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        !read(&tmp.path("env")).is_empty()
+    });
+    let env = read(&tmp.path("env"));
+    let fields: Vec<&str> = env.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{env}");
+    let token = fields[0];
+    assert_eq!(token.len(), 32, "{env}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{env}");
+    assert_eq!(&fields[1..], ["job", "redlock:job", "30000"]);
+    // The decision is taken at the second grant; the third may land a
+    // moment later.
+    wait_until(Duration::from_secs(2), "the key on every master", || {
+        masters
+            .iter()
+            .all(|m| m.get("redlock:job").as_deref() == Some(token))
+    });
+    for m in masters.iter() {
+        let pttl = m.pttl("redlock:job");
+        assert!(pttl > 0 && pttl <= 30_000, "pttl {pttl}");
+    }
+    std::fs::write(tmp.path("go"), "").expect("write go");
+    let out = finish(child);
+    assert_eq!(out.code(), 7, "{out:?}");
+    assert_eq!(out.stderr, "", "exec is quiet on success");
+    no_keys(&masters);
+}
+
+#[test]
+fn contending_execs_never_overlap() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let log = tmp.file("log");
+    // Each CMD appends its start and end time; under the lock, the lines
+    // of different processes can never interleave.
+    let script = format!(
+        "echo \"start $$ $(date +%s%N)\" >> {log}; sleep 0.15; echo \"end $$ $(date +%s%N)\" >> {log}"
+    );
+    let urls = masters.urls_csv();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            start(redlock().args([
+                "--masters",
+                &urls,
+                "exec",
+                "--resource",
+                "shared",
+                "--ttl",
+                "5s",
+                "--wait",
+                "40s",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ]))
+        })
+        .collect();
+    for child in children {
+        let out = finish(child);
+        assert_eq!(out.code(), 0, "{out:?}");
+    }
+    let text = read(&tmp.path("log"));
+    let lines: Vec<(String, String, u128)> = text
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            let kind = w.next().expect("kind").to_owned();
+            let pid = w.next().expect("pid").to_owned();
+            let ns = w.next().expect("time").parse().expect("nanoseconds");
+            (kind, pid, ns)
+        })
+        .collect();
+    assert_eq!(lines.len(), 8, "four runs, two lines each:\n{text}");
+    let mut last_end = 0u128;
+    for pair in lines.chunks(2) {
+        let (start, end) = (&pair[0], &pair[1]);
+        assert_eq!(start.0, "start", "{text}");
+        assert_eq!(end.0, "end", "interleaved runs:\n{text}");
+        assert_eq!(start.1, end.1, "interleaved runs:\n{text}");
+        assert!(start.2 >= last_end, "overlap:\n{text}");
+        assert!(end.2 >= start.2, "{text}");
+        last_end = end.2;
+    }
+    no_keys(&masters);
+}
+
+#[test]
+fn held_lock_exits_75_with_per_master_outcomes_and_cmd_never_runs() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    for m in masters.iter() {
+        m.cmd(&["SET", "redlock:busy", "someone-else", "PX", "30000"])
+            .expect("SET");
+    }
+    let ran = tmp.file("ran");
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "busy",
+        "--ttl",
+        "10s",
+        "--",
+        "touch",
+        &ran,
+    ]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+    assert!(
+        out.stderr.contains("held by another owner"),
+        "{}",
+        out.stderr
+    );
+    for m in masters.iter() {
+        assert!(
+            out.stderr.contains(&format!("127.0.0.1:{}", m.port())),
+            "every master named: {}",
+            out.stderr
+        );
+        assert_eq!(m.get("redlock:busy").as_deref(), Some("someone-else"));
+    }
+    // -q: the same status, nothing for cron to mail.
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-q",
+        "--resource",
+        "busy",
+        "--ttl",
+        "10s",
+        "--",
+        "touch",
+        &ran,
+    ]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert_eq!(out.stderr, "", "-q prints nothing when busy");
+    assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
+}
+
+#[test]
+fn wait_retries_until_the_holder_is_gone() {
+    let masters = Masters::start(3);
+    for m in masters.iter() {
+        m.cmd(&["SET", "redlock:later", "someone-else", "PX", "800"])
+            .expect("SET");
+    }
+    let started = Instant::now();
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "later",
+        "--ttl",
+        "5s",
+        "--wait",
+        "20s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "acquired while the other owner still held it"
+    );
+    no_keys(&masters);
+}
+
+#[test]
+fn cmd_killed_by_a_signal_gives_128_plus_n_and_the_lock_is_released() {
+    let masters = Masters::start(3);
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "doomed",
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        "kill -9 $$",
+    ]);
+    assert_eq!(out.code(), 128 + 9, "{out:?}");
+    no_keys(&masters);
+}
+
+#[test]
+fn missing_cmd_gives_127_and_the_lock_is_released() {
+    let masters = Masters::start(3);
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "nothing",
+        "--ttl",
+        "30s",
+        "--",
+        "/nonexistent/redlock-test-command",
+    ]);
+    assert_eq!(out.code(), 127, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
+    no_keys(&masters);
+}
+
+#[test]
+fn sigterm_to_redlock_is_forwarded_and_the_lock_released() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (ready, got) = (tmp.file("ready"), tmp.file("got"));
+    // The TTL is long, so only an explicit release can remove the keys in
+    // time for the check below.
+    let script = format!(
+        "trap 'kill $! 2>/dev/null; echo TERM > {got}; exit 3' TERM; sleep 30 >/dev/null 2>&1 & echo ok > {ready}; wait"
+    );
+    let child = start(redlock().args([
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "forward",
+        "--ttl",
+        "60s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    assert_eq!(masters.keys_everywhere("redlock:*").len(), 3);
+    signal(child.id(), "TERM");
+    let out = finish(child);
+    assert_eq!(out.code(), 3, "CMD's own status: {out:?}");
+    assert_eq!(read(&tmp.path("got")).trim(), "TERM", "CMD got the signal");
+    no_keys(&masters);
+}
+
+#[test]
+fn losing_the_majority_stops_cmd_with_sigterm_and_exits_76() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (ready, got) = (tmp.file("ready"), tmp.file("got"));
+    let script = format!(
+        "trap 'kill $! 2>/dev/null; echo TERM > {got}; exit 0' TERM; sleep 30 >/dev/null 2>&1 & echo ok > {ready}; wait"
+    );
+    let child = start(redlock().args([
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "fragile",
+        "--ttl",
+        "1s",
+        "--kill-after",
+        "5s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    masters[0].pause();
+    masters[1].pause();
+    let out = finish(child);
+    masters[0].resume();
+    masters[1].resume();
+    assert_eq!(out.code(), 76, "{out:?}");
+    assert_eq!(read(&tmp.path("got")).trim(), "TERM", "CMD got SIGTERM");
+    assert!(out.stderr.contains("lock lost"), "{}", out.stderr);
+    assert!(out.stderr.contains("SIGTERM"), "{}", out.stderr);
+    // CMD stopped on SIGTERM: no escalation was needed.
+    assert!(!out.stderr.contains("sent SIGKILL"), "{}", out.stderr);
+}
+
+#[test]
+fn cmd_ignoring_sigterm_after_loss_gets_sigkill() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let ready = tmp.file("ready");
+    // SIG_IGN survives exec, so `sleep` itself ignores SIGTERM.
+    let script = format!("trap '' TERM; echo ok > {ready}; exec sleep 30");
+    let child = start(redlock().args([
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "stubborn",
+        "--ttl",
+        "1s",
+        "--kill-after",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    for i in 0..3 {
+        masters[i].pause();
+    }
+    let out = finish(child);
+    for i in 0..3 {
+        masters[i].resume();
+    }
+    assert_eq!(out.code(), 76, "{out:?}");
+    assert!(out.stderr.contains("SIGKILL"), "{}", out.stderr);
+}

@@ -1,0 +1,177 @@
+//! Helpers shared by the end-to-end tests of the `redlock` binary.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any one `redlock` run may take before the test fails.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The binary under test, with a clean environment for its own variables.
+pub fn redlock() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redlock"));
+    cmd.env_remove("REDLOCK_MASTERS")
+        .env_remove("REDLOCK_PREFIX")
+        // The harness starts the masters empty for each test alone, the case
+        // the restart guard may be off for; otherwise it would hold them
+        // back for a whole TTL after their start.
+        .arg("--danger-disable-restart-guard");
+    cmd
+}
+
+/// What a finished run printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The exit code (panics with the output if killed by a signal).
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("redlock killed by a signal: {self:?}"))
+    }
+}
+
+/// Runs `redlock ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    finish(start(redlock().args(args)))
+}
+
+/// Starts a command with piped stdout and stderr.
+pub fn start(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn redlock")
+}
+
+/// Waits for `child` (at most [`RUN_TIMEOUT`]) and collects its output.
+pub fn finish(mut child: Child) -> Output {
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let t_out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redlock did not finish within {RUN_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: t_out.join().expect("stdout reader"),
+        stderr: t_err.join().expect("stderr reader"),
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "redlock-cli-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// The path of `name` as a `&str` for shell commands.
+    pub fn file(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads a file, or "" if it does not exist yet.
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Sends `sig` (a number) to `pid` with kill(1): only ever a pid this test
+/// spawned itself.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Live children of `ppid` whose command name is `name`, from /proc.
+pub fn children_named(ppid: u32, name: &str) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                return false;
+            };
+            let comm = &stat[open + 1..close];
+            let mut rest = stat[close + 1..].split_whitespace();
+            let state = rest.next();
+            let parent = rest.next().and_then(|p| p.parse::<u32>().ok());
+            comm == name && parent == Some(ppid) && state != Some("Z")
+        })
+        .collect()
+}
+
+/// Whether `pid` is a live (non-zombie) process named `name`.
+pub fn alive_named(pid: u32, name: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.contains(&format!("({name})")) && !s.contains(") Z "))
+        .unwrap_or(false)
+}
