@@ -527,10 +527,7 @@ async fn contended(
     // ends a wait.
     let opts = Arc::new(
         AcquireOptions::new()
-            .retry(RetryPolicy::unbounded(
-                Duration::from_millis(50),
-                Duration::from_secs(1),
-            ))
+            .retry(RetryPolicy::default().until_deadline())
             .wait(Some(CONTENDED_WAIT)),
     );
     let remaining = Arc::new(AtomicU64::new(n));

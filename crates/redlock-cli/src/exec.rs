@@ -23,7 +23,6 @@
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::time::Duration;
 
 use redlock_core::RetryPolicy;
 use redlock_tokio::{AcquireError, LockGuard, LockManager, LockOptions};
@@ -41,7 +40,7 @@ use crate::sys;
 /// (50 ms doubling to 1 s, equal jitter), with no retry count, so only the
 /// deadline ends the wait.
 fn wait_policy() -> RetryPolicy {
-    RetryPolicy::unbounded(Duration::from_millis(50), Duration::from_secs(1))
+    RetryPolicy::default().until_deadline()
 }
 
 /// Runs `exec`.

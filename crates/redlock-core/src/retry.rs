@@ -58,6 +58,25 @@ impl RetryPolicy {
         self.retries
     }
 
+    /// Delay ceiling before the first retry (it doubles from there).
+    pub fn base(&self) -> Duration {
+        self.base
+    }
+
+    /// Largest delay ceiling.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// The same backoff with no retry limit: for waiting until a deadline
+    /// on the default schedule.
+    pub fn until_deadline(self) -> Self {
+        Self {
+            retries: u32::MAX,
+            ..self
+        }
+    }
+
     /// Checks the policy.
     ///
     /// # Errors
