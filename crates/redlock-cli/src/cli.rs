@@ -229,6 +229,12 @@ pub(crate) struct Global {
     /// created empty for you alone. --spawn implies it.
     #[arg(long, global = true)]
     pub(crate) danger_disable_restart_guard: bool,
+
+    /// PEM file of the CA(s) that sign the masters' TLS certificates, for
+    /// rediss:// URLs. Without it, the system's roots are trusted. A
+    /// failed TLS handshake is an error, never a plaintext retry.
+    #[arg(long, global = true, env = "REDLOCK_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
 }
 
 /// The subcommands.

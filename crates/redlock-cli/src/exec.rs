@@ -59,7 +59,13 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Res
         .master_timeout(global.master_timeout)
         .connect_timeout(global.connect_timeout)
         .key_prefix(global.prefix.clone())
-        .map_core(|b| b.danger_disable_restart_guard(global.danger_disable_restart_guard));
+        .map_core(|b| {
+            let b = b.danger_disable_restart_guard(global.danger_disable_restart_guard);
+            match &global.tls_ca {
+                Some(ca) => b.tls_ca_file(ca.clone()),
+                None => b,
+            }
+        });
     let locks = tokio::select! {
         r = builder.connect() => r.map_err(Failure::from)?,
         sig = signals.recv() => return Err(Failure::signalled(sig)),

@@ -97,7 +97,11 @@ pub(crate) async fn connect(
     urls: &[String],
     ttl: Duration,
 ) -> Result<Manager, Failure> {
-    Redlock::builder(urls.iter().cloned())
+    let mut builder = Redlock::builder(urls.iter().cloned());
+    if let Some(ca) = &global.tls_ca {
+        builder = builder.tls_ca_file(ca.clone());
+    }
+    builder
         .ttl(ttl)
         .master_timeout(global.master_timeout)
         .connect_timeout(global.connect_timeout)

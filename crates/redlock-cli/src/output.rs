@@ -128,7 +128,9 @@ impl From<ConfigError> for Failure {
             | ConfigError::EmptyResource
             | ConfigError::ResourceTooLong { .. }
             | ConfigError::NoResources
-            | ConfigError::InvalidToken { .. } => EX_USAGE,
+            | ConfigError::InvalidToken { .. }
+            // A CA file that is missing or not PEM is fixed on the command line.
+            | ConfigError::InvalidTlsCa { .. } => EX_USAGE,
             // Duplicate masters by address are also a command-line mistake;
             // by run id they are only visible from the servers. Either way
             // the list must change, and "unavailable" says the lock service

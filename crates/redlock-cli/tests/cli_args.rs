@@ -118,10 +118,6 @@ fn bad_arguments_are_one_line_and_status_64() {
             "http",
         ),
         (
-            &["--masters", "rediss://h:1", "inspect", "--resource", "r"],
-            "TLS",
-        ),
-        (
             &[
                 "--masters",
                 "redis://u:hunter2@h:notaport",
@@ -287,4 +283,24 @@ fn spawned_servers_are_stopped_when_redlock_is_terminated() {
             "server {pid} left running"
         );
     }
+}
+
+#[test]
+fn unusable_tls_ca_is_one_line_and_a_usage_error() {
+    let out = common::run(&[
+        "--masters",
+        "rediss://127.0.0.1:1",
+        "--tls-ca",
+        "/nonexistent/ca.pem",
+        "exec",
+        "--resource",
+        "r",
+        "--ttl",
+        "10s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code(), 64, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("/nonexistent/ca.pem"), "{out:?}");
 }
