@@ -92,7 +92,7 @@
 //! | control | crosses | twin inside the model |
 //! |---|---|---|
 //! | [`Scenario::mutant_no_elapsed_check`] | the core's `sim-mutants` knob: validity = decision + TTL | [`Scenario::slow_acquires_real_algorithm`] |
-//! | [`Scenario::immediate_restart_without_persistence`] | empty restart at once | [`Scenario::restart_with_persistence`], [`Scenario::restart_delayed_past_ttl`] |
+//! | [`Scenario::immediate_restart_without_persistence`] | empty restart at once | [`Scenario::restart_with_persistence`], [`Scenario::restart_delayed_past_ttl`], [`Scenario::immediate_restart_with_restart_guard`] (the guard closes it) |
 //! | [`Scenario::clock_jump_beyond_drift`] | forward jumps of 20-100 ms (margin: 4 ms) | [`Scenario::clock_jump_within_margin`] |
 //! | [`Scenario::pause_after_validity_check`] | client pause between check and action | [`Scenario::pause_before_validity_check`] |
 //!

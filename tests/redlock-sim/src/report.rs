@@ -95,6 +95,8 @@ pub struct Stats {
     pub messages_lost: u64,
     /// Calls that ended with the master timeout.
     pub timeouts: u64,
+    /// Acquires refused by the restart guard (scenarios with it on).
+    pub guard_refusals: u64,
     /// Commands applied after their caller's timeout had passed.
     pub late_applies: u64,
     /// Commands that waited on a paused master.
@@ -119,6 +121,7 @@ impl Stats {
         self.messages_sent += o.messages_sent;
         self.messages_lost += o.messages_lost;
         self.timeouts += o.timeouts;
+        self.guard_refusals += o.guard_refusals;
         self.late_applies += o.late_applies;
         self.queued_while_paused += o.queued_while_paused;
         self.refused_while_down += o.refused_while_down;
@@ -134,7 +137,8 @@ impl fmt::Display for Stats {
             "acquisitions={} acquire-failures={} actions={} extends={}ok/{}failed releases={} \
              faults={} [crash+persisted={} crash+empty-after-ttl={} crash+empty-at-once={} master-pauses={} \
              partitions={} clock-jumps={}fwd/{}back] messages={} lost={} timeouts={} applied-after-timeout={} \
-             queued-on-paused={} refused-while-down={} client-pauses={} pauses-after-check={}",
+             queued-on-paused={} refused-while-down={} client-pauses={} pauses-after-check={} \
+             guard-refusals={}",
             self.acquisitions,
             self.acquire_failures,
             self.actions,
@@ -157,6 +161,7 @@ impl fmt::Display for Stats {
             self.refused_while_down,
             self.client_pauses,
             self.pauses_after_check,
+            self.guard_refusals,
         )
     }
 }

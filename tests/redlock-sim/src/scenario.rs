@@ -43,6 +43,11 @@ pub struct Scenario {
     /// Negative control: the core's `sim-mutants` knob that trusts a lock
     /// for a full TTL from the quorum decision.
     pub mutant_no_elapsed_check: bool,
+    /// The restart guard (on by default in `FredMaster`): a master that
+    /// restarted less than the longest TTL ago grants no acquire. Off in
+    /// every scenario but [`Scenario::immediate_restart_with_restart_guard`],
+    /// so the others test the bare algorithm.
+    pub restart_guard: bool,
 }
 
 /// Per-link latency and loss. Every message (request or reply) takes
@@ -257,6 +262,7 @@ impl Scenario {
                 retry: RetryPolicy::new(100, Duration::from_millis(2), Duration::from_millis(8)),
             },
             mutant_no_elapsed_check: false,
+            restart_guard: false,
         }
     }
 
@@ -318,6 +324,17 @@ impl Scenario {
             "immediate_restart_without_persistence",
             Restart::EmptyImmediately { down_ms: (0, 5) },
         )
+    }
+
+    /// The same immediate empty restarts, with the restart guard on: the
+    /// guard must close the hole the negative control above falls into.
+    pub fn immediate_restart_with_restart_guard() -> Self {
+        let mut s = Self::crashes(
+            "immediate_restart_with_restart_guard",
+            Restart::EmptyImmediately { down_ms: (0, 5) },
+        );
+        s.restart_guard = true;
+        s
     }
 
     /// The edge with forward clock jumps, each master about every 500 ms.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::{Rng, RngCore};
-use redlock_core::{Master, MasterFailure, Runtime, Token, Ttl};
+use redlock_core::{restart_guard_votes_from, Master, MasterFailure, Runtime, Token, Ttl};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -102,6 +102,9 @@ pub(crate) struct MasterState {
     rate: f64,
     /// ...plus the sum of its jumps.
     jumped_ns: i128,
+    /// When it last restarted (true time); `None` if it has been up since
+    /// long before the run.
+    restarted_at: Option<Instant>,
 }
 
 impl MasterState {
@@ -243,6 +246,7 @@ impl World {
                         0.0
                     },
                     jumped_ns: 0,
+                    restarted_at: None,
                 })
             })
             .collect();
@@ -337,6 +341,27 @@ impl World {
         let mut m = self.node(master);
         m.up = true;
         m.incarnation += 1;
+        m.restarted_at = Some(Instant::now());
+    }
+
+    /// The restart guard, as `FredMaster` applies it: with
+    /// [`Scenario::restart_guard`] on, an acquire on a master whose uptime
+    /// is below the longest TTL is refused before it runs, by the core's
+    /// own rule ([`restart_guard_votes_from`]). `FredMaster` learns the
+    /// uptime from `INFO` when it notices the reconnect; here the master
+    /// knows it exactly, which models a client that always notices.
+    fn guard_refusal(&self, m: &MasterState, op: &Op) -> Option<MasterFailure> {
+        if !self.scenario.restart_guard || !matches!(op, Op::Acquire { .. }) {
+            return None;
+        }
+        let now = Instant::now();
+        let uptime = now.saturating_duration_since(m.restarted_at?);
+        let votes_from = restart_guard_votes_from(now.into_std(), uptime, self.scenario.max_ttl());
+        let wait = votes_from.saturating_duration_since(now.into_std());
+        (!wait.is_zero()).then(|| {
+            lock(&self.stats).guard_refusals += 1;
+            MasterFailure::RecentlyRestarted { votes_in: wait }
+        })
     }
 
     pub(crate) fn pause(&self, master: usize) {
@@ -350,7 +375,10 @@ impl World {
         m.paused = false;
         let now = self.master_now(&m);
         while let Some(q) = m.queue.pop_front() {
-            let result = m.apply(&q.op, now);
+            let result = match self.guard_refusal(&m, &q.op) {
+                Some(refused) => Err(refused),
+                None => m.apply(&q.op, now),
+            };
             self.applied(master, &q.op, q.client, q.call, q.sent_at, &result);
             tokio::spawn(reply(
                 Arc::clone(self),
@@ -469,7 +497,10 @@ async fn deliver(world: Arc<World>, client: usize, master: usize, call: u64, op:
             return;
         } else {
             let now = world.master_now(&m);
-            let result = m.apply(&op, now);
+            let result = match world.guard_refusal(&m, &op) {
+                Some(refused) => Err(refused),
+                None => m.apply(&op, now),
+            };
             drop(m);
             world.applied(master, &op, client, call, sent_at, &result);
             result

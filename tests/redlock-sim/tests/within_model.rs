@@ -145,3 +145,22 @@ fn extend_with_shorter_ttl_no_violation() {
     // Failed extends are the case the bug needed: make sure they happened.
     assert_injected(&s, "failed extend", s.totals.extends_failed);
 }
+
+/// The restart guard closes the immediate-restart hole: the same empty
+/// restarts at once that the negative control
+/// `negative_control_immediate_restart_without_persistence_is_caught`
+/// falls into in every seed, with the guard on, give no violation.
+#[test]
+fn restart_guard_closes_immediate_restart_hole_no_violation() {
+    let s = assert_no_violations(
+        &Scenario::immediate_restart_with_restart_guard(),
+        name("restart_guard_closes_immediate_restart_hole_no_violation"),
+        200,
+    );
+    assert_injected(
+        &s,
+        "empty restart at once",
+        s.totals.faults.crashes_empty_immediately,
+    );
+    assert_injected(&s, "guard refusal", s.totals.guard_refusals);
+}
