@@ -443,26 +443,12 @@ fn check_urls(urls: &[String]) -> Result<Vec<String>, Failure> {
         if seen.iter().any(|s| s == u) {
             return Err(Failure::usage(format_args!(
                 "--masters lists the same master twice ({}): each must be an independent server, or it would vote twice",
-                redact(u)
+                redlock_core::redact_url(u)
             )));
         }
         seen.push(u.to_owned());
     }
     Ok(seen)
-}
-
-/// A URL with any password replaced by `***`, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s + 3 => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
-                None => format!("{}***{}", &url[..s + 3], &url[at..]),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 impl Cli {

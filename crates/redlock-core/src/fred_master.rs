@@ -586,7 +586,7 @@ pub struct RedlockBuilder {
 impl std::fmt::Debug for RedlockBuilder {
     /// Shows the URLs with their passwords replaced by `***`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let urls: Vec<String> = self.urls.iter().map(|u| redact(u)).collect();
+        let urls: Vec<String> = self.urls.iter().map(|u| redact_url(u)).collect();
         f.debug_struct("RedlockBuilder")
             .field("urls", &urls)
             .field("settings", &self.settings)
@@ -848,8 +848,14 @@ struct ParsedUrl {
     tls: bool,
 }
 
-/// Replaces the password of a URL by `***` for messages.
-fn redact(url: &str) -> String {
+/// A master URL with its password (or lone user-info) replaced by `***`,
+/// for messages and logs. Every error and `Debug` output of this crate
+/// shows URLs this way.
+///
+/// ```
+/// assert_eq!(redlock_core::redact_url("redis://app:s3cret@10.0.0.1:6379"), "redis://app:***@10.0.0.1:6379");
+/// ```
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s + 3 => {
             let userinfo = &url[s + 3..at];
@@ -863,7 +869,7 @@ fn redact(url: &str) -> String {
 }
 
 fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
-    let shown = redact(url);
+    let shown = redact_url(url);
     let Some((scheme, _)) = url.split_once("://") else {
         return Err(ConfigError::InvalidUrl {
             url: shown,
@@ -1339,10 +1345,10 @@ mod tests {
 
     #[test]
     fn redact_hides_passwords() {
-        assert_eq!(redact("redis://u:secret@h:1"), "redis://u:***@h:1");
-        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
-        assert_eq!(redact("redis://secret@h:1"), "redis://***@h:1");
-        assert_eq!(redact("redis://h:1"), "redis://h:1");
+        assert_eq!(redact_url("redis://u:secret@h:1"), "redis://u:***@h:1");
+        assert_eq!(redact_url("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact_url("redis://secret@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
     }
 
     #[test]

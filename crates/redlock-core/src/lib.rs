@@ -22,7 +22,7 @@ pub use config::{
     MAX_PREFIX_LEN, MAX_RESOURCE_LEN, MAX_TTL_MS,
 };
 pub use error::{AcquireError, ConfigError, ExtendError, ReleaseError};
-pub use fred_master::{restart_guard_votes_from, FredMaster, RedlockBuilder};
+pub use fred_master::{redact_url, restart_guard_votes_from, FredMaster, RedlockBuilder};
 pub use lock::Lock;
 pub use manager::{AcquireOptions, Redlock};
 pub use master::{Master, Runtime, TokioRuntime};
