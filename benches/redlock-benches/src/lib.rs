@@ -1,0 +1,28 @@
+//! Benchmarks of `redlock-core` against real `redis-server` processes, side
+//! by side with the [`rslock`] crate on the same machine in the same run.
+//!
+//! This library holds what the criterion benches (`benches/redlock.rs`) and
+//! the percentile report (`src/bin/bench_report.rs`) share:
+//!
+//! - [`proxy::DelayProxy`]: a TCP proxy that delays every chunk, to slow one
+//!   master without touching it;
+//! - [`scenario`]: N masters (1, 3 or 5), healthy or with the last one slowed
+//!   or paused, and a client of either implementation;
+//! - [`workload`]: the three workloads (uncontended sequential cycles,
+//!   concurrent cycles on distinct resources, contended cycles on one
+//!   resource);
+//! - [`fanout`]: the cost of a bare parallel `PING` to N masters, the floor
+//!   under any quorum operation on the machine;
+//! - [`stats`] and [`charts`]: percentiles and the SVG charts of the report.
+//!
+//! Results and how to reproduce them are in `docs/benchmarks.md`.
+
+pub mod charts;
+pub mod fanout;
+pub mod proxy;
+pub mod scenario;
+pub mod stats;
+pub mod workload;
+
+pub use proxy::DelayProxy;
+pub use scenario::{Client, Env, Fault, Held, Impl, Scenario};

@@ -1,0 +1,422 @@
+//! The systems under test: N real masters, optionally one slowed or paused,
+//! and a client of either implementation in front of them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redlock_core::{FredMaster, Lock, Redlock, TokioRuntime};
+use redlock_harness::Masters;
+
+use crate::proxy::DelayProxy;
+
+/// TTL of every lock taken by the benchmarks: far above any cycle, so no
+/// lock expires while held and validity never fails an acquire.
+pub const TTL: Duration = Duration::from_secs(10);
+
+/// One-way delay of the slowed master's proxy (so its round trip is about
+/// 10 ms longer than the others', far below redlock's 50 ms per-master
+/// timeout and rslock's 500 ms response timeout).
+pub const SLOW_ONE_WAY: Duration = Duration::from_millis(5);
+
+/// Which Redlock implementation runs the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Impl {
+    /// This workspace's `redlock-core` (fred client, early quorum decision).
+    Redlock,
+    /// The `rslock` crate 0.10 from crates.io (redis-rs client).
+    Rslock,
+}
+
+impl Impl {
+    /// Both, in table order.
+    pub const ALL: [Impl; 2] = [Impl::Redlock, Impl::Rslock];
+
+    /// Short name for tables and benchmark ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Redlock => "redlock",
+            Impl::Rslock => "rslock",
+        }
+    }
+}
+
+/// What is wrong with the last master, if anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// Every master healthy.
+    None,
+    /// Control for [`Fault::Slowed`]: the last master is reached through a
+    /// [`DelayProxy`] that adds no delay, so the proxy's own cost (two more
+    /// loopback hops and its threads' CPU) shows apart from the delay.
+    Proxied,
+    /// The last master is reached through a [`DelayProxy`] adding
+    /// [`SLOW_ONE_WAY`] in each direction.
+    Slowed,
+    /// The last master is stopped with `SIGSTOP` after the client connected
+    /// (it accepts bytes into its socket buffer but never answers).
+    Paused,
+}
+
+impl Fault {
+    /// Short name for tables and benchmark ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::None => "healthy",
+            Fault::Proxied => "one proxied, no delay",
+            Fault::Slowed => "one slowed",
+            Fault::Paused => "one paused",
+        }
+    }
+
+    /// Name without spaces, for benchmark ids and file names.
+    pub fn id(self) -> &'static str {
+        match self {
+            Fault::None => "healthy",
+            Fault::Proxied => "proxied",
+            Fault::Slowed => "slowed",
+            Fault::Paused => "paused",
+        }
+    }
+}
+
+/// A configuration to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Scenario {
+    /// The implementation.
+    pub imp: Impl,
+    /// Number of masters (quorum is the majority).
+    pub masters: usize,
+    /// The fault on the last master.
+    pub fault: Fault,
+    /// Simulated network: every master is reached through a [`DelayProxy`]
+    /// adding this one-way delay (zero: direct loopback connections).
+    pub net: Duration,
+    /// Idle time between the cycles of the uncontended workload (zero: back
+    /// to back). A control for the fault scenarios, whose slow release
+    /// leaves the machine idle between cycles: waking idle threads costs
+    /// more than keeping busy ones running, which shows in the next acquire
+    /// even though it waits for no slow master.
+    pub idle: Duration,
+}
+
+impl Scenario {
+    /// A healthy scenario.
+    pub fn healthy(imp: Impl, masters: usize) -> Self {
+        Self {
+            imp,
+            masters,
+            fault: Fault::None,
+            net: Duration::ZERO,
+            idle: Duration::ZERO,
+        }
+    }
+
+    /// A healthy scenario whose uncontended cycles are `idle` apart.
+    pub fn idle_between(imp: Impl, masters: usize, idle: Duration) -> Self {
+        Self {
+            idle,
+            ..Self::healthy(imp, masters)
+        }
+    }
+
+    /// One of 5 masters with `fault`.
+    pub fn one_of_five(imp: Impl, fault: Fault) -> Self {
+        Self {
+            fault,
+            ..Self::healthy(imp, 5)
+        }
+    }
+
+    /// A healthy scenario behind a simulated network of `one_way` delay.
+    pub fn distant(imp: Impl, masters: usize, one_way: Duration) -> Self {
+        Self {
+            net: one_way,
+            ..Self::healthy(imp, masters)
+        }
+    }
+
+    /// Label for tables and charts, e.g. `redlock 5 (one slowed)`.
+    pub fn label(&self) -> String {
+        let net = if self.net.is_zero() {
+            String::new()
+        } else {
+            format!(" +{:?} net", self.net)
+        };
+        let idle = if self.idle.is_zero() {
+            String::new()
+        } else {
+            format!(" (healthy, idle {:?} between cycles)", self.idle)
+        };
+        match self.fault {
+            Fault::None => format!("{} {}{net}{idle}", self.imp.name(), self.masters),
+            f => format!(
+                "{} {}{net} ({}){idle}",
+                self.imp.name(),
+                self.masters,
+                f.name()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// A lock held by either implementation.
+#[derive(Debug)]
+pub enum Held {
+    /// Held through redlock.
+    Redlock(Lock),
+    /// Held through rslock.
+    Rslock(rslock::Lock),
+}
+
+/// A client of either implementation.
+#[derive(Debug)]
+pub enum Client {
+    /// redlock with its defaults (50 ms per-master timeout; `acquire`
+    /// retries 10 times with 50 ms..1 s equal-jitter backoff).
+    Redlock(Redlock<FredMaster, TokioRuntime>),
+    /// rslock with its defaults (`once` is a clone with one try; `retrying`
+    /// keeps rslock's default 3 tries with a uniform 0..200 ms delay). Both
+    /// share one set of connections.
+    Rslock {
+        /// One attempt per call.
+        once: rslock::LockManager,
+        /// rslock's default retry policy.
+        retrying: rslock::LockManager,
+    },
+}
+
+/// Why an acquire failed, without the implementations' error types.
+#[derive(Debug)]
+pub struct AcquireFailed(pub String);
+
+impl fmt::Display for AcquireFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AcquireFailed {}
+
+impl Client {
+    /// Connects a client of `imp` to `urls`.
+    ///
+    /// # Panics
+    ///
+    /// When redlock cannot connect (a benchmark without its masters has
+    /// nothing to measure).
+    pub async fn connect(imp: Impl, urls: &[String]) -> Self {
+        match imp {
+            Impl::Redlock => Client::Redlock(
+                Redlock::builder(urls.iter().cloned())
+                    .ttl(TTL)
+                    // The harness started these masters empty for this run
+                    // alone: the restart guard would only hold them back.
+                    .danger_disable_restart_guard(true)
+                    .connect()
+                    .await
+                    .expect("redlock connects to the benchmark masters"),
+            ),
+            Impl::Rslock => {
+                // rslock connects lazily, on the first command.
+                let retrying = rslock::LockManager::new(urls.to_vec());
+                let mut once = retrying.clone();
+                // `current_try < retry_count` gates the retry: 1 means one try.
+                once.set_retry(1, Duration::from_millis(200));
+                Client::Rslock { once, retrying }
+            }
+        }
+    }
+
+    /// One acquisition attempt, no retry.
+    ///
+    /// # Errors
+    ///
+    /// When the quorum was not reached (held elsewhere, or masters failed).
+    pub async fn try_acquire(&self, resource: &str) -> Result<Held, AcquireFailed> {
+        match self {
+            Client::Redlock(r) => r
+                .try_acquire(resource)
+                .await
+                .map(Held::Redlock)
+                .map_err(|e| AcquireFailed(e.to_string())),
+            Client::Rslock { once, .. } => once
+                .lock(resource, TTL)
+                .await
+                .map(Held::Rslock)
+                .map_err(|e| AcquireFailed(e.to_string())),
+        }
+    }
+
+    /// Acquires with the implementation's default retry policy.
+    ///
+    /// # Errors
+    ///
+    /// When the retries ran out.
+    pub async fn acquire(&self, resource: &str) -> Result<Held, AcquireFailed> {
+        match self {
+            Client::Redlock(r) => r
+                .acquire(resource)
+                .await
+                .map(Held::Redlock)
+                .map_err(|e| AcquireFailed(e.to_string())),
+            Client::Rslock { retrying, .. } => retrying
+                .lock(resource, TTL)
+                .await
+                .map(Held::Rslock)
+                .map_err(|e| AcquireFailed(e.to_string())),
+        }
+    }
+
+    /// Releases on every master. Returns whether every master confirmed
+    /// (rslock's release is best effort and reports nothing: always true).
+    pub async fn release(&self, held: Held) -> bool {
+        match (self, held) {
+            (Client::Redlock(r), Held::Redlock(lock)) => r.release(lock).await.is_ok(),
+            (Client::Rslock { once, .. }, Held::Rslock(lock)) => {
+                once.unlock(&lock).await;
+                true
+            }
+            _ => unreachable!("a lock is released by the client that took it"),
+        }
+    }
+}
+
+/// Masters, the optional proxy and a connected client: everything one
+/// scenario needs. Dropping it stops the masters (also paused ones).
+pub struct Env {
+    /// The scenario this environment runs.
+    pub scenario: Scenario,
+    /// The connected client, shared with the workload's tasks.
+    pub client: Arc<Client>,
+    // Field order is drop order: the client's connections close before
+    // the proxy and the servers go away.
+    _proxies: Vec<DelayProxy>,
+    masters: Masters,
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env")
+            .field("scenario", &self.scenario)
+            .field("masters", &self.masters.urls())
+            .finish()
+    }
+}
+
+impl Env {
+    /// Starts the masters (real `redis-server` processes), the proxy if the
+    /// scenario slows a master, connects the client, warms it up (rslock
+    /// connects lazily; both load scripts), and then pauses the last master
+    /// if the scenario says so.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` is missing or a master cannot be started, or the
+    /// warm-up cycle fails.
+    pub async fn start(scenario: Scenario) -> Self {
+        assert!(scenario.masters > 0, "at least one master");
+        assert!(
+            scenario.fault == Fault::None || scenario.masters >= 3,
+            "a fault needs a tolerant quorum (3 masters or more)"
+        );
+        // The harness is blocking (it waits for each server to answer).
+        let n = scenario.masters;
+        let masters = tokio::task::spawn_blocking(move || Masters::start(n))
+            .await
+            .expect("starting the masters panicked");
+        let mut urls = masters.urls();
+        let last = scenario.masters - 1;
+        let mut proxies = Vec::new();
+        for (i, url) in urls.iter_mut().enumerate() {
+            let extra = match scenario.fault {
+                Fault::Slowed if i == last => Some(SLOW_ONE_WAY),
+                Fault::Proxied if i == last => Some(Duration::ZERO),
+                _ if !scenario.net.is_zero() => Some(Duration::ZERO),
+                _ => None,
+            };
+            if let Some(extra) = extra {
+                let p = DelayProxy::start(masters[i].addr(), scenario.net + extra)
+                    .expect("proxy binds a loopback port");
+                *url = p.url();
+                proxies.push(p);
+            }
+        }
+        let client = Client::connect(scenario.imp, &urls).await;
+        // Warm-up: connections, script caches, first allocations.
+        for i in 0..20 {
+            let held = client
+                .try_acquire(&format!("bench:warmup:{i}"))
+                .await
+                .expect("warm-up acquire on healthy masters");
+            client.release(held).await;
+        }
+        if scenario.fault == Fault::Paused {
+            masters[last].pause();
+        }
+        Env {
+            scenario,
+            client: Arc::new(client),
+            _proxies: proxies,
+            masters,
+        }
+    }
+
+    /// The masters.
+    pub fn masters(&self) -> &Masters {
+        &self.masters
+    }
+
+    /// CPU time (user + system) used so far by the masters' processes.
+    pub fn server_cpu(&self) -> Duration {
+        self.masters
+            .iter()
+            .filter_map(|m| process_cpu(&format!("/proc/{}/stat", m.pid())))
+            .sum()
+    }
+
+    /// Sum of `total_commands_processed` over the masters that can answer
+    /// (a paused master is skipped): the server-side cost of a workload.
+    pub fn commands_processed(&self) -> u64 {
+        self.masters
+            .iter()
+            .filter(|m| m.is_running() && !m.is_paused())
+            .filter_map(|m| {
+                let info = m.cmd(&["INFO", "stats"]).ok()?;
+                info.as_str()?.lines().find_map(|l| {
+                    l.strip_prefix("total_commands_processed:")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
+            })
+            .sum()
+    }
+}
+
+/// CPU time (user + system) of the process whose `/proc/<pid>/stat` is at
+/// `path`, all threads; `None` when unreadable (not Linux).
+///
+/// Resolution is one clock tick (10 ms at the usual `USER_HZ` of 100), so
+/// only runs of a second or more give useful per-cycle figures.
+pub fn process_cpu(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may contain spaces), which ends
+    // at the last ')': state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    const USER_HZ: u64 = 100;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
+/// CPU time used so far by this process (client, runtime, and any proxy
+/// threads).
+pub fn own_cpu() -> Duration {
+    process_cpu("/proc/self/stat").unwrap_or_default()
+}
