@@ -564,7 +564,7 @@ pub struct SettingsBuilder {
 }
 
 /// Whether the restart guard is on unless configured otherwise.
-const RESTART_GUARD_DEFAULT: bool = false;
+const RESTART_GUARD_DEFAULT: bool = true;
 
 impl Default for SettingsBuilder {
     fn default() -> Self {
