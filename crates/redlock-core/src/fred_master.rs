@@ -406,24 +406,30 @@ impl FredMaster {
         });
     }
 
-    /// Runs a voting script with the clock check in front: a due sample
-    /// goes out alongside (pipelined on the same connection), and a master
-    /// whose clock is suspect does not vote (it keeps being sampled, so it
-    /// can recover).
-    async fn eval_checked(
-        &self,
-        script: &Script,
-        keys: &[String],
-        args: &[&str],
-    ) -> Result<i64, MasterFailure> {
+    /// The clock check in front of a vote: a due sample goes out alongside
+    /// (pipelined on the same connection), and a master whose clock is
+    /// suspect does not vote (it keeps being sampled, so it can recover).
+    fn clock_check(&self) -> Result<(), MasterFailure> {
         let (due, suspect) = self.clock_gate();
         if due {
             self.spawn_clock_sample();
         }
-        if let Some(f) = suspect {
-            return Err(f);
-        }
-        self.eval(script, keys, args).await
+        suspect.map_or(Ok(()), Err)
+    }
+
+    /// Acquires one key with a plain `SET key token NX PX ttl`: no script
+    /// to run, so less work for the master than the Lua script. `true`
+    /// when set; `false` when the key exists, which may still be our own
+    /// token (a late command of an earlier attempt) or a key of the wrong
+    /// kind, so the caller falls back to the script to tell.
+    async fn set_nx(&self, key: &str, token: &Token, ttl: &str) -> Result<bool, MasterFailure> {
+        let args = vec![key, token.expose(), "NX", "PX", ttl];
+        let reply = self
+            .client
+            .with_options(&self.options)
+            .custom::<Value, _>(command("SET"), args)
+            .await;
+        reply::set_nx_outcome(reply)
     }
 }
 
@@ -504,10 +510,23 @@ impl Master for FredMaster {
             .longest_ttl_ms
             .fetch_max(ttl.as_millis(), Ordering::AcqRel);
         let generation = self.ready(true).await?;
+        self.clock_check()?;
         let ttl = ttl.as_millis().to_string();
-        let reply = self
-            .eval_checked(&self.shared.scripts.acquire, keys, &[token.expose(), &ttl])
-            .await?;
+        // One resource: try the plain SET NX first, and run the script only
+        // when the key exists (the common uncontended case costs the master
+        // no Lua). The two steps are not atomic together, which is fine:
+        // each is atomic, validity counts from before the first, and the
+        // script's answer is the one that counts.
+        let fast = match keys {
+            [key] => self.set_nx(key, token, &ttl).await?,
+            _ => false,
+        };
+        let reply = if fast {
+            1
+        } else {
+            self.eval(&self.shared.scripts.acquire, keys, &[token.expose(), &ttl])
+                .await?
+        };
         if self.poll_reconnects() != generation {
             // The connection was replaced during the call: the server may be
             // a freshly restarted one that the guard has not seen yet. Our
@@ -536,8 +555,9 @@ impl Master for FredMaster {
         self.ready(recreate).await?;
         let ttl = ttl.as_millis().to_string();
         let recreate = if recreate { "1" } else { "0" };
+        self.clock_check()?;
         let reply = self
-            .eval_checked(
+            .eval(
                 &self.shared.scripts.extend,
                 keys,
                 &[token.expose(), &ttl, recreate],

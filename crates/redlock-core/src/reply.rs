@@ -17,6 +17,18 @@ pub(crate) fn script_reply(reply: Result<Value, FredError>) -> Result<i64, Maste
     }
 }
 
+/// `SET key token NX PX ttl` answers `OK` when it set the key and nil when
+/// the key exists. Anything else is a failed vote, like for the scripts.
+pub(crate) fn set_nx_outcome(reply: Result<Value, FredError>) -> Result<bool, MasterFailure> {
+    match reply {
+        Ok(Value::String(s)) if &*s == "OK" => Ok(true),
+        Ok(Value::Bytes(b)) if &b[..] == b"OK" => Ok(true),
+        Ok(Value::Null) => Ok(false),
+        Ok(other) => Err(MasterFailure::BadReply(short(format!("{other:?}")))),
+        Err(e) => Err(map_error(&e)),
+    }
+}
+
 /// The acquire script returns 1 (set) or 0 (held by another token).
 pub(crate) fn acquire_outcome(n: i64) -> Result<(), MasterFailure> {
     match n {
@@ -173,6 +185,19 @@ mod tests {
             }
         }
 
+        /// Only `OK` sets; only nil falls back to the script; anything
+        /// else is a failed vote.
+        #[test]
+        fn set_nx_only_ok_grants(v in any_value()) {
+            let ok = matches!(&v, Value::String(s) if &**s == "OK") || matches!(&v, Value::Bytes(b) if &b[..] == b"OK");
+            let null = matches!(v, Value::Null);
+            match set_nx_outcome(Ok(v)) {
+                Ok(true) => prop_assert!(ok),
+                Ok(false) => prop_assert!(null),
+                Err(f) => { prop_assert!(!ok && !null); prop_assert!(!f.is_contention()); }
+            }
+        }
+
         #[test]
         fn script_integers_map_totally(n in any::<i64>()) {
             prop_assert_eq!(acquire_outcome(n).is_ok(), n == 1);
@@ -180,6 +205,21 @@ mod tests {
             prop_assert_eq!(release_outcome(n).is_ok(), n > 0);
             prop_assert_eq!(acquire_outcome(n) == Err(MasterFailure::Held), n == 0);
         }
+    }
+
+    #[test]
+    fn set_nx_replies() {
+        assert_eq!(set_nx_outcome(Ok(Value::from("OK"))), Ok(true));
+        assert_eq!(set_nx_outcome(Ok(Value::Null)), Ok(false));
+        assert!(matches!(
+            set_nx_outcome(Ok(Value::Integer(1))),
+            Err(MasterFailure::BadReply(_))
+        ));
+        let oom = FredError::new(ErrorKind::Unknown, "OOM command not allowed");
+        assert_eq!(
+            set_nx_outcome(Err(oom)),
+            Err(MasterFailure::Server("OOM command not allowed".into()))
+        );
     }
 
     #[test]
