@@ -60,3 +60,4 @@ pub use error::HarnessError;
 pub use masters::Masters;
 pub use resp::{Connection, Reply};
 pub use server::{redis_server_path, Persistence, RedisServer, ServerOptions};
+pub use sys::{signal, SIGCONT, SIGSTOP};

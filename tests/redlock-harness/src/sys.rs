@@ -8,7 +8,11 @@ use std::io;
 /// Callers must only pass the pid of a child they spawned and have not reaped
 /// yet (the harness holds the `std::process::Child` until it calls `wait`), so
 /// the pid cannot have been recycled for an unrelated process.
-pub(crate) fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+///
+/// # Errors
+///
+/// A non-positive or out-of-range pid, or the error of kill(2).
+pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
     if pid <= 0 {
@@ -29,10 +33,10 @@ pub(crate) fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// `SIGSTOP`.
-pub(crate) const SIGSTOP: libc::c_int = libc::SIGSTOP;
-/// `SIGCONT`.
-pub(crate) const SIGCONT: libc::c_int = libc::SIGCONT;
+/// `SIGSTOP`: freezes a process (it cannot be caught or ignored).
+pub const SIGSTOP: libc::c_int = libc::SIGSTOP;
+/// `SIGCONT`: resumes a stopped process.
+pub const SIGCONT: libc::c_int = libc::SIGCONT;
 
 /// The one-letter scheduler state of `pid` from `/proc/<pid>/stat`
 /// (`'T'` = stopped), or `None` where `/proc` is unavailable.

@@ -1,5 +1,5 @@
-//! The only calls into libc of this crate: the system-wide monotonic clock
-//! and signals to our own child processes.
+//! The only call into libc of this crate, the system-wide monotonic clock,
+//! and (re-exported from the harness) signals to our own child processes.
 //!
 //! The chaos run compares timestamps taken by many processes, so it needs a
 //! clock that is one timeline for all of them. On Linux `CLOCK_MONOTONIC` is
@@ -8,7 +8,6 @@
 //! its raw value.
 #![allow(unsafe_code)]
 
-use std::io;
 use std::time::{Duration, Instant};
 
 /// Nanoseconds on `CLOCK_MONOTONIC`: comparable across the processes of
@@ -55,41 +54,9 @@ fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// `SIGSTOP`: freezes a process (it cannot be caught or ignored).
-pub const SIGSTOP: libc::c_int = libc::SIGSTOP;
-/// `SIGCONT`: resumes a stopped process.
-pub const SIGCONT: libc::c_int = libc::SIGCONT;
-
-/// Sends `sig` to the single process `pid`.
-///
-/// Callers must only pass the pid of a child they spawned and have not
-/// reaped yet (they still hold its [`std::process::Child`] and have not
-/// waited for it), so the pid cannot have been recycled for an unrelated
-/// process.
-///
-/// # Errors
-///
-/// A non-positive or out-of-range pid, or the error of kill(2).
-pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
-    if pid <= 0 {
-        // 0 and negative pids address process groups or every process.
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "refusing to signal a non-positive pid",
-        ));
-    }
-    // SAFETY: kill(2) takes two integers and touches no memory of ours. With
-    // `pid > 0` it addresses exactly one process, which the caller
-    // guarantees is an unreaped child of this process.
-    let rc = unsafe { libc::kill(pid, sig) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
+// Signals to our own children: the harness's one implementation, which
+// the chaos run uses for its workers as the harness does for servers.
+pub use redlock_harness::{signal, SIGCONT, SIGSTOP};
 
 #[cfg(test)]
 mod tests {
