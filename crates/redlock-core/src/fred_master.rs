@@ -251,14 +251,20 @@ impl FredMaster {
         keys: &[String],
         args: &[&str],
     ) -> Result<i64, MasterFailure> {
-        let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
-        argv.push(Value::from(script.sha.as_str()));
-        argv.push(Value::Integer(keys.len() as i64));
-        argv.extend(keys.iter().map(|k| Value::from(k.as_str())));
-        argv.extend(args.iter().map(|a| Value::from(*a)));
+        // `first` is the SHA for EVALSHA or the body for EVAL; the rest is
+        // the same. Built per send, so the common EVALSHA path does not copy
+        // its arguments for a fallback that almost never happens.
+        let argv = |first: Value| {
+            let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+            argv.push(first);
+            argv.push(Value::Integer(keys.len() as i64));
+            argv.extend(keys.iter().map(|k| Value::from(k.as_str())));
+            argv.extend(args.iter().map(|a| Value::from(*a)));
+            argv
+        };
         let client = self.client.with_options(&self.options);
         let reply = match client
-            .custom::<Value, Value>(command("EVALSHA"), argv.clone())
+            .custom::<Value, Value>(command("EVALSHA"), argv(Value::from(script.sha.as_str())))
             .await
         {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
@@ -273,8 +279,9 @@ impl FredMaster {
                     Arc::clone(&self.shared),
                 );
                 tokio::spawn(async move { load_scripts(&c, &o, &sh.scripts).await });
-                argv[0] = Value::from(script.body);
-                client.custom::<Value, Value>(command("EVAL"), argv).await
+                client
+                    .custom::<Value, Value>(command("EVAL"), argv(Value::from(script.body)))
+                    .await
             }
             other => other,
         };
