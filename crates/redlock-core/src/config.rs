@@ -425,6 +425,7 @@ pub struct Settings {
     pub(crate) min_validity: Duration,
     pub(crate) danger_extend_recreates: bool,
     pub(crate) restart_guard: bool,
+    pub(crate) max_ttl: Ttl,
     pub(crate) clock_check: bool,
     #[cfg(feature = "sim-mutants")]
     pub(crate) mutant_no_elapsed_check: bool,
@@ -488,6 +489,12 @@ impl Settings {
         self.restart_guard
     }
 
+    /// The longest TTL any lock or extension may ask for: the restart
+    /// guard's window (see [`SettingsBuilder::max_ttl`]).
+    pub fn max_ttl(&self) -> Ttl {
+        self.max_ttl
+    }
+
     /// Whether masters' clock rates are checked (see
     /// [`SettingsBuilder::check_master_clocks`]).
     pub fn clock_check(&self) -> bool {
@@ -504,6 +511,7 @@ impl Settings {
     pub fn check_ttl(&self, ttl: Ttl) -> Result<(), ConfigError> {
         check_ttl(
             ttl,
+            self.max_ttl,
             self.drift_factor,
             self.master_timeout,
             self.min_validity,
@@ -513,10 +521,17 @@ impl Settings {
 
 fn check_ttl(
     ttl: Ttl,
+    max_ttl: Ttl,
     factor: DriftFactor,
     timeout: Duration,
     min_validity: Duration,
 ) -> Result<(), ConfigError> {
+    if ttl > max_ttl {
+        return Err(ConfigError::TtlAboveMax {
+            ttl: ttl.as_duration(),
+            max: max_ttl.as_duration(),
+        });
+    }
     let drift = crate::validity::drift(ttl, factor);
     let budget = ttl.as_duration().saturating_sub(drift);
     if budget.is_zero() || budget <= min_validity {
@@ -546,6 +561,8 @@ fn check_ttl(
 /// | `wait` | none (the retry count alone bounds `acquire`) |
 /// | `key_prefix` | `"redlock:"` |
 /// | `min_validity` | 0 (validity must merely be in the future) |
+/// | `max_ttl` | 60 s ([`DEFAULT_MAX_TTL`]; the restart guard's window) |
+/// | restart guard | on |
 #[derive(Clone, Debug)]
 pub struct SettingsBuilder {
     ttl: Duration,
@@ -558,10 +575,21 @@ pub struct SettingsBuilder {
     min_validity: Duration,
     danger_extend_recreates: bool,
     restart_guard: bool,
+    max_ttl: Duration,
     clock_check: bool,
     #[cfg(feature = "sim-mutants")]
     mutant_no_elapsed_check: bool,
 }
+
+/// The default maximum TTL of a deployment, and so the default window of
+/// the restart guard: a master that restarted is kept from granting locks
+/// for this long (plus a second of uptime granularity).
+///
+/// Why 60 s: long enough for any lock that is extended while its work runs
+/// (the TTL bounds how long a crashed holder blocks others, not how long
+/// work may take), short enough that a master restarted without
+/// persistence is back in the quorum a minute later.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(60);
 
 /// Whether the restart guard is on unless configured otherwise.
 const RESTART_GUARD_DEFAULT: bool = true;
@@ -579,6 +607,7 @@ impl Default for SettingsBuilder {
             min_validity: Duration::ZERO,
             danger_extend_recreates: false,
             restart_guard: RESTART_GUARD_DEFAULT,
+            max_ttl: DEFAULT_MAX_TTL,
             clock_check: false,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: false,
@@ -665,6 +694,20 @@ impl SettingsBuilder {
         self
     }
 
+    /// The longest TTL any lock or extension of this manager may ask for,
+    /// and the restart guard's window (default [`DEFAULT_MAX_TTL`]).
+    ///
+    /// The restart guard keeps a master that restarted (and may have lost
+    /// its keys) from granting locks until every lock that counted on it
+    /// has expired; no client knows the TTLs the other clients use, so the
+    /// guard needs a bound that every client of the deployment shares. Set
+    /// the same value on every client; TTLs above it are refused
+    /// ([`ConfigError::TtlAboveMax`]).
+    pub fn max_ttl(mut self, max: Duration) -> Self {
+        self.max_ttl = max;
+        self
+    }
+
     /// Samples each master's `TIME` (at most once a second per master,
     /// pipelined with the lock commands) and stops counting acquire and
     /// extend votes from a master whose clock rate departs from ours by more
@@ -712,7 +755,14 @@ impl SettingsBuilder {
             return Err(ConfigError::ZeroWait);
         }
         self.retry.check()?;
-        check_ttl(ttl, drift_factor, self.master_timeout, self.min_validity)?;
+        let max_ttl = Ttl::try_from(self.max_ttl)?;
+        check_ttl(
+            ttl,
+            max_ttl,
+            drift_factor,
+            self.master_timeout,
+            self.min_validity,
+        )?;
         Ok(Settings {
             ttl,
             drift_factor,
@@ -724,6 +774,7 @@ impl SettingsBuilder {
             min_validity: self.min_validity,
             danger_extend_recreates: self.danger_extend_recreates,
             restart_guard: self.restart_guard,
+            max_ttl,
             clock_check: self.clock_check,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: self.mutant_no_elapsed_check,
@@ -836,6 +887,25 @@ mod tests {
             matches!(err, ConfigError::TimeoutNotBelowValidity { .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn ttl_above_the_deployment_maximum_is_refused() {
+        let err = Settings::builder()
+            .ttl(Duration::from_secs(61))
+            .build(3)
+            .expect_err("above the default maximum");
+        assert!(matches!(err, ConfigError::TtlAboveMax { .. }), "{err}");
+        let s = Settings::builder()
+            .ttl(Duration::from_secs(61))
+            .max_ttl(Duration::from_secs(120))
+            .build(3)
+            .expect("raised maximum");
+        assert!(matches!(
+            s.check_ttl(Ttl::from_millis(120_001).expect("ttl")),
+            Err(ConfigError::TtlAboveMax { .. })
+        ));
+        assert!(s.check_ttl(Ttl::from_millis(120_000).expect("ttl")).is_ok());
     }
 
     #[test]

@@ -106,6 +106,17 @@ pub enum ConfigError {
         /// The TTL asked for.
         ttl: Duration,
     },
+    /// A TTL above the deployment's maximum TTL, the restart guard's window
+    /// (see [`SettingsBuilder::max_ttl`](crate::SettingsBuilder::max_ttl)).
+    /// A lock longer than the window could count on a master that restarted
+    /// empty and was let back in before the lock's keys would have expired.
+    #[error("TTL {}ms is above the maximum TTL {}ms of this deployment (the restart guard's window); raise max_ttl on every client of the deployment together, or use a shorter TTL and let the lock be extended", ttl.as_millis(), max.as_millis())]
+    TtlAboveMax {
+        /// The TTL asked for.
+        ttl: Duration,
+        /// The configured maximum.
+        max: Duration,
+    },
     /// The drift margin (plus the minimum validity) leaves no validity.
     #[error("drift margin {drift:?} (plus minimum validity {min_validity:?}) consumes the whole TTL {ttl:?}")]
     DriftConsumesTtl {

@@ -28,7 +28,6 @@
 //! unreadable system certificate; we parse the URL as `redis://` and attach
 //! one connector (system roots, or the CAs given to the builder) instead.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,14 +40,17 @@ use fred::types::config::{
     UnresponsiveConfig,
 };
 use fred::types::{Builder, ClusterHash, ConnectHandle, CustomCommand, Value};
+use futures::future::BoxFuture;
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::broadcast::Receiver as BroadcastReceiver;
 
-use crate::clock::{ClockCheck, ClockSample, ClockVerdict};
+use crate::admission::{Admission, MasterFacts, Refusal};
+use crate::admitted::{Admitted, Link};
+use crate::clock::{ClockSample, ClockVerdict};
 use crate::config::{Settings, SettingsBuilder, Ttl};
 use crate::error::ConfigError;
 use crate::manager::Redlock;
-use crate::master::{Master, TokioRuntime};
+use crate::master::{Runtime, TokioRuntime};
 use crate::reply::{self, map_error};
 use crate::retry::RetryPolicy;
 use crate::scripts;
@@ -88,118 +90,37 @@ impl Scripts {
     }
 }
 
-/// What a server says about itself: used to refuse two list entries that
-/// reach one server, and servers that are replicas.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Identity {
-    run_id: String,
-    role: String,
-    uptime: Duration,
-}
+/// Shared by the links of one manager: the scripts and their SHAs.
+type SharedScripts = Arc<Scripts>;
 
-/// Run ids of the masters verified so far, shared by all masters of one
-/// manager, so a master that was unreachable at startup is checked against
-/// the others when it first answers.
-#[derive(Debug, Default)]
-struct IdentityRegistry {
-    run_ids: Mutex<Vec<Option<String>>>,
-}
-
-impl IdentityRegistry {
-    /// Records `run_id` for master `index`; returns the index of another
-    /// master with the same run id, if any.
-    fn register(&self, index: usize, run_id: &str) -> Option<usize> {
-        // A poisoned lock only means another thread panicked mid-insert of a
-        // plain Vec; the data is still a valid Vec.
-        let mut ids = self.run_ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.len() <= index {
-            ids.resize(index + 1, None);
-        }
-        let dup = ids
-            .iter()
-            .enumerate()
-            .find(|(i, id)| *i != index && id.as_deref() == Some(run_id))
-            .map(|(i, _)| i);
-        ids[index] = Some(run_id.to_owned());
-        dup
-    }
-}
-
-/// State shared by the masters of one manager.
-#[derive(Debug)]
-struct Shared {
-    scripts: Scripts,
-    registry: IdentityRegistry,
-    /// Whether the restart guard is on (see [`restart_guard_votes_from`]).
-    restart_guard: bool,
-    /// The longest TTL this manager has asked for, in ms: the restart
-    /// guard's window.
-    longest_ttl_ms: AtomicU64,
-    /// The clock check's rate budget (the drift factor), when it is on.
-    clock_budget: Option<f64>,
-}
-
-/// How often a master's clock is sampled while it is in use.
-const CLOCK_SAMPLE_EVERY: Duration = Duration::from_secs(1);
-
-/// The clock check's state for one master.
-#[derive(Debug)]
-struct ClockState {
-    check: ClockCheck,
-    last_sample: Option<Instant>,
-}
-
-/// Where one master stands with us.
-///
-/// ```text
-///   Unverified ──INFO ok, unique run_id──► Verified { votes_from }
-///       ▲                                        │
-///       └──────────── reconnect seen ────────────┘
-///   Unverified ──same run_id as another master──► Rejected (for good)
-/// ```
-#[derive(Clone, Debug)]
-enum Health {
-    /// Never checked, or reconnected since the last check: the next call
-    /// checks identity, role and uptime first.
-    Unverified,
-    /// Checked; its acquire votes count from `votes_from` on (later than
-    /// now while the restart guard holds it back).
-    Verified { votes_from: Instant },
-    /// The same server as another master: it never votes.
-    Rejected(MasterFailure),
-}
-
-/// One Redis master reached through a fred client.
+/// One Redis master reached through one multiplexed fred client: the raw
+/// [`Link`] under the admission gate. [`FredMaster`] is the gated master
+/// the algorithm votes with.
 ///
 /// Dropping it stops the client's connection task.
-pub struct FredMaster {
+pub struct FredLink {
     client: Client,
     options: Options,
     address: Arc<str>,
-    index: usize,
-    shared: Arc<Shared>,
-    /// Shared with the verification task (see [`FredMaster::ready`]).
-    health: Arc<Mutex<Health>>,
+    scripts: SharedScripts,
     /// fred's reconnect notifications, drained before and after calls.
     reconnects: Mutex<BroadcastReceiver<Server>>,
-    /// Bumped on every reconnect seen; an acquire that spans a reconnect
-    /// does not count.
-    generation: AtomicU64,
-    /// `None` when the clock check is off. Shared with the sampling tasks.
-    clock: Option<Arc<Mutex<ClockState>>>,
     task: Option<ConnectHandle>,
 }
 
-impl std::fmt::Debug for FredMaster {
+/// The production master: a [`FredLink`] behind the admission rules
+/// (identity, replica, restart guard, reconnect generations, clock check).
+pub type FredMaster = Admitted<FredLink>;
+
+impl std::fmt::Debug for FredLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FredMaster")
+        f.debug_struct("FredLink")
             .field("address", &self.address)
-            .field("index", &self.index)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl Drop for FredMaster {
+impl Drop for FredLink {
     fn drop(&mut self) {
         // The reconnect policy never gives up, so the connection task would
         // outlive the manager; nothing can use this client any more.
@@ -215,7 +136,7 @@ fn command(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::FirstKey, false)
 }
 
-impl FredMaster {
+impl FredLink {
     /// Address for humans, without credentials.
     pub fn address_str(&self) -> &str {
         &self.address
@@ -225,19 +146,6 @@ impl FredMaster {
     /// by tools. Lock operations should go through [`Redlock`].
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// The clock check's current verdict on this master, or `None` when
-    /// the check is off.
-    pub fn clock_verdict(&self) -> Option<ClockVerdict> {
-        let clock = self.clock.as_ref()?;
-        Some(
-            clock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .check
-                .verdict(),
-        )
     }
 
     /// Per-call options carrying the per-master timeout.
@@ -276,9 +184,9 @@ impl FredMaster {
                 let (c, o, sh) = (
                     self.client.clone(),
                     self.options.clone(),
-                    Arc::clone(&self.shared),
+                    Arc::clone(&self.scripts),
                 );
-                tokio::spawn(async move { load_scripts(&c, &o, &sh.scripts).await });
+                tokio::spawn(async move { load_scripts(&c, &o, &sh).await });
                 client
                     .custom::<Value, Value>(command("EVAL"), argv(Value::from(script.body)))
                     .await
@@ -286,142 +194,6 @@ impl FredMaster {
             other => other,
         };
         reply::script_reply(reply)
-    }
-
-    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
-        lock_health(&self.health)
-    }
-
-    /// Empties the reconnect channel without acting on it: used once at
-    /// startup, right before the identity check that covers anything the
-    /// channel held.
-    fn discard_reconnects(&self) {
-        let mut rx = self.reconnects.lock().unwrap_or_else(|p| p.into_inner());
-        while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {}
-    }
-
-    /// Drains fred's reconnect notifications; a reconnect means the server
-    /// may have restarted, so it is checked again before it votes.
-    fn poll_reconnects(&self) -> u64 {
-        let mut seen = false;
-        {
-            let mut rx = self.reconnects.lock().unwrap_or_else(|p| p.into_inner());
-            // `Lagged` means more reconnects than the channel holds: still a reconnect.
-            while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {
-                seen = true;
-            }
-        }
-        if seen {
-            let mut health = self.lock_health();
-            if !matches!(*health, Health::Rejected(_)) {
-                *health = Health::Unverified;
-            }
-            self.generation.fetch_add(1, Ordering::AcqRel) + 1
-        } else {
-            self.generation.load(Ordering::Acquire)
-        }
-    }
-
-    /// Makes sure this master may take part, verifying it first if needed.
-    /// For an acquire, also applies the restart guard. Returns the
-    /// reconnect generation the call starts in.
-    async fn ready(&self, acquire: bool) -> Result<u64, MasterFailure> {
-        let generation = self.poll_reconnects();
-        let health = self.lock_health().clone();
-        let votes_from = match health {
-            Health::Rejected(f) => return Err(f),
-            Health::Verified { votes_from } => votes_from,
-            Health::Unverified => {
-                // In a task of its own: this call is dropped by an early
-                // decision whenever this master is the slowest, and a
-                // verification dropped halfway would leave the master
-                // unverified, and so the slowest again, for ever.
-                let task = tokio::spawn(verify(
-                    self.client.clone(),
-                    self.options.clone(),
-                    Arc::clone(&self.shared),
-                    Arc::clone(&self.health),
-                    self.index,
-                ));
-                match task.await {
-                    Ok(result) => result?,
-                    Err(e) => {
-                        return Err(MasterFailure::Unreachable(format!(
-                            "verification task failed: {e}"
-                        )))
-                    }
-                }
-            }
-        };
-        if acquire {
-            let wait = votes_from.saturating_duration_since(Instant::now());
-            if !wait.is_zero() {
-                return Err(MasterFailure::RecentlyRestarted { votes_in: wait });
-            }
-        }
-        Ok(generation)
-    }
-
-    /// With the clock check on: whether a `TIME` sample is due (claiming
-    /// it, so concurrent calls do not all sample), and the failure to
-    /// report if the master's clock is suspect.
-    fn clock_gate(&self) -> (bool, Option<MasterFailure>) {
-        let Some(clock) = &self.clock else {
-            return (false, None);
-        };
-        let mut st = clock.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let due = st
-            .last_sample
-            .is_none_or(|t| now.saturating_duration_since(t) >= CLOCK_SAMPLE_EVERY);
-        if due {
-            st.last_sample = Some(now);
-        }
-        let failure = match st.check.verdict() {
-            ClockVerdict::Suspect { rate } => Some(MasterFailure::ClockSuspect {
-                rate_ppm: (rate * 1e6) as i64,
-            }),
-            _ => None,
-        };
-        (due, failure)
-    }
-
-    /// Reads the master's `TIME` in a task of its own and feeds the clock
-    /// check. Not part of the caller's future: that future is dropped by an
-    /// early decision whenever this master is the slowest, and the slowest
-    /// master is exactly the one whose clock must still be sampled.
-    /// Failures are ignored: the lock commands report an unhealthy master.
-    fn spawn_clock_sample(&self) {
-        let Some(clock) = &self.clock else { return };
-        let (client, options, clock) =
-            (self.client.clone(), self.options.clone(), Arc::clone(clock));
-        tokio::spawn(async move {
-            let sent = Instant::now();
-            let reply = client
-                .with_options(&options)
-                .custom::<Value, Value>(command("TIME"), Vec::<Value>::new())
-                .await;
-            let received = Instant::now();
-            if let Some(master) = reply.ok().and_then(parse_time) {
-                let mut st = clock.lock().unwrap_or_else(|p| p.into_inner());
-                st.check.observe(ClockSample {
-                    sent,
-                    received,
-                    master,
-                });
-            }
-        });
-    }
-
-    /// The clock check in front of a vote: a due sample goes out alongside
-    /// (pipelined on the same connection), and a master whose clock is
-    /// suspect does not vote (it keeps being sampled, so it can recover).
-    fn clock_check(&self) -> Result<(), MasterFailure> {
-        let (due, suspect) = self.clock_gate();
-        if due {
-            self.spawn_clock_sample();
-        }
-        suspect.map_or(Ok(()), Err)
     }
 
     /// Acquires one key with a plain `SET key token NX PX ttl`: no script
@@ -440,84 +212,72 @@ impl FredMaster {
     }
 }
 
-fn lock_health(health: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
-    // Health is a plain enum: a panic elsewhere cannot leave it torn.
-    health.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Checks identity (a duplicate is rejected for good), role (a replica
-/// fails this call and is checked again on the next) and uptime (the
-/// restart guard), and reloads the scripts after a restart. Runs in a task
-/// of its own, so it completes even when the call that started it is
-/// dropped.
-async fn verify(
-    client: Client,
-    options: Options,
-    shared: Arc<Shared>,
-    health: Arc<Mutex<Health>>,
-    index: usize,
-) -> Result<Instant, MasterFailure> {
-    let identity = fetch_identity(&client, &options)
-        .await
-        .map_err(|e| map_error(&e))?;
-    if identity.role != "master" {
-        return Err(MasterFailure::Misconfigured(format!(
-            "role is {}, not master",
-            identity.role
-        )));
-    }
-    if let Some(other) = shared.registry.register(index, &identity.run_id) {
-        let f = MasterFailure::Misconfigured(format!("same server as master #{other}"));
-        *lock_health(&health) = Health::Rejected(f.clone());
-        return Err(f);
-    }
-    load_scripts(&client, &options, &shared.scripts)
-        .await
-        .map_err(|e| map_error(&e))?;
-    let votes_from = votes_from(&shared, &identity);
-    let mut health = lock_health(&health);
-    if !matches!(*health, Health::Rejected(_)) {
-        *health = Health::Verified { votes_from };
-    }
-    Ok(votes_from)
-}
-
-/// When a master seen now with `identity` may grant acquires.
-fn votes_from(shared: &Shared, identity: &Identity) -> Instant {
-    let now = Instant::now();
-    if !shared.restart_guard {
-        return now;
-    }
-    let window = Duration::from_millis(shared.longest_ttl_ms.load(Ordering::Acquire));
-    restart_guard_votes_from(now, identity.uptime, window)
-}
-
-/// The restart guard's rule: a master seen at `observed_at` with `uptime`
-/// may grant new locks only once it has been up for `window` (the longest
-/// TTL in use). A master that restarted empty within the last TTL may have
-/// lost keys that other holders still count on; letting it grant them again
-/// could give a second holder a quorum. Returns `observed_at` when the
-/// master is old enough already.
-pub fn restart_guard_votes_from(
-    observed_at: Instant,
-    uptime: Duration,
-    window: Duration,
-) -> Instant {
-    let wait = window.saturating_sub(uptime);
-    observed_at.checked_add(wait).unwrap_or(observed_at)
-}
-
-impl Master for FredMaster {
+impl Link for FredLink {
     fn address(&self) -> &Arc<str> {
         &self.address
     }
 
+    fn now(&self) -> Instant {
+        TokioRuntime.now()
+    }
+
+    fn take_reconnects(&self) -> bool {
+        let mut seen = false;
+        let mut rx = self
+            .reconnects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // `Lagged` means more reconnects than the channel holds: still a
+        // reconnect.
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {
+            seen = true;
+        }
+        seen
+    }
+
+    fn identify(&self) -> BoxFuture<'static, Result<(Instant, MasterFacts), MasterFailure>> {
+        let (client, options, scripts) = (
+            self.client.clone(),
+            self.options.clone(),
+            Arc::clone(&self.scripts),
+        );
+        Box::pin(async move {
+            let facts = fetch_identity(&client, &options)
+                .await
+                .map_err(|e| map_error(&e))?;
+            // The server read its uptime before this instant.
+            let observed_at = TokioRuntime.now();
+            // After a restart the script cache is empty.
+            load_scripts(&client, &options, &scripts)
+                .await
+                .map_err(|e| map_error(&e))?;
+            Ok((observed_at, facts))
+        })
+    }
+
+    fn sample_clock(&self) -> BoxFuture<'static, Option<ClockSample>> {
+        let (client, options) = (self.client.clone(), self.options.clone());
+        Box::pin(async move {
+            let sent = TokioRuntime.now();
+            let reply = client
+                .with_options(&options)
+                .custom::<Value, Value>(command("TIME"), Vec::<Value>::new())
+                .await;
+            let received = TokioRuntime.now();
+            let master = reply.ok().and_then(parse_time)?;
+            Some(ClockSample {
+                sent,
+                received,
+                master,
+            })
+        })
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
+
     async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
-        self.shared
-            .longest_ttl_ms
-            .fetch_max(ttl.as_millis(), Ordering::AcqRel);
-        let generation = self.ready(true).await?;
-        self.clock_check()?;
         let ttl = ttl.as_millis().to_string();
         // One resource: try the plain SET NX first, and run the script only
         // when the key exists (the common uncontended case costs the master
@@ -531,18 +291,9 @@ impl Master for FredMaster {
         let reply = if fast {
             1
         } else {
-            self.eval(&self.shared.scripts.acquire, keys, &[token.expose(), &ttl])
+            self.eval(&self.scripts.acquire, keys, &[token.expose(), &ttl])
                 .await?
         };
-        if self.poll_reconnects() != generation {
-            // The connection was replaced during the call: the server may be
-            // a freshly restarted one that the guard has not seen yet. Our
-            // key there (if any) holds our token and is released with the
-            // rest; it just does not count.
-            return Err(MasterFailure::Unreachable(
-                "reconnected during the call".into(),
-            ));
-        }
         reply::acquire_outcome(reply)
     }
 
@@ -553,19 +304,11 @@ impl Master for FredMaster {
         ttl: Ttl,
         recreate: bool,
     ) -> Result<(), MasterFailure> {
-        self.shared
-            .longest_ttl_ms
-            .fetch_max(ttl.as_millis(), Ordering::AcqRel);
-        // Extending only succeeds where the key still holds our token, which
-        // a restarted-empty master cannot have: no guard needed, unless keys
-        // may be re-created.
-        self.ready(recreate).await?;
         let ttl = ttl.as_millis().to_string();
         let recreate = if recreate { "1" } else { "0" };
-        self.clock_check()?;
         let reply = self
             .eval(
-                &self.shared.scripts.extend,
+                &self.scripts.extend,
                 keys,
                 &[token.expose(), &ttl, recreate],
             )
@@ -574,13 +317,36 @@ impl Master for FredMaster {
     }
 
     async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        // Deleting our own keys is always safe: no guard, but a duplicate
-        // master is still skipped (its keys are the other entry's keys).
-        self.ready(false).await?;
         let reply = self
-            .eval(&self.shared.scripts.release, keys, &[token.expose()])
+            .eval(&self.scripts.release, keys, &[token.expose()])
             .await?;
         reply::release_outcome(reply)
+    }
+}
+
+impl Admitted<FredLink> {
+    /// Address for humans, without credentials.
+    pub fn address_str(&self) -> &str {
+        self.link().address_str()
+    }
+
+    /// The underlying fred client (see [`FredLink::client`]).
+    pub fn client(&self) -> &Client {
+        self.link().client()
+    }
+
+    /// Per-call options carrying the per-master timeout.
+    pub fn call_options(&self) -> &Options {
+        self.link().call_options()
+    }
+
+    /// The clock check's current verdict on this master, or `None` when
+    /// the check is off.
+    pub fn clock_verdict(&self) -> Option<ClockVerdict> {
+        self.admission()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clock_verdict(self.index())
     }
 }
 
@@ -668,6 +434,13 @@ impl RedlockBuilder {
     /// Minimum validity left after acquire or extend (default 0).
     pub fn min_validity(mut self, min: Duration) -> Self {
         self.settings = self.settings.min_validity(min);
+        self
+    }
+
+    /// See [`SettingsBuilder::max_ttl`]: the longest TTL of the
+    /// deployment, and the restart guard's window (default 60 s).
+    pub fn max_ttl(mut self, max: Duration) -> Self {
+        self.settings = self.settings.max_ttl(max);
         self
     }
 
@@ -773,67 +546,72 @@ impl RedlockBuilder {
                 });
             }
         }
-        let shared = Arc::new(Shared {
-            scripts: Scripts::new(),
-            registry: IdentityRegistry::default(),
-            restart_guard: settings.restart_guard(),
-            longest_ttl_ms: AtomicU64::new(settings.ttl().as_millis()),
-            clock_budget: settings
-                .clock_check()
-                .then(|| settings.drift_factor().get()),
-        });
+        let scripts = Arc::new(Scripts::new());
+        let guard_window = settings
+            .restart_guard()
+            .then(|| settings.max_ttl().as_duration());
+        let clock_budget = settings
+            .clock_check()
+            .then(|| settings.drift_factor().get());
+        let admission = Arc::new(Mutex::new(Admission::new(
+            parsed.len(),
+            guard_window,
+            clock_budget,
+        )));
         let options = call_options(&settings);
-        let attempts =
-            futures::future::join_all(parsed.into_iter().enumerate().map(|(i, p)| {
-                connect_one(i, p, &settings, self.connect_timeout, &options, &shared)
-            }))
-            .await;
+        let attempts = futures::future::join_all(
+            parsed
+                .into_iter()
+                .map(|p| connect_one(p, &settings, self.connect_timeout, &options, &scripts)),
+        )
+        .await;
 
+        // The answers are recorded through the same admission rules every
+        // later check uses; at start-up a replica or a duplicate in the list
+        // is a configuration error worth stopping for, while a master that
+        // is merely unreachable or flaky now joins when it answers.
         let mut masters = Vec::with_capacity(attempts.len());
-        let mut unreachable = Vec::new();
-        let mut identities: Vec<(usize, Identity)> = Vec::new();
-        for attempt in attempts {
-            match attempt? {
-                (master, Some(identity)) => {
-                    identities.push((master.index, identity));
-                    masters.push(master);
+        let mut not_usable = Vec::new();
+        for (i, attempt) in attempts.into_iter().enumerate() {
+            let (link, facts) = attempt?;
+            let address = link.address_str().to_owned();
+            let master = Admitted::new(link, i, Arc::clone(&admission));
+            match facts {
+                Ok((observed_at, facts)) => {
+                    let verdict = lock_admission(&admission).verified(i, 0, observed_at, &facts);
+                    match verdict {
+                        Ok(()) => {}
+                        Err(Refusal::NotMaster { role }) => {
+                            return Err(ConfigError::NotAMaster {
+                                master: address,
+                                role,
+                            })
+                        }
+                        Err(Refusal::SameServerAs { other, run_id }) => {
+                            return Err(ConfigError::DuplicateMaster {
+                                first: masters
+                                    .get(other)
+                                    .map_or_else(String::new, |m: &FredMaster| {
+                                        m.address_str().to_owned()
+                                    }),
+                                second: address,
+                                why: format!("same run_id {run_id}"),
+                            })
+                        }
+                        Err(other) => not_usable.push(format!("{address} {}", other.to_failure())),
+                    }
                 }
-                (master, None) => {
-                    unreachable.push(master.index);
-                    masters.push(master);
-                }
+                Err(failure) => not_usable.push(format!("{address} {failure}")),
             }
+            masters.push(master);
         }
-        for (i, id) in &identities {
-            let addr = masters[*i].address.to_string();
-            if id.role != "master" {
-                return Err(ConfigError::NotAMaster {
-                    master: addr,
-                    role: id.role.clone(),
-                });
-            }
-            if let Some(other) = shared.registry.register(*i, &id.run_id) {
-                return Err(ConfigError::DuplicateMaster {
-                    first: masters[other].address.to_string(),
-                    second: addr,
-                    why: format!("same run_id {}", id.run_id),
-                });
-            }
-            let votes_from = votes_from(&shared, id);
-            *masters[*i].lock_health() = Health::Verified { votes_from };
-        }
-        let reachable = masters.len() - unreachable.len();
-        if reachable < settings.quorum.needed() {
-            let details = unreachable
-                .iter()
-                .map(|i| format!("{} unreachable", masters[*i].address))
-                .collect::<Vec<_>>()
-                .join("; ");
+        let usable = masters.len() - not_usable.len();
+        if usable < settings.quorum.needed() {
             return Err(ConfigError::Unreachable {
-                reachable,
+                reachable: usable,
                 masters: masters.len(),
                 needed: settings.quorum.needed(),
-                details,
+                details: not_usable.join("; "),
             });
         }
         Redlock::with_masters(masters, settings, TokioRuntime)
@@ -862,7 +640,7 @@ impl Redlock<FredMaster, TokioRuntime> {
     /// TTL; release them first.
     pub async fn quit(&self) {
         futures::future::join_all(self.masters().iter().map(|m| async move {
-            let _ = m.client.quit().await;
+            let _ = m.client().quit().await;
         }))
         .await;
     }
@@ -1004,16 +782,19 @@ fn build_client(
         .build()
 }
 
-/// Connects one master. Returns the master and its identity, or the master
-/// with no identity when it is unreachable now (it keeps reconnecting).
+/// Connects one master. Returns its link and, when it answered, when and
+/// what it said about itself; a master that is unreachable or fails during
+/// setup (a reset, a timeout) is not an error here: its client keeps
+/// reconnecting in the background and it is verified before its first vote
+/// counts. Wrong credentials and failed TLS handshakes are errors: they do
+/// not heal by retrying.
 async fn connect_one(
-    index: usize,
     parsed: ParsedUrl,
     settings: &Settings,
     connect_timeout: Duration,
     options: &Options,
-    shared: &Arc<Shared>,
-) -> Result<(FredMaster, Option<Identity>), ConfigError> {
+    scripts: &SharedScripts,
+) -> Result<(FredLink, Result<(Instant, MasterFacts), MasterFailure>), ConfigError> {
     let address = parsed.address;
     let tls = parsed.tls;
     if tls && !parsed.config.uses_tls() {
@@ -1023,26 +804,19 @@ async fn connect_one(
             url: address.to_string(),
         });
     }
-    // Every master starts unverified; `connect` marks the reachable ones
-    // verified once their identities were compared.
-    let make = |client: Client, task: ConnectHandle, reconnects| FredMaster {
+    let make = |client: Client, task: ConnectHandle, reconnects| FredLink {
         reconnects: Mutex::new(reconnects),
         client,
         options: options.clone(),
         address: Arc::clone(&address),
-        index,
-        shared: Arc::clone(shared),
-        health: Arc::new(Mutex::new(Health::Unverified)),
-        generation: AtomicU64::new(0),
-        clock: shared.clock_budget.map(|budget| {
-            Arc::new(Mutex::new(ClockState {
-                check: ClockCheck::new(budget, Duration::from_secs(30), Duration::from_millis(500)),
-                last_sample: None,
-            }))
-        }),
+        scripts: Arc::clone(scripts),
         task: Some(task),
     };
     let setup_err = |e: FredError| ConfigError::Setup {
+        master: address.to_string(),
+        message: e.details().to_string(),
+    };
+    let auth_err = |e: &FredError| ConfigError::Auth {
         master: address.to_string(),
         message: e.details().to_string(),
     };
@@ -1056,35 +830,26 @@ async fn connect_one(
         tokio::time::timeout(connect_timeout + Duration::from_millis(100), client.init()).await;
     match first {
         Ok(Ok(task)) => {
-            let master = make(client, task, reconnects);
+            let link = make(client, task, reconnects);
             // The first connection announces itself as a reconnect; the
             // identity check below covers it and anything before it.
-            master.discard_reconnects();
-            let identity =
-                match fetch_identity(&master.client, &connect_options(connect_timeout)).await {
-                    Ok(id) => id,
-                    Err(e) if e.kind() == &ErrorKind::Auth => {
-                        return Err(ConfigError::Auth {
-                            master: address.to_string(),
-                            message: e.details().to_string(),
-                        })
-                    }
-                    Err(e) => return Err(setup_err(e)),
-                };
-            load_scripts(
-                &master.client,
-                &connect_options(connect_timeout),
-                &shared.scripts,
-            )
-            .await
-            .map_err(setup_err)?;
-            Ok((master, Some(identity)))
+            link.take_reconnects();
+            let setup = connect_options(connect_timeout);
+            let facts = match fetch_identity(&link.client, &setup).await {
+                Ok(facts) => facts,
+                Err(e) if e.kind() == &ErrorKind::Auth || is_auth_message(e.details()) => {
+                    return Err(auth_err(&e))
+                }
+                Err(e) => return Ok((link, Err(setup_failure(&e, &address)?))),
+            };
+            let observed_at = TokioRuntime.now();
+            if let Err(e) = load_scripts(&link.client, &setup, scripts).await {
+                return Ok((link, Err(setup_failure(&e, &address)?)));
+            }
+            Ok((link, Ok((observed_at, facts))))
         }
         Ok(Err(e)) if e.kind() == &ErrorKind::Auth || is_auth_message(e.details()) => {
-            Err(ConfigError::Auth {
-                master: address.to_string(),
-                message: e.details().to_string(),
-            })
+            Err(auth_err(&e))
         }
         // A wrong CA or host name does not heal by retrying: fail now, with
         // the reason, rather than count the master as merely unreachable.
@@ -1093,17 +858,41 @@ async fn connect_one(
             master: address.to_string(),
             reason: tls_reason(e.details()),
         }),
-        _ => {
+        first => {
             // Unreachable for now. Start a client that keeps trying in the
             // background; it is verified before its first vote counts.
+            let why = match first {
+                Ok(Err(e)) => map_error(&e),
+                _ => MasterFailure::TimedOut,
+            };
             let _ = client.quit().await;
             let client =
                 build_client(parsed.config, settings, connect_timeout, false).map_err(setup_err)?;
             let reconnects = client.reconnect_rx();
             let task = client.connect();
-            Ok((make(client, task, reconnects), None))
+            Ok((make(client, task, reconnects), Err(why)))
         }
     }
+}
+
+/// A failure while setting up a connected master: a transport problem (a
+/// reset, a timeout) makes the master "not yet usable", anything else (an
+/// ACL that forbids `INFO` or `SCRIPT`, a garbage reply) is a
+/// configuration error worth stopping for.
+fn setup_failure(e: &FredError, address: &str) -> Result<MasterFailure, ConfigError> {
+    match map_error(e) {
+        f @ (MasterFailure::TimedOut | MasterFailure::Unreachable(_)) => Ok(f),
+        _ => Err(ConfigError::Setup {
+            master: address.to_owned(),
+            message: e.details().to_string(),
+        }),
+    }
+}
+
+fn lock_admission(admission: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
+    admission
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether a first connection over TLS failed in the handshake itself.
@@ -1147,7 +936,7 @@ fn connect_options(connect_timeout: Duration) -> Options {
     }
 }
 
-async fn fetch_identity(client: &Client, options: &Options) -> Result<Identity, FredError> {
+async fn fetch_identity(client: &Client, options: &Options) -> Result<MasterFacts, FredError> {
     let info: String = client
         .with_options(options)
         .custom(command("INFO"), Vec::<Value>::new())
@@ -1160,15 +949,15 @@ async fn fetch_identity(client: &Client, options: &Options) -> Result<Identity, 
     let run_id = field("run_id")
         .ok_or_else(|| FredError::new(ErrorKind::Protocol, "INFO reply has no run_id"))?;
     let role = field("role").unwrap_or_else(|| "unknown".into());
-    // Whole seconds, rounded down: the guard errs on the side of waiting.
-    let uptime = field("uptime_in_seconds")
+    // As reported: whole seconds of wall clock. The admission rules add the
+    // granularity. A missing field reads as 0: the guard errs on waiting.
+    let uptime_secs = field("uptime_in_seconds")
         .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::ZERO);
-    Ok(Identity {
+        .unwrap_or(0);
+    Ok(MasterFacts {
         run_id,
         role,
-        uptime,
+        uptime_secs,
     })
 }
 
@@ -1449,13 +1238,5 @@ mod tests {
             fred::util::sha1_hash(""),
             "da39a3ee5e6b4b0d3255bfef95601890afd80709"
         );
-    }
-
-    #[test]
-    fn registry_finds_duplicates() {
-        let r = IdentityRegistry::default();
-        assert_eq!(r.register(0, "a"), None);
-        assert_eq!(r.register(2, "b"), None);
-        assert_eq!(r.register(1, "a"), Some(0));
     }
 }

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admission;
+mod admitted;
 mod clock;
 mod config;
 mod error;
@@ -16,16 +18,21 @@ mod tally;
 mod token;
 mod validity;
 
+pub use admission::{
+    Admission, Gate, Intent, MasterFacts, Pass, Refusal, CLOCK_SAMPLE_EVERY, RECHECK_AFTER,
+    UPTIME_GRANULARITY,
+};
+pub use admitted::{Admitted, Link};
 pub use clock::{ClockCheck, ClockSample, ClockVerdict};
 pub use config::{
     DriftFactor, KeyPrefix, Quorum, Resource, ResourceSet, Settings, SettingsBuilder, Ttl,
-    MAX_PREFIX_LEN, MAX_RESOURCE_LEN, MAX_TTL_MS,
+    DEFAULT_MAX_TTL, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, MAX_TTL_MS,
 };
 pub use error::{AcquireError, ConfigError, ExtendError, ReleaseError};
-pub use fred_master::{redact_url, restart_guard_votes_from, FredMaster, RedlockBuilder};
+pub use fred_master::{redact_url, FredLink, FredMaster, RedlockBuilder};
 pub use lock::Lock;
 pub use manager::{AcquireOptions, Redlock};
-pub use master::{Master, Runtime, TokioRuntime};
+pub use master::{now, Master, Runtime, TokioRuntime};
 pub use release::ReleaseReport;
 pub use retry::RetryPolicy;
 pub use tally::{Decision, MasterFailure, Tally, Vote, VoteOutcome, Votes};

@@ -62,9 +62,10 @@ impl Lock {
         validity::remaining(self.valid_until, now)
     }
 
-    /// Validity left now, by the process's monotonic clock.
+    /// Validity left now, by the production clock ([`crate::now`], which
+    /// counts time the machine was suspended).
     pub fn remaining(&self) -> Duration {
-        self.remaining_at(Instant::now())
+        self.remaining_at(crate::now())
     }
 
     /// Whether the lock may still be trusted at `now`.
@@ -72,9 +73,11 @@ impl Lock {
         validity::is_valid(self.valid_until, now, Duration::ZERO)
     }
 
-    /// Whether the lock may still be trusted now.
+    /// Whether the lock may still be trusted now, by the production clock
+    /// ([`crate::now`]). A manager over another [`Runtime`](crate::Runtime)
+    /// checks with [`is_valid_at`](Self::is_valid_at) and its own `now`.
     pub fn is_valid(&self) -> bool {
-        self.is_valid_at(Instant::now())
+        self.is_valid_at(crate::now())
     }
 
     /// The votes of the acquire or extend that set the current validity.

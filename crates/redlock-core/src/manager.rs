@@ -4,15 +4,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::channel::{mpsc, oneshot};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::config::{ResourceSet, Settings, Ttl};
 use crate::error::{AcquireError, ConfigError, ExtendError, ReleaseError};
 use crate::lock::Lock;
 use crate::master::{Master, Runtime};
-use crate::release::ReleaseReport;
+use crate::release::{ReleaseReport, ReleaseTally};
 use crate::retry::RetryPolicy;
-use crate::tally::{Decision, MasterFailure, Tally, Vote, VoteOutcome, Votes};
+use crate::tally::{Decision, MasterFailure, Tally, Votes};
 use crate::token::Token;
 use crate::validity;
 
@@ -83,10 +84,74 @@ impl AttemptFailure {
 /// production one with [`Redlock::builder`](crate::Redlock::builder); share
 /// it behind an `Arc`.
 pub struct Redlock<M, R> {
-    masters: Vec<M>,
-    addresses: Vec<Arc<str>>,
+    masters: Arc<[M]>,
+    addresses: Arc<[Arc<str>]>,
     settings: Settings,
     runtime: R,
+    background: Arc<Background>,
+}
+
+/// Background work of one manager (releases finishing after their
+/// decision, cleanups after refused attempts), counted so that a process
+/// about to exit can wait for it ([`Redlock::background_idle`]).
+#[derive(Debug, Default)]
+struct Background {
+    state: std::sync::Mutex<(usize, Vec<oneshot::Sender<()>>)>,
+}
+
+impl Background {
+    fn state(&self) -> std::sync::MutexGuard<'_, (usize, Vec<oneshot::Sender<()>>)> {
+        // A counter and a list of senders: a panic elsewhere cannot tear them.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn enter(self: &Arc<Self>) -> BackgroundTicket {
+        self.state().0 += 1;
+        BackgroundTicket(Arc::clone(self))
+    }
+
+    async fn idle(&self) {
+        let rx = {
+            let mut st = self.state();
+            if st.0 == 0 {
+                return;
+            }
+            let (tx, rx) = oneshot::channel();
+            st.1.push(tx);
+            rx
+        };
+        let _ = rx.await;
+    }
+}
+
+/// Held by one background task; dropping it (the task finished, or was
+/// dropped with its runtime) counts the task out.
+struct BackgroundTicket(Arc<Background>);
+
+impl Drop for BackgroundTicket {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.0 = st.0.saturating_sub(1);
+        if st.0 == 0 {
+            for tx in st.1.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// The answers of releases sent to every master by a background task, as
+/// they arrive.
+struct Releases(mpsc::UnboundedReceiver<(usize, Result<(), MasterFailure>)>);
+
+impl Releases {
+    /// Waits until every master answered (each bounded by the per-master
+    /// timeout).
+    async fn finished(mut self) {
+        while self.0.next().await.is_some() {}
+    }
 }
 
 impl<M, R> std::fmt::Debug for Redlock<M, R> {
@@ -122,10 +187,11 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         }
         let addresses = masters.iter().map(|m| Arc::clone(m.address())).collect();
         Ok(Self {
-            masters,
+            masters: masters.into(),
             addresses,
             settings,
             runtime,
+            background: Arc::default(),
         })
     }
 
@@ -217,14 +283,29 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             None => self.settings.ttl,
         };
         self.settings.check_ttl(ttl)?;
+        // Per-call options are checked like the builder's.
         let retry = opts.retry.as_ref().unwrap_or(&self.settings.retry);
+        retry.check()?;
         let wait = opts.wait.unwrap_or(self.settings.wait);
+        if wait == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroWait.into());
+        }
         let keys: Arc<[String]> = resources.keys(&self.settings.prefix).into();
         let begin = self.runtime.now();
         let deadline = wait.and_then(|w| begin.checked_add(w));
         let mut attempts: u32 = 0;
+        let mut cleanup: Option<Releases> = None;
         loop {
             attempts += 1;
+            if let Some(previous) = cleanup.take() {
+                // Every attempt uses the same token, so the previous
+                // attempt's cleanup must be through (answered or timed out,
+                // so written) on every connection before this attempt's
+                // commands follow it; otherwise it could delete a key this
+                // attempt is about to count. It was sent a backoff ago, so
+                // this rarely waits.
+                previous.finished().await;
+            }
             let failure = match self.attempt(&keys, &token, ttl).await {
                 Ok((valid_until, votes)) => {
                     return Ok(Lock {
@@ -236,35 +317,43 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                         votes,
                     });
                 }
-                Err(f) => f,
+                Err((f, releases)) => {
+                    cleanup = Some(releases);
+                    f
+                }
             };
             if attempts > retry.retries() {
                 return Err(failure.into_error(attempts, ttl));
             }
-            let delay = retry.delay(attempts, self.runtime.random_u64());
+            let mut delay = retry.delay(attempts, self.runtime.random_u64());
             let now = self.runtime.now();
             if let Some(deadline) = deadline {
-                // No attempt starts after the deadline.
-                if now.checked_add(delay).is_none_or(|next| next >= deadline) {
+                // No attempt starts after the deadline, and the wait lasts
+                // as long as asked: the last backoff is cut short so that
+                // one last attempt starts at the deadline.
+                let left = deadline.saturating_duration_since(now);
+                if left.is_zero() {
                     return Err(AcquireError::Deadline {
                         attempts,
                         waited: now.saturating_duration_since(begin),
                         last: Box::new(failure.into_error(attempts, ttl)),
                     });
                 }
+                delay = delay.min(left);
             }
             self.runtime.sleep(delay).await;
         }
     }
 
     /// One acquisition attempt: fan out, decide early, check validity, and
-    /// release everywhere on failure.
+    /// on failure queue a release on every master (awaited by nobody here;
+    /// the caller gets the answers to wait on before a retry).
     async fn attempt(
         &self,
-        keys: &[String],
+        keys: &Arc<[String]>,
         token: &Token,
         ttl: Ttl,
-    ) -> Result<(Instant, Votes), AttemptFailure> {
+    ) -> Result<(Instant, Votes), (AttemptFailure, Releases)> {
         // `start` is read before any command is sent: every key is set at
         // or after it, so `start + ttl` is a lower bound of every expiry.
         let start = self.runtime.now();
@@ -284,18 +373,22 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                     return Ok((until, votes))
                 }
                 _ => {
-                    self.release_keys(keys, token).await;
-                    return Err(AttemptFailure::ValidityExhausted(
-                        now.saturating_duration_since(start),
+                    return Err((
+                        AttemptFailure::ValidityExhausted(now.saturating_duration_since(start)),
+                        self.spawn_releases(keys, token),
                     ));
                 }
             }
         }
         // Release on all N, including masters that refused, timed out or
         // have not answered: a timed-out SET may still be applied later, and
-        // on a live connection our release is queued behind it.
-        self.release_keys(keys, token).await;
-        Err(AttemptFailure::NoQuorum(votes))
+        // on a live connection our release is queued behind it. Queued, not
+        // awaited: the refusal is decided, and a paused master must not
+        // hold the caller for its timeout.
+        Err((
+            AttemptFailure::NoQuorum(votes),
+            self.spawn_releases(keys, token),
+        ))
     }
 
     /// Sends `op` to every master in parallel and tallies replies as they
@@ -383,27 +476,50 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         }
     }
 
-    /// Releases `lock` on every master and waits for each (bounded by the
-    /// per-master timeout).
+    /// Releases `lock`: sends the release to every master and returns as
+    /// soon as the outcome is decided. The masters that have not answered
+    /// by then finish in the background, each bounded by the per-master
+    /// timeout.
+    ///
+    /// "Released" means a quorum of masters confirmed that our keys are
+    /// gone (deleted, or no longer there): no other holder can count on
+    /// the rest, since every quorum shares a master with those. Keys left
+    /// on a master that never confirms expire with their TTL. To wait for
+    /// every master's answer, use [`release_all`](Self::release_all).
     ///
     /// # Errors
     ///
-    /// [`ReleaseError::Incomplete`] when some master could not confirm; the
-    /// key there expires with its TTL. Masters that no longer held the key
-    /// are not errors.
+    /// [`ReleaseError::Incomplete`] when a quorum could not confirm (too
+    /// many masters timed out or failed); the keys there expire with their
+    /// TTL. Masters that no longer held the key are not errors.
     ///
     /// # Cancel safety
     ///
-    /// Dropping it may leave keys until their TTL.
+    /// Cancel safe: once polled, the release runs in the background to the
+    /// end; dropping the future only loses the report.
     pub async fn release(&self, lock: Lock) -> Result<ReleaseReport, ReleaseError> {
-        let report = self.release_keys(&lock.keys, &lock.token).await;
-        finish_release(report)
+        self.release_keys(&lock.keys, &lock.token, false).await
     }
 
-    /// Releases the keys of `resources` that hold `token`, on every master.
-    /// For cleanup after a cancelled [`acquire_with`](Self::acquire_with),
-    /// and for handing a lock across processes by its token. Keys held by
-    /// any other token are never touched.
+    /// Like [`release`](Self::release), but waits for every master's
+    /// answer (each bounded by the per-master timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::Incomplete`] when any master could not confirm.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`release`](Self::release).
+    pub async fn release_all(&self, lock: Lock) -> Result<ReleaseReport, ReleaseError> {
+        self.release_keys(&lock.keys, &lock.token, true).await
+    }
+
+    /// Releases the keys of `resources` that hold `token`, on every master,
+    /// returning when decided (as [`release`](Self::release)). For cleanup
+    /// after a cancelled [`acquire_with`](Self::acquire_with), and for
+    /// handing a lock across processes by its token. Keys held by any other
+    /// token are never touched.
     ///
     /// # Errors
     ///
@@ -417,33 +533,72 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         resources: &ResourceSet,
         token: &Token,
     ) -> Result<ReleaseReport, ReleaseError> {
-        let keys = resources.keys(&self.settings.prefix);
-        finish_release(self.release_keys(&keys, token).await)
+        let keys: Arc<[String]> = resources.keys(&self.settings.prefix).into();
+        self.release_keys(&keys, token, false).await
     }
 
-    async fn release_keys(&self, keys: &[String], token: &Token) -> ReleaseReport {
-        let outcomes =
-            futures::future::join_all(self.masters.iter().map(|m| m.release(keys, token))).await;
-        let votes = outcomes
-            .into_iter()
-            .enumerate()
-            .map(|(master, r)| Vote {
-                master,
-                address: Arc::clone(&self.addresses[master]),
-                outcome: match r {
-                    Ok(()) => VoteOutcome::Granted,
-                    Err(e) => VoteOutcome::Failed(e),
-                },
-            })
-            .collect();
-        ReleaseReport { votes }
+    /// Completes once every background task of this manager (releases
+    /// finishing after their decision, cleanups of refused attempts) has
+    /// finished; each is bounded by the per-master timeout. For a process
+    /// about to exit: dropping the runtime first would drop them unsent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    pub async fn background_idle(&self) {
+        self.background.idle().await;
     }
-}
 
-fn finish_release(report: ReleaseReport) -> Result<ReleaseReport, ReleaseError> {
-    if report.failed() == 0 {
-        Ok(report)
-    } else {
-        Err(ReleaseError::Incomplete { report })
+    /// Sends a release to every master from a background task, and
+    /// returns the answers as they come.
+    fn spawn_releases(&self, keys: &Arc<[String]>, token: &Token) -> Releases {
+        let (tx, rx) = mpsc::unbounded();
+        let masters = Arc::clone(&self.masters);
+        let (keys, token) = (Arc::clone(keys), token.clone());
+        let ticket = self.background.enter();
+        self.runtime.spawn(Box::pin(async move {
+            let _ticket = ticket;
+            let mut pending: FuturesUnordered<_> = masters
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let (keys, token) = (&keys, &token);
+                    async move { (i, m.release(keys, token).await) }
+                })
+                .collect();
+            while let Some(answer) = pending.next().await {
+                // The receiver may be gone (the decision was taken, or the
+                // caller does not care): the releases go on regardless.
+                let _ = tx.unbounded_send(answer);
+            }
+        }));
+        Releases(rx)
+    }
+
+    async fn release_keys(
+        &self,
+        keys: &Arc<[String]>,
+        token: &Token,
+        wait_all: bool,
+    ) -> Result<ReleaseReport, ReleaseError> {
+        let mut answers = self.spawn_releases(keys, token);
+        let mut tally = ReleaseTally::new(self.settings.quorum);
+        while let Some((i, outcome)) = answers.0.next().await {
+            let decision = tally.record(i, outcome);
+            if decision != Decision::Pending && !(wait_all && !tally.complete()) {
+                break;
+            }
+        }
+        let report = tally.report(&self.addresses);
+        let ok = if wait_all {
+            report.failed() == 0
+        } else {
+            tally.decision() == Decision::Granted
+        };
+        if ok {
+            Ok(report)
+        } else {
+            Err(ReleaseError::Incomplete { report })
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use rand::RngCore;
 
 use crate::config::Ttl;
@@ -71,16 +72,60 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// A uniformly random number, used for retry jitter (not for tokens).
     fn random_u64(&self) -> u64;
+
+    /// Runs `task` in the background: the rest of a release after its
+    /// decision, and the cleanup after a refused attempt, which nobody
+    /// waits for.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
 }
 
-/// The production runtime: `std::time::Instant`, tokio's timer, and the
-/// thread-local RNG for jitter.
+/// The clock every production validity is measured on: an [`Instant`]
+/// that, on Linux, also advances while the machine is suspended.
+///
+/// `Instant::now()` reads `CLOCK_MONOTONIC`, which stops while a machine
+/// (or a VM) is suspended; the masters' clocks do not, so their keys
+/// expire during the suspension while a validity measured on
+/// `CLOCK_MONOTONIC` would still trust them. This clock reads
+/// `CLOCK_BOOTTIME` (which counts suspended time) and maps it onto
+/// `Instant`s: the first call anchors both clocks, and every later reading
+/// is the anchor plus the boot-time elapsed since. After a suspension its
+/// instants run ahead of `Instant::now()` by the time suspended, which is
+/// the point: validity passes, and the adapter's timers (which sleep in
+/// bounded steps and re-read this clock) notice within a step.
+///
+/// Elsewhere than Linux it is `Instant::now()`.
+pub fn now() -> Instant {
+    #[cfg(target_os = "linux")]
+    {
+        use std::sync::OnceLock;
+        fn boottime() -> Duration {
+            let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+            // The kernel's boot time is never negative.
+            Duration::new(
+                u64::try_from(ts.tv_sec).unwrap_or(0),
+                u32::try_from(ts.tv_nsec).unwrap_or(0),
+            )
+        }
+        static ANCHOR: OnceLock<(Instant, Duration)> = OnceLock::new();
+        let (at, boot) = *ANCHOR.get_or_init(|| (Instant::now(), boottime()));
+        let elapsed = boottime().saturating_sub(boot);
+        // Far beyond any uptime: fall back rather than panic.
+        at.checked_add(elapsed).unwrap_or_else(Instant::now)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Instant::now()
+    }
+}
+
+/// The production runtime: the suspend-aware clock [`now`], tokio's timer,
+/// and the thread-local RNG for jitter.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioRuntime;
 
 impl Runtime for TokioRuntime {
     fn now(&self) -> Instant {
-        Instant::now()
+        now()
     }
 
     fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send {
@@ -89,5 +134,9 @@ impl Runtime for TokioRuntime {
 
     fn random_u64(&self) -> u64 {
         rand::thread_rng().next_u64()
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
     }
 }

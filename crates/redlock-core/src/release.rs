@@ -1,11 +1,21 @@
-//! The outcome of a release on every master.
+//! Release: the per-master report, and the tally that decides a release
+//! as soon as its outcome is known.
+//!
+//! A release is *confirmed* on a master when our keys are gone there:
+//! deleted by it, or not there any more (expired, never set). It is decided
+//! like a vote: confirmed once a quorum confirmed (no other holder can have
+//! counted on our keys any more: every quorum shares a master with ours),
+//! failed once more than `N - Q` masters could not confirm. The remaining
+//! masters finish in the background, each bounded by the per-master
+//! timeout; keys on a master that never confirms expire with their TTL.
 
 use std::fmt;
 
-use crate::tally::{MasterFailure, Vote, VoteOutcome};
+use crate::config::Quorum;
+use crate::tally::{Decision, MasterFailure, Vote, VoteOutcome};
 
-/// Per-master results of a release. Release always goes to every master,
-/// and waits for each (bounded by the per-master timeout).
+/// Per-master results of a release, in master order. Masters that had not
+/// answered when the release was decided are [`VoteOutcome::Pending`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReleaseReport {
     pub(crate) votes: Vec<Vote>,
@@ -14,43 +24,163 @@ pub struct ReleaseReport {
 impl ReleaseReport {
     /// Masters where our keys were deleted.
     pub fn released(&self) -> usize {
-        self.votes
-            .iter()
-            .filter(|v| v.outcome == VoteOutcome::Granted)
-            .count()
+        self.count(|o| *o == VoteOutcome::Granted)
     }
 
     /// Masters where none of our keys was left (expired, never set, or
     /// taken over after expiry): nothing to do there.
     pub fn not_held(&self) -> usize {
-        self.votes
-            .iter()
-            .filter(|v| v.outcome == VoteOutcome::Failed(MasterFailure::NotHeld))
-            .count()
+        self.count(|o| *o == VoteOutcome::Failed(MasterFailure::NotHeld))
+    }
+
+    /// Masters where our keys are known to be gone (released or not held).
+    pub fn confirmed(&self) -> usize {
+        self.released() + self.not_held()
     }
 
     /// Masters that could not confirm (timed out, unreachable, error). Our
     /// key may remain there until its TTL.
     pub fn failed(&self) -> usize {
-        self.votes.len() - self.released() - self.not_held()
+        self.count(|o| matches!(o, VoteOutcome::Failed(f) if *f != MasterFailure::NotHeld))
+    }
+
+    /// Masters that had not answered when the release was decided; they
+    /// finish in the background, bounded by the per-master timeout.
+    pub fn pending(&self) -> usize {
+        self.count(|o| *o == VoteOutcome::Pending)
     }
 
     /// Every master's result in master order (`Granted` = deleted).
     pub fn iter(&self) -> impl Iterator<Item = &Vote> {
         self.votes.iter()
     }
+
+    fn count(&self, f: impl Fn(&VoteOutcome) -> bool) -> usize {
+        self.votes.iter().filter(|v| f(&v.outcome)).count()
+    }
 }
 
 impl fmt::Display for ReleaseReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "released on {}/{}", self.released(), self.votes.len())?;
+        write!(f, "gone on {}/{}", self.confirmed(), self.votes.len())?;
         for (i, v) in self.votes.iter().enumerate() {
             let sep = if i == 0 { ": " } else { "; " };
             match &v.outcome {
                 VoteOutcome::Granted => write!(f, "{sep}{} released", v.address)?,
+                VoteOutcome::Pending => write!(f, "{sep}{} still releasing", v.address)?,
                 other => write!(f, "{sep}{} {other}", v.address)?,
             }
         }
         Ok(())
+    }
+}
+
+/// Counts release answers and decides as soon as the outcome is certain.
+/// Pure: no clock, no I/O.
+#[derive(Clone, Debug)]
+pub(crate) struct ReleaseTally {
+    quorum: Quorum,
+    outcomes: Vec<VoteOutcome>,
+    confirmed: usize,
+    failed: usize,
+}
+
+impl ReleaseTally {
+    pub(crate) fn new(quorum: Quorum) -> Self {
+        Self {
+            quorum,
+            outcomes: vec![VoteOutcome::Pending; quorum.masters()],
+            confirmed: 0,
+            failed: 0,
+        }
+    }
+
+    /// Records master `i`'s answer (a second one is ignored) and returns
+    /// the decision so far.
+    pub(crate) fn record(&mut self, i: usize, outcome: Result<(), MasterFailure>) -> Decision {
+        if let Some(slot) = self.outcomes.get_mut(i) {
+            if *slot == VoteOutcome::Pending {
+                *slot = match outcome {
+                    Ok(()) => {
+                        self.confirmed += 1;
+                        VoteOutcome::Granted
+                    }
+                    Err(MasterFailure::NotHeld) => {
+                        self.confirmed += 1;
+                        VoteOutcome::Failed(MasterFailure::NotHeld)
+                    }
+                    Err(e) => {
+                        self.failed += 1;
+                        VoteOutcome::Failed(e)
+                    }
+                };
+            }
+        }
+        self.decision()
+    }
+
+    /// `Granted`: a quorum confirmed; `Refused`: a quorum can no longer
+    /// confirm.
+    pub(crate) fn decision(&self) -> Decision {
+        if self.confirmed >= self.quorum.needed() {
+            Decision::Granted
+        } else if self.failed > self.quorum.tolerated_failures() {
+            Decision::Refused
+        } else {
+            Decision::Pending
+        }
+    }
+
+    /// Whether every master answered.
+    pub(crate) fn complete(&self) -> bool {
+        self.confirmed + self.failed == self.outcomes.len()
+    }
+
+    pub(crate) fn report(&self, addresses: &[std::sync::Arc<str>]) -> ReleaseReport {
+        let votes = self
+            .outcomes
+            .iter()
+            .enumerate()
+            .map(|(master, outcome)| Vote {
+                master,
+                address: addresses
+                    .get(master)
+                    .cloned()
+                    .unwrap_or_else(|| std::sync::Arc::from("?")),
+                outcome: outcome.clone(),
+            })
+            .collect();
+        ReleaseReport { votes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(n: usize) -> Quorum {
+        Quorum::majority(n).expect("n >= 1")
+    }
+
+    #[test]
+    fn decided_at_quorum_of_confirmations() {
+        let mut t = ReleaseTally::new(q(5));
+        assert_eq!(t.record(0, Ok(())), Decision::Pending);
+        assert_eq!(t.record(1, Err(MasterFailure::NotHeld)), Decision::Pending);
+        assert_eq!(t.record(3, Ok(())), Decision::Granted);
+        let r = t.report(&[]);
+        assert_eq!(
+            (r.released(), r.not_held(), r.pending(), r.failed()),
+            (2, 1, 2, 0)
+        );
+        assert!(!t.complete());
+    }
+
+    #[test]
+    fn refused_once_a_quorum_cannot_confirm() {
+        let mut t = ReleaseTally::new(q(3));
+        assert_eq!(t.record(2, Err(MasterFailure::TimedOut)), Decision::Pending);
+        assert_eq!(t.record(0, Err(MasterFailure::TimedOut)), Decision::Refused);
+        assert_eq!(t.report(&[]).failed(), 2);
     }
 }

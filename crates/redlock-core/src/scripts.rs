@@ -10,6 +10,10 @@
 /// Sets all keys only if each is absent or already ours; a key that already
 /// holds our token means a resent command, which must succeed again.
 /// Returns 1 on success, 0 if any key holds another token.
+///
+/// Like extend, it never shortens a key: a resent acquire arriving after an
+/// extension to a longer TTL leaves the longer expiry in place (the holder
+/// trusts the validity of that extension).
 pub const ACQUIRE: &str = r#"
 for i = 1, #KEYS do
   local v = redis.call('GET', KEYS[i])
@@ -17,8 +21,11 @@ for i = 1, #KEYS do
     return 0
   end
 end
+local ttl = tonumber(ARGV[2])
 for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+  if redis.call('PTTL', KEYS[i]) < ttl then
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ttl)
+  end
 end
 return 1
 "#;

@@ -154,7 +154,8 @@ impl LockStatus {
         if self.is_lost() {
             return Duration::ZERO;
         }
-        self.valid_until().saturating_duration_since(Instant::now())
+        self.valid_until()
+            .saturating_duration_since(redlock_core::now())
     }
 
     /// Whether the lock may be trusted now: not lost, and its validity not
@@ -162,7 +163,7 @@ impl LockStatus {
     /// still, pass [`token`](Self::token) to the protected resource as a
     /// fencing value.
     pub fn is_valid(&self) -> bool {
-        !self.is_lost() && Instant::now() < self.valid_until()
+        !self.is_lost() && redlock_core::now() < self.valid_until()
     }
 
     /// Successful extensions so far.

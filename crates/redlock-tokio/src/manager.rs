@@ -500,7 +500,10 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
     /// ([`LossReason::Shutdown`](crate::LossReason::Shutdown)), releases
     /// them all, stops every watchdog, and waits at most `timeout` for all
     /// of this and for pending background releases (dropped guards,
-    /// cancelled acquisitions).
+    /// cancelled acquisitions, cleanups of refused attempts, and releases
+    /// still finishing on slow masters after their decision). Call it
+    /// before a process exits: a runtime dropped earlier drops those
+    /// releases unsent, and their keys stay until the TTL.
     ///
     /// Guards that outlive the shutdown are inert: dropping or releasing
     /// them later is harmless. Calling it again waits again and reports the
@@ -522,7 +525,13 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
         // A bound, whatever the masters do: each release is itself bounded
         // by the per-master timeout, so this only trips on a very short
         // `timeout` or a starved runtime.
-        let _ = tokio::time::timeout(timeout, self.inner.tracker.wait()).await;
+        let _ = tokio::time::timeout(timeout, async {
+            self.inner.tracker.wait().await;
+            // The core's own background work: releases finishing after
+            // their decision, cleanups of refused attempts.
+            self.inner.redlock.background_idle().await;
+        })
+        .await;
         ShutdownReport {
             held,
             released: self.inner.stats.released.load(Ordering::SeqCst),

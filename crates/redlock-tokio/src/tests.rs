@@ -140,6 +140,10 @@ impl Runtime for VirtualClock {
     fn random_u64(&self) -> u64 {
         self.0.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
     }
+
+    fn spawn(&self, task: futures::future::BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
 }
 
 /// Handles on the fake masters' state, kept by the test.

@@ -8,11 +8,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redlock_core::{ExtendError, Lock, Master, ReleaseError, ReleaseReport, Runtime};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::sleep_until;
 
 use crate::error::LossReason;
 use crate::guard::{Command, Shared};
@@ -148,7 +147,7 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
             // now: a hold-time cap must stop an attempt scheduled after it.
             let cap = policy::cap_reached(&self.policy, extensions, self.acquired_at, next);
             let may_extend = self.policy.is_enabled() && cap.is_none() && !stopped;
-            let fire_at = tokio::time::Instant::from_std(policy::loss_deadline(valid_until));
+            let fire_at = policy::loss_deadline(valid_until);
             // The extension borrows the lock only for this `select!`: if
             // another branch wins, the extension future is dropped, which
             // the core documents as harmless (keys keep our token, with an
@@ -161,12 +160,12 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
                 () = shutdown.cancelled() => Event::Shutdown,
                 cmd = self.commands.recv() => Event::Release(cmd),
                 r = async {
-                    sleep_until(tokio::time::Instant::from_std(next)).await;
+                    sleep_until(rt, next).await;
                     redlock.extend(lock, None).await
                 }, if may_extend => Event::Extended(r),
                 // Independent of the extension: a stuck or slow extension
                 // call cannot delay the loss signal past the validity.
-                () = sleep_until(fire_at) => Event::ValidityEnds,
+                () = sleep_until(rt, fire_at) => Event::ValidityEnds,
             };
             match event {
                 Event::Shutdown => {
@@ -242,5 +241,26 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
             () = shutdown.cancelled() => (None, true),
             cmd = self.commands.recv() => (cmd.map(|Command::Release(tx)| tx), false),
         }
+    }
+}
+
+/// The longest single sleep of a watchdog timer.
+///
+/// The runtime's clock counts time the machine was suspended
+/// ([`redlock_core::now`]); tokio's timer does not. So a watchdog never
+/// sleeps to a deadline in one go: it sleeps at most this long, then reads
+/// the runtime's clock again. After a suspension, a lock whose validity
+/// passed meanwhile is reported lost within this step of the resume.
+const MAX_STEP: Duration = Duration::from_secs(1);
+
+/// Sleeps until `deadline` by the runtime's clock, through the runtime's
+/// own sleep, in steps of at most [`MAX_STEP`].
+async fn sleep_until<R: Runtime>(rt: &R, deadline: Instant) {
+    loop {
+        let left = deadline.saturating_duration_since(rt.now());
+        if left.is_zero() {
+            return;
+        }
+        rt.sleep(left.min(MAX_STEP)).await;
     }
 }
