@@ -28,6 +28,7 @@
 //! unreadable system certificate; we parse the URL as `redis://` and attach
 //! one connector (system roots, or the CAs given to the builder) instead.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,7 +52,7 @@ use crate::config::{Settings, SettingsBuilder, Ttl};
 use crate::error::ConfigError;
 use crate::manager::Redlock;
 use crate::master::{Runtime, TokioRuntime};
-use crate::reply::{self, map_error};
+use crate::reply::{self, map_error, SetNxGet};
 use crate::retry::RetryPolicy;
 use crate::scripts;
 use crate::tally::MasterFailure;
@@ -105,6 +106,9 @@ pub struct FredLink {
     scripts: SharedScripts,
     /// fred's reconnect notifications, drained before and after calls.
     reconnects: Mutex<BroadcastReceiver<Server>>,
+    /// Set once the server answered `SET ... NX GET` with a syntax error
+    /// (Redis before 7.0): single-key acquires use the script from then on.
+    no_set_get: AtomicBool,
     task: Option<ConnectHandle>,
 }
 
@@ -196,19 +200,29 @@ impl FredLink {
         reply::script_reply(reply)
     }
 
-    /// Acquires one key with a plain `SET key token NX PX ttl`: no script
-    /// to run, so less work for the master than the Lua script. `true`
-    /// when set; `false` when the key exists, which may still be our own
-    /// token (a late command of an earlier attempt) or a key of the wrong
-    /// kind, so the caller falls back to the script to tell.
-    async fn set_nx(&self, key: &str, token: &Token, ttl: &str) -> Result<bool, MasterFailure> {
-        let args = vec![key, token.expose(), "NX", "PX", ttl];
+    /// Acquires one key with `SET key token NX PX ttl GET`: one round
+    /// trip and no script for the master to run, whether the key is free
+    /// (set), ours (a late command of an earlier attempt with the same
+    /// token) or held by another token. `None` when the server is older
+    /// than Redis 7.0 and does not know `NX` with `GET`: the caller then
+    /// uses the script, from now on.
+    async fn set_nx_get(
+        &self,
+        key: &str,
+        token: &Token,
+        ttl: &str,
+    ) -> Option<Result<SetNxGet, MasterFailure>> {
+        let args = vec![key, token.expose(), "NX", "PX", ttl, "GET"];
         let reply = self
             .client
             .with_options(&self.options)
             .custom::<Value, _>(command("SET"), args)
             .await;
-        reply::set_nx_outcome(reply)
+        if reply::is_syntax_error(&reply) {
+            self.no_set_get.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Some(reply::set_nx_get_outcome(reply, token.expose()))
     }
 }
 
@@ -279,21 +293,23 @@ impl Link for FredLink {
 
     async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
         let ttl = ttl.as_millis().to_string();
-        // One resource: try the plain SET NX first, and run the script only
-        // when the key exists (the common uncontended case costs the master
-        // no Lua). The two steps are not atomic together, which is fine:
-        // each is atomic, validity counts from before the first, and the
-        // script's answer is the one that counts.
-        let fast = match keys {
-            [key] => self.set_nx(key, token, &ttl).await?,
-            _ => false,
-        };
-        let reply = if fast {
-            1
-        } else {
-            self.eval(&self.scripts.acquire, keys, &[token.expose(), &ttl])
-                .await?
-        };
+        // One resource, the common case: `SET NX GET` decides in one round
+        // trip without Lua. Only a key that already holds our token (a
+        // late command of an earlier attempt, whose expiry may be shorter
+        // than this attempt's) needs the script, which never shortens it.
+        if let [key] = keys {
+            if !self.no_set_get.load(Ordering::Relaxed) {
+                match self.set_nx_get(key, token, &ttl).await {
+                    Some(Ok(SetNxGet::Set)) => return Ok(()),
+                    Some(Ok(SetNxGet::Other)) => return Err(MasterFailure::Held),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(SetNxGet::Ours)) | None => {}
+                }
+            }
+        }
+        let reply = self
+            .eval(&self.scripts.acquire, keys, &[token.expose(), &ttl])
+            .await?;
         reply::acquire_outcome(reply)
     }
 
@@ -810,6 +826,7 @@ async fn connect_one(
         options: options.clone(),
         address: Arc::clone(&address),
         scripts: Arc::clone(scripts),
+        no_set_get: AtomicBool::new(false),
         task: Some(task),
     };
     let setup_err = |e: FredError| ConfigError::Setup {

@@ -17,16 +17,45 @@ pub(crate) fn script_reply(reply: Result<Value, FredError>) -> Result<i64, Maste
     }
 }
 
-/// `SET key token NX PX ttl` answers `OK` when it set the key and nil when
-/// the key exists. Anything else is a failed vote, like for the scripts.
-pub(crate) fn set_nx_outcome(reply: Result<Value, FredError>) -> Result<bool, MasterFailure> {
+/// What `SET key token NX PX ttl GET` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SetNxGet {
+    /// The key was absent and is now ours.
+    Set,
+    /// The key already holds our token (a late command of an earlier
+    /// attempt); it was not touched, so its expiry must be refreshed.
+    Ours,
+    /// The key holds another token.
+    Other,
+}
+
+/// `SET key token NX PX ttl GET` (Redis 7.0+) answers nil when it set the
+/// key and the old value when the key exists: one round trip tells set,
+/// ours, or held. Anything else is a failed vote.
+pub(crate) fn set_nx_get_outcome(
+    reply: Result<Value, FredError>,
+    token: &str,
+) -> Result<SetNxGet, MasterFailure> {
+    let held = |v: &[u8]| {
+        if v == token.as_bytes() {
+            SetNxGet::Ours
+        } else {
+            SetNxGet::Other
+        }
+    };
     match reply {
-        Ok(Value::String(s)) if &*s == "OK" => Ok(true),
-        Ok(Value::Bytes(b)) if &b[..] == b"OK" => Ok(true),
-        Ok(Value::Null) => Ok(false),
+        Ok(Value::Null) => Ok(SetNxGet::Set),
+        Ok(Value::String(s)) => Ok(held(s.as_bytes())),
+        Ok(Value::Bytes(b)) => Ok(held(&b)),
         Ok(other) => Err(MasterFailure::BadReply(short(format!("{other:?}")))),
         Err(e) => Err(map_error(&e)),
     }
+}
+
+/// Whether an error says the server does not know `SET ... NX GET`
+/// (Redis before 7.0 answers a syntax error).
+pub(crate) fn is_syntax_error(reply: &Result<Value, FredError>) -> bool {
+    matches!(reply, Err(e) if e.details().contains("syntax error"))
 }
 
 /// The acquire script returns 1 (set) or 0 (held by another token).
@@ -185,16 +214,17 @@ mod tests {
             }
         }
 
-        /// Only `OK` sets; only nil falls back to the script; anything
-        /// else is a failed vote.
+        /// Only nil sets; a value (even `OK`) never does; only a value
+        /// equal to our token is ours.
         #[test]
-        fn set_nx_only_ok_grants(v in any_value()) {
-            let ok = matches!(&v, Value::String(s) if &**s == "OK") || matches!(&v, Value::Bytes(b) if &b[..] == b"OK");
+        fn set_nx_get_only_nil_sets(v in any_value()) {
             let null = matches!(v, Value::Null);
-            match set_nx_outcome(Ok(v)) {
-                Ok(true) => prop_assert!(ok),
-                Ok(false) => prop_assert!(null),
-                Err(f) => { prop_assert!(!ok && !null); prop_assert!(!f.is_contention()); }
+            let ours = matches!(&v, Value::String(s) if &**s == "tok") || matches!(&v, Value::Bytes(b) if &b[..] == b"tok");
+            match set_nx_get_outcome(Ok(v), "tok") {
+                Ok(SetNxGet::Set) => prop_assert!(null),
+                Ok(SetNxGet::Ours) => prop_assert!(ours),
+                Ok(SetNxGet::Other) => prop_assert!(!null && !ours),
+                Err(f) => { prop_assert!(!null && !ours); prop_assert!(!f.is_contention()); }
             }
         }
 
@@ -208,18 +238,28 @@ mod tests {
     }
 
     #[test]
-    fn set_nx_replies() {
-        assert_eq!(set_nx_outcome(Ok(Value::from("OK"))), Ok(true));
-        assert_eq!(set_nx_outcome(Ok(Value::Null)), Ok(false));
+    fn set_nx_get_replies() {
+        let t = "tok";
+        assert_eq!(set_nx_get_outcome(Ok(Value::Null), t), Ok(SetNxGet::Set));
+        assert_eq!(
+            set_nx_get_outcome(Ok(Value::from("tok")), t),
+            Ok(SetNxGet::Ours)
+        );
+        assert_eq!(
+            set_nx_get_outcome(Ok(Value::Bytes(b"other".to_vec().into())), t),
+            Ok(SetNxGet::Other)
+        );
         assert!(matches!(
-            set_nx_outcome(Ok(Value::Integer(1))),
+            set_nx_get_outcome(Ok(Value::Integer(1)), t),
             Err(MasterFailure::BadReply(_))
         ));
-        let oom = FredError::new(ErrorKind::Unknown, "OOM command not allowed");
-        assert_eq!(
-            set_nx_outcome(Err(oom)),
-            Err(MasterFailure::Server("OOM command not allowed".into()))
-        );
+        let wrongtype = FredError::new(ErrorKind::Unknown, "WRONGTYPE Operation");
+        assert!(matches!(
+            set_nx_get_outcome(Err(wrongtype), t),
+            Err(MasterFailure::Server(_))
+        ));
+        let old = Err(FredError::new(ErrorKind::Unknown, "ERR syntax error"));
+        assert!(is_syntax_error(&old));
     }
 
     #[test]

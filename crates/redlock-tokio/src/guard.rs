@@ -317,16 +317,19 @@ impl<M: Master, R: Runtime> LockGuard<M, R> {
         self.status.token()
     }
 
-    /// Stops the watchdog and releases the lock on every master, waiting
-    /// for each (bounded by the per-master timeout). Works on a lost lock
-    /// too: it removes what is still ours and never touches another
-    /// owner's keys.
+    /// Stops the watchdog and releases the lock on every master, returning
+    /// once a quorum confirmed that our keys are gone (or can no longer
+    /// confirm); the slower masters finish in the background, each bounded
+    /// by the per-master timeout (see
+    /// [`Redlock::release`](redlock_core::Redlock::release)). Works on a
+    /// lost lock too: it removes what is still ours and never touches
+    /// another owner's keys.
     ///
     /// # Errors
     ///
-    /// [`ReleaseError::Incomplete`] when some master could not confirm; the
-    /// key there expires with its TTL. Masters that no longer held our key
-    /// are not errors.
+    /// [`ReleaseError::Incomplete`] when a quorum could not confirm; the
+    /// keys there expire with their TTL. Masters that no longer held our
+    /// key are not errors.
     ///
     /// # Cancel safety
     ///

@@ -160,13 +160,13 @@ impl ShutdownReport {
         self.held
     }
 
-    /// Locks the shutdown released, confirmed by every master (or already
-    /// gone there).
+    /// Locks the shutdown released, confirmed by a quorum of masters (or
+    /// already gone there).
     pub fn released(&self) -> usize {
         self.released
     }
 
-    /// Locks whose release some master could not confirm; their keys there
+    /// Locks whose release a quorum could not confirm; their keys there
     /// expire with the TTL.
     pub fn incomplete(&self) -> usize {
         self.incomplete
@@ -406,7 +406,7 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
     /// [`WithLockError::Acquire`] if the lock was not acquired (the work did
     /// not run); [`WithLockError::Lost`] with the [`LossReason`](crate::LossReason)
     /// if the lock was lost while the work ran (the work was cancelled).
-    /// A release that some master could not confirm after the work
+    /// A release that a quorum could not confirm after the work
     /// finished is logged, not returned: the work's output stands and the
     /// key expires with its TTL.
     ///
