@@ -142,11 +142,16 @@ fn third_owner(masters: &Masters, master: usize, key: &str, ttl_ms: u64) {
 /// Hole 1: the restart guard's window was the asking client's own TTL.
 ///
 /// A (TTL 8 s) holds the resource on masters 0 and 1. Master 0 restarts
-/// empty; 2.3 s later a fresh client B with the default settings (restart
-/// guard on) and a TTL of 2 s reads master 0's uptime, 2 s, compares it
-/// with *its own* TTL, and counts master 0: B gets masters 0 and 2 while
-/// A's lock has more than 5 s left. Clients do not know each other's TTLs,
-/// so the guard must cover the longest TTL of the deployment.
+/// empty; once it reports 3 s of uptime, a fresh client B with the default
+/// settings (restart guard on) and a TTL of 2 s compares that uptime with
+/// *its own* TTL and counts master 0: B gets masters 0 and 2 while A's
+/// lock has about 5 s left. Clients do not know each other's TTLs, so the
+/// guard must cover the longest TTL of the deployment.
+///
+/// Waiting for 3 s reported (2 to 3 s real) rather than 2 s keeps this
+/// hole apart from the next one: master 0 has really been up longer than
+/// B's TTL, so a guard that only added INFO's one-second granularity to
+/// the client's own TTL would still let B in.
 #[tokio::test]
 async fn restart_guard_window_covers_other_clients_longer_ttls() {
     let mut masters = Masters::start(3);
@@ -165,10 +170,12 @@ async fn restart_guard_window_covers_other_clients_longer_ttls() {
 
     masters.get_mut(0).kill();
     masters.get_mut(0).restart();
-    tokio::time::sleep(Duration::from_millis(2300)).await;
-    // What B sees: master 0 up 2 s (reported), master 2 free again.
-    let uptime = masters[0].uptime_in_seconds();
-    assert!(uptime >= 2, "master 0 reports {uptime} s");
+    wait_until(
+        Duration::from_secs(5),
+        "master 0 reports 3 s of uptime",
+        || masters[0].uptime_in_seconds() >= 3,
+    )
+    .await;
     assert_eq!(masters[2].get("redlock:hole"), None, "master 2 is free");
 
     let b = Redlock::builder(masters.urls())
@@ -214,9 +221,9 @@ async fn sleep_until_subsec(at: u32) {
 async fn restart_guard_counts_uptime_granularity() {
     const TTL: Duration = Duration::from_secs(1);
     let mut masters = Masters::start(3);
-    // Masters 1 and 2 must look old enough to B (uptime >= 1 s reported),
-    // so that master 0's uptime alone decides.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Masters 1 and 2 must look old enough to B (1 s reported; 2 s once a
+    // one-second margin is added), so that master 0's uptime alone decides.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let mut inconclusive = Vec::new();
     for run in 1..=5 {
         let resource = format!("granularity-{run}");
