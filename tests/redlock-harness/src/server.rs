@@ -672,6 +672,34 @@ impl RedisServer {
         }
     }
 
+    /// One field of `INFO` (e.g. `run_id`, `uptime_in_seconds`), or `None`
+    /// if the reply has no such field.
+    ///
+    /// # Panics
+    /// If the server cannot be queried.
+    pub fn info_field(&self, name: &str) -> Option<String> {
+        let reply = self.cmd_or_panic(&["INFO"]);
+        let text = String::from_utf8_lossy(reply.as_bytes()?).into_owned();
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        })
+    }
+
+    /// `INFO`'s `uptime_in_seconds`, as the server reports it: whole
+    /// seconds of its *wall* clock, `floor(now) - floor(start)`, so it
+    /// reads 1 as soon as a second boundary passed since the start, which
+    /// may be a few milliseconds after it.
+    ///
+    /// # Panics
+    /// If the server cannot be queried or the field is missing.
+    pub fn uptime_in_seconds(&self) -> u64 {
+        self.info_field("uptime_in_seconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("redis on port {}: no uptime_in_seconds", self.port))
+    }
+
     /// `PTTL key`: milliseconds left, `-1` if no expiry, `-2` if missing.
     ///
     /// # Panics

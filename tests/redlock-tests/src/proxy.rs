@@ -14,6 +14,17 @@
 //!
 //! [`Proxy::reset_all`] closes every open connection (a cut link).
 //!
+//! [`Proxy::set_upstream`] points new connections at another server (a
+//! misrouted DNS name or load balancer); open ones keep their server until
+//! they are reset.
+//!
+//! [`Proxy::fault_on`] arms a [`Fault`] on the first client chunk that
+//! contains a byte pattern (a RESP-encoded command, say), on any
+//! connection, until [`Proxy::clear_fault`]: the connection is cut, or
+//! frozen (nothing more is forwarded, nothing is closed). The TCP
+//! connection and the commands before the pattern pass, so a client's
+//! handshake succeeds and the fault hits one chosen command.
+//!
 //! It never drops or reorders bytes inside a connection that stays open:
 //! a real network cannot do that to a TCP stream, and a client that got
 //! the reply of one command for another would be a fault of the test, not
@@ -39,6 +50,24 @@ pub enum Mode {
     Refuse,
 }
 
+/// What [`Proxy::fault_on`] does to a connection whose client sends the
+/// pattern. The chunk holding the pattern is not forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Close the connection at once (both sides see the stream end).
+    Reset,
+    /// Forward nothing more from the client, close nothing: the command is
+    /// never answered. [`Proxy::clear_fault`] closes frozen connections,
+    /// as the reply they wait for can never come.
+    Freeze,
+}
+
+/// An armed [`Fault`].
+struct Trigger {
+    pattern: Vec<u8>,
+    fault: Fault,
+}
+
 /// One proxied connection: both sockets, to close them from outside.
 struct Conn {
     id: u64,
@@ -56,8 +85,13 @@ impl Conn {
 }
 
 struct Inner {
-    upstream: SocketAddr,
+    upstream: Mutex<SocketAddr>,
     mode: Mutex<Mode>,
+    trigger: Mutex<Option<Trigger>>,
+    /// Ids of connections frozen by [`Fault::Freeze`].
+    frozen: Mutex<Vec<u64>>,
+    /// How many times an armed fault hit a connection.
+    faults: AtomicU64,
     conns: Mutex<Vec<Conn>>,
     next_id: AtomicU64,
     stop: AtomicBool,
@@ -74,6 +108,10 @@ impl Inner {
     fn mode(&self) -> Mode {
         *lock(&self.mode)
     }
+
+    fn upstream(&self) -> SocketAddr {
+        *lock(&self.upstream)
+    }
 }
 
 /// A running proxy. Dropping it stops accepting and closes every
@@ -88,7 +126,7 @@ impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
             .field("addr", &self.addr)
-            .field("upstream", &self.inner.upstream)
+            .field("upstream", &self.inner.upstream())
             .field("mode", &self.inner.mode())
             .finish()
     }
@@ -109,8 +147,11 @@ impl Proxy {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
-            upstream,
+            upstream: Mutex::new(upstream),
             mode: Mutex::new(Mode::Pass),
+            trigger: Mutex::new(None),
+            frozen: Mutex::new(Vec::new()),
+            faults: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -159,6 +200,49 @@ impl Proxy {
         conns.len()
     }
 
+    /// Points connections opened from now on at `upstream`. Open
+    /// connections keep their server: [`reset_all`](Self::reset_all) to
+    /// move them too.
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *lock(&self.inner.upstream) = upstream;
+    }
+
+    /// Where new connections go.
+    pub fn upstream(&self) -> SocketAddr {
+        self.inner.upstream()
+    }
+
+    /// Arms `fault` for every client chunk, on any connection open or
+    /// future, that contains `pattern` (also across two chunks), until
+    /// [`clear_fault`](Self::clear_fault). Replaces an armed fault.
+    ///
+    /// # Panics
+    ///
+    /// If `pattern` is empty.
+    pub fn fault_on(&self, pattern: &[u8], fault: Fault) {
+        assert!(!pattern.is_empty(), "an empty pattern would match anything");
+        *lock(&self.inner.trigger) = Some(Trigger {
+            pattern: pattern.to_vec(),
+            fault,
+        });
+    }
+
+    /// Disarms the fault, and closes the connections it froze. Returns how
+    /// many it closed.
+    pub fn clear_fault(&self) -> usize {
+        *lock(&self.inner.trigger) = None;
+        let frozen = std::mem::take(&mut *lock(&self.inner.frozen));
+        for id in &frozen {
+            close_conn(&self.inner, *id);
+        }
+        frozen.len()
+    }
+
+    /// How many times an armed fault hit a connection so far.
+    pub fn faults_triggered(&self) -> u64 {
+        self.inner.faults.load(Ordering::Relaxed)
+    }
+
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
         lock(&self.inner.conns).len()
@@ -203,7 +287,7 @@ fn accept_loop(listener: &TcpListener, inner: &Arc<Inner>) {
 }
 
 fn open(client: TcpStream, inner: &Arc<Inner>) {
-    let Ok(upstream) = TcpStream::connect_timeout(&inner.upstream, Duration::from_secs(1)) else {
+    let Ok(upstream) = TcpStream::connect_timeout(&inner.upstream(), Duration::from_secs(1)) else {
         let _ = client.shutdown(Shutdown::Both);
         return;
     };
@@ -245,24 +329,76 @@ fn open(client: TcpStream, inner: &Arc<Inner>) {
         let (inner, dead) = (Arc::clone(inner), Arc::clone(&dead));
         thread::Builder::new()
             .name("proxy-up".into())
-            .spawn(move || pump(c_read, u_write, &inner, &dead, id))
+            .spawn(move || pump(c_read, u_write, &inner, &dead, id, true))
     };
     if up.is_err() {
         close_conn(inner, id);
         return;
     }
-    pump(upstream, client, inner, &dead, id);
+    pump(upstream, client, inner, &dead, id, false);
+}
+
+/// What an armed fault says about a client chunk.
+enum Hit {
+    None,
+    Fault(Fault),
+}
+
+/// Checks `chunk` (after `tail`, the end of the previous chunks) against
+/// the armed fault, and keeps the new tail.
+fn check_fault(inner: &Inner, tail: &mut Vec<u8>, chunk: &[u8]) -> Hit {
+    let trigger = lock(&inner.trigger);
+    let Some(t) = trigger.as_ref() else {
+        tail.clear();
+        return Hit::None;
+    };
+    tail.extend_from_slice(chunk);
+    let hit = tail.windows(t.pattern.len()).any(|w| w == t.pattern);
+    // Keep just enough to match a pattern split across two chunks.
+    let keep = t.pattern.len() - 1;
+    if tail.len() > keep {
+        tail.drain(..tail.len() - keep);
+    }
+    if hit {
+        inner.faults.fetch_add(1, Ordering::Relaxed);
+        Hit::Fault(t.fault)
+    } else {
+        Hit::None
+    }
 }
 
 /// Copies `from` to `to` in the proxy's current mode until either side
-/// ends, then closes the whole connection.
-fn pump(mut from: TcpStream, mut to: TcpStream, inner: &Inner, dead: &AtomicBool, id: u64) {
+/// ends, then closes the whole connection. `from_client`: this is the
+/// client-to-server direction, where armed faults look for their pattern.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    inner: &Inner,
+    dead: &AtomicBool,
+    id: u64,
+    from_client: bool,
+) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut tail = Vec::new();
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if from_client {
+            match check_fault(inner, &mut tail, &buf[..n]) {
+                Hit::None => {}
+                Hit::Fault(Fault::Reset) => break,
+                Hit::Fault(Fault::Freeze) => {
+                    lock(&inner.frozen).push(id);
+                    // Until something closes the connection: forward nothing.
+                    while !dead.load(Ordering::Acquire) {
+                        thread::sleep(POLL);
+                    }
+                    break;
+                }
+            }
+        }
         // Hold the chunk while blackholed; deliver it afterwards.
         let mode = loop {
             if dead.load(Ordering::Acquire) {
@@ -373,5 +509,53 @@ mod tests {
         p.set_mode(Mode::Pass);
         let mut s = client(&p);
         assert_eq!(roundtrip(&mut s, b"again").expect("pass"), b"again");
+    }
+
+    #[test]
+    fn retarget_applies_to_new_connections() {
+        let (a, b) = (echo(), echo());
+        let p = Proxy::start(a).expect("proxy");
+        let mut s = client(&p);
+        assert_eq!(roundtrip(&mut s, b"one").expect("pass"), b"one");
+        p.set_upstream(b);
+        assert_eq!(p.upstream(), b);
+        // The open connection keeps its server until reset.
+        assert_eq!(roundtrip(&mut s, b"two").expect("still a"), b"two");
+        assert_eq!(p.reset_all(), 1);
+        let mut s = client(&p);
+        assert_eq!(roundtrip(&mut s, b"three").expect("to b"), b"three");
+    }
+
+    #[test]
+    fn faults_hit_the_pattern_only() {
+        let p = Proxy::start(echo()).expect("proxy");
+        p.fault_on(b"BOOM", Fault::Reset);
+        let mut s = client(&p);
+        assert_eq!(roundtrip(&mut s, b"fine").expect("no pattern"), b"fine");
+        // Split across two writes, still found.
+        s.write_all(b"xBO").expect("write");
+        thread::sleep(Duration::from_millis(50));
+        s.write_all(b"OMx").expect("write");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert_eq!(rest, b"xBO", "only the bytes before the cut chunk");
+        assert_eq!(p.faults_triggered(), 1);
+
+        p.fault_on(b"HANG", Fault::Freeze);
+        let mut s = client(&p);
+        assert_eq!(roundtrip(&mut s, b"ok").expect("no pattern"), b"ok");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        s.write_all(b"HANG").expect("write");
+        let mut b = [0u8; 4];
+        assert!(s.read_exact(&mut b).is_err(), "frozen connection answered");
+        assert_eq!(p.faults_triggered(), 2);
+        assert_eq!(p.clear_fault(), 1);
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        assert!(matches!(s.read_to_end(&mut rest), Ok(0) | Err(_)));
+        let mut s = client(&p);
+        assert_eq!(roundtrip(&mut s, b"HANG").expect("cleared"), b"HANG");
     }
 }
