@@ -33,3 +33,21 @@ where
 {
     Redlock::builder(urls).danger_disable_restart_guard(true)
 }
+
+/// The keys matching `pattern` left on the masters once background
+/// releases had their chance: a release returns as soon as a quorum
+/// confirmed, and the cleanup after a refused attempt is queued, not
+/// awaited, so a slower master may still be deleting when the call
+/// returns. Polls until none is left, for at most 5 s (each background
+/// release is bounded by the per-master timeout, far below that), and
+/// returns what is left then.
+pub async fn keys_left(masters: &redlock_harness::Masters, pattern: &str) -> Vec<(usize, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let keys = masters.keys_everywhere(pattern);
+        if keys.is_empty() || std::time::Instant::now() >= deadline {
+            return keys;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

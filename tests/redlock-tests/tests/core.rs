@@ -38,7 +38,9 @@ async fn single_master_is_the_same_api() {
     assert!(err.is_contended(), "{err}");
     let report = rl.release(lock).await.expect("release");
     assert_eq!(report.released(), 1);
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -60,7 +62,9 @@ async fn lock_is_set_on_every_master_with_ttl_and_released_everywhere() {
         assert!(pttl > 9_000 && pttl <= 10_000, "pttl {pttl}");
     }
     rl.release(lock).await.expect("release");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -125,7 +129,9 @@ async fn contenders_never_overlap() {
     assert_eq!(acquired.load(Ordering::SeqCst), 12 * 8);
     assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two holders at once");
     if unconfirmed.load(Ordering::SeqCst) == 0 {
-        assert!(our_keys(&masters).is_empty());
+        assert!(redlock_tests::keys_left(&masters, "redlock:*")
+            .await
+            .is_empty());
     } else {
         // Keys left where a release timed out still expire with the TTL
         // (or are deleted once the late release runs).
@@ -156,14 +162,22 @@ async fn acquire_succeeds_with_two_of_five_down() {
     // cannot (failed, or still trying when the release was decided).
     let report = rl.release(lock).await.expect("a quorum confirms");
     assert_eq!(report.released(), 3, "{report}");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
     // Waiting for every master reports the two that cannot confirm.
-    let lock = rl.try_acquire("two-down").await.expect("3 of 5 still grant");
+    let lock = rl
+        .try_acquire("two-down")
+        .await
+        .expect("3 of 5 still grant");
     let err = rl
         .release_all(lock)
         .await
         .expect_err("two masters cannot confirm the release");
-    assert!(matches!(err, ReleaseError::Incomplete { ref report } if report.failed() == 2), "{err}");
+    assert!(
+        matches!(err, ReleaseError::Incomplete { ref report } if report.failed() == 2),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -193,7 +207,9 @@ async fn paused_minority_master_does_not_delay_the_answer() {
     rl.release(lock)
         .await
         .expect("all five confirm once resumed");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -215,7 +231,12 @@ async fn acquire_fails_cleanly_with_three_of_five_down() {
     }
     // The cleanup is queued, not awaited by the refusal: wait for it.
     rl.background_idle().await;
-    assert!(our_keys(&masters).is_empty(), "keys left on live masters");
+    assert!(
+        redlock_tests::keys_left(&masters, "redlock:*")
+            .await
+            .is_empty(),
+        "keys left on live masters"
+    );
 }
 
 #[tokio::test]
@@ -308,7 +329,9 @@ async fn extend_keeps_a_lock_past_its_first_ttl() {
         );
     }
     rl.release(lock).await.expect("release");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -325,7 +348,9 @@ async fn extend_after_expiry_fails() {
     let err = rl.extend(&mut lock, None).await.expect_err("expired");
     assert!(matches!(err, ExtendError::Expired { .. }), "{err}");
     // The keys expired on the masters too: nothing to leak.
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -377,7 +402,9 @@ async fn release_by_a_non_owner_token_does_not_delete() {
         );
     }
     rl.release(lock).await.expect("owner releases");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -402,7 +429,9 @@ async fn multi_resource_is_all_or_none() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(our_keys(&masters).len(), 9);
     rl.release(all).await.expect("release");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -451,7 +480,9 @@ async fn retry_until_deadline_then_succeed_after_release() {
         other => panic!("unexpected {other}"),
     }
     rl.release(held).await.expect("release");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -522,7 +553,9 @@ async fn master_restarted_empty_votes_again_and_scripts_reload() {
             .and_then(|r| r.as_int()),
         Some(1)
     );
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 fn fred_sha(body: &str) -> String {
@@ -558,7 +591,9 @@ async fn master_down_at_startup_joins_when_it_comes_up() {
         assert!(Instant::now() < deadline, "late master never voted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 // ---------------------------------------------------------------- bad input
@@ -622,7 +657,9 @@ async fn duplicate_masters_rejected_by_address_and_by_identity() {
         matches!(&err, ConfigError::DuplicateMaster { why, .. } if why.contains("run_id")),
         "{err}"
     );
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -702,7 +739,9 @@ async fn invalid_settings_rejected() {
             .expect_err("bad ttl");
         assert!(matches!(err, AcquireError::Invalid(_)), "{err}");
     }
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -834,5 +873,7 @@ async fn extend_never_shortens_a_key() {
         assert!(pttl > 19_000, "key not lengthened: {pttl} ms");
     }
     rl.release(lock).await.expect("release");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }

@@ -51,7 +51,9 @@ async fn restart_guard_holds_back_masters_younger_than_the_ttl() {
         "{votes}"
     );
     assert!(
-        masters.keys_everywhere("redlock:*").is_empty(),
+        redlock_tests::keys_left(&masters, "redlock:*")
+            .await
+            .is_empty(),
         "a guarded master was written to"
     );
     // Once they have been up for a TTL they vote normally.
@@ -146,7 +148,9 @@ async fn restart_is_noticed_by_a_running_manager() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(masters.keys_everywhere("redlock:*").is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test]

@@ -221,7 +221,7 @@ async fn lock_roundtrip(rl: &Manager, masters: &[TlsMaster], resource: &str) {
         let pttl = m.server.pttl(&key);
         assert!(pttl > 29_000 && pttl <= 30_000, "pttl {pttl}");
     }
-    let report = rl.release(lock).await.expect("release over TLS");
+    let report = rl.release_all(lock).await.expect("release over TLS");
     assert_eq!(report.released(), masters.len(), "{report}");
     assert!(all_keys(masters).is_empty(), "{:?}", all_keys(masters));
 }

@@ -94,7 +94,9 @@ async fn auto_extension_keeps_a_lock_past_several_ttls() {
     assert!(err.is_contended(), "{err}");
     let report = guard.release().await.expect("release confirmed");
     assert!(report.released() >= 2 && report.failed() == 0, "{report}");
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +202,9 @@ async fn dropping_an_acquire_future_mid_flight_leaves_no_key() {
     println!("cancelled acquisition cleaned up on all masters {took:?} after resume");
     // And again a moment later: no late SET resurrected a key.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +303,9 @@ async fn scoped_helper_cancels_work_when_the_lock_is_lost() {
         .await
         .expect("free");
     assert_eq!(out, 40);
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,7 +336,13 @@ async fn shutdown_releases_everything_the_manager_holds() {
     assert_eq!(report.released(), 3, "{report}");
     assert!(report.is_clean(), "{report}");
     // Released by the time shutdown returns: no polling.
-    assert!(our_keys(&masters).is_empty(), "{:?}", our_keys(&masters));
+    assert!(
+        redlock_tests::keys_left(&masters, "redlock:*")
+            .await
+            .is_empty(),
+        "{:?}",
+        our_keys(&masters)
+    );
     assert!(matches!(a.loss_reason(), Some(LossReason::Shutdown)));
     assert!(matches!(b.loss_reason(), Some(LossReason::Shutdown)));
     let scoped = tokio::time::timeout(Duration::from_secs(5), scoped)
@@ -349,7 +361,9 @@ async fn shutdown_releases_everything_the_manager_holds() {
     drop(a);
     let report = b.release().await.expect("nothing left to release");
     assert_eq!(report.released(), 0);
-    assert!(our_keys(&masters).is_empty());
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

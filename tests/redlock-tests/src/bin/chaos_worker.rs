@@ -276,6 +276,9 @@ async fn run(args: &Args) -> Result<(), Fatal> {
             Duration::from_millis(args.retry.1),
         ))
         .wait(Some(args.wait))
+        // Every worker uses the same TTL: that is the deployment's maximum,
+        // and so the restart guard's window.
+        .max_ttl(args.ttl)
         .danger_disable_restart_guard(!args.guard)
         .connect()
         .await
