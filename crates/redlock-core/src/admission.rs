@@ -92,6 +92,9 @@ pub enum Intent {
     },
     /// Delete our keys: always safe, so only a refused master is skipped.
     Release,
+    /// Write a fence where our token holds the keys: like a plain extend,
+    /// identity and clock check apply, the restart guard does not.
+    Fence,
 }
 
 /// The answer of [`Admission::check`].

@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use crate::admission::{Admission, Gate, Intent, MasterFacts, Pass};
 use crate::clock::ClockSample;
 use crate::config::Ttl;
+use crate::fence::{Fence, FenceKeys};
 use crate::master::Master;
 use crate::tally::MasterFailure;
 use crate::token::Token;
@@ -70,6 +71,36 @@ pub trait Link: Send + Sync + 'static {
         keys: &[String],
         token: &Token,
     ) -> impl Future<Output = Result<(), MasterFailure>> + Send;
+
+    /// The fenced acquire command (see [`Master::acquire_fenced`]). The
+    /// default answers that this link keeps no fences.
+    fn acquire_fenced(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        ttl: Ttl,
+    ) -> impl Future<Output = Result<u64, MasterFailure>> + Send {
+        let _ = (keys, fences, token, ttl);
+        std::future::ready(Err(MasterFailure::Server(
+            "this master does not keep fences".into(),
+        )))
+    }
+
+    /// The fence write-back command (see [`Master::set_fence`]). The
+    /// default answers that this link keeps no fences.
+    fn set_fence(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        fence: Fence,
+    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
+        let _ = (keys, fences, token, fence);
+        std::future::ready(Err(MasterFailure::Server(
+            "this master does not keep fences".into(),
+        )))
+    }
 }
 
 /// A [`Link`] behind the admission gate: the [`Master`] the algorithm
@@ -246,5 +277,34 @@ impl<L: Link> Master for Admitted<L> {
         // verification, no confirmation, only a refused entry is skipped.
         self.admit(Intent::Release).await?;
         self.link.release(keys, token).await
+    }
+
+    async fn acquire_fenced(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        ttl: Ttl,
+    ) -> Result<u64, MasterFailure> {
+        let pass = self.admit(Intent::Acquire { ttl }).await?;
+        let reply = self.link.acquire_fenced(keys, fences, token, ttl).await;
+        self.confirm(&pass)?;
+        reply
+    }
+
+    async fn set_fence(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        fence: Fence,
+    ) -> Result<(), MasterFailure> {
+        // Writes only where our token holds the keys, like a plain extend;
+        // its vote counts toward the fence's quorum, so the identity and
+        // generation rules apply.
+        let pass = self.admit(Intent::Fence).await?;
+        let reply = self.link.set_fence(keys, fences, token, fence).await;
+        self.confirm(&pass)?;
+        reply
     }
 }

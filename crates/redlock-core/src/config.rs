@@ -427,8 +427,11 @@ pub struct Settings {
     pub(crate) restart_guard: bool,
     pub(crate) max_ttl: Ttl,
     pub(crate) clock_check: bool,
+    pub(crate) fencing: bool,
     #[cfg(feature = "sim-mutants")]
     pub(crate) mutant_no_elapsed_check: bool,
+    #[cfg(feature = "sim-mutants")]
+    pub(crate) mutant_no_fence_write_back: bool,
 }
 
 impl Settings {
@@ -493,6 +496,12 @@ impl Settings {
     /// guard's window (see [`SettingsBuilder::max_ttl`]).
     pub fn max_ttl(&self) -> Ttl {
         self.max_ttl
+    }
+
+    /// Whether locks get a fencing token unless an acquire says otherwise
+    /// (see [`SettingsBuilder::fencing`]).
+    pub fn fencing(&self) -> bool {
+        self.fencing
     }
 
     /// Whether masters' clock rates are checked (see
@@ -577,8 +586,11 @@ pub struct SettingsBuilder {
     restart_guard: bool,
     max_ttl: Duration,
     clock_check: bool,
+    fencing: bool,
     #[cfg(feature = "sim-mutants")]
     mutant_no_elapsed_check: bool,
+    #[cfg(feature = "sim-mutants")]
+    mutant_no_fence_write_back: bool,
 }
 
 /// The default maximum TTL of a deployment, and so the default window of
@@ -609,8 +621,11 @@ impl Default for SettingsBuilder {
             restart_guard: RESTART_GUARD_DEFAULT,
             max_ttl: DEFAULT_MAX_TTL,
             clock_check: false,
+            fencing: false,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: false,
+            #[cfg(feature = "sim-mutants")]
+            mutant_no_fence_write_back: false,
         }
     }
 }
@@ -724,6 +739,27 @@ impl SettingsBuilder {
         self
     }
 
+    /// Gives every lock a fencing token ([`Lock::fence`](crate::Lock::fence))
+    /// unless an acquire says otherwise (default off). It costs a second
+    /// round trip to a quorum per acquire, and one never-expiring hash field
+    /// per resource on every master (in the hash whose key is the key
+    /// prefix); fences are monotonic only while masters keep those counters
+    /// (persistence: see `docs/algorithm.md`).
+    pub fn fencing(mut self, on: bool) -> Self {
+        self.fencing = on;
+        self
+    }
+
+    /// Breaks fencing on purpose: the fence is `max + 1` without the
+    /// write-back round, so two holders can get the same fence. Only with
+    /// the `sim-mutants` feature, for the simulation's negative control.
+    #[cfg(feature = "sim-mutants")]
+    #[doc(hidden)]
+    pub fn mutant_no_fence_write_back(mut self, on: bool) -> Self {
+        self.mutant_no_fence_write_back = on;
+        self
+    }
+
     /// Breaks the algorithm on purpose: the lock is trusted for a full TTL
     /// from the moment the quorum is reached, ignoring the time the acquire
     /// took and the drift margin. Only with the `sim-mutants` feature, which
@@ -776,8 +812,11 @@ impl SettingsBuilder {
             restart_guard: self.restart_guard,
             max_ttl,
             clock_check: self.clock_check,
+            fencing: self.fencing,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: self.mutant_no_elapsed_check,
+            #[cfg(feature = "sim-mutants")]
+            mutant_no_fence_write_back: self.mutant_no_fence_write_back,
         })
     }
 }

@@ -247,6 +247,20 @@ pub enum AcquireError {
         /// The TTL.
         ttl: Duration,
     },
+    /// A quorum granted the lock, but fewer than a quorum confirmed its
+    /// fence within the validity (the lock was released): a fence that the
+    /// next holder's quorum might not find is never handed out.
+    #[error("lock granted but its fence was not confirmed by a quorum in time (attempts: {attempts}): {votes}")]
+    FenceNotConfirmed {
+        /// Attempts made.
+        attempts: u32,
+        /// Votes of the fence write-back.
+        votes: Votes,
+    },
+    /// The fence counter reached 2^53 - 1, the largest number Lua keeps
+    /// exactly.
+    #[error("the fence counter is exhausted (2^53 - 1 reached)")]
+    FencesExhausted,
     /// The wait deadline passed before a quorum granted. `last` holds the
     /// last attempt's failure.
     #[error("gave up waiting after {waited:?} ({attempts} attempt(s)); last: {last}")]
@@ -274,7 +288,7 @@ impl AcquireError {
     /// The votes of the last attempt, when there was one.
     pub fn votes(&self) -> Option<&Votes> {
         match self {
-            Self::NoQuorum { votes, .. } => Some(votes),
+            Self::NoQuorum { votes, .. } | Self::FenceNotConfirmed { votes, .. } => Some(votes),
             Self::Deadline { last, .. } => last.votes(),
             _ => None,
         }

@@ -50,6 +50,7 @@ use crate::admitted::{Admitted, Link};
 use crate::clock::{ClockSample, ClockVerdict};
 use crate::config::{Settings, SettingsBuilder, Ttl};
 use crate::error::ConfigError;
+use crate::fence::{Fence, FenceKeys};
 use crate::manager::Redlock;
 use crate::master::{Runtime, TokioRuntime};
 use crate::reply::{self, map_error, SetNxGet};
@@ -79,6 +80,8 @@ struct Scripts {
     acquire: Script,
     extend: Script,
     release: Script,
+    acquire_fenced: Script,
+    set_fence: Script,
 }
 
 impl Scripts {
@@ -87,7 +90,19 @@ impl Scripts {
             acquire: Script::new(scripts::ACQUIRE),
             extend: Script::new(scripts::EXTEND),
             release: Script::new(scripts::RELEASE),
+            acquire_fenced: Script::new(scripts::ACQUIRE_FENCED),
+            set_fence: Script::new(scripts::SET_FENCE),
         }
+    }
+
+    fn all(&self) -> [&Script; 5] {
+        [
+            &self.acquire,
+            &self.extend,
+            &self.release,
+            &self.acquire_fenced,
+            &self.set_fence,
+        ]
     }
 }
 
@@ -338,6 +353,50 @@ impl Link for FredLink {
             .await?;
         reply::release_outcome(reply)
     }
+
+    async fn acquire_fenced(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        ttl: Ttl,
+    ) -> Result<u64, MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &ttl]);
+        let reply = self
+            .eval(&self.scripts.acquire_fenced, &keys, &args)
+            .await?;
+        reply::acquire_fenced_outcome(reply)
+    }
+
+    async fn set_fence(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        fence: Fence,
+    ) -> Result<(), MasterFailure> {
+        let fence = fence.get().to_string();
+        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &fence]);
+        let reply = self.eval(&self.scripts.set_fence, &keys, &args).await?;
+        reply::set_fence_outcome(reply)
+    }
+}
+
+/// `KEYS` and `ARGV` of the fence scripts: the lock keys then the fence
+/// hash; `head` then the resource names.
+fn fenced_argv<'a>(
+    keys: &[String],
+    fences: FenceKeys<'a>,
+    head: &[&'a str],
+) -> (Vec<String>, Vec<&'a str>) {
+    let mut all_keys = Vec::with_capacity(keys.len() + 1);
+    all_keys.extend_from_slice(keys);
+    all_keys.push(fences.hash.to_owned());
+    let mut args = Vec::with_capacity(head.len() + fences.fields.len());
+    args.extend_from_slice(head);
+    args.extend(fences.fields.iter().map(String::as_str));
+    (all_keys, args)
 }
 
 impl Admitted<FredLink> {
@@ -457,6 +516,13 @@ impl RedlockBuilder {
     /// deployment, and the restart guard's window (default 60 s).
     pub fn max_ttl(mut self, max: Duration) -> Self {
         self.settings = self.settings.max_ttl(max);
+        self
+    }
+
+    /// See [`SettingsBuilder::fencing`]: every lock gets a fencing token
+    /// unless an acquire says otherwise.
+    pub fn fencing(mut self, on: bool) -> Self {
+        self.settings = self.settings.fencing(on);
         self
     }
 
@@ -1001,7 +1067,7 @@ async fn load_scripts(
     scripts: &Scripts,
 ) -> Result<(), FredError> {
     // Sent together: they pipeline on the one connection, one round trip.
-    let all = [&scripts.acquire, &scripts.extend, &scripts.release];
+    let all = scripts.all();
     let client = client.with_options(options);
     let shas = futures::future::join_all(
         all.iter()
@@ -1037,6 +1103,7 @@ mod tls {
 
     use super::ParsedUrl;
     use crate::error::ConfigError;
+    use crate::fence::{Fence, FenceKeys};
 
     /// Where a trusted CA comes from; read and checked by [`attach`], so
     /// the builder methods stay infallible like the others.

@@ -6,6 +6,7 @@ mod admitted;
 mod clock;
 mod config;
 mod error;
+mod fence;
 mod fred_master;
 mod lock;
 mod manager;
@@ -29,6 +30,7 @@ pub use config::{
     DEFAULT_MAX_TTL, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, MAX_TTL_MS,
 };
 pub use error::{AcquireError, ConfigError, ExtendError, ReleaseError};
+pub use fence::{Fence, FenceKeys, MAX_FENCE};
 pub use fred_master::{redact_url, FredLink, FredMaster, RedlockBuilder};
 pub use lock::Lock;
 pub use manager::{AcquireOptions, Redlock};

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ResourceSet, Ttl};
+use crate::fence::Fence;
 use crate::tally::Votes;
 use crate::token::Token;
 use crate::validity;
@@ -29,6 +30,7 @@ pub struct Lock {
     pub(crate) ttl: Ttl,
     pub(crate) valid_until: Instant,
     pub(crate) votes: Votes,
+    pub(crate) fence: Option<Fence>,
 }
 
 impl Lock {
@@ -78,6 +80,17 @@ impl Lock {
     /// checks with [`is_valid_at`](Self::is_valid_at) and its own `now`.
     pub fn is_valid(&self) -> bool {
         self.is_valid_at(crate::now())
+    }
+
+    /// The fencing token, when the lock was acquired with fencing
+    /// ([`AcquireOptions::fenced`](crate::AcquireOptions::fenced) or the
+    /// manager's `fencing` setting): strictly greater than the fence of
+    /// every earlier fenced holder of each of its resources. Pass it to the
+    /// protected resource, which accepts a write only with a fence at least
+    /// as high as any it has seen; then even a holder paused past its
+    /// validity cannot overwrite its successor's work.
+    pub fn fence(&self) -> Option<Fence> {
+        self.fence
     }
 
     /// The votes of the acquire or extend that set the current validity.

@@ -1,6 +1,7 @@
 //! The Redlock algorithm over any set of [`Master`]s and any [`Runtime`].
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::config::{ResourceSet, Settings, Ttl};
 use crate::error::{AcquireError, ConfigError, ExtendError, ReleaseError};
+use crate::fence::{Fence, FenceKeys};
 use crate::lock::Lock;
 use crate::master::{Master, Runtime};
 use crate::release::{ReleaseReport, ReleaseTally};
@@ -24,6 +26,7 @@ pub struct AcquireOptions {
     ttl: Option<Duration>,
     retry: Option<RetryPolicy>,
     wait: Option<Option<Duration>>,
+    fenced: Option<bool>,
 }
 
 impl AcquireOptions {
@@ -50,6 +53,14 @@ impl AcquireOptions {
         self
     }
 
+    /// Whether this lock gets a fencing token ([`Lock::fence`]); default:
+    /// the manager's [`fencing`](crate::SettingsBuilder::fencing) setting.
+    /// It costs a second round trip to a quorum.
+    pub fn fenced(mut self, on: bool) -> Self {
+        self.fenced = Some(on);
+        self
+    }
+
     /// A single attempt: no retries, no deadline.
     pub fn once() -> Self {
         Self::default().retry(RetryPolicy::never()).wait(None)
@@ -61,6 +72,8 @@ impl AcquireOptions {
 enum AttemptFailure {
     NoQuorum(Votes),
     ValidityExhausted(Duration),
+    FenceNotConfirmed(Votes),
+    FencesExhausted,
 }
 
 impl AttemptFailure {
@@ -72,6 +85,8 @@ impl AttemptFailure {
                 elapsed,
                 ttl: ttl.as_duration(),
             },
+            Self::FenceNotConfirmed(votes) => AcquireError::FenceNotConfirmed { attempts, votes },
+            Self::FencesExhausted => AcquireError::FencesExhausted,
         }
     }
 }
@@ -291,6 +306,14 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             return Err(ConfigError::ZeroWait.into());
         }
         let keys: Arc<[String]> = resources.keys(&self.settings.prefix).into();
+        let fields: Option<Vec<String>> = opts
+            .fenced
+            .unwrap_or(self.settings.fencing)
+            .then(|| resources.iter().map(|r| r.as_str().to_owned()).collect());
+        let fences = fields.as_deref().map(|fields| FenceKeys {
+            hash: self.settings.prefix.as_str(),
+            fields,
+        });
         let begin = self.runtime.now();
         let deadline = wait.and_then(|w| begin.checked_add(w));
         let mut attempts: u32 = 0;
@@ -306,8 +329,8 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 // this rarely waits.
                 previous.finished().await;
             }
-            let failure = match self.attempt(&keys, &token, ttl).await {
-                Ok((valid_until, votes)) => {
+            let failure = match self.attempt(&keys, fences, &token, ttl).await {
+                Ok((valid_until, votes, fence)) => {
                     return Ok(Lock {
                         resources: resources.clone(),
                         keys,
@@ -315,6 +338,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                         ttl,
                         valid_until,
                         votes,
+                        fence,
                     });
                 }
                 Err((f, releases)) => {
@@ -345,49 +369,89 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         }
     }
 
-    /// One acquisition attempt: fan out, decide early, check validity, and
-    /// on failure queue a release on every master (awaited by nobody here;
-    /// the caller gets the answers to wait on before a retry).
+    /// One acquisition attempt: fan out, decide early, check validity,
+    /// with `fences` write the fence back to a quorum, and on failure queue
+    /// a release on every master (awaited by nobody here; the caller gets
+    /// the answers to wait on before a retry).
     async fn attempt(
         &self,
         keys: &Arc<[String]>,
+        fences: Option<FenceKeys<'_>>,
         token: &Token,
         ttl: Ttl,
-    ) -> Result<(Instant, Votes), (AttemptFailure, Releases)> {
+    ) -> Result<(Instant, Votes, Option<Fence>), (AttemptFailure, Releases)> {
+        let fail = |f: AttemptFailure| Err((f, self.spawn_releases(keys, token)));
         // `start` is read before any command is sent: every key is set at
         // or after it, so `start + ttl` is a lower bound of every expiry.
         let start = self.runtime.now();
-        let (decision, tally) = self.vote(|m| m.acquire(keys, token, ttl)).await;
+        // With fencing, the highest fence any granting master reported.
+        let max_seen = AtomicU64::new(0);
+        let (decision, tally) = match fences {
+            None => self.vote(|m| m.acquire(keys, token, ttl)).await,
+            Some(fences) => {
+                let max_seen = &max_seen;
+                self.vote(|m| async move {
+                    let seen = m.acquire_fenced(keys, fences, token, ttl).await?;
+                    max_seen.fetch_max(seen, Ordering::AcqRel);
+                    Ok(())
+                })
+                .await
+            }
+        };
         let votes = tally.into_votes(&self.addresses);
-        if decision == Decision::Granted {
-            let now = self.runtime.now();
-            #[cfg(feature = "sim-mutants")]
-            if self.settings.mutant_no_elapsed_check {
-                // Deliberately broken (see the `sim-mutants` feature): trusts
-                // the lock for a full TTL from the decision, ignoring the time
-                // the acquire took and the drift margin.
-                return Ok((now + ttl.as_duration(), votes));
-            }
-            match validity::valid_until(start, ttl, self.settings.drift_factor) {
-                Some(until) if validity::is_valid(until, now, self.settings.min_validity) => {
-                    return Ok((until, votes))
-                }
-                _ => {
-                    return Err((
-                        AttemptFailure::ValidityExhausted(now.saturating_duration_since(start)),
-                        self.spawn_releases(keys, token),
-                    ));
-                }
-            }
+        if decision != Decision::Granted {
+            // Release on all N, including masters that refused, timed out
+            // or have not answered: a timed-out SET may still be applied
+            // later, and on a live connection our release is queued behind
+            // it. Queued, not awaited: the refusal is decided, and a paused
+            // master must not hold the caller for its timeout.
+            return fail(AttemptFailure::NoQuorum(votes));
         }
-        // Release on all N, including masters that refused, timed out or
-        // have not answered: a timed-out SET may still be applied later, and
-        // on a live connection our release is queued behind it. Queued, not
-        // awaited: the refusal is decided, and a paused master must not
-        // hold the caller for its timeout.
-        Err((
-            AttemptFailure::NoQuorum(votes),
-            self.spawn_releases(keys, token),
+        let now = self.runtime.now();
+        #[cfg(feature = "sim-mutants")]
+        if self.settings.mutant_no_elapsed_check {
+            // Deliberately broken (see the `sim-mutants` feature): trusts
+            // the lock for a full TTL from the decision, ignoring the time
+            // the acquire took and the drift margin.
+            let fence = fences.and_then(|_| Fence::after(max_seen.load(Ordering::Acquire)));
+            return Ok((now + ttl.as_duration(), votes, fence));
+        }
+        let until = match validity::valid_until(start, ttl, self.settings.drift_factor) {
+            Some(until) if validity::is_valid(until, now, self.settings.min_validity) => until,
+            _ => {
+                return fail(AttemptFailure::ValidityExhausted(
+                    now.saturating_duration_since(start),
+                ))
+            }
+        };
+        let Some(fences) = fences else {
+            return Ok((until, votes, None));
+        };
+        // The fence: one more than the highest any master of the granting
+        // quorum holds. That quorum shares a master with the quorum that
+        // confirmed the previous holder's fence, and there the previous
+        // holder wrote it while it held the key, so before our SET.
+        let Some(fence) = Fence::after(max_seen.load(Ordering::Acquire)) else {
+            return fail(AttemptFailure::FencesExhausted);
+        };
+        #[cfg(feature = "sim-mutants")]
+        if self.settings.mutant_no_fence_write_back {
+            // Deliberately broken: uses max + 1 without writing it back, so
+            // the next holder can read the same max (pottery's pitfall).
+            return Ok((until, votes, Some(fence)));
+        }
+        // The write-back counts only where our token still holds the keys,
+        // and only if a quorum confirms it within the lock's validity: the
+        // next holder's quorum must find it.
+        let (decision, tally) = self.vote(|m| m.set_fence(keys, fences, token, fence)).await;
+        let now = self.runtime.now();
+        if decision == Decision::Granted
+            && validity::is_valid(until, now, self.settings.min_validity)
+        {
+            return Ok((until, votes, Some(fence)));
+        }
+        fail(AttemptFailure::FenceNotConfirmed(
+            tally.into_votes(&self.addresses),
         ))
     }
 

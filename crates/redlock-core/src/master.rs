@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use rand::RngCore;
 
 use crate::config::Ttl;
+use crate::fence::{Fence, FenceKeys};
 use crate::tally::MasterFailure;
 use crate::token::Token;
 
@@ -59,6 +60,38 @@ pub trait Master: Send + Sync + 'static {
         keys: &[String],
         token: &Token,
     ) -> impl Future<Output = Result<(), MasterFailure>> + Send;
+
+    /// As [`acquire`](Self::acquire), and in the same atomic step reads the
+    /// highest fence stored for `fences.fields` (0 when none). Masters that
+    /// do not keep fences answer with a server error (the default).
+    fn acquire_fenced(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        ttl: Ttl,
+    ) -> impl Future<Output = Result<u64, MasterFailure>> + Send {
+        let _ = (keys, fences, token, ttl);
+        std::future::ready(Err(MasterFailure::Server(
+            "this master does not keep fences".into(),
+        )))
+    }
+
+    /// Raises the stored fence of every field to `fence` (never lowers
+    /// it), only if every key still holds `token`; `Err(NotHeld)`
+    /// otherwise.
+    fn set_fence(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        fence: Fence,
+    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
+        let _ = (keys, fences, token, fence);
+        std::future::ready(Err(MasterFailure::Server(
+            "this master does not keep fences".into(),
+        )))
+    }
 }
 
 /// Where the algorithm gets time and randomness. The core never reads a

@@ -81,6 +81,29 @@ pub(crate) fn extend_outcome(n: i64) -> Result<(), MasterFailure> {
     }
 }
 
+/// The fenced acquire script returns -1 (held by another token) or the
+/// highest stored fence.
+pub(crate) fn acquire_fenced_outcome(n: i64) -> Result<u64, MasterFailure> {
+    match n {
+        -1 => Err(MasterFailure::Held),
+        n if n >= 0 => Ok(n.unsigned_abs()),
+        n => Err(MasterFailure::BadReply(format!(
+            "fenced acquire script returned {n}"
+        ))),
+    }
+}
+
+/// The fence write-back script returns 1 (written) or 0 (keys not ours).
+pub(crate) fn set_fence_outcome(n: i64) -> Result<(), MasterFailure> {
+    match n {
+        1 => Ok(()),
+        0 => Err(MasterFailure::NotHeld),
+        n => Err(MasterFailure::BadReply(format!(
+            "fence script returned {n}"
+        ))),
+    }
+}
+
 /// The release script returns how many keys it deleted.
 pub(crate) fn release_outcome(n: i64) -> Result<(), MasterFailure> {
     match n {
@@ -234,6 +257,9 @@ mod tests {
             prop_assert_eq!(extend_outcome(n).is_ok(), n == 1);
             prop_assert_eq!(release_outcome(n).is_ok(), n > 0);
             prop_assert_eq!(acquire_outcome(n) == Err(MasterFailure::Held), n == 0);
+            prop_assert_eq!(acquire_fenced_outcome(n).is_ok(), n >= 0);
+            prop_assert_eq!(acquire_fenced_outcome(n) == Err(MasterFailure::Held), n == -1);
+            prop_assert_eq!(set_fence_outcome(n).is_ok(), n == 1);
         }
     }
 

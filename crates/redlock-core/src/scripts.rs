@@ -80,3 +80,67 @@ for i = 1, #KEYS do
 end
 return n
 "#;
+
+/// Fenced acquire. `KEYS` = lock keys, then the fence hash (the key prefix
+/// itself, which no lock key can be: resource names are non-empty);
+/// `ARGV[1]` = token, `ARGV[2]` = TTL in ms, `ARGV[3..]` = the resource
+/// names (the hash's fields).
+///
+/// As [`ACQUIRE`], and in the same atomic step reads the fences stored
+/// for the resources: returns -1 if any key holds another token, else the
+/// highest stored fence (0 when none). Reading in the step that sets the
+/// key is what the monotonicity argument needs: any earlier holder's
+/// fence write-back on this master happened while it held the key, so
+/// before this step.
+pub const ACQUIRE_FENCED: &str = r#"
+local n = #KEYS - 1
+for i = 1, n do
+  local v = redis.call('GET', KEYS[i])
+  if v and v ~= ARGV[1] then
+    return -1
+  end
+end
+local ttl = tonumber(ARGV[2])
+for i = 1, n do
+  if redis.call('PTTL', KEYS[i]) < ttl then
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ttl)
+  end
+end
+local max = 0
+for i = 3, #ARGV do
+  local f = redis.call('HGET', KEYS[n + 1], ARGV[i])
+  if f then
+    local x = tonumber(f)
+    if not x then
+      return redis.error_reply('ERR fence of ' .. ARGV[i] .. ' is not a number')
+    end
+    if x > max then
+      max = x
+    end
+  end
+end
+return max
+"#;
+
+/// Fence write-back. `KEYS` and `ARGV[3..]` as [`ACQUIRE_FENCED`];
+/// `ARGV[1]` = token, `ARGV[2]` = the new fence.
+///
+/// Only where every lock key still holds our token, raises each
+/// resource's stored fence to the new one (never lowers it). Returns 1,
+/// or 0 if some key no longer holds our token (nothing written).
+pub const SET_FENCE: &str = r#"
+local n = #KEYS - 1
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) ~= ARGV[1] then
+    return 0
+  end
+end
+local t = tonumber(ARGV[2])
+for i = 3, #ARGV do
+  local f = tonumber(redis.call('HGET', KEYS[n + 1], ARGV[i]) or '0') or 0
+  if f < t then
+    redis.call('HSET', KEYS[n + 1], ARGV[i], ARGV[2])
+  end
+end
+return 1
+"#;

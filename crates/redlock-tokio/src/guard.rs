@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use redlock_core::{
-    FredMaster, Lock, Master, ReleaseError, ReleaseReport, ResourceSet, Runtime, Token,
+    Fence, FredMaster, Lock, Master, ReleaseError, ReleaseReport, ResourceSet, Runtime, Token,
     TokioRuntime,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +28,7 @@ pub(crate) enum Command {
 pub(crate) struct Shared {
     pub(crate) resources: ResourceSet,
     pub(crate) token: Token,
+    pub(crate) fence: Option<Fence>,
     /// Cancelled exactly when `reason` is set (after it), so a waiter woken
     /// by the token always finds the reason.
     lost: CancellationToken,
@@ -46,6 +47,7 @@ impl Shared {
         Self {
             resources: lock.resources().clone(),
             token: lock.token().clone(),
+            fence: lock.fence(),
             lost: CancellationToken::new(),
             reason: OnceLock::new(),
             progress: Mutex::new(Progress {
@@ -180,6 +182,12 @@ impl LockStatus {
     pub fn token(&self) -> &Token {
         &self.shared.token
     }
+
+    /// The lock's fencing token, when it was acquired with fencing (see
+    /// [`LockGuard::fence`]).
+    pub fn fence(&self) -> Option<Fence> {
+        self.shared.fence
+    }
 }
 
 impl fmt::Debug for LockStatus {
@@ -312,9 +320,32 @@ impl<M: Master, R: Runtime> LockGuard<M, R> {
         self.status.resources()
     }
 
-    /// The lock's token, for fencing (never printed by `Debug`).
+    /// The lock's token (never printed by `Debug`).
     pub fn token(&self) -> &Token {
         self.status.token()
+    }
+
+    /// The lock's fencing token, when it was acquired with fencing
+    /// ([`LockOptions::fenced`](crate::LockOptions::fenced), or the
+    /// manager's `fencing` setting): strictly greater than the fence of
+    /// every earlier fenced holder of its resources. Pass it with every
+    /// write to the protected resource, which refuses a fence lower than
+    /// the highest it has seen: then a holder that was paused past its
+    /// validity cannot overwrite its successor's work.
+    ///
+    /// ```no_run
+    /// # async fn demo(locks: redlock_tokio::LockManager) -> Result<(), Box<dyn std::error::Error>> {
+    /// use redlock_tokio::LockOptions;
+    ///
+    /// let guard = locks.acquire_with("stock", &LockOptions::new().fenced(true)).await?;
+    /// let fence = guard.fence().expect("acquired with fencing");
+    /// // UPDATE stock SET n = n - 1, fence = $fence WHERE id = 1 AND fence <= $fence
+    /// # let _ = fence;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fence(&self) -> Option<Fence> {
+        self.status.fence()
     }
 
     /// Stops the watchdog and releases the lock on every master, returning

@@ -18,7 +18,7 @@ pub use redlock_core;
 // enough. `AcquireError` is the adapter's own (it adds `ShutDown`); the
 // core's is `redlock_core::AcquireError`.
 pub use redlock_core::{
-    ConfigError, ExtendError, FredMaster, Master, MasterFailure, Redlock, RedlockBuilder,
+    ConfigError, ExtendError, Fence, FredMaster, Master, MasterFailure, Redlock, RedlockBuilder,
     ReleaseError, ReleaseReport, Resource, ResourceSet, RetryPolicy, Runtime, Token, TokioRuntime,
     Vote, VoteOutcome, Votes,
 };

@@ -292,6 +292,14 @@ impl LockOptions {
         self
     }
 
+    /// Whether this lock gets a fencing token ([`LockGuard::fence`](crate::LockGuard::fence));
+    /// default: the manager's `fencing` setting. It costs one more round
+    /// trip to a quorum.
+    pub fn fenced(mut self, on: bool) -> Self {
+        self.acquire = self.acquire.fenced(on);
+        self
+    }
+
     /// Watchdog policy of this lock.
     pub fn extend(mut self, policy: ExtendPolicy) -> Self {
         self.extend = Some(policy);
