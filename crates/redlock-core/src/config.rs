@@ -566,7 +566,7 @@ fn check_ttl(
 /// | `drift_factor` | 0.01 (plus 2 ms) |
 /// | `quorum` | `floor(N/2) + 1` |
 /// | `master_timeout` | 50 ms |
-/// | `retry` | [`RetryPolicy::default`]: 10 retries, 50 ms..1 s backoff, equal jitter |
+/// | `retry` | [`RetryPolicy::default`]: 30 retries, 20 ms..200 ms backoff, equal jitter |
 /// | `wait` | none (the retry count alone bounds `acquire`) |
 /// | `key_prefix` | `"redlock:"` |
 /// | `min_validity` | 0 (validity must merely be in the future) |

@@ -1103,7 +1103,6 @@ mod tls {
 
     use super::ParsedUrl;
     use crate::error::ConfigError;
-    use crate::fence::{Fence, FenceKeys};
 
     /// Where a trusted CA comes from; read and checked by [`attach`], so
     /// the builder methods stay infallible like the others.

@@ -15,7 +15,7 @@ use crate::lock::Lock;
 use crate::master::{Master, Runtime};
 use crate::release::{ReleaseReport, ReleaseTally};
 use crate::retry::RetryPolicy;
-use crate::tally::{Decision, MasterFailure, Tally, Votes};
+use crate::tally::{Decision, MasterFailure, Tally, VoteOutcome, Votes};
 use crate::token::Token;
 use crate::validity;
 
@@ -64,6 +64,17 @@ impl AcquireOptions {
     /// A single attempt: no retries, no deadline.
     pub fn once() -> Self {
         Self::default().retry(RetryPolicy::never()).wait(None)
+    }
+
+    /// The retry policy of this call, if it overrides the manager's.
+    pub fn retry_override(&self) -> Option<&RetryPolicy> {
+        self.retry.as_ref()
+    }
+
+    /// The wait deadline of this call, if it overrides the manager's
+    /// (`Some(None)`: no deadline).
+    pub fn wait_override(&self) -> Option<Option<Duration>> {
+        self.wait
     }
 }
 
@@ -380,7 +391,6 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         token: &Token,
         ttl: Ttl,
     ) -> Result<(Instant, Votes, Option<Fence>), (AttemptFailure, Releases)> {
-        let fail = |f: AttemptFailure| Err((f, self.spawn_releases(keys, token)));
         // `start` is read before any command is sent: every key is set at
         // or after it, so `start + ttl` is a lower bound of every expiry.
         let start = self.runtime.now();
@@ -399,12 +409,23 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             }
         };
         let votes = tally.into_votes(&self.addresses);
+        // On failure, release everywhere our keys may be: every master but
+        // those that answered "held by another owner" (their atomic step
+        // wrote nothing, and a key of ours from an earlier attempt was
+        // cleaned up before this one started). That includes masters that
+        // timed out or had not answered: a timed-out SET may still be
+        // applied later, and on a live connection our release is queued
+        // behind it. Queued, not awaited: the attempt's outcome is decided,
+        // and a paused master must not hold the caller for its timeout.
+        let held_elsewhere: Vec<bool> = votes
+            .iter()
+            .map(|v| matches!(v.outcome, VoteOutcome::Failed(MasterFailure::Held)))
+            .collect();
+        let fail = |f: AttemptFailure| {
+            let releases = self.spawn_releases(keys, token, |i| !held_elsewhere[i]);
+            Err((f, releases))
+        };
         if decision != Decision::Granted {
-            // Release on all N, including masters that refused, timed out
-            // or have not answered: a timed-out SET may still be applied
-            // later, and on a live connection our release is queued behind
-            // it. Queued, not awaited: the refusal is decided, and a paused
-            // master must not hold the caller for its timeout.
             return fail(AttemptFailure::NoQuorum(votes));
         }
         let now = self.runtime.now();
@@ -615,18 +636,27 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
 
     /// Sends a release to every master from a background task, and
     /// returns the answers as they come.
-    fn spawn_releases(&self, keys: &Arc<[String]>, token: &Token) -> Releases {
+    fn spawn_releases(
+        &self,
+        keys: &Arc<[String]>,
+        token: &Token,
+        wanted: impl Fn(usize) -> bool,
+    ) -> Releases {
         let (tx, rx) = mpsc::unbounded();
+        let targets: Vec<usize> = (0..self.masters.len()).filter(|&i| wanted(i)).collect();
+        if targets.is_empty() {
+            // Nothing to release: the channel closes at once.
+            return Releases(rx);
+        }
         let masters = Arc::clone(&self.masters);
         let (keys, token) = (Arc::clone(keys), token.clone());
         let ticket = self.background.enter();
         self.runtime.spawn(Box::pin(async move {
             let _ticket = ticket;
-            let mut pending: FuturesUnordered<_> = masters
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    let (keys, token) = (&keys, &token);
+            let mut pending: FuturesUnordered<_> = targets
+                .into_iter()
+                .map(|i| {
+                    let (m, keys, token) = (&masters[i], &keys, &token);
                     async move { (i, m.release(keys, token).await) }
                 })
                 .collect();
@@ -645,11 +675,12 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         token: &Token,
         wait_all: bool,
     ) -> Result<ReleaseReport, ReleaseError> {
-        let mut answers = self.spawn_releases(keys, token);
+        let mut answers = self.spawn_releases(keys, token, |_| true);
         let mut tally = ReleaseTally::new(self.settings.quorum);
         while let Some((i, outcome)) = answers.0.next().await {
             let decision = tally.record(i, outcome);
-            if decision != Decision::Pending && !(wait_all && !tally.complete()) {
+            let waited_enough = !wait_all || tally.complete();
+            if decision != Decision::Pending && waited_enough {
                 break;
             }
         }

@@ -19,12 +19,19 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 10 retries, 50 ms base, 1 s cap: at most about 5.5 s of waiting.
+    /// 30 retries, 20 ms base, 200 ms cap: at most about 5.5 s of waiting.
+    ///
+    /// The cap is low on purpose: under contention the holder releases
+    /// after a short critical section, and a waiter whose backoff had grown
+    /// to a second would sleep through many hand-offs while a task that
+    /// just released (or a waiter that arrived later) keeps winning. A
+    /// 200 ms cap keeps every waiter within a few hand-offs of a free lock;
+    /// the equal jitter still spreads contenders refused together.
     fn default() -> Self {
         Self {
-            retries: 10,
-            base: Duration::from_millis(50),
-            max: Duration::from_secs(1),
+            retries: 30,
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(200),
         }
     }
 }

@@ -25,6 +25,14 @@ pub enum AcquireError {
     /// while the shutdown started was released again.
     #[error("the lock manager is shut down and grants no new locks")]
     ShutDown,
+    /// The wait deadline passed while this call queued behind other tasks
+    /// of this process waiting for the same resources (only the head of
+    /// the queue asks the masters).
+    #[error("gave up waiting after {waited:?}: other tasks of this process were ahead in the queue for the same resources")]
+    QueuedTooLong {
+        /// Time waited in the queue.
+        waited: std::time::Duration,
+    },
 }
 
 impl AcquireError {
@@ -33,6 +41,8 @@ impl AcquireError {
         match self {
             Self::Lock(e) => e.is_contended(),
             Self::ShutDown => false,
+            // Another task of this process holds or waits for it.
+            Self::QueuedTooLong { .. } => true,
         }
     }
 
@@ -40,7 +50,7 @@ impl AcquireError {
     pub fn votes(&self) -> Option<&Votes> {
         match self {
             Self::Lock(e) => e.votes(),
-            Self::ShutDown => None,
+            Self::ShutDown | Self::QueuedTooLong { .. } => None,
         }
     }
 }

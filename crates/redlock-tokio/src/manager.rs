@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use redlock_core::{
@@ -69,6 +69,35 @@ pub(crate) struct Inner<M: Master, R: Runtime> {
     pub(crate) shutdown: CancellationToken,
     registry: Mutex<Registry>,
     pub(crate) stats: ShutdownStats,
+    queues: Queues,
+}
+
+/// One FIFO queue per resource set, shared by the tasks of this process:
+/// only the head of a queue asks the masters, the others wait their turn
+/// here instead of hammering the masters with retries, and a task that
+/// just released cannot jump ahead of those already waiting (tokio's mutex
+/// is fair).
+#[derive(Default)]
+struct Queues {
+    map: Mutex<HashMap<ResourceSet, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl Queues {
+    fn queue(&self, resources: &ResourceSet) -> Arc<tokio::sync::Mutex<()>> {
+        // Plain map updates: a panic elsewhere cannot tear it.
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(q) = map.get(resources).and_then(Weak::upgrade) {
+            return q;
+        }
+        // Forget queues nobody waits in any more, now and then, so the map
+        // stays as small as the set of resources in use.
+        if map.len() >= 64 && map.len().is_power_of_two() {
+            map.retain(|_, q| q.strong_count() > 0);
+        }
+        let q = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(resources.clone(), Arc::downgrade(&q));
+        q
+    }
 }
 
 /// Held locks by id. `closed` lives under the same mutex as the map so an
@@ -244,6 +273,7 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
                 shutdown: CancellationToken::new(),
                 registry: Mutex::new(Registry::default()),
                 stats: ShutdownStats::default(),
+                queues: Queues::default(),
             }),
         }
     }
@@ -326,6 +356,40 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
         if self.is_shut_down() {
             return Err(AcquireError::ShutDown);
         }
+        // A call that may wait queues behind the other tasks of this
+        // process waiting for the same resources; a single attempt does not
+        // wait, so it does not queue (the masters answer it).
+        let settings = self.inner.redlock.settings();
+        let retry = opts
+            .acquire
+            .retry_override()
+            .unwrap_or_else(|| settings.retry());
+        let wait = opts.acquire.wait_override().unwrap_or(settings.wait());
+        let mut acquire_opts = std::borrow::Cow::Borrowed(&opts.acquire);
+        let queue_slot = if retry.retries() > 0 {
+            let queue = self.inner.queues.queue(&resources);
+            let runtime = self.inner.redlock.runtime();
+            let queued_at = runtime.now();
+            let slot = match wait {
+                None => queue.lock_owned().await,
+                Some(wait) => match tokio::time::timeout(wait, queue.lock_owned()).await {
+                    Ok(slot) => slot,
+                    Err(_) => return Err(AcquireError::QueuedTooLong { waited: wait }),
+                },
+            };
+            if let Some(wait) = wait {
+                // The time spent in the queue counts against the deadline.
+                let waited = runtime.now().saturating_duration_since(queued_at);
+                let left = wait.saturating_sub(waited);
+                if left.is_zero() {
+                    return Err(AcquireError::QueuedTooLong { waited });
+                }
+                acquire_opts = std::borrow::Cow::Owned(opts.acquire.clone().wait(Some(left)));
+            }
+            Some(slot)
+        } else {
+            None
+        };
         // The token is chosen here, before anything is sent, so that a
         // cancelled call can be cleaned up by token (the core's hook for
         // exactly this).
@@ -338,7 +402,7 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
         let result = self
             .inner
             .redlock
-            .acquire_with(&resources, &opts.acquire, token)
+            .acquire_with(&resources, &acquire_opts, token)
             .await;
         // From here on there is no await point: nothing can cancel us
         // between the grant and the guard owning the lock.
@@ -371,6 +435,7 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
             commands: rx,
             policy,
             acquired_at,
+            _queue_slot: queue_slot,
         };
         self.inner.tracker.spawn_on(task.run(), &self.inner.handle);
         drop(registry);

@@ -28,6 +28,10 @@ pub(crate) struct Watchdog<M: Master, R: Runtime> {
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     pub(crate) policy: ExtendPolicy,
     pub(crate) acquired_at: Instant,
+    /// This lock's place at the head of the in-process queue for its
+    /// resources: held until the watchdog ends (released or lost), then
+    /// the next waiting task of this process asks the masters.
+    pub(crate) _queue_slot: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// What woke the watchdog while the lock was held.

@@ -454,3 +454,66 @@ impl Drop for Holding {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Within one process, tasks waiting for the same resource get it in the
+/// order they asked: only the head of the queue asks the masters, and a
+/// release hands the lock to the next one in line.
+#[tokio::test]
+async fn waiters_of_one_process_get_the_lock_in_fifo_order() {
+    let masters = Masters::start(3);
+    let locks = manager(&masters, Duration::from_secs(10)).await;
+    let holder = locks.try_acquire("fifo").await.expect("free");
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for id in 0..5u32 {
+        let (locks, order) = (locks.clone(), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let opts = LockOptions::new()
+                .retry(RetryPolicy::unbounded(
+                    Duration::from_millis(20),
+                    Duration::from_millis(200),
+                ))
+                .wait(Some(Duration::from_secs(60)));
+            let guard = locks.acquire_with("fifo", &opts).await.expect("my turn");
+            order.lock().expect("order").push(id);
+            guard.release().await.expect("release");
+        }));
+        // On this single-threaded runtime the task runs up to its place in
+        // the queue before this sleep ends: arrival order is spawn order.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    holder.release().await.expect("release");
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(*order.lock().expect("order"), vec![0, 1, 2, 3, 4]);
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
+}
+
+/// A waiter's deadline covers its time in the queue.
+#[tokio::test]
+async fn queue_wait_counts_against_the_deadline() {
+    let masters = Masters::start(3);
+    let locks = manager(&masters, Duration::from_secs(10)).await;
+    let holder = locks.try_acquire("queued").await.expect("free");
+    // A first waiter sits at the head of the queue, retrying on the masters.
+    let head = {
+        let locks = locks.clone();
+        tokio::spawn(async move {
+            let opts = LockOptions::new().wait(Some(Duration::from_secs(30)));
+            locks.acquire_with("queued", &opts).await.map(drop)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let opts = LockOptions::new().wait(Some(Duration::from_millis(300)));
+    let err = locks
+        .acquire_with("queued", &opts)
+        .await
+        .expect_err("behind the head for longer than its wait");
+    assert!(matches!(err, AcquireError::QueuedTooLong { .. }), "{err}");
+    assert!(err.is_contended());
+    holder.release().await.expect("release");
+    head.await.expect("task").expect("the head gets it");
+}
