@@ -15,6 +15,7 @@ use crate::admission::{Admission, Gate, Intent, MasterFacts, Pass};
 use crate::clock::ClockSample;
 use crate::config::Ttl;
 use crate::fence::{Fence, FenceKeys};
+use crate::inspect::KeyState;
 use crate::master::Master;
 use crate::tally::MasterFailure;
 use crate::token::Token;
@@ -84,6 +85,31 @@ pub trait Link: Send + Sync + 'static {
         let _ = (keys, fences, token, ttl);
         std::future::ready(Err(MasterFailure::Server(
             "this master does not keep fences".into(),
+        )))
+    }
+
+    /// The inspection command (see [`Master::inspect`]). The default
+    /// answers that this link cannot be inspected.
+    fn inspect(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> impl Future<Output = Result<(KeyState, u64), MasterFailure>> + Send {
+        let _ = (key, fences);
+        std::future::ready(Err(MasterFailure::Server(
+            "this master cannot be inspected".into(),
+        )))
+    }
+
+    /// The unconditional delete (see [`Master::force_delete`]). The
+    /// default answers that this link cannot.
+    fn force_delete(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
+        let _ = keys;
+        std::future::ready(Err(MasterFailure::Server(
+            "this master cannot force-delete".into(),
         )))
     }
 
@@ -290,6 +316,21 @@ impl<L: Link> Master for Admitted<L> {
         let reply = self.link.acquire_fenced(keys, fences, token, ttl).await;
         self.confirm(&pass)?;
         reply
+    }
+
+    async fn inspect(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> Result<(KeyState, u64), MasterFailure> {
+        // Read-only: like a release, it needs no verification.
+        self.admit(Intent::Release).await?;
+        self.link.inspect(key, fences).await
+    }
+
+    async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
+        self.admit(Intent::Release).await?;
+        self.link.force_delete(keys).await
     }
 
     async fn set_fence(

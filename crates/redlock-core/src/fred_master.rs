@@ -51,6 +51,7 @@ use crate::clock::{ClockSample, ClockVerdict};
 use crate::config::{Settings, SettingsBuilder, Ttl};
 use crate::error::ConfigError;
 use crate::fence::{Fence, FenceKeys};
+use crate::inspect::KeyState;
 use crate::manager::Redlock;
 use crate::master::{Runtime, TokioRuntime};
 use crate::reply::{self, map_error, SetNxGet};
@@ -82,6 +83,7 @@ struct Scripts {
     release: Script,
     acquire_fenced: Script,
     set_fence: Script,
+    inspect: Script,
 }
 
 impl Scripts {
@@ -92,16 +94,18 @@ impl Scripts {
             release: Script::new(scripts::RELEASE),
             acquire_fenced: Script::new(scripts::ACQUIRE_FENCED),
             set_fence: Script::new(scripts::SET_FENCE),
+            inspect: Script::new(scripts::INSPECT),
         }
     }
 
-    fn all(&self) -> [&Script; 5] {
+    fn all(&self) -> [&Script; 6] {
         [
             &self.acquire,
             &self.extend,
             &self.release,
             &self.acquire_fenced,
             &self.set_fence,
+            &self.inspect,
         ]
     }
 }
@@ -354,6 +358,18 @@ impl Link for FredLink {
         reply::release_outcome(reply)
     }
 
+    async fn inspect(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> Result<(KeyState, u64), MasterFailure> {
+        self.inspect_key(key, fences).await
+    }
+
+    async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
+        self.delete_keys(keys).await
+    }
+
     async fn acquire_fenced(
         &self,
         keys: &[String],
@@ -380,6 +396,62 @@ impl Link for FredLink {
         let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &fence]);
         let reply = self.eval(&self.scripts.set_fence, &keys, &args).await?;
         reply::set_fence_outcome(reply)
+    }
+}
+
+impl FredLink {
+    /// Runs a script whose reply is not a single integer.
+    async fn eval_value(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Value, fred::error::Error> {
+        let argv = |first: Value| {
+            let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+            argv.push(first);
+            argv.push(Value::Integer(keys.len() as i64));
+            argv.extend(keys.iter().map(|k| Value::from(*k)));
+            argv.extend(args.iter().map(|a| Value::from(*a)));
+            argv
+        };
+        let client = self.client.with_options(&self.options);
+        match client
+            .custom::<Value, Value>(command("EVALSHA"), argv(Value::from(script.sha.as_str())))
+            .await
+        {
+            // Rare (a restart or SCRIPT FLUSH) and read-only: the body.
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                client
+                    .custom::<Value, Value>(command("EVAL"), argv(Value::from(script.body)))
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// What this master holds under `key`, and the fence of the resource.
+    async fn inspect_key(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> Result<(KeyState, u64), MasterFailure> {
+        let field = fences.fields.first().map_or("", String::as_str);
+        let reply = self
+            .eval_value(&self.scripts.inspect, &[key, fences.hash], &[field])
+            .await;
+        reply::inspect_outcome(reply)
+    }
+
+    /// `DEL` of the keys, whoever holds them.
+    async fn delete_keys(&self, keys: &[String]) -> Result<(), MasterFailure> {
+        let args: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
+        self.client
+            .with_options(&self.options)
+            .custom::<Value, Value>(command("DEL"), args)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_error(&e))
     }
 }
 

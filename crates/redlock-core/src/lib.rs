@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod fence;
 mod fred_master;
+mod inspect;
 mod lock;
 mod manager;
 mod master;
@@ -32,6 +33,7 @@ pub use config::{
 pub use error::{AcquireError, ConfigError, ExtendError, ReleaseError};
 pub use fence::{Fence, FenceKeys, MAX_FENCE};
 pub use fred_master::{redact_url, FredLink, FredMaster, RedlockBuilder};
+pub use inspect::{Inspection, KeyState, MasterView};
 pub use lock::Lock;
 pub use manager::{AcquireOptions, Redlock};
 pub use master::{now, Master, Runtime, TokioRuntime};

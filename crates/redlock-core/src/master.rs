@@ -14,6 +14,7 @@ use rand::RngCore;
 
 use crate::config::Ttl;
 use crate::fence::{Fence, FenceKeys};
+use crate::inspect::KeyState;
 use crate::tally::MasterFailure;
 use crate::token::Token;
 
@@ -74,6 +75,33 @@ pub trait Master: Send + Sync + 'static {
         let _ = (keys, fences, token, ttl);
         std::future::ready(Err(MasterFailure::Server(
             "this master does not keep fences".into(),
+        )))
+    }
+
+    /// Reads what this master holds under `key` and the fence stored for
+    /// `fences.fields[0]` (read-only). Masters that cannot tell answer
+    /// with a server error (the default).
+    fn inspect(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> impl Future<Output = Result<(KeyState, u64), MasterFailure>> + Send {
+        let _ = (key, fences);
+        std::future::ready(Err(MasterFailure::Server(
+            "this master cannot be inspected".into(),
+        )))
+    }
+
+    /// Deletes `keys` whoever holds them: the operator's last resort for a
+    /// stuck lock ([`Redlock::danger_force_unlock`](crate::Redlock::danger_force_unlock)).
+    /// The default answers that this master cannot.
+    fn force_delete(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
+        let _ = keys;
+        std::future::ready(Err(MasterFailure::Server(
+            "this master cannot force-delete".into(),
         )))
     }
 

@@ -6,6 +6,7 @@
 use fred::error::{Error as FredError, ErrorKind};
 use fred::types::Value;
 
+use crate::inspect::KeyState;
 use crate::tally::MasterFailure;
 
 /// The integer a script returned, or why there is none.
@@ -102,6 +103,46 @@ pub(crate) fn set_fence_outcome(n: i64) -> Result<(), MasterFailure> {
             "fence script returned {n}"
         ))),
     }
+}
+
+/// The inspection script's reply: the key's state and the stored fence.
+pub(crate) fn inspect_outcome(
+    reply: Result<Value, FredError>,
+) -> Result<(KeyState, u64), MasterFailure> {
+    let parts = match reply {
+        Ok(Value::Array(parts)) => parts,
+        Ok(other) => return Err(MasterFailure::BadReply(short(format!("{other:?}")))),
+        Err(e) => return Err(map_error(&e)),
+    };
+    let int = |v: &Value| match v {
+        Value::Integer(n) => Some(*n),
+        _ => None,
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.to_string()),
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    };
+    let bad = || MasterFailure::BadReply(short(format!("inspect script returned {parts:?}")));
+    let fence = parts
+        .get(1)
+        .and_then(int)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(bad)?;
+    let state = match (parts.first().and_then(int), parts.get(2), parts.get(3)) {
+        (Some(0), None, None) => KeyState::Free,
+        (Some(2), Some(kind), None) => KeyState::WrongType {
+            kind: text(kind).ok_or_else(bad)?,
+        },
+        (Some(1), Some(value), Some(pttl)) => KeyState::Held {
+            token: text(value).ok_or_else(bad)?,
+            ttl: int(pttl)
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(std::time::Duration::from_millis),
+        },
+        _ => return Err(bad()),
+    };
+    Ok((state, fence))
 }
 
 /// The release script returns how many keys it deleted.
@@ -286,6 +327,47 @@ mod tests {
         ));
         let old = Err(FredError::new(ErrorKind::Unknown, "ERR syntax error"));
         assert!(is_syntax_error(&old));
+    }
+
+    #[test]
+    fn inspect_replies() {
+        let arr = |v: Vec<Value>| Ok(Value::Array(v));
+        assert_eq!(
+            inspect_outcome(arr(vec![Value::Integer(0), Value::Integer(3)])),
+            Ok((KeyState::Free, 3))
+        );
+        assert_eq!(
+            inspect_outcome(arr(vec![
+                Value::Integer(1),
+                Value::Integer(0),
+                Value::from("tok"),
+                Value::Integer(-1)
+            ])),
+            Ok((
+                KeyState::Held {
+                    token: "tok".into(),
+                    ttl: None
+                },
+                0
+            ))
+        );
+        assert_eq!(
+            inspect_outcome(arr(vec![
+                Value::Integer(2),
+                Value::Integer(0),
+                Value::from("hash")
+            ])),
+            Ok((
+                KeyState::WrongType {
+                    kind: "hash".into()
+                },
+                0
+            ))
+        );
+        assert!(matches!(
+            inspect_outcome(arr(vec![Value::Integer(7)])),
+            Err(MasterFailure::BadReply(_))
+        ));
     }
 
     #[test]

@@ -144,3 +144,24 @@ for i = 3, #ARGV do
 end
 return 1
 "#;
+
+/// Inspection (read-only). `KEYS[1]` = lock key, `KEYS[2]` = fence hash;
+/// `ARGV[1]` = the resource name. Returns `{0, fence}` (no key),
+/// `{1, fence, value, pttl}` (a string key) or `{2, fence, type}` (a key
+/// of another type). `fence` is 0 when none is stored (or the fence hash
+/// is unreadable).
+pub const INSPECT: &str = r#"
+local f = redis.pcall('HGET', KEYS[2], ARGV[1])
+local fence = 0
+if type(f) == 'string' then
+  fence = tonumber(f) or 0
+end
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then
+  return {0, fence}
+end
+if kind ~= 'string' then
+  return {2, fence, kind}
+end
+return {1, fence, redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"#;
