@@ -428,6 +428,7 @@ pub struct Settings {
     pub(crate) max_ttl: Ttl,
     pub(crate) clock_check: bool,
     pub(crate) fencing: bool,
+    pub(crate) holder: Option<HolderSetting>,
     #[cfg(feature = "sim-mutants")]
     pub(crate) mutant_no_elapsed_check: bool,
     #[cfg(feature = "sim-mutants")]
@@ -496,6 +497,15 @@ impl Settings {
     /// guard's window (see [`SettingsBuilder::max_ttl`]).
     pub fn max_ttl(&self) -> Ttl {
         self.max_ttl
+    }
+
+    /// A fresh token for a new acquisition: random, with the holder record
+    /// when recording holders is on (see [`SettingsBuilder::holder_label`]).
+    pub fn new_token(&self) -> crate::Token {
+        match &self.holder {
+            Some(h) => crate::Token::with_holder(&crate::Holder::current(h.label.as_deref())),
+            None => crate::Token::random(),
+        }
     }
 
     /// Whether locks get a fencing token unless an acquire says otherwise
@@ -587,10 +597,18 @@ pub struct SettingsBuilder {
     max_ttl: Duration,
     clock_check: bool,
     fencing: bool,
+    holder: Option<HolderSetting>,
     #[cfg(feature = "sim-mutants")]
     mutant_no_elapsed_check: bool,
     #[cfg(feature = "sim-mutants")]
     mutant_no_fence_write_back: bool,
+}
+
+/// Whether and how holders are recorded (see
+/// [`SettingsBuilder::holder_label`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HolderSetting {
+    label: Option<String>,
 }
 
 /// The default maximum TTL of a deployment, and so the default window of
@@ -622,6 +640,7 @@ impl Default for SettingsBuilder {
             max_ttl: DEFAULT_MAX_TTL,
             clock_check: false,
             fencing: false,
+            holder: Some(HolderSetting { label: None }),
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: false,
             #[cfg(feature = "sim-mutants")]
@@ -739,6 +758,26 @@ impl SettingsBuilder {
         self
     }
 
+    /// Records who holds each lock (host, process id, since when, and
+    /// `label` if given) with the lock on every master, so a refused
+    /// contender, `redlock inspect` and
+    /// [`Redlock::inspect`](crate::Redlock::inspect) can show it. On by
+    /// default (without a label). Labels are cut to
+    /// [`MAX_LABEL_LEN`](crate::MAX_LABEL_LEN) bytes.
+    pub fn holder_label(mut self, label: impl Into<String>) -> Self {
+        self.holder = Some(HolderSetting {
+            label: Some(label.into()),
+        });
+        self
+    }
+
+    /// Stops recording who holds each lock: the lock keys then hold the
+    /// random token alone (32 bytes instead of about 60).
+    pub fn without_holder(mut self) -> Self {
+        self.holder = None;
+        self
+    }
+
     /// Gives every lock a fencing token ([`Lock::fence`](crate::Lock::fence))
     /// unless an acquire says otherwise (default off). It costs a second
     /// round trip to a quorum per acquire, and one never-expiring hash field
@@ -813,6 +852,7 @@ impl SettingsBuilder {
             max_ttl,
             clock_check: self.clock_check,
             fencing: self.fencing,
+            holder: self.holder,
             #[cfg(feature = "sim-mutants")]
             mutant_no_elapsed_check: self.mutant_no_elapsed_check,
             #[cfg(feature = "sim-mutants")]

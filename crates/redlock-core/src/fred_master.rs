@@ -591,6 +591,19 @@ impl RedlockBuilder {
         self
     }
 
+    /// See [`SettingsBuilder::holder_label`]: who holds each lock is
+    /// recorded with it (on by default, without a label).
+    pub fn holder_label(mut self, label: impl Into<String>) -> Self {
+        self.settings = self.settings.holder_label(label);
+        self
+    }
+
+    /// See [`SettingsBuilder::without_holder`].
+    pub fn without_holder(mut self) -> Self {
+        self.settings = self.settings.without_holder();
+        self
+    }
+
     /// See [`SettingsBuilder::fencing`]: every lock gets a fencing token
     /// unless an acquire says otherwise.
     pub fn fencing(mut self, on: bool) -> Self {

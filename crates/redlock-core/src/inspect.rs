@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Quorum, Resource};
+use crate::holder::Holder;
 use crate::tally::MasterFailure;
 
 /// What one master holds under a lock key, as read by
@@ -20,8 +21,10 @@ pub enum KeyState {
     /// A lock key: the holder's token and the time left before it expires
     /// (`None`: the key has no expiry, so it was not set by redlock).
     Held {
-        /// The stored token.
+        /// The stored token (with the holder record, when recorded).
         token: String,
+        /// Who holds it, when the holder recorded itself.
+        holder: Option<Holder>,
         /// Time to live left.
         ttl: Option<Duration>,
     },
@@ -97,6 +100,18 @@ impl Inspection {
         self.views.iter().filter(|v| v.state.is_ok()).count()
     }
 
+    /// The holder record of the token held on the most masters, when it
+    /// recorded one.
+    pub fn holder_record(&self) -> Option<Holder> {
+        let (token, _) = self.holder()?;
+        self.views.iter().find_map(|v| match &v.state {
+            Ok(KeyState::Held {
+                token: t, holder, ..
+            }) if t == token => holder.clone(),
+            _ => None,
+        })
+    }
+
     /// The token held on the most masters, and on how many (`None` when
     /// no master holds a key).
     pub fn holder(&self) -> Option<(&str, usize)> {
@@ -132,8 +147,11 @@ impl fmt::Display for Inspection {
             write!(f, "{}: ", v.address)?;
             match &v.state {
                 Ok(KeyState::Free) => f.write_str("free")?,
-                Ok(KeyState::Held { token, ttl }) => {
+                Ok(KeyState::Held { token, holder, ttl }) => {
                     write!(f, "held by {}…", token.get(..8).unwrap_or(token))?;
+                    if let Some(h) = holder {
+                        write!(f, " ({h})")?;
+                    }
                     match ttl {
                         Some(ttl) => write!(f, ", {} ms left", ttl.as_millis())?,
                         None => f.write_str(", no expiry")?,
@@ -180,6 +198,7 @@ mod tests {
     fn held(t: &str) -> Result<KeyState, MasterFailure> {
         Ok(KeyState::Held {
             token: t.into(),
+            holder: None,
             ttl: Some(Duration::from_secs(1)),
         })
     }

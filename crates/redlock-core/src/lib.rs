@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod fence;
 mod fred_master;
+mod holder;
 mod inspect;
 mod lock;
 mod manager;
@@ -33,6 +34,7 @@ pub use config::{
 pub use error::{AcquireError, ConfigError, ExtendError, ReleaseError};
 pub use fence::{Fence, FenceKeys, MAX_FENCE};
 pub use fred_master::{redact_url, FredLink, FredMaster, RedlockBuilder};
+pub use holder::{Holder, MAX_LABEL_LEN};
 pub use inspect::{Inspection, KeyState, MasterView};
 pub use lock::Lock;
 pub use manager::{AcquireOptions, Redlock};

@@ -257,8 +257,12 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         S::Error: Into<ConfigError>,
     {
         let resources = resources.try_into().map_err(Into::into)?;
-        self.acquire_with(&resources, &AcquireOptions::once(), Token::random())
-            .await
+        self.acquire_with(
+            &resources,
+            &AcquireOptions::once(),
+            self.settings.new_token(),
+        )
+        .await
     }
 
     /// Acquires with the manager's retry policy and wait deadline.
@@ -277,8 +281,12 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         S::Error: Into<ConfigError>,
     {
         let resources = resources.try_into().map_err(Into::into)?;
-        self.acquire_with(&resources, &AcquireOptions::new(), Token::random())
-            .await
+        self.acquire_with(
+            &resources,
+            &AcquireOptions::new(),
+            self.settings.new_token(),
+        )
+        .await
     }
 
     /// Acquires with explicit options and a caller-chosen token.

@@ -135,6 +135,7 @@ pub(crate) fn inspect_outcome(
             kind: text(kind).ok_or_else(bad)?,
         },
         (Some(1), Some(value), Some(pttl)) => KeyState::Held {
+            holder: text(value).and_then(|v| crate::Token::parse(&v).ok()?.holder()),
             token: text(value).ok_or_else(bad)?,
             ttl: int(pttl)
                 .and_then(|ms| u64::try_from(ms).ok())
@@ -346,6 +347,7 @@ mod tests {
             Ok((
                 KeyState::Held {
                     token: "tok".into(),
+                    holder: None,
                     ttl: None
                 },
                 0

@@ -7,6 +7,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 
 use crate::error::ConfigError;
+use crate::holder::Holder;
 
 /// Bytes of randomness in a token (128 bits).
 pub const TOKEN_BYTES: usize = 16;
@@ -27,22 +28,47 @@ impl Token {
     }
 
     /// Parses a token previously obtained from [`Token::expose`]: at least
-    /// 32 and at most 128 lowercase hex digits.
+    /// 32 and at most 128 lowercase hex digits, optionally followed by a
+    /// space and a holder record ([`Token::with_holder`]).
     ///
     /// # Errors
     ///
     /// [`ConfigError::InvalidToken`] otherwise (the error does not repeat the
     /// input, which may be a secret).
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
-        let ok_len = (2 * TOKEN_BYTES..=128).contains(&s.len());
-        let ok_chars = s
+        // The random part, then optionally the holder record (see
+        // `Holder`), as `Token::with_holder` writes it.
+        let (random, record) = match s.split_once(' ') {
+            Some((random, record)) => (random, Some(record)),
+            None => (s, None),
+        };
+        let ok_len = (2 * TOKEN_BYTES..=128).contains(&random.len()) && s.len() <= 1024;
+        let ok_chars = random
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if ok_len && ok_chars {
+        let ok_record = record.is_none_or(|r| Holder::parse(r).is_some());
+        if ok_len && ok_chars && ok_record {
             Ok(Self(s.to_owned()))
         } else {
             Err(ConfigError::InvalidToken { len: s.len() })
         }
+    }
+
+    /// A fresh random token that also records who holds the lock
+    /// (`Holder`): the value stored in every lock key is then the random
+    /// part followed by the holder record. Compare-and-delete compares the
+    /// whole value, so it is exactly as strict as with the random part
+    /// alone.
+    pub fn with_holder(holder: &Holder) -> Self {
+        let mut t = Self::random();
+        t.0.push(' ');
+        t.0.push_str(&holder.record());
+        t
+    }
+
+    /// The holder recorded in this token, if any.
+    pub fn holder(&self) -> Option<Holder> {
+        self.0.split_once(' ').and_then(|(_, r)| Holder::parse(r))
     }
 
     /// The secret value, as stored in Redis.
@@ -97,6 +123,16 @@ mod tests {
         for _ in 0..1_000_000 {
             assert!(seen.insert(Token::random().0), "duplicate token");
         }
+    }
+
+    #[test]
+    fn tokens_with_a_holder_parse_back() {
+        let h = Holder::new("web-1", 7, 1_700_000_000_000, Some("nightly"));
+        let t = Token::with_holder(&h);
+        assert_eq!(t.holder(), Some(h));
+        assert_eq!(Token::parse(t.expose()).ok(), Some(t.clone()));
+        assert!(Token::parse(&format!("{} not a record", &t.expose()[..32])).is_err());
+        assert_eq!(Token::random().holder(), None);
     }
 
     #[test]

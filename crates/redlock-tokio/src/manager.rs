@@ -393,7 +393,7 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
         // The token is chosen here, before anything is sent, so that a
         // cancelled call can be cleaned up by token (the core's hook for
         // exactly this).
-        let token = Token::random();
+        let token = self.inner.redlock.settings().new_token();
         let mut cleanup = CancelCleanup {
             inner: Arc::clone(&self.inner),
             resources: resources.clone(),

@@ -12,6 +12,7 @@ async fn inspect_shows_the_holder_its_ttl_and_the_fence() {
     let rl = fresh_builder(masters.urls())
         .ttl(Duration::from_secs(30))
         .fencing(true)
+        .holder_label("report job")
         .connect()
         .await
         .expect("connect");
@@ -31,6 +32,11 @@ async fn inspect_shows_the_holder_its_ttl_and_the_fence() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(seen.holder(), Some((lock.token().expose(), 3)));
+    // Who holds it was recorded with the lock.
+    let holder = seen.holder_record().expect("holder recorded by default");
+    assert_eq!(holder.pid(), std::process::id());
+    assert_eq!(holder.label(), Some("report job"));
+    assert!(seen.to_string().contains("report job"), "{seen}");
     assert!(seen.held_by_quorum());
     assert_eq!(seen.key(), "redlock:report");
     for v in seen.views() {
