@@ -91,11 +91,26 @@ impl fmt::Display for MasterFailure {
             Self::RecentlyRestarted { votes_in } => {
                 write!(
                     f,
-                    "restarted recently, votes again in {:.1}s (restart guard)",
-                    votes_in.as_secs_f64()
+                    "up for less than the deployment's max_ttl, votes again in {} (restart guard: a master that restarted may have lost keys others count on; turn it off only for masters created empty for this run, danger_disable_restart_guard)",
+                    human(*votes_in)
                 )
             }
         }
+    }
+}
+
+/// A duration for people: `850ms`, `58s`, `2m05s`; rounded up, so a wait
+/// is never announced shorter than it is.
+fn human(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if secs < 120 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
     }
 }
 
@@ -326,6 +341,22 @@ mod tests {
         t.record(0, Ok(()));
         t.record(9, Ok(()));
         assert_eq!(t.decision(), Decision::Pending);
+    }
+
+    #[test]
+    fn waits_read_in_human_units_and_name_the_setting() {
+        use std::time::Duration;
+        assert_eq!(human(Duration::from_millis(850)), "850ms");
+        assert_eq!(human(Duration::from_millis(57_200)), "58s");
+        assert_eq!(human(Duration::from_secs(125)), "2m05s");
+        let f = MasterFailure::RecentlyRestarted {
+            votes_in: Duration::from_millis(26_999),
+        };
+        let s = f.to_string();
+        assert!(
+            s.contains("27s") && s.contains("max_ttl") && s.contains("restart guard"),
+            "{s}"
+        );
     }
 
     #[test]

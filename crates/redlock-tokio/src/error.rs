@@ -119,16 +119,9 @@ impl fmt::Display for LossReason {
                 attempts: 0,
                 last_error: None,
             } => f.write_str("lock lost: validity ended (no extension was attempted)"),
-            Self::Lapsed {
-                attempts,
-                last_error: Some(e),
-            } => {
-                write!(f, "lock lost: validity ended before an extension succeeded ({attempts} failed attempt(s); last: {e})")
-            }
-            Self::Lapsed {
-                attempts,
-                last_error: None,
-            } => {
+            // The last error is the `source`, not repeated here: error
+            // reporters (`anyhow`'s `{:#}`) print the chain.
+            Self::Lapsed { attempts, .. } => {
                 write!(f, "lock lost: validity ended before an extension succeeded ({attempts} failed attempt(s))")
             }
             Self::CapReached { cap } => write!(f, "lock lost: {cap}, and the validity ended"),
@@ -152,17 +145,42 @@ impl std::error::Error for LossReason {
 
 /// Why [`LockManager::with_lock`](crate::LockManager::with_lock) did not
 /// return the work's output.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum WithLockError {
     /// The lock was not acquired; the work never ran.
-    #[error(transparent)]
-    Acquire(#[from] AcquireError),
+    Acquire(AcquireError),
     /// The lock was lost while the work ran; the work was cancelled (its
     /// future dropped) at that point, and what remained of the lock was
     /// released.
-    #[error("work cancelled: {0}")]
-    Lost(#[source] LossReason),
+    Lost(LossReason),
+}
+
+impl fmt::Display for WithLockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Acquire(e) => e.fmt(f),
+            Self::Lost(reason) => write!(f, "work cancelled: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for WithLockError {
+    /// The cause behind the message, never the message again: `Acquire`
+    /// is transparent, and `Lost` already says its reason, so its source
+    /// is the reason's own source (the last extension error).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Acquire(e) => e.source(),
+            Self::Lost(reason) => reason.source(),
+        }
+    }
+}
+
+impl From<AcquireError> for WithLockError {
+    fn from(e: AcquireError) -> Self {
+        Self::Acquire(e)
+    }
 }
 
 impl WithLockError {
@@ -190,8 +208,24 @@ mod tests {
         };
         let text = lapsed.to_string();
         assert!(text.contains("3 failed attempt"), "{text}");
-        assert!(text.contains("expired"), "{text}");
         assert!(std::error::Error::source(&lapsed).is_some());
+        // The whole chain, as `anyhow`'s `{:#}` prints it, says each thing
+        // once.
+        let lost = WithLockError::Lost(lapsed);
+        let mut chain = vec![lost.to_string()];
+        let mut next = std::error::Error::source(&lost);
+        while let Some(e) = next {
+            chain.push(e.to_string());
+            next = e.source();
+        }
+        assert_eq!(chain.len(), 2, "{chain:?}");
+        assert!(chain[0].contains("3 failed attempt"), "{chain:?}");
+        assert!(chain[1].contains("expired"), "{chain:?}");
+        for (i, a) in chain.iter().enumerate() {
+            for b in &chain[i + 1..] {
+                assert!(!a.contains(b.as_str()), "{a:?} repeats {b:?}");
+            }
+        }
         let cap = LossReason::CapReached {
             cap: Cap::Extensions(4),
         };
