@@ -307,6 +307,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     ///
     /// Not cancel safe by itself; after dropping it, release with
     /// [`release_token`](Self::release_token) and the same token.
+    #[tracing::instrument(name = "redlock.acquire", level = "debug", skip_all, fields(%resources))]
     pub async fn acquire_with(
         &self,
         resources: &ResourceSet,
@@ -351,6 +352,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             }
             let failure = match self.attempt(&keys, fences, &token, ttl).await {
                 Ok((valid_until, votes, fence)) => {
+                    tracing::debug!(attempts, %votes, fence = fence.map(Fence::get), "acquired");
                     return Ok(Lock {
                         resources: resources.clone(),
                         keys,
@@ -367,7 +369,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 }
             };
             if attempts > retry.retries() {
-                return Err(failure.into_error(attempts, ttl));
+                return Err(log_failure(failure.into_error(attempts, ttl)));
             }
             let mut delay = retry.delay(attempts, self.runtime.random_u64());
             let now = self.runtime.now();
@@ -377,11 +379,11 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 // one last attempt starts at the deadline.
                 let left = deadline.saturating_duration_since(now);
                 if left.is_zero() {
-                    return Err(AcquireError::Deadline {
+                    return Err(log_failure(AcquireError::Deadline {
                         attempts,
                         waited: now.saturating_duration_since(begin),
                         last: Box::new(failure.into_error(attempts, ttl)),
-                    });
+                    }));
                 }
                 delay = delay.min(left);
             }
@@ -535,6 +537,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// value unchanged, and keys on the masters hold only our token, with
     /// an expiry no shorter than before (the script never shortens a key,
     /// even for a shorter TTL).
+    #[tracing::instrument(name = "redlock.extend", level = "debug", skip_all, fields(resources = %lock.resources))]
     pub async fn extend(&self, lock: &mut Lock, ttl: Option<Duration>) -> Result<(), ExtendError> {
         let ttl = match ttl {
             Some(d) => Ttl::try_from(d)?,
@@ -552,6 +555,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         let token = &lock.token;
         let (decision, tally) = self.vote(|m| m.extend(&keys, token, ttl, recreate)).await;
         let votes = tally.into_votes(&self.addresses);
+        tracing::debug!(%votes, "extend decided");
         if decision != Decision::Granted {
             return Err(ExtendError::NoQuorum { votes });
         }
@@ -791,6 +795,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             }
         }
         let report = tally.report(&self.addresses);
+        tracing::debug!(%report, "release decided");
         let ok = if wait_all {
             report.failed() == 0
         } else {
@@ -802,4 +807,16 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             Err(ReleaseError::Incomplete { report })
         }
     }
+}
+
+/// Logs an acquisition that failed for good: contention at DEBUG (a busy
+/// resource is business as usual), anything else at WARN (masters failing,
+/// validity exhausted: what an operator must see).
+fn log_failure(e: AcquireError) -> AcquireError {
+    if e.is_contended() {
+        tracing::debug!(error = %e, "lock not acquired: held elsewhere");
+    } else {
+        tracing::warn!(error = %e, "lock not acquired");
+    }
+    e
 }

@@ -62,9 +62,19 @@ impl Shared {
     pub(crate) fn fire(&self, reason: LossReason) {
         // Reason first, token second: `lost()` reads the reason right after
         // the token wakes it.
+        // A real loss is what an operator must see: every loss path goes
+        // through here, so this is the one place that logs it.
+        if !matches!(reason, LossReason::Released | LossReason::Shutdown) {
+            tracing::warn!(resources = %self.resources, reason = %reason, "lock lost");
+        }
         if self.reason.set(reason).is_ok() {
             self.lost.cancel();
         }
+    }
+
+    /// The loss reason, once the lock was lost (or given up).
+    pub(crate) fn loss(&self) -> Option<&LossReason> {
+        self.reason.get()
     }
 
     pub(crate) fn record_extension(&self, valid_until: Instant) {

@@ -4,6 +4,7 @@
 mod error;
 mod guard;
 mod manager;
+mod metrics;
 mod policy;
 mod watchdog;
 

@@ -356,6 +356,28 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
         if self.is_shut_down() {
             return Err(AcquireError::ShutDown);
         }
+        let called_at = self.inner.redlock.runtime().now();
+        let result = self.acquire_queued(resources, opts).await;
+        let took = self
+            .inner
+            .redlock
+            .runtime()
+            .now()
+            .saturating_duration_since(called_at);
+        match &result {
+            Ok(_) => crate::metrics::acquired(took),
+            Err(e) => crate::metrics::not_acquired(took, e),
+        }
+        result
+    }
+
+    /// [`acquire_with`](Self::acquire_with) after the checks: the queue,
+    /// the core's acquisition, the guard.
+    async fn acquire_queued(
+        &self,
+        resources: ResourceSet,
+        opts: &LockOptions,
+    ) -> Result<LockGuard<M, R>, AcquireError> {
         // A call that may wait queues behind the other tasks of this
         // process waiting for the same resources; a single attempt does not
         // wait, so it does not queue (the masters answer it).
@@ -408,6 +430,7 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
         // between the grant and the guard owning the lock.
         cleanup.disarm();
         let lock = result?;
+        crate::metrics::master_failures(lock.votes());
         let policy = opts
             .extend
             .clone()

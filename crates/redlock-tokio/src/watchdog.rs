@@ -86,6 +86,13 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
             Exit::Release { reply, by_shutdown } => (reply, by_shutdown),
             Exit::Lost => self.lost().await,
         };
+        let held_for = self
+            .inner
+            .redlock
+            .runtime()
+            .now()
+            .saturating_duration_since(self.acquired_at);
+        crate::metrics::ended(held_for, self.shared.loss());
         // Always by token, even for a lost lock: it deletes only keys that
         // still hold our token (a minority left over, or keys a paused
         // master kept), never another owner's.
@@ -188,6 +195,7 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
                     };
                 }
                 Event::Extended(Ok(())) => {
+                    crate::metrics::extended(true);
                     extensions = extensions.saturating_add(1);
                     failures = 0;
                     last_error = None;
@@ -195,6 +203,7 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
                     tracing::trace!(resources = %self.shared.resources, extensions, "lock extended");
                 }
                 Event::Extended(Err(e)) => {
+                    crate::metrics::extended(false);
                     tracing::debug!(resources = %self.shared.resources, error = %e, "extension failed");
                     match judge(&e) {
                         Verdict::Gone(reason) => {
@@ -223,7 +232,7 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
                             last_error: last_error.take(),
                         },
                     };
-                    tracing::debug!(resources = %self.shared.resources, %reason, "lock lost");
+                    // `Shared::fire` logs the loss itself, at WARN.
                     self.shared.fire(reason);
                     return Exit::Lost;
                 }
