@@ -42,6 +42,7 @@ use fred::types::config::{
 };
 use fred::types::{Builder, ClusterHash, ConnectHandle, CustomCommand, Value};
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::broadcast::Receiver as BroadcastReceiver;
 
@@ -726,12 +727,8 @@ impl RedlockBuilder {
             clock_budget,
         )));
         let options = call_options(&settings);
-        let attempts = futures::future::join_all(
-            parsed
-                .into_iter()
-                .map(|p| connect_one(p, &settings, self.connect_timeout, &options, &scripts)),
-        )
-        .await;
+        let attempts =
+            connect_all(parsed, &settings, self.connect_timeout, &options, &scripts).await?;
 
         // The answers are recorded through the same admission rules every
         // later check uses; at start-up a replica or a duplicate in the list
@@ -739,8 +736,7 @@ impl RedlockBuilder {
         // is merely unreachable or flaky now joins when it answers.
         let mut masters = Vec::with_capacity(attempts.len());
         let mut not_usable = Vec::new();
-        for (i, attempt) in attempts.into_iter().enumerate() {
-            let (link, facts) = attempt?;
+        for (i, (link, facts)) in attempts.into_iter().enumerate() {
             let address = link.address_str().to_owned();
             let master = Admitted::new(link, i, Arc::clone(&admission));
             match facts {
@@ -813,6 +809,7 @@ impl Redlock<FredMaster, TokioRuntime> {
     }
 }
 
+#[derive(Clone)]
 struct ParsedUrl {
     config: Config,
     address: Arc<str>,
@@ -949,6 +946,99 @@ fn build_client(
         .build()
 }
 
+/// How long `connect` keeps waiting for the other masters once a quorum is
+/// usable: a master that answers a moment later is still checked at
+/// start-up (a duplicate or a replica is then a configuration error), but
+/// one that is paused or black-holed does not hold the caller for the
+/// whole connect timeout. It joins in the background.
+const CONNECT_GRACE: Duration = Duration::from_millis(50);
+
+/// What one master's start-up gave: its link, and when and what it said
+/// about itself, or why it is not usable yet.
+type Attempt = (FredLink, Result<(Instant, MasterFacts), MasterFailure>);
+
+/// Connects every master in parallel and returns, in master order, as soon
+/// as a quorum is usable and [`CONNECT_GRACE`] has passed (or every master
+/// answered). Masters still connecting then get a client that keeps
+/// reconnecting in the background; they are checked before their first
+/// vote counts.
+async fn connect_all(
+    parsed: Vec<ParsedUrl>,
+    settings: &Settings,
+    connect_timeout: Duration,
+    options: &Options,
+    scripts: &SharedScripts,
+) -> Result<Vec<Attempt>, ConfigError> {
+    let needed = settings.quorum().needed();
+    let mut pending: futures::stream::FuturesUnordered<_> = parsed
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, p)| async move {
+            (
+                i,
+                connect_one(p, settings, connect_timeout, options, scripts).await,
+            )
+        })
+        .collect();
+    let mut done: Vec<Option<Attempt>> = (0..parsed.len()).map(|_| None).collect();
+    let mut usable = 0;
+    let mut grace_until: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match grace_until {
+            Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => pending.next().await,
+        };
+        let Some((i, attempt)) = next else { break };
+        let attempt = attempt?;
+        if attempt.1.is_ok() {
+            usable += 1;
+        }
+        done[i] = Some(attempt);
+        if usable >= needed && grace_until.is_none() {
+            grace_until = Some(tokio::time::Instant::now() + CONNECT_GRACE);
+        }
+    }
+    drop(pending);
+    parsed
+        .into_iter()
+        .zip(done)
+        .map(|(p, attempt)| match attempt {
+            Some(a) => Ok(a),
+            None => {
+                let address = Arc::clone(&p.address);
+                let client =
+                    build_client(p.config, settings, connect_timeout, false).map_err(|e| {
+                        ConfigError::Setup {
+                            master: address.to_string(),
+                            message: e.details().to_string(),
+                        }
+                    })?;
+                let reconnects = client.reconnect_rx();
+                let task = client.connect();
+                let link = FredLink {
+                    reconnects: Mutex::new(reconnects),
+                    client,
+                    options: options.clone(),
+                    address,
+                    scripts: Arc::clone(scripts),
+                    no_set_get: AtomicBool::new(false),
+                    task: Some(task),
+                };
+                Ok((
+                    link,
+                    Err(MasterFailure::Unreachable(
+                        "still connecting when a quorum was ready".into(),
+                    )),
+                ))
+            }
+        })
+        .collect()
+}
+
 /// Connects one master. Returns its link and, when it answered, when and
 /// what it said about itself; a master that is unreachable or fails during
 /// setup (a reset, a timeout) is not an error here: its client keeps
@@ -961,7 +1051,7 @@ async fn connect_one(
     connect_timeout: Duration,
     options: &Options,
     scripts: &SharedScripts,
-) -> Result<(FredLink, Result<(Instant, MasterFacts), MasterFailure>), ConfigError> {
+) -> Result<Attempt, ConfigError> {
     let address = parsed.address;
     let tls = parsed.tls;
     if tls && !parsed.config.uses_tls() {

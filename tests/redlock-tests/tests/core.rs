@@ -596,6 +596,42 @@ async fn master_down_at_startup_joins_when_it_comes_up() {
         .is_empty());
 }
 
+/// A paused minority master at start-up does not hold `connect` for the
+/// connect timeout: once a quorum is usable the build returns, and the
+/// paused master joins in the background once it answers. (Before, every
+/// `connect` waited the whole connect timeout for it.)
+#[tokio::test]
+async fn paused_master_at_startup_does_not_hold_connect() {
+    let masters = Masters::start(3);
+    masters[2].pause();
+    let t0 = Instant::now();
+    let rl = fresh_builder(masters.urls())
+        .connect_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .expect("a quorum is usable");
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "connect waited {took:?} for a paused minority master"
+    );
+    masters[2].resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let lock = rl.try_acquire("joins").await.expect("2 of 3 at least");
+        let granted_by_2 = lock.votes().get(2).map(|v| &v.outcome) == Some(&VoteOutcome::Granted);
+        rl.release(lock).await.ok();
+        if granted_by_2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the paused master never joined");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
+}
+
 // ---------------------------------------------------------------- bad input
 
 async fn connect_err(urls: Vec<String>) -> ConfigError {
