@@ -80,6 +80,23 @@ pub enum ConfigError {
         /// The role the server reports.
         role: String,
     },
+    /// A master runs in Redis Cluster mode. Lock keys would be refused
+    /// (`CLUSTERDOWN`, `MOVED`) or spread over shards; Redlock needs N
+    /// independent single-node primaries (or one key per shard with hash
+    /// tags, which this library does not do).
+    #[error("master {master} is a Redis Cluster node (cluster_enabled:1); redlock needs independent single-node primaries, not a cluster")]
+    ClusterNode {
+        /// Address of the entry.
+        master: String,
+    },
+    /// The database number in a master URL does not exist on that server.
+    #[error("master {master}: database {db} does not exist on this server (see its `databases` setting)")]
+    NoSuchDatabase {
+        /// Address of the entry.
+        master: String,
+        /// The database number asked for.
+        db: u8,
+    },
     /// The quorum is not a strict majority of the masters, or exceeds them.
     #[error("quorum {quorum} is invalid for {masters} masters: it must be more than {} and at most {masters}", masters / 2)]
     InvalidQuorum {

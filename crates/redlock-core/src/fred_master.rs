@@ -870,7 +870,7 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
     };
     let config = Config::from_url_centralized(url).map_err(|e| ConfigError::InvalidUrl {
         url: shown.clone(),
-        reason: e.details().to_string(),
+        reason: url_reason(e.details()),
     })?;
     let address = match &config.server {
         ServerConfig::Centralized { server } => {
@@ -899,6 +899,24 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
         address: address.into(),
         tls,
     })
+}
+
+/// fred reports URL mistakes with the `url` crate's enum names
+/// (`EmptyHost`, `InvalidPort`) or terse phrases; say them in words.
+fn url_reason(details: &str) -> String {
+    match details {
+        "EmptyHost" | "Invalid or missing host." => "the host is missing".into(),
+        "InvalidPort" => "the port is not a number from 1 to 65535".into(),
+        "InvalidIpv6Address" => "the IPv6 address is malformed".into(),
+        "InvalidIpv4Address" => "the IPv4 address is malformed".into(),
+        "InvalidDomainCharacter" | "IdnaError" => {
+            "the host name has a character a host name cannot have".into()
+        }
+        "Invalid integer string." => {
+            "the database (the path after the port) is not a number".into()
+        }
+        other => other.to_owned(),
+    }
 }
 
 fn call_options(settings: &Settings) -> Options {
@@ -1098,6 +1116,11 @@ async fn connect_one(
                 Err(e) if e.kind() == &ErrorKind::Auth || is_auth_message(e.details()) => {
                     return Err(auth_err(&e))
                 }
+                Err(e) if e.kind() == &ErrorKind::Cluster => {
+                    return Err(ConfigError::ClusterNode {
+                        master: address.to_string(),
+                    })
+                }
                 Err(e) => return Ok((link, Err(setup_failure(&e, &address)?))),
             };
             let observed_at = TokioRuntime.now();
@@ -1108,6 +1131,15 @@ async fn connect_one(
         }
         Ok(Err(e)) if e.kind() == &ErrorKind::Auth || is_auth_message(e.details()) => {
             Err(auth_err(&e))
+        }
+        // fred sends SELECT on connect: a database the server does not
+        // have fails every connection, and would otherwise read as
+        // "unreachable".
+        Ok(Err(e)) if e.details().contains("DB index is out of range") => {
+            Err(ConfigError::NoSuchDatabase {
+                master: address.to_string(),
+                db: parsed.config.database.unwrap_or(0),
+            })
         }
         // A wrong CA or host name does not heal by retrying: fail now, with
         // the reason, rather than count the master as merely unreachable.
@@ -1207,6 +1239,14 @@ async fn fetch_identity(client: &Client, options: &Options) -> Result<MasterFact
     let run_id = field("run_id")
         .ok_or_else(|| FredError::new(ErrorKind::Protocol, "INFO reply has no run_id"))?;
     let role = field("role").unwrap_or_else(|| "unknown".into());
+    if field("cluster_enabled").as_deref() == Some("1") {
+        // Typed by kind, so start-up can name it; a vote reports it as a
+        // server error with this text.
+        return Err(FredError::new(
+            ErrorKind::Cluster,
+            "CLUSTER mode: this server is a Redis Cluster node (cluster_enabled:1); redlock needs independent single-node primaries",
+        ));
+    }
     // As reported: whole seconds of wall clock. The admission rules add the
     // granularity. A missing field reads as 0: the guard errs on waiting.
     let uptime_secs = field("uptime_in_seconds")
@@ -1487,6 +1527,29 @@ mod tests {
             parse_url("rediss://h:notaport"),
             Err(ConfigError::InvalidUrl { .. })
         ));
+    }
+
+    #[test]
+    fn url_errors_read_like_sentences() {
+        let reason = |u: &str| match parse_url(u) {
+            Err(ConfigError::InvalidUrl { reason, .. }) => reason,
+            other => panic!("{u}: {:?}", other.err()),
+        };
+        assert_eq!(reason("redis://:1"), "the host is missing");
+        assert_eq!(
+            reason("redis://h:99999"),
+            "the port is not a number from 1 to 65535"
+        );
+        assert_eq!(
+            reason("redis://h:notaport"),
+            "the port is not a number from 1 to 65535"
+        );
+        assert_eq!(reason("redis://[::1"), "the IPv6 address is malformed");
+        assert!(
+            reason("redis://h:1/x").contains("database"),
+            "{}",
+            reason("redis://h:1/x")
+        );
     }
 
     #[test]

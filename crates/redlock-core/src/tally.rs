@@ -131,7 +131,7 @@ impl fmt::Display for VoteOutcome {
         match self {
             Self::Granted => f.write_str("granted"),
             Self::Failed(e) => e.fmt(f),
-            Self::Pending => f.write_str("no answer yet"),
+            Self::Pending => f.write_str("not waited for (decided without it)"),
         }
     }
 }

@@ -674,6 +674,21 @@ async fn malformed_urls_rejected() {
 }
 
 #[tokio::test]
+async fn cluster_nodes_and_missing_databases_are_named_not_unreachable() {
+    use redlock_harness::{RedisServer, ServerOptions};
+    let masters = Masters::start(2);
+    let node = RedisServer::start_with(ServerOptions::default().with_arg("cluster-enabled", "yes"));
+    let err = connect_err(vec![masters[0].url(), masters[1].url(), node.url()]).await;
+    assert!(matches!(err, ConfigError::ClusterNode { .. }), "{err}");
+    assert!(err.to_string().contains("cluster"), "{err}");
+    let err = connect_err(vec![format!("{}/99", masters[0].url())]).await;
+    assert!(
+        matches!(err, ConfigError::NoSuchDatabase { db: 99, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn duplicate_masters_rejected_by_address_and_by_identity() {
     let masters = Masters::start(2);
     let p = masters[0].port();
