@@ -9,7 +9,8 @@ use redlock_tests::fresh_builder;
 
 /// The exact ACL the library needs, documented in `docs/safety.md`:
 /// the three scripts (EVALSHA, EVAL for the NOSCRIPT fallback, SCRIPT LOAD),
-/// the commands they run (GET, SET, PEXPIRE, PTTL, DEL) on lock keys only, INFO
+/// the commands they run (GET, SET, PEXPIRE, PTTL, DEL; HGET and HSET on the
+/// fence hash, whose key is the prefix; TYPE for inspection) on lock keys only, INFO
 /// for the identity and restart checks, and PING. `resetchannels` and
 /// `-@all` first, so nothing else is allowed.
 const ACL_RULES: &[&str] = &[
@@ -27,6 +28,9 @@ const ACL_RULES: &[&str] = &[
     "+pexpire",
     "+pttl",
     "+del",
+    "+hget",
+    "+hset",
+    "+type",
     "+info",
     "+ping",
 ];
@@ -66,7 +70,22 @@ async fn works_under_a_least_privilege_acl_user() {
         .expect("flush as admin");
     let lock = rl.try_acquire("acl:c").await.expect("acquire after flush");
     rl.release(lock).await.expect("release after flush");
-    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+    // Fencing and inspection need nothing more than the documented line.
+    let fenced = rl
+        .acquire_with(
+            &redlock_core::ResourceSet::try_from("acl:f").expect("valid"),
+            &redlock_core::AcquireOptions::once().fenced(true),
+            redlock_core::Token::random(),
+        )
+        .await
+        .expect("fenced acquire as locker");
+    assert!(fenced.fence().is_some());
+    let seen = rl.inspect("acl:f").await.expect("valid");
+    assert!(seen.views().iter().all(|v| v.state.is_ok()), "{seen}");
+    rl.release(fenced).await.expect("release as locker");
+    // No lock key is left ("redlock:" alone is the fence hash, which
+    // never expires).
+    assert!(redlock_tests::keys_left(&masters, "redlock:?*")
         .await
         .is_empty());
 
