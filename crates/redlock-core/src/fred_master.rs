@@ -1,7 +1,8 @@
 //! The production [`Master`]: one multiplexed fred client per Redis master,
 //! configured for locks rather than for caching.
 //!
-//! fred's defaults are wrong for a lock (see `DESIGN.md`, "Traps"), so every
+//! fred's defaults are wrong for a lock (see `docs/algorithm.md`, "How each
+//! master is reached"), so every
 //! client is built with:
 //! - a reconnect policy that never gives up (without one, a client whose
 //!   server died reports `Connected` while every command hangs);
@@ -694,8 +695,13 @@ impl RedlockBuilder {
     /// masters (same address, or same server `run_id`), a replica in the
     /// list, rejected credentials, a `rediss://` URL without the `tls`
     /// feature, unusable CA certificates, a failed TLS handshake (even on
-    /// one master, like rejected credentials), or fewer than a quorum
-    /// reachable.
+    /// one master, like rejected credentials), a Redis Cluster node, a
+    /// database the server does not have, or fewer than a quorum usable.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is locked yet; dropping it drops the
+    /// connections made so far.
     pub async fn connect(self) -> Result<Redlock<FredMaster, TokioRuntime>, ConfigError> {
         let settings = self.settings.build(self.urls.len())?;
         let parsed = self
@@ -800,7 +806,14 @@ impl Redlock<FredMaster, TokioRuntime> {
     }
 
     /// Closes every master connection. Locks still held stay until their
-    /// TTL; release them first.
+    /// TTL; release them first (and await
+    /// [`background_idle`](Redlock::background_idle) for releases still
+    /// finishing on slow masters).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it leaves the remaining connections open; they
+    /// close when the manager is dropped.
     pub async fn quit(&self) {
         futures::future::join_all(self.masters().iter().map(|m| async move {
             let _ = m.client().quit().await;
