@@ -16,13 +16,17 @@
 //! ```
 //!
 //! The release happens on every path that reaches this code after the
-//! acquisition; only SIGKILL of `redlock` itself skips it, and then the
-//! keys expire with the TTL (and, on Linux, CMD gets SIGTERM from the
-//! kernel, since nothing keeps its lock any more).
+//! connection, including a signal while an attempt is in flight (whatever
+//! the attempt set is released in the background, and [`run`] waits for
+//! that, bounded, before returning to `main`, which then drops the
+//! runtime). Only SIGKILL of `redlock` itself skips it, and then the keys
+//! expire with the TTL (and, on Linux, CMD gets SIGTERM from the kernel,
+//! since nothing keeps its lock any more).
 
 use std::io::ErrorKind;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::time::Duration;
 
 use redlock_core::RetryPolicy;
 use redlock_tokio::{AcquireError, LockGuard, LockManager, LockOptions};
@@ -71,13 +75,47 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Res
         sig = signals.recv() => return Err(Failure::signalled(sig)),
     };
 
+    let outcome = locked(&locks, global, urls, &args, &mut signals).await;
+    // Every path after connecting ends here, so whatever this run set on
+    // the masters is released before `main` drops the runtime: an
+    // acquisition cancelled by a signal leaves its cleanup to a background
+    // task of the adapter, which the runtime would drop unpolled. The wait
+    // is bounded: each release is bounded by the per-master timeout.
+    let bound = release_bound(global);
+    let report = locks.shutdown(bound).await;
+    if !report.is_clean() {
+        eprintln!(
+            "redlock: warning: release not confirmed on every master within {}; the keys there expire with the TTL",
+            crate::output::human_duration(bound)
+        );
+    }
+    outcome
+}
+
+/// How long `exec` waits, on its way out, for the releases it started: one
+/// per-master timeout (a release is one command per master, all in
+/// parallel), plus a margin for a busy machine.
+fn release_bound(global: &Global) -> Duration {
+    global.master_timeout.saturating_add(Duration::from_secs(1))
+}
+
+/// Acquires, runs CMD, releases. Returns on every path without waiting
+/// for background releases; [`run`] does that.
+async fn locked(
+    locks: &LockManager,
+    global: &Global,
+    urls: &[String],
+    args: &ExecArgs,
+    signals: &mut Signals,
+) -> Result<u8, Failure> {
     let opts = match args.wait {
         None => LockOptions::once(),
         Some(wait) => LockOptions::new().retry(wait_policy()).wait(Some(wait)),
     }
     .ttl(args.ttl);
     // The adapter's acquisition is cancel safe: dropping it on a signal
-    // releases whatever an attempt in flight had set.
+    // hands whatever an attempt in flight had set to a background release,
+    // which `run` waits for.
     let guard = tokio::select! {
         r = locks.acquire_with(args.resource.as_str(), &opts) => r,
         sig = signals.recv() => return Err(Failure::signalled(sig)),
@@ -108,7 +146,7 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Res
         );
     }
 
-    let outcome = supervise(global, urls, &args, &guard, &mut signals).await;
+    let outcome = supervise(global, urls, args, &guard, signals).await;
 
     // Every path from here releases: CMD exited, was killed, or could not
     // be started.

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::time::Duration;
 
 use redlock_core::ConfigError;
 
@@ -150,6 +151,53 @@ pub(crate) fn one_line(s: &str) -> String {
         .join(" ")
 }
 
+/// A duration for people: `250ms`, `1.98s`, `29.9s`, `1m30s`, `2h5m`,
+/// `3d4h`. Never Rust's `Debug` form (`1.977737831s`): two or three
+/// significant digits say all a reader needs.
+pub(crate) fn human_duration(d: Duration) -> String {
+    /// `x` with at most `decimals` decimals, trailing zeros dropped.
+    fn trimmed(x: f64, decimals: usize) -> String {
+        let s = format!("{x:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s
+        }
+    }
+    let secs = d.as_secs();
+    if d.is_zero() {
+        "0s".to_owned()
+    } else if d < Duration::from_millis(1) {
+        format!("{}µs", d.as_micros())
+    } else if d < Duration::from_millis(10) {
+        format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 1))
+    } else if d < Duration::from_micros(999_500) {
+        // Below 999.5 ms, so rounding never prints `1000ms`.
+        format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 0))
+    } else if d < Duration::from_millis(9_995) {
+        format!("{}s", trimmed(d.as_secs_f64(), 2))
+    } else if d < Duration::from_millis(59_950) {
+        format!("{}s", trimmed(d.as_secs_f64(), 1))
+    } else if secs < 3600 {
+        // Whole seconds from here on; `59.96s` lands here as `1m`.
+        let secs = d.as_secs_f64().round() as u64;
+        match (secs / 60, secs % 60) {
+            (m, 0) => format!("{m}m"),
+            (m, s) => format!("{m}m{s}s"),
+        }
+    } else if secs < 86_400 {
+        match (secs / 3600, secs % 3600 / 60) {
+            (h, 0) => format!("{h}h"),
+            (h, m) => format!("{h}h{m}m"),
+        }
+    } else {
+        match (secs / 86_400, secs % 86_400 / 3600) {
+            (days, 0) => format!("{days}d"),
+            (days, h) => format!("{days}d{h}h"),
+        }
+    }
+}
+
 /// Shortens a token for display: its first 8 characters and an ellipsis.
 /// Enough to tell holders apart, not enough to release someone's lock.
 pub(crate) fn short_token(token: &str) -> String {
@@ -271,6 +319,29 @@ mod tests {
     fn messages_fold_to_one_line() {
         assert_eq!(one_line("a\n  b\n\nc "), "a b c");
         assert_eq!(Failure::usage("x\ny").message, "x y");
+    }
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        let ms = Duration::from_millis;
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_micros(250), "250µs"),
+            (Duration::from_micros(2_500), "2.5ms"),
+            (ms(250), "250ms"),
+            (Duration::from_micros(999_400), "999ms"),
+            (Duration::from_micros(999_600), "1s"),
+            (Duration::from_nanos(1_977_737_831), "1.98s"),
+            (ms(10_000), "10s"),
+            (ms(29_940), "29.9s"),
+            (ms(59_960), "1m"),
+            (ms(90_000), "1m30s"),
+            (Duration::from_secs(7_500), "2h5m"),
+            (Duration::from_secs(3 * 86_400 + 4 * 3600), "3d4h"),
+            (Duration::MAX, "213503982334601d7h"),
+        ] {
+            assert_eq!(human_duration(d), want, "{d:?}");
+        }
     }
 
     #[test]

@@ -357,3 +357,95 @@ fn cmd_ignoring_sigterm_after_loss_gets_sigkill() {
     assert_eq!(out.code(), 76, "{out:?}");
     assert!(out.stderr.contains("SIGKILL"), "{}", out.stderr);
 }
+
+#[test]
+fn sigterm_while_an_acquisition_is_in_flight_releases_what_it_set() {
+    let masters = Masters::start(3);
+    // Another owner holds the resource on masters 1 and 2, so every attempt
+    // is refused there and granted on master 0, and `--wait` keeps retrying.
+    for i in [1, 2] {
+        masters[i]
+            .cmd(&["SET", "redlock:inflight", "someone-else"])
+            .expect("SET");
+    }
+    let tmp = TempDir::new();
+    let ran = tmp.file("ran");
+    let child = start(redlock().args([
+        "--masters",
+        &masters.urls_csv(),
+        // Long enough that an attempt sent to paused masters stays in
+        // flight while the test looks.
+        "--master-timeout",
+        "4s",
+        "exec",
+        "--resource",
+        "inflight",
+        "--ttl",
+        "60s",
+        "--wait",
+        "5m",
+        "--",
+        "touch",
+        &ran,
+    ]));
+    // Two attempts reached master 1: connected, and retrying.
+    wait_until(Duration::from_secs(20), "two refused attempts", || {
+        common::calls(&masters[1], "set") >= 2
+    });
+    masters[1].pause();
+    masters[2].pause();
+    // The next attempt sets our key on master 0 and then hangs on the two
+    // paused masters. A refused attempt's cleanup would delete the key
+    // within its backoff (at most 1 s), so a key that stays put for longer
+    // than that belongs to an attempt in flight.
+    let mut since: Option<(String, Instant)> = None;
+    wait_until(Duration::from_secs(30), "an attempt in flight", || {
+        let now = masters[0].get("redlock:inflight");
+        match (&since, now) {
+            (Some((token, t)), Some(now)) if *token == now => {
+                t.elapsed() >= Duration::from_millis(1500)
+            }
+            (_, Some(now)) => {
+                since = Some((now, Instant::now()));
+                false
+            }
+            (_, None) => {
+                since = None;
+                false
+            }
+        }
+    });
+    signal(child.id(), "TERM");
+    let out = finish(child);
+    assert_eq!(out.code(), 128 + 15, "{out:?}");
+    assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
+    // Master 0 answers: our key there must be gone now, not in 60 s.
+    assert_eq!(
+        masters[0].get("redlock:inflight"),
+        None,
+        "the in-flight attempt's key was left on master 0: {out:?}"
+    );
+    masters[1].resume();
+    masters[2].resume();
+    // The other owner lets go; what the paused masters had queued (our SET
+    // NX, then our release) runs on resume and leaves nothing of ours.
+    for i in [1, 2] {
+        masters[i].cmd(&["DEL", "redlock:inflight"]).expect("DEL");
+    }
+    wait_until(Duration::from_secs(10), "no lock key anywhere", || {
+        masters.keys_everywhere("redlock:*").is_empty()
+    });
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "inflight",
+        "--ttl",
+        "5s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code(), 0, "the resource is free again: {out:?}");
+    no_keys(&masters);
+}
