@@ -63,13 +63,16 @@ until the validity ran out), redlock says so on stderr, sends CMD SIGTERM, \
 then SIGKILL after --kill-after, and exits 76: the work may have run without \
 the lock near its end, so treat 76 as a failure.
 
+CMD runs in a process group of its own, and every signal redlock sends \
+goes to the whole group (a lost lock stops `sh -c 'job; true'` and its job). \
 SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received by redlock are \
-forwarded to CMD; redlock then waits for CMD to exit, releases the lock, and \
-exits with CMD's status (128+N if CMD died of signal N). CMD stays in \
-redlock's process group so it can read the terminal, so a Ctrl-C typed in a \
-terminal reaches CMD directly and once more through redlock (as with \
-`timeout --foreground`). On Linux, CMD gets SIGTERM if redlock itself is \
-killed with SIGKILL, since nothing would keep its lock then.
+forwarded to CMD's group; redlock then waits for CMD to exit, releases the \
+lock, and exits with CMD's status (128+N if CMD died of signal N). In the \
+foreground of a terminal, redlock hands the terminal to CMD's group as a \
+shell does for a job: CMD can read it, a Ctrl-C reaches CMD once (not \
+redlock), and Ctrl-Z stops CMD and redlock together (fg resumes both; the \
+lock is not extended while stopped). On Linux, CMD gets SIGTERM if redlock \
+itself is killed with SIGKILL, since nothing would keep its lock then.
 
 The lock is released on every exit path redlock controls: CMD exits, CMD is \
 killed, CMD cannot be started, redlock is signalled. (After SIGKILL of redlock \

@@ -9,8 +9,9 @@
 //!     │
 //!  spawn CMD ──(cannot)──► release, exit 126/127
 //!     │
-//!     ├── signal to redlock ──► forward to CMD, keep waiting
-//!     ├── loss signal ──► SIGTERM to CMD, SIGKILL after --kill-after
+//!     ├── signal to redlock ──► forward to CMD's process group, keep waiting
+//!     ├── loss signal ──► SIGTERM to the group, SIGKILL after --kill-after
+//!     ├── CMD stopped (Ctrl-Z, terminal only) ──► stop redlock too, resume both
 //!     ▼
 //!  CMD exits ──► release ──► exit: 76 if the lock was lost, else CMD's status
 //! ```
@@ -24,13 +25,14 @@
 //! since nothing keeps its lock any more).
 
 use std::io::ErrorKind;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitStatus;
 use std::time::Duration;
 
 use redlock_core::RetryPolicy;
 use redlock_tokio::{AcquireError, LockGuard, LockManager, LockOptions};
 use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
 use crate::cli::{ExecArgs, Global};
@@ -166,6 +168,11 @@ async fn locked(
 }
 
 /// Spawns CMD and waits for it, forwarding signals and reacting to loss.
+///
+/// CMD leads a process group of its own, and every signal goes to that
+/// whole group: a shell CMD (`sh -c 'job; true'`) dies with its job, not
+/// instead of it. The group id is CMD's pid, signalled only while CMD is
+/// unreaped (`child.id()` is `Some`), so it cannot name another group.
 async fn supervise(
     global: &Global,
     urls: &[String],
@@ -173,8 +180,21 @@ async fn supervise(
     guard: &LockGuard,
     signals: &mut Signals,
 ) -> Result<u8, Failure> {
-    let mut child = spawn(global, urls, args, guard)?;
+    let terminal = sys::Terminal::foreground();
+    let mut child = spawn(global, urls, args, guard, terminal.as_ref())?;
     let pid = child.id();
+    // Our messages must not stop us while CMD has the terminal (`tostop`);
+    // taken after the spawn, since children inherit the mask.
+    let _ttou = terminal.as_ref().map(|_| sys::TtouBlocked::new());
+    // With the terminal handed to CMD, Ctrl-Z stops CMD's group, which the
+    // shell does not know: redlock stops itself too (see `job_stopped`).
+    let mut stops = match &terminal {
+        Some(_) => Some(
+            signal(SignalKind::child())
+                .map_err(|e| Failure::software(format_args!("cannot handle SIGCHLD: {e}")))?,
+        ),
+        None => None,
+    };
     let mut lost = false;
     let mut kill_at: Option<Instant> = None;
     let status = loop {
@@ -186,14 +206,14 @@ async fn supervise(
                 // `child.wait()` has not returned, so the child is not
                 // reaped and its pid is still ours.
                 if let Some(pid) = child.id() {
-                    let _ = sys::kill(pid, sig);
+                    let _ = sys::kill_group(pid, sig);
                 }
             }
             reason = guard.lost(), if !lost => {
                 lost = true;
                 kill_at = Some(Instant::now() + args.kill_after);
                 if let Some(pid) = child.id() {
-                    let _ = sys::kill(pid, sys::SIGTERM);
+                    let _ = sys::kill_group(pid, sys::SIGTERM);
                 }
                 eprintln!(
                     "redlock: resource {:?}: {}; sent SIGTERM to CMD (pid {}), SIGKILL in {}",
@@ -206,12 +226,20 @@ async fn supervise(
             () = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
                 kill_at = None;
                 if let Some(pid) = child.id() {
-                    let _ = sys::kill(pid, sys::SIGKILL);
+                    let _ = sys::kill_group(pid, sys::SIGKILL);
                     eprintln!("redlock: CMD (pid {pid}) still running after SIGTERM; sent SIGKILL");
+                }
+            }
+            Some(()) = async { stops.as_mut()?.recv().await }, if stops.is_some() => {
+                if let (Some(pid), Some(terminal)) = (child.id(), &terminal) {
+                    job_stopped(terminal, pid);
                 }
             }
         }
     };
+    if let (Some(terminal), Some(pid)) = (&terminal, pid) {
+        terminal.take_back_from(pid);
+    }
     let status = status.map_err(|e| Failure::software(format_args!("waiting for CMD: {e}")))?;
     if lost {
         return Ok(EX_LOCK_LOST);
@@ -219,11 +247,34 @@ async fn supervise(
     Ok(exit_code(status))
 }
 
+/// After a SIGCHLD while CMD has the terminal: if CMD's group was stopped
+/// (Ctrl-Z, or SIGTTIN after a `bg`), stop redlock too, so that the shell,
+/// which only knows redlock's group, sees its job stopped and gets the
+/// terminal back. On `fg` the terminal goes back to CMD's group, which is
+/// continued; after `bg` only the group is continued.
+///
+/// While redlock is stopped the lock is not extended: a stop longer than
+/// the validity loses it, which the watchdog reports once we run again.
+fn job_stopped(terminal: &sys::Terminal, pid: u32) {
+    if sys::stop_signal(pid).is_none() {
+        return;
+    }
+    terminal.take_back_from(pid);
+    // Returns when continued, or at once when the kernel discards SIGTSTP
+    // (an orphaned process group: nobody could continue us).
+    sys::stop_self();
+    if terminal.ours() {
+        let _ = terminal.give_to(pid);
+    }
+    let _ = sys::kill_group(pid, sys::SIGCONT);
+}
+
 fn spawn(
     global: &Global,
     urls: &[String],
     args: &ExecArgs,
     guard: &LockGuard,
+    terminal: Option<&sys::Terminal>,
 ) -> Result<Child, Failure> {
     let (program, rest) = args
         .command
@@ -236,8 +287,16 @@ fn spawn(
         .env("REDLOCK_KEY", format!("{}{}", global.prefix, args.resource))
         .env("REDLOCK_TTL_MS", args.ttl.as_millis().to_string())
         .env("REDLOCK_MASTERS", urls.join(","));
+    // A group of its own, led by CMD: signals reach every process CMD
+    // starts, and a terminal's Ctrl-C reaches either CMD's group (when it
+    // has the terminal) or redlock's, never both.
+    cmd.as_std_mut().process_group(0);
+    if let Some(terminal) = terminal {
+        terminal.hand_to_child(cmd.as_std_mut());
+    }
     // If redlock dies without a chance to clean up (SIGKILL), nobody
-    // extends the lock any more: CMD is told to stop.
+    // extends the lock any more: CMD is told to stop (CMD itself: the
+    // kernel's parent-death signal reaches one process, not its group).
     sys::die_with_parent(cmd.as_std_mut(), sys::SIGTERM);
     cmd.spawn().map_err(|e| {
         let shown = program.to_string_lossy();

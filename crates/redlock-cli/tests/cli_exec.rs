@@ -449,3 +449,252 @@ fn sigterm_while_an_acquisition_is_in_flight_releases_what_it_set() {
     assert_eq!(out.code(), 0, "the resource is free again: {out:?}");
     no_keys(&masters);
 }
+
+/// Starts `exec` on `resource` whose CMD is a shell that starts a
+/// grandchild (`sleep 300`) in the background, writes its pid, and waits:
+/// the shape of `sh -c 'long-job; true'`, where signalling the shell alone
+/// would leave the job running. Returns the child and the grandchild's pid.
+/// (The job's output goes to /dev/null: holding the test's pipes open, it
+/// would keep `finish` waiting for it.)
+fn exec_with_grandchild(
+    masters: &Masters,
+    tmp: &TempDir,
+    resource: &str,
+    extra: &[&str],
+) -> (std::process::Child, u32) {
+    let pid_file = tmp.file("grandchild");
+    let script = format!(
+        "sleep 300 >/dev/null 2>&1 & echo $! > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; wait"
+    );
+    let mut args = vec![
+        "--masters".to_owned(),
+        masters.urls_csv(),
+        "exec".to_owned(),
+    ];
+    args.extend(["--resource", resource, "--ttl", "1s"].map(str::to_owned));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args.extend(["--", "sh", "-c", &script].map(str::to_owned));
+    let child = start(redlock().args(&args));
+    wait_until(Duration::from_secs(20), "CMD to start its job", || {
+        !read(&tmp.path("grandchild")).is_empty()
+    });
+    let pid = read(&tmp.path("grandchild"))
+        .trim()
+        .parse()
+        .expect("grandchild pid");
+    assert!(common::alive_named(pid, "sleep"), "the job runs");
+    (child, pid)
+}
+
+/// Whether the grandchild `pid` is gone within a few seconds; kills it if
+/// not (it is this test's own `sleep`), so a failing test leaves nothing.
+fn gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !common::alive_named(pid, "sleep") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(pid, "KILL");
+    false
+}
+
+#[test]
+fn losing_the_lock_stops_cmd_and_every_process_it_started() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (child, job) = exec_with_grandchild(&masters, &tmp, "group-loss", &["--kill-after", "5s"]);
+    masters[0].pause();
+    masters[1].pause();
+    let out = finish(child);
+    masters[0].resume();
+    masters[1].resume();
+    assert_eq!(out.code(), 76, "{out:?}");
+    assert!(
+        gone(job),
+        "CMD's job kept running without the lock: {out:?}"
+    );
+}
+
+#[test]
+fn a_forwarded_sigterm_reaches_every_process_cmd_started() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (child, job) = exec_with_grandchild(&masters, &tmp, "group-term", &[]);
+    signal(child.id(), "TERM");
+    let out = finish(child);
+    assert_eq!(out.code(), 128 + 15, "the shell died of SIGTERM: {out:?}");
+    assert!(
+        gone(job),
+        "CMD's job survived the forwarded SIGTERM: {out:?}"
+    );
+    no_keys(&masters);
+}
+
+/// `s` quoted for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[test]
+fn in_a_terminal_cmd_gets_the_foreground_and_one_ctrl_c() {
+    use std::io::Write;
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (fg, ready, out, armed, log, go) = (
+        tmp.file("fg"),
+        tmp.file("ready"),
+        tmp.file("out"),
+        tmp.file("armed"),
+        tmp.file("log"),
+        tmp.file("go"),
+    );
+    // CMD records its group, the terminal's foreground group and redlock's
+    // group, reads a line from the terminal, then logs the SIGINTs it gets
+    // (a shell's trap may merge two that arrive together, so the groups are
+    // what shows that a Ctrl-C cannot reach CMD twice).
+    let cmd = format!(
+        "trap 'echo INT >> {log}' INT; ps -o pgid= -o tpgid= -p $$ > {fg}; ps -o pgid= -p $PPID >> {fg}; \
+         echo ok > {ready}; \
+         read line; echo \"got:$line\" > {out}; echo ok > {armed}; \
+         while [ ! -e {go} ]; do sleep 0.05; done"
+    );
+    let redlock_cmd = [
+        env!("CARGO_BIN_EXE_redlock"),
+        "--danger-disable-restart-guard",
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "tty",
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        &cmd,
+    ]
+    .map(sh_quote)
+    .join(" ");
+    // script(1) runs the command in a new session on a fresh pseudo
+    // terminal, in its foreground group, and copies our bytes to it as if
+    // typed: "\x03" is a Ctrl-C.
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &redlock_cmd, "/dev/null"])
+        .env_remove("REDLOCK_MASTERS")
+        .env_remove("REDLOCK_PREFIX")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut session = common::Session::new(script.spawn().expect("spawn script(1)"));
+    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    let groups = read(&tmp.path("fg"));
+    let groups: Vec<&str> = groups.split_whitespace().collect();
+    assert_eq!(groups.len(), 3, "{groups:?}");
+    assert_ne!(groups[0], groups[2], "CMD has a process group of its own");
+    // So a Ctrl-C reaches CMD's group alone, not redlock too (which would
+    // forward it: twice for CMD).
+    assert_eq!(groups[0], groups[1], "CMD's group has the terminal");
+    // The line reaches CMD: a background group would be stopped (SIGTTIN).
+    keys.write_all(b"hello\n").expect("type a line");
+    wait_until(Duration::from_secs(20), "CMD to read the line", || {
+        tmp.path("armed").exists()
+    });
+    assert_eq!(read(&tmp.path("out")).trim(), "got:hello");
+    keys.write_all(b"\x03").expect("type Ctrl-C");
+    wait_until(Duration::from_secs(20), "CMD to get SIGINT", || {
+        !read(&tmp.path("log")).is_empty()
+    });
+    std::fs::write(tmp.path("go"), "").expect("write go");
+    let result = session.finish();
+    drop(keys);
+    assert_eq!(result.code(), 0, "CMD handled the SIGINT: {result:?}");
+    assert_eq!(
+        read(&tmp.path("log")).lines().count(),
+        1,
+        "one Ctrl-C, one SIGINT for CMD"
+    );
+    no_keys(&masters);
+}
+
+/// The state letter of `pid` in /proc (`T` stopped, `S` sleeping, ...).
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+#[test]
+fn ctrl_z_in_a_job_control_shell_stops_redlock_with_cmd_and_fg_resumes_both() {
+    use std::io::Write;
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (ready, go, finished) = (tmp.file("ready"), tmp.file("go"), tmp.file("finished"));
+    let cmd = format!(
+        "echo \"$$ $PPID\" > {ready}.tmp; mv {ready}.tmp {ready}; \
+         while [ ! -e {go} ]; do sleep 0.05; done; echo done > {finished}"
+    );
+    let line = [
+        env!("CARGO_BIN_EXE_redlock"),
+        "--danger-disable-restart-guard",
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "job",
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        &cmd,
+    ]
+    .map(sh_quote)
+    .join(" ");
+    // An interactive shell with job control on a pseudo terminal, typed to
+    // as a person would.
+    let mut shell = std::process::Command::new("script");
+    shell
+        .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
+        .env("PS1", "$ ")
+        .env_remove("REDLOCK_MASTERS")
+        .env_remove("REDLOCK_PREFIX")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut session = common::Session::new(shell.spawn().expect("spawn script(1)"));
+    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    keys.write_all(format!("{line}\n").as_bytes())
+        .expect("type the command");
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    let pids = read(&tmp.path("ready"));
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    let (cmd_pid, redlock_pid) = (pids[0], pids[1]);
+    keys.write_all(b"\x1a").expect("type Ctrl-Z");
+    // The shell knows only redlock's group: redlock stops too, so the
+    // shell sees its job stopped and takes the terminal back.
+    wait_until(Duration::from_secs(20), "CMD and redlock to stop", || {
+        state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')
+    });
+    std::fs::write(tmp.path("go"), "").expect("write go");
+    keys.write_all(b"fg\n").expect("type fg");
+    wait_until(Duration::from_secs(20), "CMD to finish after fg", || {
+        tmp.path("finished").exists()
+    });
+    keys.write_all(b"exit\n").expect("type exit");
+    drop(keys);
+    let out = session.finish();
+    assert_eq!(out.code(), 0, "{out:?}");
+    wait_until(Duration::from_secs(10), "the lock to be released", || {
+        masters.keys_everywhere("redlock:*").is_empty()
+    });
+}

@@ -191,3 +191,67 @@ pub fn calls(master: &redlock_harness::RedisServer, command: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// `(pid, ppid, session id, state)` of every process, from /proc.
+fn processes() -> Vec<(u32, u32, u32, char)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+            let state = rest.next()?.chars().next()?;
+            let ppid = rest.next()?.parse().ok()?;
+            let _pgrp = rest.next()?;
+            let sid = rest.next()?.parse().ok()?;
+            Some((pid, ppid, sid, state))
+        })
+        .collect()
+}
+
+/// A `script(1)` run (a pseudo-terminal session) started by a test. Dropped
+/// while still running, for instance by a failing assertion, it kills
+/// every process of the session it created, then `script` itself, so that
+/// a failed test leaves no stopped job behind.
+pub struct Session(Option<Child>);
+
+impl Session {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("session still running")
+    }
+
+    /// Waits for `script` to finish, as [`finish`].
+    pub fn finish(mut self) -> Output {
+        finish(self.0.take().expect("session still running"))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        let all = processes();
+        // script's child leads the session on the pseudo terminal.
+        let sessions: Vec<u32> = all
+            .iter()
+            .filter(|p| p.1 == child.id())
+            .map(|p| p.0)
+            .collect();
+        for (pid, _, sid, state) in all {
+            if sessions.contains(&sid) && state != 'Z' {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
