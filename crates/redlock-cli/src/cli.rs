@@ -61,7 +61,9 @@ While CMD runs the lock is extended before its validity runs low. If it is \
 lost anyway (another owner took it, or a majority of masters stopped answering \
 until the validity ran out), redlock says so on stderr, sends CMD SIGTERM, \
 then SIGKILL after --kill-after, and exits 76: the work may have run without \
-the lock near its end, so treat 76 as a failure.
+the lock near its end, so treat 76 as a failure. It also exits 76, without \
+starting CMD, if the lock is lost before CMD would start, and if CMD's exit \
+is only noticed after the lock's validity ended.
 
 CMD runs in a process group of its own, and every signal redlock sends \
 goes to the whole group (a lost lock stops `sh -c 'job; true'` and its job). \

@@ -181,6 +181,17 @@ async fn supervise(
     signals: &mut Signals,
 ) -> Result<u8, Failure> {
     let terminal = sys::Terminal::foreground();
+    // The last moment to stay out: the lock may have been lost since it was
+    // granted (this process paused, a slow stderr), and a CMD started now
+    // would run without it, however briefly.
+    if !guard.is_valid() {
+        eprintln!(
+            "redlock: resource {:?}: {} before CMD could start; CMD not started",
+            args.resource,
+            loss_reason(guard)
+        );
+        return Ok(EX_LOCK_LOST);
+    }
     let mut child = spawn(global, urls, args, guard, terminal.as_ref())?;
     let pid = child.id();
     // Our messages must not stop us while CMD has the terminal (`tostop`);
@@ -244,7 +255,38 @@ async fn supervise(
     if lost {
         return Ok(EX_LOCK_LOST);
     }
+    // CMD's exit may be noticed in the same poll as the loss (the select
+    // prefers the child), or only after the validity ended (redlock was
+    // paused): nothing then shows that CMD finished while the lock held,
+    // so the answer is "lost", not CMD's status.
+    if !guard.is_valid() {
+        eprintln!(
+            "redlock: resource {:?}: {}; CMD had exited ({}), but not provably while the lock was held",
+            args.resource,
+            loss_reason(guard),
+            describe_status(status)
+        );
+        return Ok(EX_LOCK_LOST);
+    }
     Ok(exit_code(status))
+}
+
+/// Why `guard` is no longer valid, for a message: its loss reason, or the
+/// end of its validity when the watchdog has not said so yet.
+fn loss_reason(guard: &LockGuard) -> String {
+    guard.loss_reason().map_or_else(
+        || "lock lost: its validity ended".to_owned(),
+        |reason| crate::output::one_line(&reason.to_string()),
+    )
+}
+
+/// `status 3` or `killed by SIGTERM`.
+fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(sig)) => format!("killed by {}", sys::signal_name(sig)),
+        (None, None) => status.to_string(),
+    }
 }
 
 /// After a SIGCHLD while CMD has the terminal: if CMD's group was stopped

@@ -26,7 +26,9 @@ pub(crate) const EX_SOFTWARE: u8 = 70;
 pub(crate) const EX_TEMPFAIL: u8 = 75;
 /// `exec` only: the lock was lost while CMD ran (extensions refused or
 /// timed out until the validity ran out). CMD was sent SIGTERM, then
-/// SIGKILL after `--kill-after`.
+/// SIGKILL after `--kill-after`. Also when the lock was lost before CMD
+/// could start (CMD is then not started), or CMD's exit was noticed only
+/// after the validity ended.
 pub(crate) const EX_LOCK_LOST: u8 = 76;
 /// `exec` only: CMD exists but could not be executed (as `env(1)` does).
 pub(crate) const EX_CANNOT_EXECUTE: u8 = 126;
@@ -43,7 +45,8 @@ Exit status:
            a replica or duplicate in the list, redis-server missing for --spawn
   70       internal or I/O error (a benchmark or plot could not complete)
   75       lock not acquired: held elsewhere, or no quorum (EX_TEMPFAIL)
-  76       exec: lock lost while CMD ran; CMD got SIGTERM (then SIGKILL)
+  76       exec: lock lost while CMD ran; CMD got SIGTERM (then SIGKILL);
+           or lost before CMD could start (CMD not started)
   126/127  exec: CMD could not be executed / was not found
   128+N    exec: CMD was killed by signal N; redlock itself stopped by signal N";
 

@@ -698,3 +698,110 @@ fn ctrl_z_in_a_job_control_shell_stops_redlock_with_cmd_and_fg_resumes_both() {
         masters.keys_everywhere("redlock:*").is_empty()
     });
 }
+
+#[test]
+fn cmd_exit_noticed_only_after_the_validity_ended_is_a_loss() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (ready, go) = (tmp.file("ready"), tmp.file("go"));
+    let script = format!(
+        "echo $$ > {ready}.tmp; mv {ready}.tmp {ready}; while [ ! -e {go} ]; do sleep 0.02; done; exit 0"
+    );
+    let child = start(redlock().args([
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "late",
+        "--ttl",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    let cmd: u32 = read(&tmp.path("ready")).trim().parse().expect("CMD pid");
+    // redlock is frozen: it neither extends the lock nor reaps CMD, which
+    // exits now; when redlock runs again, CMD's exit and the loss are
+    // there at once.
+    signal(child.id(), "STOP");
+    std::fs::write(tmp.path("go"), "").expect("write go");
+    wait_until(Duration::from_secs(20), "CMD to exit", || {
+        !common::alive_named(cmd, "sh")
+    });
+    wait_until(Duration::from_secs(20), "the keys to expire", || {
+        masters.keys_everywhere("redlock:*").is_empty()
+    });
+    signal(child.id(), "CONT");
+    let out = finish(child);
+    assert_eq!(
+        out.code(),
+        76,
+        "nothing shows CMD ended within the validity: {out:?}"
+    );
+    assert!(out.stderr.contains("lock lost"), "{}", out.stderr);
+}
+
+#[test]
+fn a_lock_lost_before_cmd_starts_never_runs_cmd() {
+    use std::io::Read;
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let ran = tmp.file("ran");
+    // With -v, redlock reports the acquisition on stderr before it starts
+    // CMD; with stderr a full pipe, it waits right there, the lock not
+    // extended (the runtime is blocked), until the test reads.
+    let (mut stderr, stderr_w, filled) = common::full_pipe();
+    let mut cmd = redlock();
+    cmd.args([
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-v",
+        "--resource",
+        "gap",
+        "--ttl",
+        "1s",
+        "--",
+        "touch",
+        &ran,
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::from(stderr_w));
+    let mut child = cmd.spawn().expect("spawn redlock");
+    drop(cmd);
+    wait_until(Duration::from_secs(20), "the lock to be taken", || {
+        !masters.keys_everywhere("redlock:gap").is_empty()
+    });
+    wait_until(Duration::from_secs(20), "its keys to expire", || {
+        masters.keys_everywhere("redlock:gap").is_empty()
+    });
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = stderr.read_to_end(&mut all);
+        all
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let all = reader.join().expect("stderr reader");
+    let text = String::from_utf8_lossy(&all[filled..]).into_owned();
+    assert!(
+        !tmp.path("ran").exists(),
+        "CMD ran without the lock: {text}"
+    );
+    assert_eq!(status.code(), Some(76), "{text}");
+    assert!(text.contains("lock lost"), "{text}");
+    // Not started at all: a CMD started and killed at once may still have
+    // done something.
+    assert!(text.contains("CMD not started"), "{text}");
+    assert!(!text.contains("sent SIGTERM"), "CMD was started: {text}");
+    no_keys(&masters);
+}

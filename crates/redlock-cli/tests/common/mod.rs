@@ -255,3 +255,36 @@ impl Drop for Session {
         let _ = child.wait();
     }
 }
+
+/// A pipe whose buffer is full: the first write to the writer blocks until
+/// the reader is read. Returns the reader, the writer and the number of
+/// filler bytes (`#`) to skip when reading.
+#[allow(unsafe_code)]
+pub fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter, usize) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let (reader, mut writer) = std::io::pipe().expect("pipe");
+    let fd = writer.as_raw_fd();
+    // SAFETY: fcntl(2) with F_GETFL/F_SETFL takes integers and touches no
+    // memory; `fd` is the writer we own. O_NONBLOCK lives on the open file
+    // description, so it goes off again before the writer is handed on.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    assert!(flags >= 0, "F_GETFL");
+    // SAFETY: as above.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    assert_eq!(rc, 0, "F_SETFL O_NONBLOCK");
+    let chunk = [b'#'; 4096];
+    let mut filled = 0;
+    loop {
+        match writer.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    assert_eq!(rc, 0, "F_SETFL");
+    (reader, writer, filled)
+}
