@@ -505,9 +505,22 @@ pub(crate) fn fold_clap_error(e: &clap::Error, command: &str) -> String {
     format!("{message} (see '{command} --help')")
 }
 
+/// The longest duration any option takes. Far beyond any sane TTL, wait or
+/// timeout, and small enough that adding it to a clock reading can never
+/// overflow (an `Instant` holds centuries), so nothing downstream has to
+/// cope with values like `18446744073709551615s`.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e}; expected a duration such as 500ms, 10s, 1m30s"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 500ms, 10s, 1m30s"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "too long: at most {}",
+            crate::output::human_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -626,6 +639,16 @@ mod tests {
                 Ok(p) => panic!("{args:?} parsed: {p:?}"),
             }
         }
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_at_parse_time() {
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        for huge in ["366d", "18446744073709551615s", "600years"] {
+            let e = parse_duration(huge).expect_err(huge);
+            assert!(e.contains("at most 365d"), "{huge}: {e}");
+        }
+        assert!(parse_ttl("400d").is_err());
     }
 
     #[test]

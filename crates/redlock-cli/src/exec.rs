@@ -222,7 +222,9 @@ async fn supervise(
             }
             reason = guard.lost(), if !lost => {
                 lost = true;
-                kill_at = Some(Instant::now() + args.kill_after);
+                // `--kill-after` is at most a year, so this never overflows;
+                // if it did, SIGKILL would never come, and SIGTERM stands.
+                kill_at = Instant::now().checked_add(args.kill_after);
                 if let Some(pid) = child.id() {
                     let _ = sys::kill_group(pid, sys::SIGTERM);
                 }

@@ -280,9 +280,10 @@ pub(crate) fn process_cpu_time() -> Option<std::time::Duration> {
     let tv = |t: libc::timeval| {
         let secs = u64::try_from(t.tv_sec).unwrap_or(0);
         let micros = u64::try_from(t.tv_usec).unwrap_or(0);
-        std::time::Duration::from_secs(secs) + std::time::Duration::from_micros(micros)
+        std::time::Duration::from_secs(secs)
+            .saturating_add(std::time::Duration::from_micros(micros))
     };
-    Some(tv(usage.ru_utime) + tv(usage.ru_stime))
+    Some(tv(usage.ru_utime).saturating_add(tv(usage.ru_stime)))
 }
 
 /// `SIGTERM`.
