@@ -291,11 +291,15 @@ pub(crate) struct ExecArgs {
     #[arg(long, short = 'q')]
     pub(crate) quiet: bool,
 
-    /// The command to run, and its arguments (put them after `--`).
+    /// The command to run, and its arguments: after `--`, or from the first
+    /// word that does not start with `-` (every word after it is CMD's).
+    // No `allow_hyphen_values`: with it, a mistyped option (`--wiat 5s`)
+    // became CMD, ran after the lock was taken, and failed with 127. Now
+    // an unknown option before CMD is a usage error; `--` still passes
+    // anything, dashes included.
     #[arg(
         required = true,
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         value_name = "CMD",
         value_parser = clap::value_parser!(OsString)
     )]
@@ -593,6 +597,38 @@ mod tests {
         };
         assert_eq!(a.command, vec![OsString::from("ls"), OsString::from("-l")]);
         assert_eq!(a.ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_options_before_cmd_are_usage_errors() {
+        let exec = |tail: &[&str]| {
+            let mut args = vec!["--masters", "redis://a:1", "exec", "-r", "r", "--ttl", "5s"];
+            args.extend_from_slice(tail);
+            run(&args)
+        };
+        match exec(&["--wiat", "5s", "--", "true"]) {
+            Err(f) => {
+                assert_eq!(f.status, crate::output::EX_USAGE);
+                assert!(f.message.contains("--wiat"), "{}", f.message);
+            }
+            Ok(p) => panic!("parsed: {p:?}"),
+        }
+        for (tail, want) in [
+            (&["--", "-x", "--wait"][..], &["-x", "--wait"][..]),
+            (&["ls", "-l", "--wait", "1s"], &["ls", "-l", "--wait", "1s"]),
+        ] {
+            let Ok(Parsed::Run(cli, _)) = exec(tail) else {
+                panic!("{tail:?} did not parse");
+            };
+            let Cmd::Exec(a) = cli.command else {
+                panic!("not exec");
+            };
+            assert_eq!(
+                a.command,
+                want.iter().map(OsString::from).collect::<Vec<_>>()
+            );
+            assert_eq!(a.wait, None, "{tail:?}: CMD's --wait is not ours");
+        }
     }
 
     #[test]

@@ -805,3 +805,46 @@ fn a_lock_lost_before_cmd_starts_never_runs_cmd() {
     assert!(!text.contains("sent SIGTERM"), "CMD was started: {text}");
     no_keys(&masters);
 }
+
+#[test]
+fn an_unknown_option_before_cmd_is_a_usage_error_and_nothing_runs() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let ran = tmp.file("ran");
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-r",
+        "typo",
+        "--ttl",
+        "5s",
+        "--wiat",
+        "5s",
+        "--",
+        "touch",
+        &ran,
+    ]);
+    assert_eq!(out.code(), 64, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("--wiat"), "{}", out.stderr);
+    assert!(!tmp.path("ran").exists(), "CMD ran");
+    no_keys(&masters);
+    // CMD starts at its first word without a dash, `--` or not, and every
+    // word after it is CMD's, dashes included.
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-r",
+        "typo",
+        "--ttl",
+        "5s",
+        "sh",
+        "-c",
+        "exit 3",
+        "--wait",
+    ]);
+    assert_eq!(out.code(), 3, "{out:?}");
+    no_keys(&masters);
+}
