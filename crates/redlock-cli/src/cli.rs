@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use redlock_core::{KeyPrefix, Resource, Settings, Ttl};
 
-use crate::output::{Failure, EXIT_STATUS_TABLE};
+use crate::output::{Failure, EXIT_STATUS_TABLE, EX_LOCK_LOST, EX_TEMPFAIL};
 use crate::spawn::MAX_SPAWN;
 
 const ABOUT: &str = "A distributed lock over N independent Redis masters (Redlock): run a cron \
@@ -51,19 +51,24 @@ Acquire the lock, run CMD with stdin/stdout/stderr passed through, keep the \
 lock extended while CMD runs, release it when CMD exits, and exit with CMD's \
 own status: a distributed flock(1).
 
+CMD is the words after `--` (or from the first word without a dash), or \
+`sh -c STRING` with -c STRING (like flock -c). An unknown option before CMD \
+is a usage error (64), and nothing runs.
+
 Without --wait there is one attempt; with it, attempts are retried (with \
-jittered backoff) until the deadline. If the lock is not acquired, redlock \
-prints why, master by master, on one line, does not run CMD, and exits 75 \
-(with -q it says nothing when another owner holds the lock; masters that fail \
-are still reported).
+jittered backoff) until the deadline, or without limit with --wait forever. \
+If the lock is not acquired, redlock prints why, master by master, on one \
+line, does not run CMD, and exits 75, or --conflict-exit-code N when another \
+owner holds it (like flock -E; with -q it then says nothing; masters that fail \
+are still reported, with 75).
 
 While CMD runs the lock is extended before its validity runs low. If it is \
 lost anyway (another owner took it, or a majority of masters stopped answering \
 until the validity ran out), redlock says so on stderr, sends CMD SIGTERM, \
 then SIGKILL after --kill-after, and exits 76: the work may have run without \
-the lock near its end, so treat 76 as a failure. It also exits 76, without \
-starting CMD, if the lock is lost before CMD would start, and if CMD's exit \
-is only noticed after the lock's validity ended.
+the lock near its end, so treat 76 (or --lost-exit-code N) as a failure. It \
+also exits 76, without starting CMD, if the lock is lost before CMD would \
+start, and if CMD's exit is only noticed after the lock's validity ended.
 
 CMD runs in a process group of its own, and every signal redlock sends \
 goes to the whole group (a lost lock stops `sh -c 'job; true'` and its job). \
@@ -93,7 +98,13 @@ Examples:
   */5 * * * * redlock exec -q --resource sync --ttl 2m -- /opt/sync.sh
 
   # wait up to 30 s for the lock instead of giving up at once:
-  redlock exec --resource deploy --ttl 1m --wait 30s -- ./deploy.sh";
+  redlock exec --resource deploy --ttl 1m --wait 30s -- ./deploy.sh
+
+  # wait as long as it takes; a shell string, as with flock -c:
+  redlock exec --resource backup --ttl 1m --wait forever -c 'pg_dump db | gzip > db.gz'
+
+  # a busy lock is a quiet success (flock -n -E 0); a lost one exits 3:
+  redlock exec -q --resource sync --ttl 30s --conflict-exit-code 0 --lost-exit-code 3 -- ./sync.sh";
 
 const BENCH_LONG_ABOUT: &str = "\
 Run the same workloads against a single master (the first one given) and \
@@ -269,9 +280,10 @@ pub(crate) struct ExecArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     pub(crate) ttl: Duration,
 
-    /// Retry until this deadline instead of giving up after one attempt.
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub(crate) wait: Option<Duration>,
+    /// Retry until this deadline instead of giving up after one attempt;
+    /// `forever` retries without limit.
+    #[arg(long, value_name = "DURATION|forever", value_parser = parse_wait)]
+    pub(crate) wait: Option<Wait>,
 
     /// After losing the lock, how long CMD has between SIGTERM and SIGKILL.
     #[arg(
@@ -282,14 +294,33 @@ pub(crate) struct ExecArgs {
     )]
     pub(crate) kill_after: Duration,
 
+    /// Exit status when another owner holds the lock, like flock's -E: 0
+    /// makes a busy lock a quiet success for cron (with -q). Masters
+    /// failing or unreachable keep their own statuses (75, 69).
+    #[arg(long, value_name = "N", default_value_t = EX_TEMPFAIL,
+          value_parser = clap::value_parser!(u8))]
+    pub(crate) conflict_exit_code: u8,
+
+    /// Exit status when the lock is lost: 1 to 255, since a lost lock is
+    /// never a success.
+    #[arg(long, value_name = "N", default_value_t = EX_LOCK_LOST,
+          value_parser = clap::value_parser!(u8).range(1..=255))]
+    pub(crate) lost_exit_code: u8,
+
     /// Report acquisition, extensions and release on stderr.
     #[arg(long, short = 'v', conflicts_with = "quiet")]
     pub(crate) verbose: bool,
 
-    /// Say nothing when another owner holds the lock (still exit 75): for
-    /// cron, which mails any output. Failing masters are still reported.
+    /// Say nothing when another owner holds the lock (still exit 75, or
+    /// --conflict-exit-code): for cron, which mails any output. Failing
+    /// masters are still reported.
     #[arg(long, short = 'q')]
     pub(crate) quiet: bool,
+
+    /// Run this string with `sh -c` instead of a CMD (like flock -c).
+    #[arg(long = "command", short = 'c', value_name = "STRING",
+          value_parser = clap::value_parser!(OsString))]
+    pub(crate) shell_command: Option<OsString>,
 
     /// The command to run, and its arguments: after `--`, or from the first
     /// word that does not start with `-` (every word after it is CMD's).
@@ -298,12 +329,32 @@ pub(crate) struct ExecArgs {
     // an unknown option before CMD is a usage error; `--` still passes
     // anything, dashes included.
     #[arg(
-        required = true,
+        required_unless_present = "shell_command",
+        conflicts_with = "shell_command",
         trailing_var_arg = true,
         value_name = "CMD",
         value_parser = clap::value_parser!(OsString)
     )]
     pub(crate) command: Vec<OsString>,
+}
+
+/// `--wait`: a deadline, or none at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Retry until this long after the first attempt.
+    For(Duration),
+    /// Retry until acquired (or a signal).
+    Forever,
+}
+
+impl ExecArgs {
+    /// The program and its arguments: CMD, or `sh -c STRING`.
+    pub(crate) fn argv(&self) -> Vec<OsString> {
+        match &self.shell_command {
+            Some(script) => vec!["sh".into(), "-c".into(), script.clone()],
+            None => self.command.clone(),
+        }
+    }
 }
 
 /// `redlock bench`.
@@ -539,6 +590,13 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     Ttl::try_from(d).map_err(|e| e.to_string())?;
     Ok(d)
+}
+
+fn parse_wait(s: &str) -> Result<Wait, String> {
+    if s.trim().eq_ignore_ascii_case("forever") {
+        return Ok(Wait::Forever);
+    }
+    parse_positive_duration(s).map(Wait::For)
 }
 
 fn parse_resource(s: &str) -> Result<String, String> {

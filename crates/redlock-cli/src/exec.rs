@@ -35,10 +35,8 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
-use crate::cli::{ExecArgs, Global};
-use crate::output::{
-    Failure, EX_CANNOT_EXECUTE, EX_LOCK_LOST, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL,
-};
+use crate::cli::{ExecArgs, Global, Wait};
+use crate::output::{Failure, EX_CANNOT_EXECUTE, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL};
 use crate::signals::{Signals, FORWARD};
 use crate::sys;
 
@@ -112,7 +110,10 @@ async fn locked(
 ) -> Result<u8, Failure> {
     let opts = match args.wait {
         None => LockOptions::once(),
-        Some(wait) => LockOptions::new().retry(wait_policy()).wait(Some(wait)),
+        Some(Wait::For(wait)) => LockOptions::new().retry(wait_policy()).wait(Some(wait)),
+        // No deadline and no retry count (the policy has none): retries
+        // end only with the lock or a signal.
+        Some(Wait::Forever) => LockOptions::new().retry(wait_policy()).wait(None),
     }
     .ttl(args.ttl);
     // The adapter's acquisition is cancel safe: dropping it on a signal
@@ -127,16 +128,23 @@ async fn locked(
         Err(AcquireError::Lock(redlock_core::AcquireError::Invalid(e))) => {
             return Err(Failure::from(e))
         }
-        Err(e) if args.quiet && e.is_contended() => return Ok(EX_TEMPFAIL),
+        Err(e) if args.quiet && e.is_contended() => return Ok(args.conflict_exit_code),
         Err(e) => {
+            // Another owner: the caller's conflict status. Masters that
+            // failed or timed out are not a conflict, and keep 75.
+            let status = if e.is_contended() {
+                args.conflict_exit_code
+            } else {
+                EX_TEMPFAIL
+            };
             return Err(Failure {
-                status: EX_TEMPFAIL,
+                status,
                 message: crate::output::one_line(&format!(
                     "resource {:?} not acquired: {e}",
                     args.resource
                 )),
                 plain: true,
-            })
+            });
         }
     };
     if args.verbose {
@@ -190,7 +198,7 @@ async fn supervise(
             args.resource,
             loss_reason(guard)
         );
-        return Ok(EX_LOCK_LOST);
+        return Ok(args.lost_exit_code);
     }
     let mut child = spawn(global, urls, args, guard, terminal.as_ref())?;
     let pid = child.id();
@@ -255,7 +263,7 @@ async fn supervise(
     }
     let status = status.map_err(|e| Failure::software(format_args!("waiting for CMD: {e}")))?;
     if lost {
-        return Ok(EX_LOCK_LOST);
+        return Ok(args.lost_exit_code);
     }
     // CMD's exit may be noticed in the same poll as the loss (the select
     // prefers the child), or only after the validity ended (redlock was
@@ -268,7 +276,7 @@ async fn supervise(
             loss_reason(guard),
             describe_status(status)
         );
-        return Ok(EX_LOCK_LOST);
+        return Ok(args.lost_exit_code);
     }
     Ok(exit_code(status))
 }
@@ -320,8 +328,8 @@ fn spawn(
     guard: &LockGuard,
     terminal: Option<&sys::Terminal>,
 ) -> Result<Child, Failure> {
-    let (program, rest) = args
-        .command
+    let argv = args.argv();
+    let (program, rest) = argv
         .split_first()
         .ok_or_else(|| Failure::usage("no command given after --"))?;
     let mut cmd = Command::new(program);

@@ -44,8 +44,9 @@ Exit status:
   69       masters unavailable: fewer than a quorum reachable, bad credentials,
            a replica or duplicate in the list, redis-server missing for --spawn
   70       internal or I/O error (a benchmark or plot could not complete)
-  75       lock not acquired: held elsewhere, or no quorum (EX_TEMPFAIL)
-  76       exec: lock lost while CMD ran; CMD got SIGTERM (then SIGKILL);
+  75       lock not acquired: held elsewhere (exec --conflict-exit-code), or no
+           quorum (EX_TEMPFAIL)
+  76       exec (--lost-exit-code): lock lost while CMD ran; CMD got SIGTERM (then SIGKILL);
            or lost before CMD could start (CMD not started)
   126/127  exec: CMD could not be executed / was not found
   128+N    exec: CMD was killed by signal N; redlock itself stopped by signal N";

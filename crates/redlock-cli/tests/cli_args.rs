@@ -267,6 +267,21 @@ fn help_and_version_succeed() {
         "schema documented: {}",
         out.stdout
     );
+    let out = run(&["exec", "--help"]);
+    assert_eq!(out.code(), 0);
+    for documented in [
+        "--conflict-exit-code",
+        "--lost-exit-code",
+        "--wait forever",
+        "-c, --command <STRING>",
+        "--conflict-exit-code 0",
+    ] {
+        assert!(
+            out.stdout.contains(documented),
+            "{documented} not in exec --help: {}",
+            out.stdout
+        );
+    }
     let out = run(&["--version"]);
     assert_eq!(out.code(), 0);
     assert!(out.stdout.starts_with("redlock "), "{}", out.stdout);

@@ -848,3 +848,143 @@ fn an_unknown_option_before_cmd_is_a_usage_error_and_nothing_runs() {
     assert_eq!(out.code(), 3, "{out:?}");
     no_keys(&masters);
 }
+
+#[test]
+fn conflict_exit_code_replaces_75_when_another_owner_holds_the_lock() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    for m in masters.iter() {
+        m.cmd(&["SET", "redlock:busy", "someone-else", "PX", "30000"])
+            .expect("SET");
+    }
+    let ran = tmp.file("ran");
+    let exec = |extra: &[&str]| {
+        let urls = masters.urls_csv();
+        let mut args = vec!["--masters", &urls, "exec", "-r", "busy", "--ttl", "5s"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "touch", &ran]);
+        run(&args)
+    };
+    let out = exec(&["--conflict-exit-code", "3"]);
+    assert_eq!(out.code(), 3, "{out:?}");
+    assert!(out.stderr.contains("held by another owner"), "{out:?}");
+    // flock -n -E 0 style: for cron, a busy lock is a quiet success.
+    let out = exec(&["-q", "--conflict-exit-code", "0"]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(out.stderr, "", "{out:?}");
+    assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
+    // Only contention: with no master to ask, it is 69, not the code.
+    masters[0].pause();
+    masters[1].pause();
+    let out = exec(&["--conflict-exit-code", "3", "--connect-timeout", "300ms"]);
+    masters[0].resume();
+    masters[1].resume();
+    assert_eq!(out.code(), 69, "{out:?}");
+    for bad in ["256", "1.5", "x"] {
+        let out = exec(&["--conflict-exit-code", bad]);
+        assert_eq!(out.code(), 64, "{bad}: {out:?}");
+        assert!(out.stderr.contains("--conflict-exit-code"), "{out:?}");
+    }
+    let out = exec(&["--lost-exit-code", "0"]);
+    assert_eq!(out.code(), 64, "a lost lock is never a success: {out:?}");
+}
+
+#[test]
+fn lost_exit_code_replaces_76() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let ready = tmp.file("ready");
+    let script = format!("echo ok > {ready}; exec sleep 30 >/dev/null 2>&1");
+    let child = start(redlock().args([
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "lost-code",
+        "--ttl",
+        "1s",
+        "--lost-exit-code",
+        "9",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    masters[0].pause();
+    masters[1].pause();
+    let out = finish(child);
+    masters[0].resume();
+    masters[1].resume();
+    assert_eq!(out.code(), 9, "{out:?}");
+    assert!(out.stderr.contains("lock lost"), "{out:?}");
+}
+
+#[test]
+fn wait_forever_waits_until_the_holder_is_gone() {
+    let masters = Masters::start(3);
+    for m in masters.iter() {
+        m.cmd(&["SET", "redlock:patient", "someone-else", "PX", "800"])
+            .expect("SET");
+    }
+    let started = Instant::now();
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "patient",
+        "--ttl",
+        "5s",
+        "--wait",
+        "forever",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "acquired while the other owner still held it"
+    );
+    no_keys(&masters);
+}
+
+#[test]
+fn command_string_runs_in_sh_like_flock_c() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let file = tmp.file("out");
+    let script = format!("echo \"$REDLOCK_RESOURCE $0\" > {file}; exit 4");
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-r",
+        "shell",
+        "--ttl",
+        "5s",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(out.code(), 4, "{out:?}");
+    assert_eq!(read(&tmp.path("out")).trim(), "shell sh");
+    no_keys(&masters);
+    // Either a string or a CMD, not both.
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-r",
+        "shell",
+        "--ttl",
+        "5s",
+        "-c",
+        "true",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code(), 64, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+}
