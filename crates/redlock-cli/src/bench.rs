@@ -651,9 +651,9 @@ fn render(doc: &Document, args: &BenchArgs) -> String {
         doc.quorum.quorum,
         doc.iterations,
         doc.concurrency,
-        humantime::format_duration(args.ttl),
+        crate::output::human_duration(args.ttl),
         doc.warmup,
-        humantime::format_duration(Duration::from_millis(doc.master_timeout_ms)),
+        crate::output::human_duration(Duration::from_millis(doc.master_timeout_ms)),
     );
     let mut t = Table::new(&[
         ("workload", Align::Left),

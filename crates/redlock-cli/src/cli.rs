@@ -90,7 +90,11 @@ Environment of CMD:
   REDLOCK_RESOURCE         the resource name
   REDLOCK_KEY              the key on each master (PREFIX+NAME)
   REDLOCK_TTL_MS           the TTL in milliseconds
-  REDLOCK_MASTERS          the master URLs in use (with --spawn: the spawned ones)";
+  REDLOCK_MASTERS          the master URLs in use (with --spawn: the spawned ones),
+                           passwords replaced by *** (CMD never gets a credential)
+
+With fewer than three masters, or an even number, exec warns once on stderr \
+(not with -q): 2 of 2 tolerates no failure; 4 tolerate no more than 3.";
 
 const EXEC_EXAMPLES: &str = "\
 Examples:
@@ -503,7 +507,7 @@ fn check_urls(urls: &[String]) -> Result<Vec<String>, Failure> {
         if seen.iter().any(|s| s == u) {
             return Err(Failure::usage(format_args!(
                 "--masters lists the same master twice ({}): each must be an independent server, or it would vote twice",
-                redlock_core::redact_url(u)
+                crate::output::short_input(&redlock_core::redact_url(u))
             )));
         }
         seen.push(u.to_owned());
@@ -533,7 +537,12 @@ impl Cli {
                 .key_prefix(self.global.prefix.clone())
                 .build(n)
         };
-        settings(masters).map_err(|e| Failure::usage(format_args!("--ttl: {e}")))?;
+        settings(masters).map_err(|e| {
+            Failure::usage(format_args!(
+                "--ttl: {}",
+                crate::output::describe_config(&e)
+            ))
+        })?;
         Ok(())
     }
 }
@@ -556,6 +565,17 @@ pub(crate) fn fold_clap_error(e: &clap::Error, command: &str) -> String {
     let mut message = parts.join(" ");
     if message.is_empty() {
         message = "invalid arguments".into();
+    }
+    // Clap repeats the offending word whole: a 100 KB resource name would
+    // make a 100 KB "one line".
+    use clap::error::{ContextKind, ContextValue};
+    for kind in [ContextKind::InvalidValue, ContextKind::InvalidArg] {
+        if let Some(ContextValue::String(v)) = e.get(kind) {
+            let short = crate::output::short_input(v);
+            if short.len() < v.len() {
+                message = message.replace(v.as_str(), &short);
+            }
+        }
     }
     format!("{message} (see '{command} --help')")
 }
@@ -743,6 +763,20 @@ mod tests {
             assert!(e.contains("at most 365d"), "{huge}: {e}");
         }
         assert!(parse_ttl("400d").is_err());
+    }
+
+    #[test]
+    fn a_huge_value_is_shortened_in_the_error() {
+        let huge = "x".repeat(100 * 1024);
+        match run(&["--masters", "redis://a:1", "inspect", "-r", &huge]) {
+            Err(f) => {
+                assert_eq!(f.status, crate::output::EX_USAGE);
+                assert!(f.message.len() < 400, "{} bytes", f.message.len());
+                assert!(f.message.contains("(102400 bytes)"), "{}", f.message);
+                assert!(f.message.contains("--resource"), "{}", f.message);
+            }
+            Ok(p) => panic!("parsed: {p:?}"),
+        }
     }
 
     #[test]

@@ -36,7 +36,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
 use crate::cli::{ExecArgs, Global, Wait};
-use crate::output::{Failure, EX_CANNOT_EXECUTE, EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL};
+use crate::output::{
+    describe_lock_error, describe_loss, human_duration, quote_input, Failure, EX_CANNOT_EXECUTE,
+    EX_NOT_FOUND, EX_SOFTWARE, EX_TEMPFAIL,
+};
 use crate::signals::{Signals, FORWARD};
 use crate::sys;
 
@@ -75,6 +78,12 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Res
         sig = signals.recv() => return Err(Failure::signalled(sig)),
     };
 
+    // After connecting, so that a failure stays the one line it is.
+    if !args.quiet {
+        if let Some(warning) = fault_tolerance_warning(urls.len()) {
+            eprintln!("redlock: warning: {warning}");
+        }
+    }
     let outcome = locked(&locks, global, urls, &args, &mut signals).await;
     // Every path after connecting ends here, so whatever this run set on
     // the masters is released before `main` drops the runtime: an
@@ -90,6 +99,28 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Res
         );
     }
     outcome
+}
+
+/// A warning when `masters` masters tolerate fewer failures than they
+/// look like they should: below three, a single failure stops (or, on a
+/// restart without persistence, endangers) every lock; an even number
+/// tolerates no more failures than one master fewer would.
+fn fault_tolerance_warning(masters: usize) -> Option<String> {
+    let quorum = redlock_core::Quorum::majority(masters).ok()?;
+    let (needed, tolerated) = (quorum.needed(), quorum.tolerated_failures());
+    if masters < 3 {
+        Some(format!(
+            "{masters} master{}: a quorum of {needed} of {masters} tolerates no failure, so one master down stops every lock; 3 or 5 independent masters tolerate 1 or 2",
+            if masters == 1 { "" } else { "s" }
+        ))
+    } else if masters.is_multiple_of(2) {
+        Some(format!(
+            "{masters} masters (quorum {needed}) tolerate {tolerated} failure(s), no more than {} would; use an odd number of masters",
+            masters - 1
+        ))
+    } else {
+        None
+    }
 }
 
 /// How long `exec` waits, on its way out, for the releases it started: one
@@ -140,8 +171,9 @@ async fn locked(
             return Err(Failure {
                 status,
                 message: crate::output::one_line(&format!(
-                    "resource {:?} not acquired: {e}",
-                    args.resource
+                    "resource {} not acquired: {}",
+                    quote_input(&args.resource),
+                    describe_lock_error(&e)
                 )),
                 plain: true,
             });
@@ -149,10 +181,10 @@ async fn locked(
     };
     if args.verbose {
         eprintln!(
-            "redlock: acquired {:?} (token {}), valid for {:?}",
-            args.resource,
+            "redlock: acquired {} (token {}), valid for {}",
+            quote_input(&args.resource),
             crate::output::short_token(guard.token().expose()),
-            guard.remaining()
+            human_duration(guard.remaining())
         );
     }
 
@@ -163,8 +195,8 @@ async fn locked(
     let extensions = guard.extensions();
     match guard.release().await {
         Ok(report) if args.verbose => eprintln!(
-            "redlock: released {:?} after {extensions} extension(s): {report}",
-            args.resource
+            "redlock: released {} after {extensions} extension(s): {report}",
+            quote_input(&args.resource)
         ),
         Ok(_) => {}
         Err(e) => eprintln!(
@@ -194,8 +226,8 @@ async fn supervise(
     // would run without it, however briefly.
     if !guard.is_valid() {
         eprintln!(
-            "redlock: resource {:?}: {} before CMD could start; CMD not started",
-            args.resource,
+            "redlock: resource {}: {} before CMD could start; CMD not started",
+            quote_input(&args.resource),
             loss_reason(guard)
         );
         return Ok(args.lost_exit_code);
@@ -237,11 +269,11 @@ async fn supervise(
                     let _ = sys::kill_group(pid, sys::SIGTERM);
                 }
                 eprintln!(
-                    "redlock: resource {:?}: {}; sent SIGTERM to CMD (pid {}), SIGKILL in {}",
-                    args.resource,
-                    crate::output::one_line(&reason.to_string()),
+                    "redlock: resource {}: {}; sent SIGTERM to CMD (pid {}) and its process group, SIGKILL in {}",
+                    quote_input(&args.resource),
+                    describe_loss(&reason),
                     pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
-                    humantime::format_duration(args.kill_after),
+                    human_duration(args.kill_after),
                 );
             }
             () = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
@@ -271,8 +303,8 @@ async fn supervise(
     // so the answer is "lost", not CMD's status.
     if !guard.is_valid() {
         eprintln!(
-            "redlock: resource {:?}: {}; CMD had exited ({}), but not provably while the lock was held",
-            args.resource,
+            "redlock: resource {}: {}; CMD had exited ({}), but not provably while the lock was held",
+            quote_input(&args.resource),
             loss_reason(guard),
             describe_status(status)
         );
@@ -286,7 +318,7 @@ async fn supervise(
 fn loss_reason(guard: &LockGuard) -> String {
     guard.loss_reason().map_or_else(
         || "lock lost: its validity ended".to_owned(),
-        |reason| crate::output::one_line(&reason.to_string()),
+        |reason| describe_loss(&reason),
     )
 }
 
@@ -338,7 +370,16 @@ fn spawn(
         .env("REDLOCK_RESOURCE", &args.resource)
         .env("REDLOCK_KEY", format!("{}{}", global.prefix, args.resource))
         .env("REDLOCK_TTL_MS", args.ttl.as_millis().to_string())
-        .env("REDLOCK_MASTERS", urls.join(","));
+        // The URLs with passwords replaced by `***`: CMD learns which
+        // masters hold its lock, never a credential (the variable from our
+        // own environment, passwords and all, is overwritten, not passed on).
+        .env(
+            "REDLOCK_MASTERS",
+            urls.iter()
+                .map(|u| redlock_core::redact_url(u))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     // A group of its own, led by CMD: signals reach every process CMD
     // starts, and a terminal's Ctrl-C reaches either CMD's group (when it
     // has the terminal) or redlock's, never both.
@@ -351,17 +392,17 @@ fn spawn(
     // kernel's parent-death signal reaches one process, not its group).
     sys::die_with_parent(cmd.as_std_mut(), sys::SIGTERM);
     cmd.spawn().map_err(|e| {
-        let shown = program.to_string_lossy();
+        let shown = quote_input(&program.to_string_lossy());
         match e.kind() {
             ErrorKind::NotFound => Failure::new(
                 EX_NOT_FOUND,
-                format_args!("cannot run {shown:?}: command not found"),
+                format_args!("cannot run {shown}: command not found"),
             ),
             ErrorKind::PermissionDenied => Failure::new(
                 EX_CANNOT_EXECUTE,
-                format_args!("cannot run {shown:?}: permission denied"),
+                format_args!("cannot run {shown}: permission denied"),
             ),
-            _ => Failure::new(EX_CANNOT_EXECUTE, format_args!("cannot run {shown:?}: {e}")),
+            _ => Failure::new(EX_CANNOT_EXECUTE, format_args!("cannot run {shown}: {e}")),
         }
     })
 }
@@ -379,6 +420,22 @@ fn exit_code(status: ExitStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_odd_counts_from_three_go_unwarned() {
+        for n in [3, 5, 7] {
+            assert_eq!(fault_tolerance_warning(n), None, "{n}");
+        }
+        for n in [1, 2, 4, 6] {
+            let w = fault_tolerance_warning(n).expect("a warning");
+            assert!(w.starts_with(&format!("{n} master")), "{w}");
+        }
+        let w = fault_tolerance_warning(4).expect("a warning");
+        assert!(
+            w.contains("tolerate 1 failure(s), no more than 3 would"),
+            "{w}"
+        );
+    }
 
     #[test]
     fn statuses_like_a_shell() {

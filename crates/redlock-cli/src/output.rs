@@ -142,7 +142,7 @@ impl From<ConfigError> for Failure {
             // as configured cannot be used.
             _ => EX_UNAVAILABLE,
         };
-        Self::new(status, e)
+        Self::new(status, describe_config(&e))
     }
 }
 
@@ -174,7 +174,7 @@ pub(crate) fn human_duration(d: Duration) -> String {
     } else if d < Duration::from_millis(1) {
         format!("{}µs", d.as_micros())
     } else if d < Duration::from_millis(10) {
-        format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 1))
+        format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 2))
     } else if d < Duration::from_micros(999_500) {
         // Below 999.5 ms, so rounding never prints `1000ms`.
         format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 0))
@@ -200,6 +200,138 @@ pub(crate) fn human_duration(d: Duration) -> String {
             (days, h) => format!("{days}d{h}h"),
         }
     }
+}
+
+/// How much of a piece of user input a one-line message repeats.
+const ECHO_CHARS: usize = 64;
+
+/// User input repeated in a one-line message, quoted: whole if short, else
+/// its first 64 characters, an ellipsis and its size, `"abc…"… (1024
+/// bytes)`, so a 100 KB argument never floods a terminal or a cron mail.
+pub(crate) fn quote_input(s: &str) -> String {
+    if s.chars().count() <= ECHO_CHARS {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(ECHO_CHARS).collect();
+        format!("{head:?}… ({} bytes)", s.len())
+    }
+}
+
+/// As [`quote_input`], without the quotes (for text already in quotes,
+/// as in clap's messages).
+pub(crate) fn short_input(s: &str) -> String {
+    if s.chars().count() <= ECHO_CHARS {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(ECHO_CHARS).collect();
+        format!("{head}… ({} bytes)", s.len())
+    }
+}
+
+/// A configuration error in words for people: the core's message, with
+/// its durations in human units (the core prints them with `Debug`).
+pub(crate) fn describe_config(e: &ConfigError) -> String {
+    let h = |d: &Duration| human_duration(*d);
+    match e {
+        ConfigError::DriftConsumesTtl {
+            ttl,
+            drift,
+            min_validity,
+        } => format!(
+            "drift margin {} (plus minimum validity {}) consumes the whole TTL {}",
+            h(drift),
+            h(min_validity),
+            h(ttl)
+        ),
+        ConfigError::TimeoutNotBelowValidity { timeout, budget } => format!(
+            "per-master timeout {} must be shorter than the TTL minus drift ({})",
+            h(timeout),
+            h(budget)
+        ),
+        ConfigError::InvalidRetry { base, max } => format!(
+            "retry policy invalid: base delay {} must be > 0 and <= max delay {}",
+            h(base),
+            h(max)
+        ),
+        // `TtlNotWholeMillis` keeps the exact value: the fraction is the
+        // point. Everything else has no duration in it.
+        other => other.to_string(),
+    }
+}
+
+/// An acquisition failure in words for people (see [`describe_config`]).
+pub(crate) fn describe_acquire(e: &redlock_core::AcquireError) -> String {
+    use redlock_core::AcquireError as E;
+    match e {
+        E::Invalid(c) => describe_config(c),
+        E::ValidityExhausted {
+            attempts,
+            elapsed,
+            ttl,
+        } => format!(
+            "quorum reached after {}, leaving no validity of the {} TTL (attempts: {attempts})",
+            human_duration(*elapsed),
+            human_duration(*ttl)
+        ),
+        E::Deadline {
+            attempts,
+            waited,
+            last,
+        } => format!(
+            "gave up waiting after {} ({attempts} attempt(s)); last: {}",
+            human_duration(*waited),
+            describe_acquire(last)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The adapter's acquisition failure in words for people.
+pub(crate) fn describe_lock_error(e: &redlock_tokio::AcquireError) -> String {
+    match e {
+        redlock_tokio::AcquireError::Lock(e) => describe_acquire(e),
+        other => other.to_string(),
+    }
+}
+
+/// A failed extension in words for people.
+pub(crate) fn describe_extend(e: &redlock_core::ExtendError) -> String {
+    use redlock_core::ExtendError as E;
+    match e {
+        E::Invalid(c) => describe_config(c),
+        E::Expired { ago } => format!(
+            "lock already expired locally {} ago; not extending",
+            human_duration(*ago)
+        ),
+        E::ValidityExhausted { elapsed, ttl } => format!(
+            "extension reached quorum after {}, leaving no validity of the {} TTL",
+            human_duration(*elapsed),
+            human_duration(*ttl)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Why a lock was lost, in words for people.
+pub(crate) fn describe_loss(reason: &redlock_tokio::LossReason) -> String {
+    use redlock_tokio::{Cap, LossReason};
+    let text = match reason {
+        LossReason::Lapsed {
+            attempts,
+            last_error: Some(e),
+        } => format!(
+            "lock lost: validity ended before an extension succeeded ({attempts} failed attempt(s); last: {})",
+            describe_extend(e)
+        ),
+        LossReason::CapReached {
+            cap: Cap::HoldTime(d),
+        } => format!(
+            "lock lost: hold-time cap of {} reached, and the validity ended",
+            human_duration(*d)
+        ),
+        other => other.to_string(),
+    };
+    one_line(&text)
 }
 
 /// Shortens a token for display: its first 8 characters and an ellipsis.
@@ -332,6 +464,7 @@ mod tests {
             (Duration::ZERO, "0s"),
             (Duration::from_micros(250), "250µs"),
             (Duration::from_micros(2_500), "2.5ms"),
+            (Duration::from_micros(2_020), "2.02ms"),
             (ms(250), "250ms"),
             (Duration::from_micros(999_400), "999ms"),
             (Duration::from_micros(999_600), "1s"),
@@ -346,6 +479,46 @@ mod tests {
         ] {
             assert_eq!(human_duration(d), want, "{d:?}");
         }
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_messages() {
+        assert_eq!(quote_input("nightly"), "\"nightly\"");
+        let long = "a".repeat(1024);
+        let shown = quote_input(&long);
+        assert_eq!(shown, format!("\"{}\"… (1024 bytes)", "a".repeat(64)));
+        assert_eq!(
+            short_input(&long),
+            format!("{}… (1024 bytes)", "a".repeat(64))
+        );
+        // Characters, not bytes: never a cut inside a UTF-8 sequence.
+        let wide = "é".repeat(100);
+        assert!(short_input(&wide).ends_with("… (200 bytes)"));
+    }
+
+    #[test]
+    fn core_errors_get_human_durations() {
+        let e = ConfigError::TimeoutNotBelowValidity {
+            timeout: Duration::from_nanos(1_977_737_831),
+            budget: Duration::from_micros(1_500),
+        };
+        assert_eq!(
+            describe_config(&e),
+            "per-master timeout 1.98s must be shorter than the TTL minus drift (1.5ms)"
+        );
+        let e = redlock_core::ExtendError::Expired {
+            ago: Duration::from_nanos(51_695_283),
+        };
+        let lost = redlock_tokio::LossReason::Lapsed {
+            attempts: 1,
+            last_error: Some(std::sync::Arc::new(e)),
+        };
+        assert!(
+            describe_loss(&lost)
+                .ends_with("last: lock already expired locally 52ms ago; not extending)"),
+            "{}",
+            describe_loss(&lost)
+        );
     }
 
     #[test]

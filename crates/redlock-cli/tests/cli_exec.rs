@@ -318,6 +318,7 @@ fn losing_the_majority_stops_cmd_with_sigterm_and_exits_76() {
     assert_eq!(read(&tmp.path("got")).trim(), "TERM", "CMD got SIGTERM");
     assert!(out.stderr.contains("lock lost"), "{}", out.stderr);
     assert!(out.stderr.contains("SIGTERM"), "{}", out.stderr);
+    common::assert_human_durations(&out.stderr);
     // CMD stopped on SIGTERM: no escalation was needed.
     assert!(!out.stderr.contains("sent SIGKILL"), "{}", out.stderr);
 }
@@ -987,4 +988,150 @@ fn command_string_runs_in_sh_like_flock_c() {
     ]);
     assert_eq!(out.code(), 64, "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+}
+
+#[test]
+fn messages_show_human_durations_and_short_names() {
+    let masters = Masters::start(3);
+    // -v reports the validity left: `29.9s`, not `29.987654321s`.
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-v",
+        "-r",
+        "people",
+        "--ttl",
+        "30s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stderr.contains("valid for"), "{}", out.stderr);
+    common::assert_human_durations(&out.stderr);
+    // The longest name a lock may have, busy: the one-line refusal shows
+    // its start and its size, not all of it.
+    let long = "n".repeat(1024);
+    for m in masters.iter() {
+        m.cmd(&[
+            "SET",
+            &format!("redlock:{long}"),
+            "someone-else",
+            "PX",
+            "30000",
+        ])
+        .expect("SET");
+    }
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-r",
+        &long,
+        "--ttl",
+        "5s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("\"{}\"… (1024 bytes)", "n".repeat(64))),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(&"n".repeat(65)), "{}", out.stderr);
+    // Too long to be a name at all: still one short line.
+    let huge = "x".repeat(100 * 1024);
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-r",
+        &huge,
+        "--ttl",
+        "5s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(
+        out.code(),
+        64,
+        "{}",
+        &out.stderr[..out.stderr.len().min(300)]
+    );
+    assert_eq!(out.stderr.lines().count(), 1);
+    assert!(
+        out.stderr.len() < 400,
+        "{} bytes of error",
+        out.stderr.len()
+    );
+    assert!(out.stderr.contains("(102400 bytes)"), "{}", out.stderr);
+}
+
+#[test]
+fn cmd_never_sees_a_master_password() {
+    let masters = Masters::start_with(
+        3,
+        redlock_harness::ServerOptions::default().with_password("hunter2"),
+    );
+    let tmp = TempDir::new();
+    let file = tmp.file("masters");
+    // The URLs (passwords included) come from the environment, which CMD
+    // inherits: the variable must be replaced, not passed on.
+    let out = common::finish(start(
+        redlock()
+            .env("REDLOCK_MASTERS", masters.urls_csv())
+            .args(["exec", "-r", "secret", "--ttl", "5s", "-c"])
+            .arg(format!("printf %s \"$REDLOCK_MASTERS\" > {file}")),
+    ));
+    assert_eq!(out.code(), 0, "{out:?}");
+    let seen = read(&tmp.path("masters"));
+    assert!(!seen.contains("hunter2"), "CMD got a password: {seen}");
+    assert_eq!(seen.matches("***").count(), 3, "{seen}");
+    for m in masters.iter() {
+        assert!(seen.contains(&format!("@127.0.0.1:{}", m.port())), "{seen}");
+    }
+}
+
+#[test]
+fn too_few_or_an_even_number_of_masters_is_warned_about_once() {
+    for n in [1, 2, 4] {
+        let masters = Masters::start(n);
+        let out = run(&[
+            "--masters",
+            &masters.urls_csv(),
+            "exec",
+            "-r",
+            "few",
+            "--ttl",
+            "5s",
+            "--",
+            "true",
+        ]);
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{n}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("redlock: warning: ")
+                && out.stderr.contains(&format!("{n} master")),
+            "{n}: {}",
+            out.stderr
+        );
+        // -q: cron mails any output; the operator chose the masters.
+        let out = run(&[
+            "--masters",
+            &masters.urls_csv(),
+            "exec",
+            "-q",
+            "-r",
+            "few",
+            "--ttl",
+            "5s",
+            "--",
+            "true",
+        ]);
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert_eq!(out.stderr, "", "{n}: -q is quiet");
+    }
 }

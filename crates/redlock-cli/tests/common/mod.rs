@@ -288,3 +288,23 @@ pub fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter, usize) {
     assert_eq!(rc, 0, "F_SETFL");
     (reader, writer, filled)
 }
+
+/// Panics if `text` shows a duration the way Rust's `Debug` does, with
+/// more than three decimals (`1.977737831s`, `987.27223ms`), instead of in
+/// units for people (`1.98s`, `987ms`).
+pub fn assert_human_durations(text: &str) {
+    let bytes = text.as_bytes();
+    for (i, _) in text.match_indices('.') {
+        let digits = bytes[i + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let rest = &text[i + 1 + digits..];
+        let unit = ["s", "ms", "µs", "ns"].iter().any(|u| rest.starts_with(u));
+        let before = i > 0 && bytes[i - 1].is_ascii_digit();
+        assert!(
+            !(before && digits > 3 && unit),
+            "a duration in Debug format at byte {i}: {text}"
+        );
+    }
+}
