@@ -519,7 +519,7 @@ impl Cli {
     /// Checks the lock settings for `masters` masters before anything is
     /// started or connected: a TTL the drift margin or the per-master
     /// timeout would eat is a usage error, found before `--spawn` starts
-    /// servers for nothing.
+    /// servers for nothing; so is a `--plot` file that cannot be written.
     ///
     /// # Errors
     ///
@@ -527,7 +527,12 @@ impl Cli {
     pub(crate) fn check_settings(&self, masters: usize) -> Result<(), Failure> {
         let ttl = match &self.command {
             Cmd::Exec(a) => a.ttl,
-            Cmd::Bench(a) => a.ttl,
+            Cmd::Bench(a) => {
+                if let Some(plot) = &a.plot {
+                    crate::plot::check_writable(plot)?;
+                }
+                a.ttl
+            }
             Cmd::Inspect(_) => return Ok(()),
         };
         let settings = |n: usize| {
