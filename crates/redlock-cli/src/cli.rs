@@ -68,7 +68,10 @@ until the validity ran out), redlock says so on stderr, sends CMD SIGTERM, \
 then SIGKILL after --kill-after, and exits 76: the work may have run without \
 the lock near its end, so treat 76 (or --lost-exit-code N) as a failure. It \
 also exits 76, without starting CMD, if the lock is lost before CMD would \
-start, and if CMD's exit is only noticed after the lock's validity ended.
+start, and if CMD's exit is only noticed after the lock's validity ended. \
+All this needs redlock itself to run: while redlock is stopped (SIGSTOP, a \
+paused VM) nothing extends the lock and nothing tells CMD, so protect what \
+CMD writes with $REDLOCK_TOKEN as a fencing value (docs/safety.md).
 
 CMD runs in a process group of its own, and every signal redlock sends \
 goes to the whole group (a lost lock stops `sh -c 'job; true'` and its job). \
