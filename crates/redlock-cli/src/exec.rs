@@ -5,15 +5,18 @@
 //! can no longer be trusted. This module only drives CMD around it:
 //!
 //! ```text
-//!  acquire ──(not granted)──► exit 75, CMD never started
+//!  acquire ──(not granted)──► exit 75 (--conflict-exit-code), CMD never started
+//!     │   └─(signal)──► the attempt's keys released, exit 128+N
+//!  lost already? ──(yes)──► release, exit 76 (--lost-exit-code), CMD never started
 //!     │
-//!  spawn CMD ──(cannot)──► release, exit 126/127
+//!  spawn CMD in its own process group ──(cannot)──► release, exit 126/127
 //!     │
 //!     ├── signal to redlock ──► forward to CMD's process group, keep waiting
 //!     ├── loss signal ──► SIGTERM to the group, SIGKILL after --kill-after
 //!     ├── CMD stopped (Ctrl-Z, terminal only) ──► stop redlock too, resume both
 //!     ▼
-//!  CMD exits ──► release ──► exit: 76 if the lock was lost, else CMD's status
+//!  CMD exits ──► release ──► exit: 76 if the lock was lost (or is no
+//!                                   longer valid), else CMD's status
 //! ```
 //!
 //! The release happens on every path that reaches this code after the
@@ -54,7 +57,8 @@ fn wait_policy() -> RetryPolicy {
 ///
 /// # Errors
 ///
-/// Masters unavailable (69), lock not acquired (75), CMD not runnable
+/// Masters unavailable (69), lock not acquired (75, or
+/// `--conflict-exit-code` when another owner holds it), CMD not runnable
 /// (126/127), or a signal received before CMD started (128+N).
 pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Result<u8, Failure> {
     // Installed first: a SIGTERM while connecting or waiting for the lock
@@ -95,7 +99,7 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Res
     if !report.is_clean() {
         eprintln!(
             "redlock: warning: release not confirmed on every master within {}; the keys there expire with the TTL",
-            crate::output::human_duration(bound)
+            human_duration(bound)
         );
     }
     outcome
@@ -220,7 +224,7 @@ async fn supervise(
     guard: &LockGuard,
     signals: &mut Signals,
 ) -> Result<u8, Failure> {
-    let terminal = sys::Terminal::foreground();
+    let terminal = sys::Terminal::controlling();
     // The last moment to stay out: the lock may have been lost since it was
     // granted (this process paused, a slow stderr), and a CMD started now
     // would run without it, however briefly.
@@ -232,25 +236,38 @@ async fn supervise(
         );
         return Ok(args.lost_exit_code);
     }
-    let mut child = spawn(global, urls, args, guard, terminal.as_ref())?;
+    // CMD gets the terminal's foreground if we have it now; from the
+    // background, only once the shell gives it to us (`fg`, see `resume`).
+    let hand_over = terminal.as_ref().filter(|t| t.ours());
+    let mut child = spawn(global, urls, args, guard, hand_over)?;
     let pid = child.id();
     // Our messages must not stop us while CMD has the terminal (`tostop`);
     // taken after the spawn, since children inherit the mask.
     let _ttou = terminal.as_ref().map(|_| sys::TtouBlocked::new());
-    // With the terminal handed to CMD, Ctrl-Z stops CMD's group, which the
-    // shell does not know: redlock stops itself too (see `job_stopped`).
-    let mut stops = match &terminal {
-        Some(_) => Some(
-            signal(SignalKind::child())
-                .map_err(|e| Failure::software(format_args!("cannot handle SIGCHLD: {e}")))?,
-        ),
-        None => None,
+    // Job control: the shell knows only redlock's group, so redlock follows
+    // CMD's stops (Ctrl-Z, SIGTTIN) and passes its own continues on.
+    let (mut stops, mut continues) = match &terminal {
+        Some(_) => {
+            let handler = |kind: SignalKind, name: &str| {
+                signal(kind)
+                    .map_err(|e| Failure::software(format_args!("cannot handle {name}: {e}")))
+            };
+            (
+                Some(handler(SignalKind::child(), "SIGCHLD")?),
+                Some(handler(SignalKind::from_raw(sys::SIGCONT), "SIGCONT")?),
+            )
+        }
+        None => (None, None),
     };
+    // Whether CMD last stopped for the terminal (SIGTTIN/SIGTTOU): it then
+    // runs again only once it can have the terminal.
+    let mut waits_for_terminal = false;
     let mut lost = false;
     let mut kill_at: Option<Instant> = None;
     let status = loop {
         tokio::select! {
-            // Child first: if CMD already exited, its status is the answer.
+            // Child first: if CMD already exited, its status is the answer
+            // (checked against the lock's validity below).
             biased;
             status = child.wait() => break status,
             sig = signals.recv() => {
@@ -285,7 +302,15 @@ async fn supervise(
             }
             Some(()) = async { stops.as_mut()?.recv().await }, if stops.is_some() => {
                 if let (Some(pid), Some(terminal)) = (child.id(), &terminal) {
-                    job_stopped(terminal, pid);
+                    if let Some(sig) = sys::stop_signal(pid) {
+                        waits_for_terminal = sys::is_terminal_stop(sig);
+                        job_stopped(terminal, pid, waits_for_terminal);
+                    }
+                }
+            }
+            Some(()) = async { continues.as_mut()?.recv().await }, if continues.is_some() => {
+                if let (Some(pid), Some(terminal)) = (child.id(), &terminal) {
+                    resume(terminal, pid, waits_for_terminal);
                 }
             }
         }
@@ -331,24 +356,31 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// After a SIGCHLD while CMD has the terminal: if CMD's group was stopped
-/// (Ctrl-Z, or SIGTTIN after a `bg`), stop redlock too, so that the shell,
-/// which only knows redlock's group, sees its job stopped and gets the
-/// terminal back. On `fg` the terminal goes back to CMD's group, which is
-/// continued; after `bg` only the group is continued.
+/// CMD's group was stopped (Ctrl-Z, or SIGTTIN reading the terminal from
+/// the background): stop redlock too, so that the shell, which only knows
+/// redlock's group, sees its job stopped and can continue it. Returns
+/// once redlock is continued, and resumes CMD as [`resume`] does.
 ///
 /// While redlock is stopped the lock is not extended: a stop longer than
 /// the validity loses it, which the watchdog reports once we run again.
-fn job_stopped(terminal: &sys::Terminal, pid: u32) {
-    if sys::stop_signal(pid).is_none() {
-        return;
-    }
+fn job_stopped(terminal: &sys::Terminal, pid: u32, for_terminal: bool) {
     terminal.take_back_from(pid);
     // Returns when continued, or at once when the kernel discards SIGTSTP
-    // (an orphaned process group: nobody could continue us).
+    // (an orphaned process group: no shell could continue us).
     sys::stop_self();
+    resume(terminal, pid, for_terminal);
+}
+
+/// redlock runs (again): in the foreground (`fg`), the terminal goes to
+/// CMD's group, which is continued. In the background (`bg`) CMD's group
+/// is continued too, unless it stopped to use the terminal: it would only
+/// stop again, so it waits until the shell brings redlock to the
+/// foreground (which sends SIGCONT, and lands here again).
+fn resume(terminal: &sys::Terminal, pid: u32, for_terminal: bool) {
     if terminal.ours() {
         let _ = terminal.give_to(pid);
+    } else if for_terminal {
+        return;
     }
     let _ = sys::kill_group(pid, sys::SIGCONT);
 }

@@ -34,13 +34,14 @@ pub(crate) fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
     }
 }
 
-/// The controlling terminal, when `redlock` runs in its foreground group.
+/// The controlling terminal of `redlock`, when it has one.
 ///
 /// CMD runs in a process group of its own (so that a lost lock can stop all
 /// of it). When we have the terminal's foreground, CMD gets it instead, as a
 /// shell gives it to a job: it can read the terminal (a background group
 /// would get SIGTTIN), and a Ctrl-C typed there reaches CMD's group alone,
-/// once, and not `redlock`.
+/// once, and not `redlock`. In the background we leave it alone, and hand
+/// it over when the shell brings us to the foreground (`fg`).
 #[derive(Debug)]
 pub(crate) struct Terminal {
     /// `/dev/tty`, opened close-on-exec (CMD never inherits it).
@@ -49,9 +50,9 @@ pub(crate) struct Terminal {
 }
 
 impl Terminal {
-    /// Our controlling terminal if our process group is its foreground
-    /// group; `None` without one (cron, services) or in the background.
-    pub(crate) fn foreground() -> Option<Self> {
+    /// Our controlling terminal; `None` without one (cron, services,
+    /// `setsid`).
+    pub(crate) fn controlling() -> Option<Self> {
         use std::os::unix::fs::OpenOptionsExt;
         // /dev/tty is the controlling terminal whatever stdin, stdout and
         // stderr are redirected to; opening it fails without one.
@@ -63,8 +64,7 @@ impl Terminal {
             .ok()?;
         // SAFETY: getpgrp(2) takes nothing and cannot fail.
         let own_group = unsafe { libc::getpgrp() };
-        let terminal = Self { tty, own_group };
-        terminal.ours().then_some(terminal)
+        Some(Self { tty, own_group })
     }
 
     fn fd(&self) -> RawFd {
@@ -212,6 +212,12 @@ pub(crate) fn stop_signal(pid: u32) -> Option<i32> {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn stop_signal(_pid: u32) -> Option<i32> {
     None
+}
+
+/// Whether `sig` stops a process for using the terminal from the
+/// background (SIGTTIN, SIGTTOU).
+pub(crate) fn is_terminal_stop(sig: i32) -> bool {
+    sig == libc::SIGTTIN || sig == libc::SIGTTOU
 }
 
 /// Stops `redlock` itself with SIGTSTP, as Ctrl-Z would, and returns once

@@ -1135,3 +1135,74 @@ fn too_few_or_an_even_number_of_masters_is_warned_about_once() {
         assert_eq!(out.stderr, "", "{n}: -q is quiet");
     }
 }
+
+#[test]
+fn started_in_the_background_cmd_gets_the_terminal_on_fg() {
+    use std::io::Write;
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (ready, out_file) = (tmp.file("ready"), tmp.file("out"));
+    let cmd = format!(
+        "echo \"$$ $PPID\" > {ready}.tmp; mv {ready}.tmp {ready}; read line; echo \"got:$line\" > {out_file}"
+    );
+    let line = [
+        env!("CARGO_BIN_EXE_redlock"),
+        "--danger-disable-restart-guard",
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "bg",
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        &cmd,
+    ]
+    .map(sh_quote)
+    .join(" ");
+    let mut shell = std::process::Command::new("script");
+    shell
+        .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
+        .env("PS1", "$ ")
+        .env_remove("REDLOCK_MASTERS")
+        .env_remove("REDLOCK_PREFIX")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut session = common::Session::new(shell.spawn().expect("spawn script(1)"));
+    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    // `&`: a background job, whose CMD then reads the terminal.
+    keys.write_all(format!("{line} &\n").as_bytes())
+        .expect("type the command");
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    let pids = read(&tmp.path("ready"));
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    let (cmd_pid, redlock_pid) = (pids[0], pids[1]);
+    // SIGTTIN stops CMD; redlock stops too, so the shell sees a stopped job.
+    wait_until(Duration::from_secs(20), "the job to stop", || {
+        state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')
+    });
+    keys.write_all(b"fg\n").expect("type fg");
+    wait_until(Duration::from_secs(20), "CMD to run and read", || {
+        matches!(state(cmd_pid), Some('S' | 'R'))
+    });
+    keys.write_all(b"hello\n").expect("type a line");
+    wait_until(Duration::from_secs(20), "CMD to read the line", || {
+        !read(&tmp.path("out")).is_empty()
+    });
+    assert_eq!(read(&tmp.path("out")).trim(), "got:hello");
+    keys.write_all(b"exit\n").expect("type exit");
+    drop(keys);
+    let out = session.finish();
+    assert_eq!(out.code(), 0, "{out:?}");
+    wait_until(Duration::from_secs(10), "the lock to be released", || {
+        masters.keys_everywhere("redlock:*").is_empty()
+    });
+}
