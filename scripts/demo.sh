@@ -1,11 +1,29 @@
 #!/usr/bin/env bash
-# The main job: the two-web-servers demo (with the lock, then without it),
-# then the single-master vs quorum benchmark, all on throwaway local
-# redis-server processes that this script starts on free loopback ports
-# and stops on exit. Installs redis-server when it is missing.
+# The main job: the two-web-servers demo (two requests and one lock, then a
+# burst with the lock and without it), then the single-master vs quorum
+# benchmark, all on throwaway local redis-server processes that this script
+# starts on free loopback ports and stops on exit. Installs redis-server
+# when it is missing.
+#
+#   bash scripts/demo.sh [BENCH OPTIONS...]   the full demo; options go to `redlock bench`
+#   bash scripts/demo.sh --quick              (or DEMO_QUICK=1) a small burst and a short
+#                                             benchmark: the same build and the same steps,
+#                                             in seconds once built; scripts/test.sh runs it
+#
+# Exits non-zero when a step fails, including the demo's own self-check
+# (with the lock, the stock must be exact).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-redis.sh
+
+QUICK=${DEMO_QUICK:-0}
+if [[ ${1:-} == --quick ]]; then
+  QUICK=1
+  shift
+fi
+# Where cargo puts what it builds: the binaries are run from there.
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN="$TARGET_DIR/release"
 
 MASTERS=${MASTERS:-3}
 WORK=$(mktemp -d -t redlock-demo.XXXXXX)
@@ -44,8 +62,17 @@ start_master() {
   return 1
 }
 
-echo ">> building (release)" >&2
-cargo build --release --locked -p redlock-cli -p redlock-tokio --example two_web_servers >&2
+echo ">> building (release): the redlock binary and the demo" >&2
+# Name both targets: with only `--example`, cargo builds the example alone
+# and target/release/redlock does not exist on a fresh clone.
+cargo build --release --locked -p redlock-cli -p redlock-tokio \
+  --bin redlock --example two_web_servers >&2
+for exe in "$BIN/redlock" "$BIN/examples/two_web_servers"; do
+  if [[ ! -x $exe ]]; then
+    echo "!! the build did not produce $exe" >&2
+    exit 1
+  fi
+done
 
 URLS=()
 for i in $(seq 1 "$MASTERS"); do
@@ -55,14 +82,18 @@ done
 CSV=$(IFS=,; echo "${URLS[*]}")
 echo ">> $MASTERS throwaway masters: $CSV" >&2
 
+DEMO_ARGS=()
+BENCH_ARGS=(--spawn 5)
+if [[ $QUICK == 1 ]]; then
+  DEMO_ARGS=(--requests 12)
+  BENCH_ARGS=(--spawn 3 --iterations 50 --warmup 5 --concurrency 4)
+fi
+
 echo
-echo "=== Demo 1/2: two web servers behind a load balancer, WITH the lock ==="
+echo "=== Demo: two web servers behind a load balancer, with the lock and without it ==="
 # --danger-fresh-masters: these masters were started empty a moment ago for
 # this demo alone, so the restart guard need not hold them back for a TTL.
-target/release/examples/two_web_servers --masters "$CSV" --danger-fresh-masters
+"$BIN/examples/two_web_servers" --masters "$CSV" --danger-fresh-masters ${DEMO_ARGS[@]+"${DEMO_ARGS[@]}"}
 echo
-echo "=== Demo 2/2: the same burst WITHOUT the lock (--no-lock) ==="
-target/release/examples/two_web_servers --masters "$CSV" --danger-fresh-masters --no-lock || true
-echo
-echo "=== Benchmark: one master vs a quorum of five (redlock bench --spawn 5) ==="
-target/release/redlock bench --spawn 5 "$@"
+echo "=== Benchmark: one master vs a quorum (redlock bench ${BENCH_ARGS[*]}) ==="
+"$BIN/redlock" bench "${BENCH_ARGS[@]}" "$@"

@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use redlock_core::{KeyPrefix, Resource, Settings, Ttl};
 
-use crate::output::{Failure, EXIT_STATUS_TABLE};
+use crate::output::{Failure, EXIT_STATUS_TABLE, EX_LOCK_LOST, EX_TEMPFAIL};
 use crate::spawn::MAX_SPAWN;
 
 const ABOUT: &str = "A distributed lock over N independent Redis masters (Redlock): run a cron \
@@ -51,25 +51,38 @@ Acquire the lock, run CMD with stdin/stdout/stderr passed through, keep the \
 lock extended while CMD runs, release it when CMD exits, and exit with CMD's \
 own status: a distributed flock(1).
 
+CMD is the words after `--` (or from the first word without a dash), or \
+`sh -c STRING` with -c STRING (like flock -c). An unknown option before CMD \
+is a usage error (64), and nothing runs.
+
 Without --wait there is one attempt; with it, attempts are retried (with \
-jittered backoff) until the deadline. If the lock is not acquired, redlock \
-prints why, master by master, on one line, does not run CMD, and exits 75 \
-(with -q it says nothing when another owner holds the lock; masters that fail \
-are still reported).
+jittered backoff) until the deadline, or without limit with --wait forever. \
+If the lock is not acquired, redlock prints why, master by master, on one \
+line, does not run CMD, and exits 75, or --conflict-exit-code N when another \
+owner holds it (like flock -E; with -q it then says nothing; masters that fail \
+are still reported, with 75).
 
 While CMD runs the lock is extended before its validity runs low. If it is \
 lost anyway (another owner took it, or a majority of masters stopped answering \
 until the validity ran out), redlock says so on stderr, sends CMD SIGTERM, \
 then SIGKILL after --kill-after, and exits 76: the work may have run without \
-the lock near its end, so treat 76 as a failure.
+the lock near its end, so treat 76 (or --lost-exit-code N) as a failure. It \
+also exits 76, without starting CMD, if the lock is lost before CMD would \
+start, and if CMD's exit is only noticed after the lock's validity ended. \
+All this needs redlock itself to run: while redlock is stopped (SIGSTOP, a \
+paused VM) nothing extends the lock and nothing tells CMD, so protect what \
+CMD writes with $REDLOCK_TOKEN as a fencing value (docs/safety.md).
 
+CMD runs in a process group of its own, and every signal redlock sends \
+goes to the whole group (a lost lock stops `sh -c 'job; true'` and its job). \
 SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received by redlock are \
-forwarded to CMD; redlock then waits for CMD to exit, releases the lock, and \
-exits with CMD's status (128+N if CMD died of signal N). CMD stays in \
-redlock's process group so it can read the terminal, so a Ctrl-C typed in a \
-terminal reaches CMD directly and once more through redlock (as with \
-`timeout --foreground`). On Linux, CMD gets SIGTERM if redlock itself is \
-killed with SIGKILL, since nothing would keep its lock then.
+forwarded to CMD's group; redlock then waits for CMD to exit, releases the \
+lock, and exits with CMD's status (128+N if CMD died of signal N). In the \
+foreground of a terminal, redlock hands the terminal to CMD's group as a \
+shell does for a job: CMD can read it, a Ctrl-C reaches CMD once (not \
+redlock), and Ctrl-Z stops CMD and redlock together (fg resumes both; the \
+lock is not extended while stopped). On Linux, CMD gets SIGTERM if redlock \
+itself is killed with SIGKILL, since nothing would keep its lock then.
 
 The lock is released on every exit path redlock controls: CMD exits, CMD is \
 killed, CMD cannot be started, redlock is signalled. (After SIGKILL of redlock \
@@ -80,7 +93,11 @@ Environment of CMD:
   REDLOCK_RESOURCE         the resource name
   REDLOCK_KEY              the key on each master (PREFIX+NAME)
   REDLOCK_TTL_MS           the TTL in milliseconds
-  REDLOCK_MASTERS          the master URLs in use (with --spawn: the spawned ones)";
+  REDLOCK_MASTERS          the master URLs in use (with --spawn: the spawned ones),
+                           passwords replaced by *** (CMD never gets a credential)
+
+With fewer than three masters, or an even number, exec warns once on stderr \
+(not with -q): 2 of 2 tolerates no failure; 4 tolerate no more than 3.";
 
 const EXEC_EXAMPLES: &str = "\
 Examples:
@@ -88,7 +105,13 @@ Examples:
   */5 * * * * redlock exec -q --resource sync --ttl 2m -- /opt/sync.sh
 
   # wait up to 30 s for the lock instead of giving up at once:
-  redlock exec --resource deploy --ttl 1m --wait 30s -- ./deploy.sh";
+  redlock exec --resource deploy --ttl 1m --wait 30s -- ./deploy.sh
+
+  # wait as long as it takes; a shell string, as with flock -c:
+  redlock exec --resource backup --ttl 1m --wait forever -c 'pg_dump db | gzip > db.gz'
+
+  # a busy lock is a quiet success (flock -n -E 0); a lost one exits 3:
+  redlock exec -q --resource sync --ttl 30s --conflict-exit-code 0 --lost-exit-code 3 -- ./sync.sh";
 
 const BENCH_LONG_ABOUT: &str = "\
 Run the same workloads against a single master (the first one given) and \
@@ -264,9 +287,10 @@ pub(crate) struct ExecArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     pub(crate) ttl: Duration,
 
-    /// Retry until this deadline instead of giving up after one attempt.
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub(crate) wait: Option<Duration>,
+    /// Retry until this deadline instead of giving up after one attempt;
+    /// `forever` retries without limit.
+    #[arg(long, value_name = "DURATION|forever", value_parser = parse_wait)]
+    pub(crate) wait: Option<Wait>,
 
     /// After losing the lock, how long CMD has between SIGTERM and SIGKILL.
     #[arg(
@@ -277,24 +301,67 @@ pub(crate) struct ExecArgs {
     )]
     pub(crate) kill_after: Duration,
 
+    /// Exit status when another owner holds the lock, like flock's -E: 0
+    /// makes a busy lock a quiet success for cron (with -q). Masters
+    /// failing or unreachable keep their own statuses (75, 69).
+    #[arg(long, value_name = "N", default_value_t = EX_TEMPFAIL,
+          value_parser = clap::value_parser!(u8))]
+    pub(crate) conflict_exit_code: u8,
+
+    /// Exit status when the lock is lost: 1 to 255, since a lost lock is
+    /// never a success.
+    #[arg(long, value_name = "N", default_value_t = EX_LOCK_LOST,
+          value_parser = clap::value_parser!(u8).range(1..=255))]
+    pub(crate) lost_exit_code: u8,
+
     /// Report acquisition, extensions and release on stderr.
     #[arg(long, short = 'v', conflicts_with = "quiet")]
     pub(crate) verbose: bool,
 
-    /// Say nothing when another owner holds the lock (still exit 75): for
-    /// cron, which mails any output. Failing masters are still reported.
+    /// Say nothing when another owner holds the lock (still exit 75, or
+    /// --conflict-exit-code): for cron, which mails any output. Failing
+    /// masters are still reported.
     #[arg(long, short = 'q')]
     pub(crate) quiet: bool,
 
-    /// The command to run, and its arguments (put them after `--`).
+    /// Run this string with `sh -c` instead of a CMD (like flock -c).
+    #[arg(long = "command", short = 'c', value_name = "STRING",
+          value_parser = clap::value_parser!(OsString))]
+    pub(crate) shell_command: Option<OsString>,
+
+    /// The command to run, and its arguments: after `--`, or from the first
+    /// word that does not start with `-` (every word after it is CMD's).
+    // No `allow_hyphen_values`: with it, a mistyped option (`--wiat 5s`)
+    // became CMD, ran after the lock was taken, and failed with 127. Now
+    // an unknown option before CMD is a usage error; `--` still passes
+    // anything, dashes included.
     #[arg(
-        required = true,
+        required_unless_present = "shell_command",
+        conflicts_with = "shell_command",
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         value_name = "CMD",
         value_parser = clap::value_parser!(OsString)
     )]
     pub(crate) command: Vec<OsString>,
+}
+
+/// `--wait`: a deadline, or none at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Retry until this long after the first attempt.
+    For(Duration),
+    /// Retry until acquired (or a signal).
+    Forever,
+}
+
+impl ExecArgs {
+    /// The program and its arguments: CMD, or `sh -c STRING`.
+    pub(crate) fn argv(&self) -> Vec<OsString> {
+        match &self.shell_command {
+            Some(script) => vec!["sh".into(), "-c".into(), script.clone()],
+            None => self.command.clone(),
+        }
+    }
 }
 
 /// `redlock bench`.
@@ -443,7 +510,7 @@ fn check_urls(urls: &[String]) -> Result<Vec<String>, Failure> {
         if seen.iter().any(|s| s == u) {
             return Err(Failure::usage(format_args!(
                 "--masters lists the same master twice ({}): each must be an independent server, or it would vote twice",
-                redlock_core::redact_url(u)
+                crate::output::short_input(&redlock_core::redact_url(u))
             )));
         }
         seen.push(u.to_owned());
@@ -455,7 +522,7 @@ impl Cli {
     /// Checks the lock settings for `masters` masters before anything is
     /// started or connected: a TTL the drift margin or the per-master
     /// timeout would eat is a usage error, found before `--spawn` starts
-    /// servers for nothing.
+    /// servers for nothing; so is a `--plot` file that cannot be written.
     ///
     /// # Errors
     ///
@@ -463,7 +530,12 @@ impl Cli {
     pub(crate) fn check_settings(&self, masters: usize) -> Result<(), Failure> {
         let ttl = match &self.command {
             Cmd::Exec(a) => a.ttl,
-            Cmd::Bench(a) => a.ttl,
+            Cmd::Bench(a) => {
+                if let Some(plot) = &a.plot {
+                    crate::plot::check_writable(plot)?;
+                }
+                a.ttl
+            }
             Cmd::Inspect(_) => return Ok(()),
         };
         let settings = |n: usize| {
@@ -473,7 +545,12 @@ impl Cli {
                 .key_prefix(self.global.prefix.clone())
                 .build(n)
         };
-        settings(masters).map_err(|e| Failure::usage(format_args!("--ttl: {e}")))?;
+        settings(masters).map_err(|e| {
+            Failure::usage(format_args!(
+                "--ttl: {}",
+                crate::output::describe_config(&e)
+            ))
+        })?;
         Ok(())
     }
 }
@@ -497,12 +574,36 @@ pub(crate) fn fold_clap_error(e: &clap::Error, command: &str) -> String {
     if message.is_empty() {
         message = "invalid arguments".into();
     }
+    // Clap repeats the offending word whole: a 100 KB resource name would
+    // make a 100 KB "one line".
+    use clap::error::{ContextKind, ContextValue};
+    for kind in [ContextKind::InvalidValue, ContextKind::InvalidArg] {
+        if let Some(ContextValue::String(v)) = e.get(kind) {
+            let short = crate::output::short_input(v);
+            if short.len() < v.len() {
+                message = message.replace(v.as_str(), &short);
+            }
+        }
+    }
     format!("{message} (see '{command} --help')")
 }
 
+/// The longest duration any option takes. Far beyond any sane TTL, wait or
+/// timeout, and small enough that adding it to a clock reading can never
+/// overflow (an `Instant` holds centuries), so nothing downstream has to
+/// cope with values like `18446744073709551615s`.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e}; expected a duration such as 500ms, 10s, 1m30s"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 500ms, 10s, 1m30s"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "too long: at most {}",
+            crate::output::human_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -517,6 +618,13 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     Ttl::try_from(d).map_err(|e| e.to_string())?;
     Ok(d)
+}
+
+fn parse_wait(s: &str) -> Result<Wait, String> {
+    if s.trim().eq_ignore_ascii_case("forever") {
+        return Ok(Wait::Forever);
+    }
+    parse_positive_duration(s).map(Wait::For)
 }
 
 fn parse_resource(s: &str) -> Result<String, String> {
@@ -578,6 +686,38 @@ mod tests {
     }
 
     #[test]
+    fn unknown_options_before_cmd_are_usage_errors() {
+        let exec = |tail: &[&str]| {
+            let mut args = vec!["--masters", "redis://a:1", "exec", "-r", "r", "--ttl", "5s"];
+            args.extend_from_slice(tail);
+            run(&args)
+        };
+        match exec(&["--wiat", "5s", "--", "true"]) {
+            Err(f) => {
+                assert_eq!(f.status, crate::output::EX_USAGE);
+                assert!(f.message.contains("--wiat"), "{}", f.message);
+            }
+            Ok(p) => panic!("parsed: {p:?}"),
+        }
+        for (tail, want) in [
+            (&["--", "-x", "--wait"][..], &["-x", "--wait"][..]),
+            (&["ls", "-l", "--wait", "1s"], &["ls", "-l", "--wait", "1s"]),
+        ] {
+            let Ok(Parsed::Run(cli, _)) = exec(tail) else {
+                panic!("{tail:?} did not parse");
+            };
+            let Cmd::Exec(a) = cli.command else {
+                panic!("not exec");
+            };
+            assert_eq!(
+                a.command,
+                want.iter().map(OsString::from).collect::<Vec<_>>()
+            );
+            assert_eq!(a.wait, None, "{tail:?}: CMD's --wait is not ours");
+        }
+    }
+
+    #[test]
     fn globals_go_after_the_subcommand_too() {
         let Ok(Parsed::Run(_, source)) = run(&["bench", "--spawn", "5"]) else {
             panic!("parse failed");
@@ -620,6 +760,30 @@ mod tests {
                 }
                 Ok(p) => panic!("{args:?} parsed: {p:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_at_parse_time() {
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        for huge in ["366d", "18446744073709551615s", "600years"] {
+            let e = parse_duration(huge).expect_err(huge);
+            assert!(e.contains("at most 365d"), "{huge}: {e}");
+        }
+        assert!(parse_ttl("400d").is_err());
+    }
+
+    #[test]
+    fn a_huge_value_is_shortened_in_the_error() {
+        let huge = "x".repeat(100 * 1024);
+        match run(&["--masters", "redis://a:1", "inspect", "-r", &huge]) {
+            Err(f) => {
+                assert_eq!(f.status, crate::output::EX_USAGE);
+                assert!(f.message.len() < 400, "{} bytes", f.message.len());
+                assert!(f.message.contains("(102400 bytes)"), "{}", f.message);
+                assert!(f.message.contains("--resource"), "{}", f.message);
+            }
+            Ok(p) => panic!("parsed: {p:?}"),
         }
     }
 

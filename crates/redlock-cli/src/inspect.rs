@@ -193,9 +193,9 @@ fn summarize(resource: String, key: String, masters: Vec<MasterView>, quorum: Qu
 
 fn render(r: &Report) -> String {
     let mut out = format!(
-        "resource {:?} (key {:?}) on {} master{}:\n",
-        r.resource,
-        r.key,
+        "resource {} (key {}) on {} master{}:\n",
+        crate::output::quote_input(&r.resource),
+        crate::output::quote_input(&r.key),
         r.masters.len(),
         if r.masters.len() == 1 { "" } else { "s" }
     );

@@ -80,6 +80,9 @@ fn run() -> Result<u8, Failure> {
             Cmd::Inspect(args) => inspect::run(&global, &urls, args).await,
         }
     });
+    // Only now may the runtime go: background tasks still running here are
+    // dropped unpolled. `exec` waits for its releases (the adapter's
+    // `shutdown`) inside `block_on`, on every path, before this point.
     // Connection tasks go with the runtime; then the servers they used.
     runtime.shutdown_timeout(Duration::from_secs(1));
     drop(spawned);

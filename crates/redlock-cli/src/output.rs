@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::time::Duration;
 
 use redlock_core::ConfigError;
 
@@ -25,7 +26,9 @@ pub(crate) const EX_SOFTWARE: u8 = 70;
 pub(crate) const EX_TEMPFAIL: u8 = 75;
 /// `exec` only: the lock was lost while CMD ran (extensions refused or
 /// timed out until the validity ran out). CMD was sent SIGTERM, then
-/// SIGKILL after `--kill-after`.
+/// SIGKILL after `--kill-after`. Also when the lock was lost before CMD
+/// could start (CMD is then not started), or CMD's exit was noticed only
+/// after the validity ended.
 pub(crate) const EX_LOCK_LOST: u8 = 76;
 /// `exec` only: CMD exists but could not be executed (as `env(1)` does).
 pub(crate) const EX_CANNOT_EXECUTE: u8 = 126;
@@ -41,8 +44,10 @@ Exit status:
   69       masters unavailable: fewer than a quorum reachable, bad credentials,
            a replica or duplicate in the list, redis-server missing for --spawn
   70       internal or I/O error (a benchmark or plot could not complete)
-  75       lock not acquired: held elsewhere, or no quorum (EX_TEMPFAIL)
-  76       exec: lock lost while CMD ran; CMD got SIGTERM (then SIGKILL)
+  75       lock not acquired: held elsewhere (exec --conflict-exit-code), or no
+           quorum (EX_TEMPFAIL)
+  76       exec (--lost-exit-code): lock lost while CMD ran; CMD got SIGTERM (then SIGKILL);
+           or lost before CMD could start (CMD not started)
   126/127  exec: CMD could not be executed / was not found
   128+N    exec: CMD was killed by signal N; redlock itself stopped by signal N";
 
@@ -137,7 +142,7 @@ impl From<ConfigError> for Failure {
             // as configured cannot be used.
             _ => EX_UNAVAILABLE,
         };
-        Self::new(status, e)
+        Self::new(status, describe_config(&e))
     }
 }
 
@@ -148,6 +153,185 @@ pub(crate) fn one_line(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A duration for people: `250ms`, `1.98s`, `29.9s`, `1m30s`, `2h5m`,
+/// `3d4h`. Never Rust's `Debug` form (`1.977737831s`): two or three
+/// significant digits say all a reader needs.
+pub(crate) fn human_duration(d: Duration) -> String {
+    /// `x` with at most `decimals` decimals, trailing zeros dropped.
+    fn trimmed(x: f64, decimals: usize) -> String {
+        let s = format!("{x:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s
+        }
+    }
+    let secs = d.as_secs();
+    if d.is_zero() {
+        "0s".to_owned()
+    } else if d < Duration::from_millis(1) {
+        format!("{}µs", d.as_micros())
+    } else if d < Duration::from_millis(10) {
+        format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 2))
+    } else if d < Duration::from_micros(999_500) {
+        // Below 999.5 ms, so rounding never prints `1000ms`.
+        format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 0))
+    } else if d < Duration::from_millis(9_995) {
+        format!("{}s", trimmed(d.as_secs_f64(), 2))
+    } else if d < Duration::from_millis(59_950) {
+        format!("{}s", trimmed(d.as_secs_f64(), 1))
+    } else if secs < 3600 {
+        // Whole seconds from here on; `59.96s` lands here as `1m`.
+        let secs = d.as_secs_f64().round() as u64;
+        match (secs / 60, secs % 60) {
+            (m, 0) => format!("{m}m"),
+            (m, s) => format!("{m}m{s}s"),
+        }
+    } else if secs < 86_400 {
+        match (secs / 3600, secs % 3600 / 60) {
+            (h, 0) => format!("{h}h"),
+            (h, m) => format!("{h}h{m}m"),
+        }
+    } else {
+        match (secs / 86_400, secs % 86_400 / 3600) {
+            (days, 0) => format!("{days}d"),
+            (days, h) => format!("{days}d{h}h"),
+        }
+    }
+}
+
+/// How much of a piece of user input a one-line message repeats.
+const ECHO_CHARS: usize = 64;
+
+/// User input repeated in a one-line message, quoted: whole if short, else
+/// its first 64 characters, an ellipsis and its size, `"abc…"… (1024
+/// bytes)`, so a 100 KB argument never floods a terminal or a cron mail.
+pub(crate) fn quote_input(s: &str) -> String {
+    if s.chars().count() <= ECHO_CHARS {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(ECHO_CHARS).collect();
+        format!("{head:?}… ({} bytes)", s.len())
+    }
+}
+
+/// As [`quote_input`], without the quotes (for text already in quotes,
+/// as in clap's messages).
+pub(crate) fn short_input(s: &str) -> String {
+    if s.chars().count() <= ECHO_CHARS {
+        s.to_owned()
+    } else {
+        let head: String = s.chars().take(ECHO_CHARS).collect();
+        format!("{head}… ({} bytes)", s.len())
+    }
+}
+
+/// A configuration error in words for people: the core's message, with
+/// its durations in human units (the core prints them with `Debug`).
+pub(crate) fn describe_config(e: &ConfigError) -> String {
+    let h = |d: &Duration| human_duration(*d);
+    match e {
+        ConfigError::DriftConsumesTtl {
+            ttl,
+            drift,
+            min_validity,
+        } => format!(
+            "drift margin {} (plus minimum validity {}) consumes the whole TTL {}",
+            h(drift),
+            h(min_validity),
+            h(ttl)
+        ),
+        ConfigError::TimeoutNotBelowValidity { timeout, budget } => format!(
+            "per-master timeout {} must be shorter than the TTL minus drift ({})",
+            h(timeout),
+            h(budget)
+        ),
+        ConfigError::InvalidRetry { base, max } => format!(
+            "retry policy invalid: base delay {} must be > 0 and <= max delay {}",
+            h(base),
+            h(max)
+        ),
+        // `TtlNotWholeMillis` keeps the exact value: the fraction is the
+        // point. Everything else has no duration in it.
+        other => other.to_string(),
+    }
+}
+
+/// An acquisition failure in words for people (see [`describe_config`]).
+pub(crate) fn describe_acquire(e: &redlock_core::AcquireError) -> String {
+    use redlock_core::AcquireError as E;
+    match e {
+        E::Invalid(c) => describe_config(c),
+        E::ValidityExhausted {
+            attempts,
+            elapsed,
+            ttl,
+        } => format!(
+            "quorum reached after {}, leaving no validity of the {} TTL (attempts: {attempts})",
+            human_duration(*elapsed),
+            human_duration(*ttl)
+        ),
+        E::Deadline {
+            attempts,
+            waited,
+            last,
+        } => format!(
+            "gave up waiting after {} ({attempts} attempt(s)); last: {}",
+            human_duration(*waited),
+            describe_acquire(last)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The adapter's acquisition failure in words for people.
+pub(crate) fn describe_lock_error(e: &redlock_tokio::AcquireError) -> String {
+    match e {
+        redlock_tokio::AcquireError::Lock(e) => describe_acquire(e),
+        other => other.to_string(),
+    }
+}
+
+/// A failed extension in words for people.
+pub(crate) fn describe_extend(e: &redlock_core::ExtendError) -> String {
+    use redlock_core::ExtendError as E;
+    match e {
+        E::Invalid(c) => describe_config(c),
+        E::Expired { ago } => format!(
+            "lock already expired locally {} ago; not extending",
+            human_duration(*ago)
+        ),
+        E::ValidityExhausted { elapsed, ttl } => format!(
+            "extension reached quorum after {}, leaving no validity of the {} TTL",
+            human_duration(*elapsed),
+            human_duration(*ttl)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Why a lock was lost, in words for people.
+pub(crate) fn describe_loss(reason: &redlock_tokio::LossReason) -> String {
+    use redlock_tokio::{Cap, LossReason};
+    let text = match reason {
+        LossReason::Lapsed {
+            attempts,
+            last_error: Some(e),
+        } => format!(
+            "lock lost: validity ended before an extension succeeded ({attempts} failed attempt(s); last: {})",
+            describe_extend(e)
+        ),
+        LossReason::CapReached {
+            cap: Cap::HoldTime(d),
+        } => format!(
+            "lock lost: hold-time cap of {} reached, and the validity ended",
+            human_duration(*d)
+        ),
+        other => other.to_string(),
+    };
+    one_line(&text)
 }
 
 /// Shortens a token for display: its first 8 characters and an ellipsis.
@@ -271,6 +455,70 @@ mod tests {
     fn messages_fold_to_one_line() {
         assert_eq!(one_line("a\n  b\n\nc "), "a b c");
         assert_eq!(Failure::usage("x\ny").message, "x y");
+    }
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        let ms = Duration::from_millis;
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_micros(250), "250µs"),
+            (Duration::from_micros(2_500), "2.5ms"),
+            (Duration::from_micros(2_020), "2.02ms"),
+            (ms(250), "250ms"),
+            (Duration::from_micros(999_400), "999ms"),
+            (Duration::from_micros(999_600), "1s"),
+            (Duration::from_nanos(1_977_737_831), "1.98s"),
+            (ms(10_000), "10s"),
+            (ms(29_940), "29.9s"),
+            (ms(59_960), "1m"),
+            (ms(90_000), "1m30s"),
+            (Duration::from_secs(7_500), "2h5m"),
+            (Duration::from_secs(3 * 86_400 + 4 * 3600), "3d4h"),
+            (Duration::MAX, "213503982334601d7h"),
+        ] {
+            assert_eq!(human_duration(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_messages() {
+        assert_eq!(quote_input("nightly"), "\"nightly\"");
+        let long = "a".repeat(1024);
+        let shown = quote_input(&long);
+        assert_eq!(shown, format!("\"{}\"… (1024 bytes)", "a".repeat(64)));
+        assert_eq!(
+            short_input(&long),
+            format!("{}… (1024 bytes)", "a".repeat(64))
+        );
+        // Characters, not bytes: never a cut inside a UTF-8 sequence.
+        let wide = "é".repeat(100);
+        assert!(short_input(&wide).ends_with("… (200 bytes)"));
+    }
+
+    #[test]
+    fn core_errors_get_human_durations() {
+        let e = ConfigError::TimeoutNotBelowValidity {
+            timeout: Duration::from_nanos(1_977_737_831),
+            budget: Duration::from_micros(1_500),
+        };
+        assert_eq!(
+            describe_config(&e),
+            "per-master timeout 1.98s must be shorter than the TTL minus drift (1.5ms)"
+        );
+        let e = redlock_core::ExtendError::Expired {
+            ago: Duration::from_nanos(51_695_283),
+        };
+        let lost = redlock_tokio::LossReason::Lapsed {
+            attempts: 1,
+            last_error: Some(std::sync::Arc::new(e)),
+        };
+        assert!(
+            describe_loss(&lost)
+                .ends_with("last: lock already expired locally 52ms ago; not extending)"),
+            "{}",
+            describe_loss(&lost)
+        );
     }
 
     #[test]

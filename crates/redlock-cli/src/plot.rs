@@ -28,6 +28,36 @@ pub(crate) fn write_svg(path: &Path, curves: &[Curves], masters: &[String]) -> R
         .map_err(|e| Failure::software(format_args!("cannot write plot {}: {e}", path.display())))
 }
 
+/// Checks, before the benchmark runs, that `path` can be written: a typo
+/// in the path must not cost a whole benchmark run and then fail. Opens the
+/// file for appending (an existing file is left as it is) and removes it
+/// again if the check created it, so a run that fails later leaves no empty
+/// file behind.
+///
+/// # Errors
+///
+/// A usage error (64) naming `--plot` when the file cannot be opened for
+/// writing (missing directory, no permission, a directory).
+pub(crate) fn check_writable(path: &Path) -> Result<(), Failure> {
+    let existed = path.exists();
+    match std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
+        Ok(_) => {
+            if !existed {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        }
+        Err(e) => Err(Failure::usage(format_args!(
+            "--plot {}: cannot write there: {e}",
+            crate::output::quote_input(&path.to_string_lossy())
+        ))),
+    }
+}
+
 type Pick = fn(&Curves) -> &Histogram<u64>;
 
 fn draw(

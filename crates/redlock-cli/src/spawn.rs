@@ -146,7 +146,10 @@ impl StartError {
         match self {
             StartError::PortTaken => format!("port kept being taken ({last})"),
             StartError::Exited(status) => format!("it exited ({status}): {last}"),
-            StartError::Timeout => format!("no PONG within {STARTUP_TIMEOUT:?}: {last}"),
+            StartError::Timeout => format!(
+                "no PONG within {}: {last}",
+                crate::output::human_duration(STARTUP_TIMEOUT)
+            ),
         }
     }
 }
@@ -212,7 +215,9 @@ fn launch(bin: &Path, port: u16, dir: &Path) -> Result<Child, Failure> {
 }
 
 fn wait_ready(server: &mut Server) -> Result<(), StartError> {
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let deadline = Instant::now()
+        .checked_add(STARTUP_TIMEOUT)
+        .ok_or(StartError::Timeout)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port));
     loop {
         if let Ok(Some(status)) = server.child.try_wait() {

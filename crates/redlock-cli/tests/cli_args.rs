@@ -145,6 +145,78 @@ fn bad_arguments_are_one_line_and_status_64() {
             &["--masters", m, "--prefix", "", "inspect", "-r", "r"],
             "prefix",
         ),
+        // Durations too long to add to a clock reading are refused before
+        // anything runs (a huge --kill-after once panicked on a lost lock).
+        (
+            &[
+                "--masters",
+                m,
+                "exec",
+                "-r",
+                "r",
+                "--ttl",
+                "5s",
+                "--kill-after",
+                "18446744073709551615s",
+                "--",
+                "true",
+            ],
+            "--kill-after",
+        ),
+        (
+            &[
+                "--masters",
+                m,
+                "exec",
+                "-r",
+                "r",
+                "--ttl",
+                "5s",
+                "--wait",
+                "18446744073709551615s",
+                "--",
+                "true",
+            ],
+            "--wait",
+        ),
+        (
+            &[
+                "--masters",
+                m,
+                "exec",
+                "-r",
+                "r",
+                "--ttl",
+                "500000000000s",
+                "--",
+                "true",
+            ],
+            "--ttl",
+        ),
+        (
+            &[
+                "--masters",
+                m,
+                "--master-timeout",
+                "18446744073709551615s",
+                "inspect",
+                "-r",
+                "r",
+            ],
+            "--master-timeout",
+        ),
+        (
+            &[
+                "--masters",
+                m,
+                "--connect-timeout",
+                "18446744073709551615s",
+                "inspect",
+                "-r",
+                "r",
+            ],
+            "--connect-timeout",
+        ),
     ] {
         let line = one_clear_line(args, 64);
         assert!(line.contains(needle), "{args:?}: {line}");
@@ -195,6 +267,21 @@ fn help_and_version_succeed() {
         "schema documented: {}",
         out.stdout
     );
+    let out = run(&["exec", "--help"]);
+    assert_eq!(out.code(), 0);
+    for documented in [
+        "--conflict-exit-code",
+        "--lost-exit-code",
+        "--wait forever",
+        "-c, --command <STRING>",
+        "--conflict-exit-code 0",
+    ] {
+        assert!(
+            out.stdout.contains(documented),
+            "{documented} not in exec --help: {}",
+            out.stdout
+        );
+    }
     let out = run(&["--version"]);
     assert_eq!(out.code(), 0);
     assert!(out.stdout.starts_with("redlock "), "{}", out.stdout);

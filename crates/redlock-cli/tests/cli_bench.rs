@@ -148,4 +148,63 @@ fn bench_table_names_every_workload() {
         assert!(out.stdout.contains(word), "{word} missing:\n{}", out.stdout);
     }
     assert_eq!(out.stderr, "", "no progress bar without a terminal");
+    let headline = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("quorum vs single:"))
+        .unwrap_or_else(|| panic!("no headline ratio line:\n{}", out.stdout));
+    assert!(
+        headline.contains("loopback exaggerates"),
+        "the ratio line says what loopback does to it: {headline}"
+    );
+}
+
+#[test]
+fn an_unwritable_plot_path_fails_before_the_benchmark_runs() {
+    let masters = Masters::start(1);
+    let tmp = TempDir::new();
+    for path in [
+        tmp.file("no-such-dir/bench.svg"),
+        // A directory cannot be written as a file either.
+        tmp.file(""),
+    ] {
+        let out = run(&[
+            "--masters",
+            &masters.urls_csv(),
+            "bench",
+            "--iterations",
+            "10",
+            "--warmup",
+            "0",
+            "--plot",
+            &path,
+        ]);
+        assert_eq!(out.code(), 64, "{path}: {out:?}");
+        assert_eq!(out.stdout, "", "{path}: the benchmark ran: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        assert!(out.stderr.contains("--plot"), "{out:?}");
+        assert!(
+            common::calls(&masters[0], "set") == 0,
+            "{path}: the benchmark ran"
+        );
+    }
+    // A writable path is checked without leaving a file behind when the
+    // run fails later (here: no master answers).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let plot = tmp.file("later.svg");
+    let out = run(&[
+        "--masters",
+        &format!("redis://127.0.0.1:{port}"),
+        "bench",
+        "--plot",
+        &plot,
+    ]);
+    assert_eq!(out.code(), 69, "{out:?}");
+    assert!(
+        !tmp.path("later.svg").exists(),
+        "an empty plot file was left"
+    );
 }

@@ -175,3 +175,136 @@ pub fn alive_named(pid: u32, name: &str) -> bool {
         .map(|s| s.contains(&format!("({name})")) && !s.contains(") Z "))
         .unwrap_or(false)
 }
+
+/// How many times `master` ran `command` (lowercase, e.g. `set`), from
+/// `INFO commandstats`; 0 before the first call.
+pub fn calls(master: &redlock_harness::RedisServer, command: &str) -> u64 {
+    let reply = master
+        .cmd(&["INFO", "commandstats"])
+        .expect("INFO commandstats");
+    let text =
+        String::from_utf8_lossy(reply.as_bytes().expect("INFO is a bulk string")).into_owned();
+    let prefix = format!("cmdstat_{command}:calls=");
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `(pid, ppid, session id, state)` of every process, from /proc.
+fn processes() -> Vec<(u32, u32, u32, char)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+            let state = rest.next()?.chars().next()?;
+            let ppid = rest.next()?.parse().ok()?;
+            let _pgrp = rest.next()?;
+            let sid = rest.next()?.parse().ok()?;
+            Some((pid, ppid, sid, state))
+        })
+        .collect()
+}
+
+/// A `script(1)` run (a pseudo-terminal session) started by a test. Dropped
+/// while still running, for instance by a failing assertion, it kills
+/// every process of the session it created, then `script` itself, so that
+/// a failed test leaves no stopped job behind.
+pub struct Session(Option<Child>);
+
+impl Session {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("session still running")
+    }
+
+    /// Waits for `script` to finish, as [`finish`].
+    pub fn finish(mut self) -> Output {
+        finish(self.0.take().expect("session still running"))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        let all = processes();
+        // script's child leads the session on the pseudo terminal.
+        let sessions: Vec<u32> = all
+            .iter()
+            .filter(|p| p.1 == child.id())
+            .map(|p| p.0)
+            .collect();
+        for (pid, _, sid, state) in all {
+            if sessions.contains(&sid) && state != 'Z' {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A pipe whose buffer is full: the first write to the writer blocks until
+/// the reader is read. Returns the reader, the writer and the number of
+/// filler bytes (`#`) to skip when reading.
+#[allow(unsafe_code)]
+pub fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter, usize) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let (reader, mut writer) = std::io::pipe().expect("pipe");
+    let fd = writer.as_raw_fd();
+    // SAFETY: fcntl(2) with F_GETFL/F_SETFL takes integers and touches no
+    // memory; `fd` is the writer we own. O_NONBLOCK lives on the open file
+    // description, so it goes off again before the writer is handed on.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    assert!(flags >= 0, "F_GETFL");
+    // SAFETY: as above.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    assert_eq!(rc, 0, "F_SETFL O_NONBLOCK");
+    let chunk = [b'#'; 4096];
+    let mut filled = 0;
+    loop {
+        match writer.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    assert_eq!(rc, 0, "F_SETFL");
+    (reader, writer, filled)
+}
+
+/// Panics if `text` shows a duration the way Rust's `Debug` does, with
+/// more than three decimals (`1.977737831s`, `987.27223ms`), instead of in
+/// units for people (`1.98s`, `987ms`).
+pub fn assert_human_durations(text: &str) {
+    let bytes = text.as_bytes();
+    for (i, _) in text.match_indices('.') {
+        let digits = bytes[i + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let rest = &text[i + 1 + digits..];
+        let unit = ["s", "ms", "µs", "ns"].iter().any(|u| rest.starts_with(u));
+        let before = i > 0 && bytes[i - 1].is_ascii_digit();
+        assert!(
+            !(before && digits > 3 && unit),
+            "a duration in Debug format at byte {i}: {text}"
+        );
+    }
+}
