@@ -135,7 +135,7 @@ pub enum ConfigError {
         max: Duration,
     },
     /// The drift margin (plus the minimum validity) leaves no validity.
-    #[error("drift margin {drift:?} (plus minimum validity {min_validity:?}) consumes the whole TTL {ttl:?}")]
+    #[error("drift margin {} (plus minimum validity {}) consumes the whole TTL {}", crate::HumanDuration(*drift), crate::HumanDuration(*min_validity), crate::HumanDuration(*ttl))]
     DriftConsumesTtl {
         /// The TTL.
         ttl: Duration,
@@ -155,7 +155,9 @@ pub enum ConfigError {
     ZeroTimeout,
     /// The per-master timeout is not shorter than the validity budget.
     #[error(
-        "per-master timeout {timeout:?} must be shorter than the TTL minus drift ({budget:?})"
+        "per-master timeout {} must be shorter than the TTL minus drift ({})",
+        crate::HumanDuration(*timeout),
+        crate::HumanDuration(*budget)
     )]
     TimeoutNotBelowValidity {
         /// The timeout.
@@ -167,7 +169,7 @@ pub enum ConfigError {
     #[error("wait deadline must be greater than zero (use try_acquire for a single attempt)")]
     ZeroWait,
     /// A retry policy that would spin or is inverted.
-    #[error("retry policy invalid: base delay {base:?} must be > 0 and <= max delay {max:?}")]
+    #[error("retry policy invalid: base delay {} must be > 0 and <= max delay {}", crate::HumanDuration(*base), crate::HumanDuration(*max))]
     InvalidRetry {
         /// Base delay.
         base: Duration,
@@ -255,7 +257,7 @@ pub enum AcquireError {
     },
     /// A quorum granted, but so late that no validity was left (the masters
     /// were slow, or this process was paused).
-    #[error("quorum reached after {elapsed:?}, leaving no validity of the {ttl:?} TTL (attempts: {attempts})")]
+    #[error("quorum reached after {}, leaving no validity of the {} TTL (attempts: {attempts})", crate::HumanDuration(*elapsed), crate::HumanDuration(*ttl))]
     ValidityExhausted {
         /// Attempts made.
         attempts: u32,
@@ -280,7 +282,7 @@ pub enum AcquireError {
     FencesExhausted,
     /// The wait deadline passed before a quorum granted. `last` holds the
     /// last attempt's failure.
-    #[error("gave up waiting after {waited:?} ({attempts} attempt(s)); last: {last}")]
+    #[error("gave up waiting after {} ({attempts} attempt(s)); last: {last}", crate::HumanDuration(*waited))]
     Deadline {
         /// Attempts made.
         attempts: u32,
@@ -322,7 +324,7 @@ pub enum ExtendError {
     Invalid(#[from] ConfigError),
     /// The lock's validity had already passed locally; extending could
     /// resurrect a lock someone else may now hold, so nothing was sent.
-    #[error("lock already expired locally {ago:?} ago; not extending")]
+    #[error("lock already expired locally {} ago; not extending", crate::HumanDuration(*ago))]
     Expired {
         /// How long ago validity ended.
         ago: Duration,
@@ -334,7 +336,7 @@ pub enum ExtendError {
         votes: Votes,
     },
     /// A quorum extended, but too late to leave validity.
-    #[error("extension reached quorum after {elapsed:?}, leaving no validity of the {ttl:?} TTL")]
+    #[error("extension reached quorum after {}, leaving no validity of the {} TTL", crate::HumanDuration(*elapsed), crate::HumanDuration(*ttl))]
     ValidityExhausted {
         /// Time from sending to the decision.
         elapsed: Duration,

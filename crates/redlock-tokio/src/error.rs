@@ -28,7 +28,7 @@ pub enum AcquireError {
     /// The wait deadline passed while this call queued behind other tasks
     /// of this process waiting for the same resources (only the head of
     /// the queue asks the masters).
-    #[error("gave up waiting after {waited:?}: other tasks of this process were ahead in the queue for the same resources")]
+    #[error("gave up waiting after {}: other tasks of this process were ahead in the queue for the same resources", redlock_core::HumanDuration(*waited))]
     QueuedTooLong {
         /// Time waited in the queue.
         waited: std::time::Duration,

@@ -115,6 +115,10 @@ struct Registry {
 pub(crate) struct ShutdownStats {
     pub(crate) released: AtomicUsize,
     pub(crate) incomplete: AtomicUsize,
+    /// Background releases nobody awaited (dropped guards, cancelled
+    /// acquisitions) that a quorum could not confirm, over the manager's
+    /// life.
+    pub(crate) background_incomplete: AtomicUsize,
 }
 
 impl<M: Master, R: Runtime> Inner<M, R> {
@@ -137,7 +141,10 @@ impl<M: Master, R: Runtime> Inner<M, R> {
             async move {
                 match inner.redlock.release_token(&resources, &token).await {
                     Ok(report) => tracing::debug!(%resources, %report, "released keys of a cancelled acquisition"),
-                    Err(e) => tracing::warn!(%resources, error = %e, "cleanup of a cancelled acquisition incomplete; keys expire with their TTL"),
+                    Err(e) => {
+                        inner.stats.background_incomplete.fetch_add(1, Ordering::SeqCst);
+                        tracing::warn!(%resources, error = %e, "cleanup of a cancelled acquisition incomplete; keys expire with their TTL")
+                    }
                 }
             },
             &self.handle,
@@ -181,6 +188,7 @@ pub struct ShutdownReport {
     incomplete: usize,
     still_held: usize,
     unfinished_tasks: usize,
+    background_incomplete: usize,
 }
 
 impl ShutdownReport {
@@ -213,10 +221,20 @@ impl ShutdownReport {
         self.unfinished_tasks
     }
 
+    /// Releases that ran in the background with nobody awaiting them
+    /// (dropped guards, cancelled acquisitions), over the manager's whole
+    /// life, that a quorum could not confirm: their keys stay until the TTL.
+    pub fn background_incomplete(&self) -> usize {
+        self.background_incomplete
+    }
+
     /// Whether everything finished within the bound and every release was
-    /// confirmed.
+    /// confirmed, including the background ones.
     pub fn is_clean(&self) -> bool {
-        self.incomplete == 0 && self.still_held == 0 && self.unfinished_tasks == 0
+        self.incomplete == 0
+            && self.still_held == 0
+            && self.unfinished_tasks == 0
+            && self.background_incomplete == 0
     }
 }
 
@@ -224,8 +242,13 @@ impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lock(s) held at shutdown: {} released, {} incomplete, {} still releasing; {} background task(s) unfinished",
-            self.held, self.released, self.incomplete, self.still_held, self.unfinished_tasks
+            "{} lock(s) held at shutdown: {} released, {} incomplete, {} still releasing; {} background task(s) unfinished; {} background release(s) unconfirmed",
+            self.held,
+            self.released,
+            self.incomplete,
+            self.still_held,
+            self.unfinished_tasks,
+            self.background_incomplete
         )
     }
 }
@@ -626,6 +649,11 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
             incomplete: self.inner.stats.incomplete.load(Ordering::SeqCst),
             still_held: self.held_count(),
             unfinished_tasks: self.inner.tracker.len(),
+            background_incomplete: self
+                .inner
+                .stats
+                .background_incomplete
+                .load(Ordering::SeqCst),
         }
     }
 }

@@ -122,7 +122,7 @@ impl fmt::Display for Threshold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             ThresholdKind::Fraction(x) => write!(f, "{:.0}% of the TTL left", x * 100.0),
-            ThresholdKind::Remaining(d) => write!(f, "{d:?} left"),
+            ThresholdKind::Remaining(d) => write!(f, "{} left", redlock_core::HumanDuration(d)),
         }
     }
 }
@@ -234,7 +234,11 @@ impl fmt::Display for Cap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Extensions(n) => write!(f, "extension cap of {n} reached"),
-            Self::HoldTime(d) => write!(f, "hold-time cap of {d:?} reached"),
+            Self::HoldTime(d) => write!(
+                f,
+                "hold-time cap of {} reached",
+                redlock_core::HumanDuration(*d)
+            ),
         }
     }
 }

@@ -109,6 +109,13 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
                 tracing::warn!(resources = %self.shared.resources, error = %e, "release incomplete; keys expire with their TTL")
             }
         }
+        if reply.is_none() && !by_shutdown && result.is_err() {
+            // A dropped guard: nobody awaits this release.
+            self.inner
+                .stats
+                .background_incomplete
+                .fetch_add(1, Ordering::SeqCst);
+        }
         if by_shutdown {
             let counter = if result.is_ok() {
                 &self.inner.stats.released
