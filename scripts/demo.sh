@@ -22,8 +22,16 @@ if [[ ${1:-} == --quick ]]; then
   shift
 fi
 # Where cargo puts what it builds: the binaries are run from there.
+# DEMO_PROFILE=dev builds them in debug instead (scripts/test.sh does, so
+# the test run reuses its own debug build rather than compiling everything
+# a second time in release); the numbers are then not representative.
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-BIN="$TARGET_DIR/release"
+PROFILE=${DEMO_PROFILE:-release}
+case $PROFILE in
+  release) BIN="$TARGET_DIR/release" ;;
+  dev) BIN="$TARGET_DIR/debug" ;;
+  *) echo "!! DEMO_PROFILE must be release or dev, not $PROFILE" >&2; exit 64 ;;
+esac
 
 MASTERS=${MASTERS:-3}
 WORK=$(mktemp -d -t redlock-demo.XXXXXX)
@@ -62,10 +70,10 @@ start_master() {
   return 1
 }
 
-echo ">> building (release): the redlock binary and the demo" >&2
+echo ">> building ($PROFILE): the redlock binary and the demo" >&2
 # Name both targets: with only `--example`, cargo builds the example alone
 # and target/release/redlock does not exist on a fresh clone.
-cargo build --release --locked -p redlock-cli -p redlock-tokio \
+cargo build --profile "$PROFILE" --locked -p redlock-cli -p redlock-tokio \
   --bin redlock --example two_web_servers >&2
 for exe in "$BIN/redlock" "$BIN/examples/two_web_servers"; do
   if [[ ! -x $exe ]]; then
