@@ -125,12 +125,24 @@ impl Master for MemMaster {
 }
 
 /// tokio's (pausable) clock, so the core's validity and the adapter's
-/// timers agree in virtual time.
+/// timers agree in virtual time; plus the time "suspended" on this thread,
+/// which the runtime's clock counts and tokio's timer does not (as
+/// `CLOCK_BOOTTIME` and `CLOCK_MONOTONIC` after a machine suspend).
 struct VirtualClock(AtomicU64);
+
+thread_local! {
+    static SUSPENDED: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// Simulates a machine suspend of `d`: the runtime's clock jumps, tokio's
+/// timer does not move.
+fn suspend(d: Duration) {
+    SUSPENDED.with(|s| s.set(s.get() + d));
+}
 
 impl Runtime for VirtualClock {
     fn now(&self) -> Instant {
-        now()
+        now() + SUSPENDED.with(std::cell::Cell::get)
     }
 
     fn sleep(&self, d: Duration) -> impl std::future::Future<Output = ()> + Send {
@@ -372,6 +384,26 @@ async fn without_auto_extension_the_loss_fires_at_validity() {
     );
     assert!(now() <= valid_until && valid_until - now() <= Duration::from_millis(2));
     assert_eq!(guard.extensions(), 0);
+}
+
+/// Hole: on Linux `Instant` does not count time the machine was suspended,
+/// so after a suspend the loss timer (on tokio's clock) trusted a lock
+/// whose keys had expired meanwhile. The runtime's clock counts it, and the
+/// watchdog re-reads it at least every second: the loss fires within about
+/// a second of the resume, not a TTL later.
+#[tokio::test(start_paused = true)]
+async fn a_suspend_longer_than_the_validity_is_a_loss_soon_after_resume() {
+    let (locks, _fakes) = setup(ExtendPolicy::disabled());
+    let opts = LockOptions::once().ttl(Duration::from_secs(60));
+    let guard = locks.acquire_with("suspended", &opts).await.expect("free");
+    settle().await;
+    assert!(!guard.is_lost());
+    // The machine sleeps for two minutes; tokio's timers do not see it.
+    suspend(Duration::from_secs(120));
+    let reason = tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("the loss must fire within a watchdog step of the resume");
+    assert!(matches!(reason, LossReason::Lapsed { .. }), "{reason}");
 }
 
 #[tokio::test(start_paused = true)]
