@@ -28,9 +28,39 @@
 //! tokens are the answer). Such an action is left out of check 2, and check
 //! 3 skips the steps its write might have landed in. Check 1 excuses
 //! nothing.
+//!
+//! # Fenced runs
+//!
+//! [`check_fenced`] judges workers that hold fenced locks and act on a
+//! fenced counter (`chaos_worker --fenced`), and excuses nothing: a paused
+//! holder is exactly what the fence is for.
+//!
+//! 1. **Overlapping holds**, as above.
+//! 2. **Fences.** Every lock has a fence, no fence is handed out twice,
+//!    and a lock whose acquire attempt began after another lock's acquire
+//!    had returned has the higher fence. When the attempt began is read
+//!    from the lock's validity: `valid_until - ttl` is the attempt's start
+//!    minus the drift margin, so never later than the start. (Comparing
+//!    the times the `acquired` lines were logged would not do: a worker
+//!    frozen between its acquire and its log line logs a lower fence after
+//!    a successor's higher one, and nothing is wrong.) This covers every
+//!    commit too: a commit comes after its lock's acquire.
+//! 3. **The counter, in the store's order.** A committed write's log line
+//!    can come long after the write (the worker was frozen in between), so
+//!    commit times do not order the writes; the values do. Sorted by value
+//!    written, each commit must have read the value the previous one wrote
+//!    (0 first), so two commits that read the same value (a lost update)
+//!    break the chain; the counter must end at the last value written; and
+//!    the fences of successive writes never decrease (the store refuses a
+//!    lower one). `lost_updates` must be 0.
+//!
+//! Overlapping actions are not checked: a stale holder acting while its
+//! successor does is the case under test, and the store, not the clock,
+//! decides which of them counts.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use crate::events::Event;
 
@@ -130,6 +160,30 @@ impl fmt::Display for ChainBreak {
     }
 }
 
+/// A fence that breaks the promise: handed out twice, lower than an
+/// earlier lock's, or accepted by the counter after a higher one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceBreak {
+    /// What is wrong.
+    pub what: &'static str,
+    /// The earlier lock or write: worker, time logged, fence.
+    pub earlier: (usize, u64, u64),
+    /// The later one.
+    pub later: (usize, u64, u64),
+}
+
+impl fmt::Display for FenceBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (ew, et, ef) = self.earlier;
+        let (lw, lt, lf) = self.later;
+        write!(
+            f,
+            "{}: worker {lw} fence {lf} (at {lt}) after worker {ew} fence {ef} (at {et})",
+            self.what
+        )
+    }
+}
+
 /// One committed read-modify-write.
 #[derive(Clone, Copy, Debug)]
 struct Action {
@@ -137,10 +191,22 @@ struct Action {
     check: u64,
     read_t: u64,
     read: i64,
+    /// The last validity check before the write: the re-check, or the
+    /// first check when the worker does not re-check.
     recheck: u64,
     commit_t: u64,
     written: i64,
     valid_until: u64,
+    fence: Option<u64>,
+}
+
+/// One acquired lock.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    worker: usize,
+    acquired: u64,
+    valid_until: u64,
+    fence: Option<u64>,
 }
 
 /// What the checker found.
@@ -170,6 +236,12 @@ pub struct Report {
     pub action_overlaps: Vec<Overlap>,
     /// Check 3: unexplained steps of the counter's history.
     pub chain_breaks: Vec<ChainBreak>,
+    /// Whether this is the report of a fenced run ([`check_fenced`]).
+    pub fenced: bool,
+    /// Fenced runs: fences that break the promise.
+    pub fence_breaks: Vec<FenceBreak>,
+    /// Fenced runs: the highest fence handed out.
+    pub max_fence: u64,
     /// The counter at the end.
     pub final_counter: i64,
     /// Committed increments minus the final counter.
@@ -181,11 +253,26 @@ pub struct Report {
 
 impl Report {
     /// Violations of mutual exclusion: overlapping holds, overlapping
-    /// actions, unexplained counter steps, and lost updates when no action
-    /// was excused.
+    /// actions, unexplained counter steps, broken fences, and lost updates
+    /// when no action was excused (a fenced run excuses none).
     pub fn violations(&self) -> usize {
         let lost = usize::from(self.lost_updates != 0 && self.excused.is_empty());
-        self.hold_overlaps.len() + self.action_overlaps.len() + self.chain_breaks.len() + lost
+        self.hold_overlaps.len()
+            + self.action_overlaps.len()
+            + self.chain_breaks.len()
+            + self.fence_breaks.len()
+            + lost
+    }
+
+    /// Fenced runs: writes the counter refused (stale holders whose
+    /// successor had already read or written it).
+    pub fn fenced_out(&self) -> usize {
+        self.aborts.get("fenced-out").copied().unwrap_or(0)
+    }
+
+    /// Fenced runs: reads the counter refused.
+    pub fn fenced_out_reads(&self) -> usize {
+        self.aborts.get("fenced-out-read").copied().unwrap_or(0)
     }
 
     /// Total aborted actions.
@@ -216,6 +303,7 @@ impl Report {
                 .iter()
                 .map(|c| format!("counter history: {c}")),
         );
+        lines.extend(self.fence_breaks.iter().map(|b| format!("fences: {b}")));
         if self.lost_updates != 0 {
             lines.push(format!(
                 "lost updates: {} commits, final counter {} ({} excused actions)",
@@ -262,7 +350,18 @@ impl fmt::Display for Report {
             self.final_counter,
             self.lost_updates,
             self.violations()
-        )
+        )?;
+        if self.fenced {
+            write!(
+                f,
+                " fenced_out_writes={} fenced_out_reads={} fence_breaks={} max_fence={}",
+                self.fenced_out(),
+                self.fenced_out_reads(),
+                self.fence_breaks.len(),
+                self.max_fence
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -271,6 +370,7 @@ impl fmt::Display for Report {
 struct Open {
     acquired: u64,
     valid_until: u64,
+    fence: Option<u64>,
     check: Option<u64>,
     read: Option<(u64, i64)>,
     recheck: Option<u64>,
@@ -291,7 +391,7 @@ pub fn check(logs: &[WorkerLog], pauses: &[Pause], final_counter: i64) -> Report
         read_worker(log, &mut report, &mut holds, &mut actions);
     }
 
-    report.hold_overlaps = overlaps(holds);
+    report.hold_overlaps = overlaps(holds.iter().map(|(span, _)| *span).collect());
 
     let paused_during = |a: &Action| {
         pauses
@@ -329,30 +429,184 @@ pub fn check(logs: &[WorkerLog], pauses: &[Pause], final_counter: i64) -> Report
     report
 }
 
-fn read_worker(log: &WorkerLog, r: &mut Report, holds: &mut Vec<Span>, out: &mut Vec<Action>) {
+/// The checks of a fenced run (see the module docs): overlapping holds,
+/// fences, and the counter in the store's order, excusing nothing. `ttl`
+/// is the workers' TTL; `final_counter` the counter's value after every
+/// worker ended.
+pub fn check_fenced(logs: &[WorkerLog], ttl: Duration, final_counter: i64) -> Report {
+    let mut report = Report {
+        workers: logs.len(),
+        final_counter,
+        fenced: true,
+        ..Report::default()
+    };
+    let mut holds = Vec::new();
+    let mut actions = Vec::new();
+    for log in logs {
+        read_worker(log, &mut report, &mut holds, &mut actions);
+    }
+    report.hold_overlaps = overlaps(holds.iter().map(|(span, _)| *span).collect());
+    let holds: Vec<Hold> = holds.into_iter().map(|(_, h)| h).collect();
+    for h in holds.iter().filter(|h| h.fence.is_none()) {
+        report.log_errors.push(format!(
+            "worker {}: lock acquired at {} without a fence",
+            h.worker, h.acquired
+        ));
+    }
+    for a in actions.iter().filter(|a| a.fence.is_none()) {
+        report.log_errors.push(format!(
+            "worker {}: commit at {} without a fence",
+            a.worker, a.commit_t
+        ));
+    }
+    report.max_fence = holds.iter().filter_map(|h| h.fence).max().unwrap_or(0);
+    report.fence_breaks = fence_order(&holds, ttl);
+    let (chain_breaks, fence_breaks) = chain_by_value(&actions, final_counter);
+    report.chain_breaks = chain_breaks;
+    report.fence_breaks.extend(fence_breaks);
+    report.late_commits = actions
+        .iter()
+        .filter(|a| a.commit_t > a.valid_until)
+        .count();
+    report.commits = actions.len();
+    report.lost_updates = i64::try_from(actions.len()).unwrap_or(i64::MAX) - final_counter;
+    report
+}
+
+/// Check 2 of a fenced run: no fence twice, and a lock whose attempt began
+/// after another's acquire returned has the higher fence.
+fn fence_order(holds: &[Hold], ttl: Duration) -> Vec<FenceBreak> {
+    let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+    let at = |h: &Hold, fence: u64| (h.worker, h.acquired, fence);
+    let mut fenced: Vec<(Hold, u64)> = holds
+        .iter()
+        .filter_map(|h| h.fence.map(|f| (*h, f)))
+        .collect();
+    let mut breaks = Vec::new();
+    // Twice: any two locks of a run are ordered by who held the key first
+    // on a master both quorums share, so even overlapping attempts never
+    // share a fence.
+    fenced.sort_by_key(|(h, f)| (*f, h.acquired));
+    for pair in fenced.windows(2) {
+        let ((a, fa), (b, fb)) = (pair[0], pair[1]);
+        if fa == fb {
+            breaks.push(FenceBreak {
+                what: "fence handed out twice",
+                earlier: at(&a, fa),
+                later: at(&b, fb),
+            });
+        }
+    }
+    // In order: with the locks sorted by the time their acquire returned,
+    // the highest fence among those that returned before `b`'s attempt
+    // began must be below `b`'s.
+    fenced.sort_by_key(|(h, _)| h.acquired);
+    // `best[i]`: the lock with the highest fence among the first i + 1.
+    let mut best: Vec<(Hold, u64)> = Vec::with_capacity(fenced.len());
+    for &(h, f) in &fenced {
+        let next = match best.last() {
+            Some(&top) if top.1 >= f => top,
+            _ => (h, f),
+        };
+        best.push(next);
+    }
+    for &(b, fb) in &fenced {
+        let began = b.valid_until.saturating_sub(ttl);
+        let before = fenced.partition_point(|(h, _)| h.acquired < began);
+        if let Some(&(a, fa)) = before.checked_sub(1).map(|i| &best[i]) {
+            if fa >= fb {
+                breaks.push(FenceBreak {
+                    what: "fence not above an earlier lock's",
+                    earlier: at(&a, fa),
+                    later: at(&b, fb),
+                });
+            }
+        }
+    }
+    breaks
+}
+
+/// Check 3 of a fenced run: the commits sorted by the value they wrote
+/// form one chain from 0 to the final counter, each reading what the
+/// previous one wrote, with fences that never decrease along it.
+fn chain_by_value(actions: &[Action], final_counter: i64) -> (Vec<ChainBreak>, Vec<FenceBreak>) {
+    let mut sorted: Vec<&Action> = actions.iter().collect();
+    sorted.sort_by_key(|a| (a.written, a.commit_t));
+    let mut breaks = Vec::new();
+    let mut fences = Vec::new();
+    let mut expected = 0;
+    let mut prev: Option<&Action> = None;
+    for a in sorted {
+        if a.read != expected {
+            breaks.push(ChainBreak {
+                expected,
+                found: a.read,
+                at: Some((a.worker, a.read_t)),
+            });
+        }
+        if let (Some(p), Some(pf), Some(af)) = (prev, prev.and_then(|p| p.fence), a.fence) {
+            if af < pf {
+                fences.push(FenceBreak {
+                    what: "counter accepted a lower fence after a higher one",
+                    earlier: (p.worker, p.commit_t, pf),
+                    later: (a.worker, a.commit_t, af),
+                });
+            }
+        }
+        expected = a.written;
+        prev = Some(a);
+    }
+    if final_counter != expected {
+        breaks.push(ChainBreak {
+            expected,
+            found: final_counter,
+            at: None,
+        });
+    }
+    (breaks, fences)
+}
+
+fn read_worker(
+    log: &WorkerLog,
+    r: &mut Report,
+    holds: &mut Vec<(Span, Hold)>,
+    out: &mut Vec<Action>,
+) {
     let w = log.worker;
     let mut open: Option<Open> = None;
     let mut ended = false;
     let err = |r: &mut Report, msg: String| r.log_errors.push(format!("worker {w}: {msg}"));
-    let close = |open: Option<Open>, holds: &mut Vec<Span>| {
+    let close = |open: Option<Open>, holds: &mut Vec<(Span, Hold)>| {
         if let Some(o) = open {
             let end = o.releasing.map_or(o.valid_until, |t| t.min(o.valid_until));
-            holds.push(Span {
+            let span = Span {
                 worker: w,
                 from: o.acquired,
                 to: end,
-            });
+            };
+            let hold = Hold {
+                worker: w,
+                acquired: o.acquired,
+                valid_until: o.valid_until,
+                fence: o.fence,
+            };
+            holds.push((span, hold));
         }
     };
     for e in &log.events {
         match e {
             Event::Start { .. } => {}
-            Event::Acquired { t, valid_until } => {
+            Event::Acquired {
+                t,
+                valid_until,
+                fence,
+            } => {
                 close(open.take(), holds);
                 r.cycles += 1;
                 open = Some(Open {
                     acquired: *t,
                     valid_until: *valid_until,
+                    fence: *fence,
                     ..Open::default()
                 });
             }
@@ -372,12 +626,13 @@ fn read_worker(log: &WorkerLog, r: &mut Report, holds: &mut Vec<Span>, out: &mut
                 Some(o) if o.read.is_some() && o.recheck.is_none() => o.recheck = Some(*t),
                 _ => err(r, format!("recheck_ok at {t} without read")),
             },
-            Event::Commit { t, value } => match open.as_ref() {
+            Event::Commit { t, value, fence } => match open.as_ref() {
                 Some(Open {
                     check: Some(check),
                     read: Some((read_t, read)),
-                    recheck: Some(recheck),
+                    recheck,
                     valid_until,
+                    fence: held,
                     releasing: None,
                     ..
                 }) => {
@@ -387,18 +642,26 @@ fn read_worker(log: &WorkerLog, r: &mut Report, holds: &mut Vec<Span>, out: &mut
                             format!("commit at {t} wrote {value} after reading {read}"),
                         );
                     }
+                    if fence != held {
+                        err(
+                            r,
+                            format!("commit at {t} with fence {fence:?} under lock fence {held:?}"),
+                        );
+                    }
                     out.push(Action {
                         worker: w,
                         check: *check,
                         read_t: *read_t,
                         read: *read,
-                        recheck: *recheck,
+                        // A worker run with `--recheck off` checks once.
+                        recheck: recheck.unwrap_or(*check),
                         commit_t: *t,
                         written: *value,
                         valid_until: *valid_until,
+                        fence: *fence,
                     });
                 }
-                _ => err(r, format!("commit at {t} without check, read and recheck")),
+                _ => err(r, format!("commit at {t} without check and read")),
             },
             Event::Abort { t, reason } => {
                 if open.is_none() {
@@ -498,6 +761,7 @@ mod tests {
                 Event::Acquired {
                     t: acq,
                     valid_until: acq + 1_000_000_000,
+                    fence: None,
                 },
                 Event::CheckOk { t: check },
                 Event::Read {
@@ -508,6 +772,7 @@ mod tests {
                 Event::Commit {
                     t: commit,
                     value: read + 1,
+                    fence: None,
                 },
                 Event::Releasing { t: commit + 1 },
                 Event::Released {
@@ -652,8 +917,179 @@ mod tests {
     fn protocol_breaks_and_missing_end_are_log_errors() {
         let mut log = worker(0, &[(10, 11, 12, 0, 13, 14)]);
         log.events.pop();
-        log.events.insert(1, Event::Commit { t: 5, value: 1 });
+        log.events.insert(
+            1,
+            Event::Commit {
+                t: 5,
+                value: 1,
+                fence: None,
+            },
+        );
         let r = check(&[log], &[], 1);
+        assert_eq!(r.log_errors.len(), 2, "{:?}", r.log_errors);
+    }
+
+    const MS: u64 = 1_000_000;
+    const TTL: Duration = Duration::from_secs(1);
+
+    /// How a fenced cycle ends: its write committed (logged at this time),
+    /// or refused by the counter.
+    enum Fin {
+        Commit(u64),
+        FencedOut(u64),
+    }
+
+    /// A fenced worker's cycles `(acquired, fence, value read, end)`. Each
+    /// lock is valid until 980 ms after its acquire returned (attempt
+    /// began 10 ms before, 10 ms of drift, a 1 s TTL).
+    fn fenced_worker(id: usize, cycles: &[(u64, u64, i64, Fin)]) -> WorkerLog {
+        let mut events = vec![Event::Start { t: 0, pid: 1 }];
+        for (acq, fence, read, fin) in cycles {
+            let (acq, fence, read) = (*acq, *fence, *read);
+            events.extend([
+                Event::Acquired {
+                    t: acq,
+                    valid_until: acq + 980 * MS,
+                    fence: Some(fence),
+                },
+                Event::CheckOk { t: acq + 1 },
+                Event::Read {
+                    t: acq + 2,
+                    value: read,
+                },
+            ]);
+            let end = match *fin {
+                Fin::Commit(t) => {
+                    events.push(Event::Commit {
+                        t,
+                        value: read + 1,
+                        fence: Some(fence),
+                    });
+                    t
+                }
+                Fin::FencedOut(t) => {
+                    events.push(Event::Abort {
+                        t,
+                        reason: "fenced-out".into(),
+                    });
+                    t
+                }
+            };
+            events.extend([
+                Event::Releasing { t: end + 1 },
+                Event::Released {
+                    t: end + 2,
+                    ok: true,
+                },
+            ]);
+        }
+        events.push(Event::End { t: u64::MAX / 2 });
+        WorkerLog { worker: id, events }
+    }
+
+    #[test]
+    fn fenced_serial_history_is_clean() {
+        let logs = [
+            fenced_worker(
+                0,
+                &[
+                    (10 * MS, 1, 0, Fin::Commit(15 * MS)),
+                    (4_000 * MS, 3, 2, Fin::Commit(4_005 * MS)),
+                ],
+            ),
+            fenced_worker(1, &[(2_000 * MS, 2, 1, Fin::Commit(2_005 * MS))]),
+        ];
+        let r = check_fenced(&logs, TTL, 3);
+        assert_eq!(r.violations(), 0, "{}", r.describe_violations(10));
+        assert!(r.log_errors.is_empty(), "{:?}", r.log_errors);
+        assert_eq!((r.commits, r.lost_updates, r.max_fence), (3, 0, 3));
+        assert!(r.to_string().contains("fenced_out_writes=0"), "{r}");
+    }
+
+    #[test]
+    fn a_holder_frozen_past_its_validity_is_fenced_out_and_nothing_is_lost() {
+        // Worker 0 reads 0 with fence 1 and is frozen for 3 s; worker 1
+        // takes the lock after it expired, reads 0 with fence 2 and
+        // commits 1; worker 0's write, 3 s late, is refused.
+        let logs = [
+            fenced_worker(0, &[(0, 1, 0, Fin::FencedOut(3_000 * MS))]),
+            fenced_worker(1, &[(1_500 * MS, 2, 0, Fin::Commit(1_505 * MS))]),
+        ];
+        let r = check_fenced(&logs, TTL, 1);
+        assert_eq!(r.violations(), 0, "{}", r.describe_violations(10));
+        assert_eq!((r.fenced_out(), r.lost_updates), (1, 0));
+        // The unfenced checker, given no pause, has nothing to say either:
+        // the refused write is not a commit.
+        assert_eq!(check(&logs, &[], 1).violations(), 0);
+    }
+
+    #[test]
+    fn fenced_writes_are_ordered_by_value_not_by_the_time_they_were_logged() {
+        // Worker 0 commits 1 with fence 1, then is frozen before it logs
+        // the commit; worker 1 (fence 2) reads that 1 and commits 2 well
+        // before worker 0's commit line appears.
+        let logs = [
+            fenced_worker(0, &[(0, 1, 0, Fin::Commit(5_000 * MS))]),
+            fenced_worker(1, &[(1_500 * MS, 2, 1, Fin::Commit(1_505 * MS))]),
+        ];
+        let r = check_fenced(&logs, TTL, 2);
+        assert_eq!(r.violations(), 0, "{}", r.describe_violations(10));
+        assert_eq!(r.late_commits, 1);
+        // Ordered by commit time (the unfenced chain) it would look broken.
+        assert!(!check(&logs, &[], 2).chain_breaks.is_empty());
+    }
+
+    #[test]
+    fn a_fence_handed_out_twice_is_caught_with_the_update_it_lost() {
+        // Two locks with fence 1: the frozen first holder's late write is
+        // accepted (its fence is as high as any seen), then the second
+        // holder's, computed from the same read.
+        let logs = [
+            fenced_worker(0, &[(0, 1, 0, Fin::Commit(1_400 * MS))]),
+            fenced_worker(1, &[(1_000 * MS, 1, 0, Fin::Commit(1_600 * MS))]),
+        ];
+        let r = check_fenced(&logs, TTL, 1);
+        let whats: Vec<&str> = r.fence_breaks.iter().map(|b| b.what).collect();
+        assert!(whats.contains(&"fence handed out twice"), "{whats:?}");
+        assert!(
+            whats.contains(&"fence not above an earlier lock's"),
+            "{whats:?}"
+        );
+        assert_eq!(r.chain_breaks.len(), 1, "{r}");
+        assert_eq!(r.lost_updates, 1);
+        assert!(r.violations() >= 4, "{}", r.describe_violations(10));
+    }
+
+    #[test]
+    fn a_lower_fence_is_caught_only_when_its_attempt_began_after_the_other_returned() {
+        // Worker 1's fence 4 comes after worker 0's fence 5 had returned.
+        let logs = [
+            fenced_worker(0, &[(0, 5, 0, Fin::Commit(5 * MS))]),
+            fenced_worker(1, &[(1_500 * MS, 4, 1, Fin::FencedOut(1_505 * MS))]),
+        ];
+        let r = check_fenced(&logs, TTL, 1);
+        assert_eq!(r.fence_breaks.len(), 1, "{r}");
+        assert_eq!(r.fence_breaks[0].later, (1, 1_500 * MS, 4));
+        // Worker 1's acquire returned at 100 ms with fence 4 (valid until
+        // 1.08 s), but it was frozen before logging it until 3 s; worker
+        // 0 got fence 5 at 1.5 s in between. Not a break: worker 1's
+        // attempt began before worker 0's acquire returned.
+        let mut late = fenced_worker(1, &[(3_000 * MS, 4, 0, Fin::FencedOut(3_005 * MS))]);
+        if let Some(Event::Acquired { valid_until, .. }) = late.events.get_mut(1) {
+            *valid_until = 1_080 * MS;
+        }
+        let logs = [
+            fenced_worker(0, &[(1_500 * MS, 5, 0, Fin::Commit(1_505 * MS))]),
+            late,
+        ];
+        let r = check_fenced(&logs, TTL, 1);
+        assert_eq!(r.violations(), 0, "{}", r.describe_violations(10));
+    }
+
+    #[test]
+    fn a_fenced_run_needs_fences_on_every_lock() {
+        let logs = [worker(0, &[(10, 11, 12, 0, 13, 14)])];
+        let r = check_fenced(&logs, TTL, 1);
         assert_eq!(r.log_errors.len(), 2, "{:?}", r.log_errors);
     }
 }

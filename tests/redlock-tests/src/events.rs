@@ -20,6 +20,17 @@
 //! end 1500000000
 //! ```
 //!
+//! A fenced worker (`chaos_worker --fenced`) adds the lock's fence to its
+//! holds and commits, as one more number at the end of the line; a line
+//! without it is an unfenced one, so logs of either kind parse alike:
+//!
+//! ```text
+//! acquired 1200500000 1700400000 17   a lock with fence 17
+//! commit 1203700000 42 17             accepted by the counter with fence 17
+//! abort 1203600000 fenced-out         write refused: a later fence was seen
+//! abort 1203600000 fenced-out-read    read refused: a later fence was seen
+//! ```
+//!
 //! Each line goes out in one `write` call on an unbuffered file, so a worker
 //! that is paused or killed leaves every line it logged complete, except at
 //! most a torn last line, which the parser drops.
@@ -46,6 +57,8 @@ pub enum Event {
         t: u64,
         /// The lock's `valid_until()` on the same timeline.
         valid_until: u64,
+        /// The lock's fence, for a fenced lock.
+        fence: Option<u64>,
     },
     /// `acquire` gave up (`reason`: one word).
     AcquireFailed {
@@ -77,12 +90,16 @@ pub enum Event {
         t: u64,
         /// Value written.
         value: i64,
+        /// The fence the write carried, for a fenced write.
+        fence: Option<u64>,
     },
-    /// The action was abandoned because validity ran out.
+    /// The action was abandoned: validity ran out, or the fenced counter
+    /// refused a stale holder.
     Abort {
         /// Time.
         t: u64,
-        /// `expired-before-check` or `expired-before-commit`.
+        /// `expired-before-check`, `expired-before-commit`, `fenced-out`
+        /// (write refused) or `fenced-out-read` (read refused).
         reason: String,
     },
     /// Release is about to be called: from here the keys may be gone.
@@ -167,11 +184,20 @@ impl fmt::Display for Event {
         write!(f, "{} {}", self.name(), self.t())?;
         match self {
             Event::Start { pid, .. } => write!(f, " {pid}"),
-            Event::Acquired { valid_until, .. } => write!(f, " {valid_until}"),
+            Event::Acquired {
+                valid_until, fence, ..
+            } => {
+                write!(f, " {valid_until}")?;
+                fence.map_or(Ok(()), |n| write!(f, " {n}"))
+            }
             Event::AcquireFailed { reason, .. } | Event::Abort { reason, .. } => {
                 write!(f, " {}", one_word(reason))
             }
-            Event::Read { value, .. } | Event::Commit { value, .. } => write!(f, " {value}"),
+            Event::Read { value, .. } => write!(f, " {value}"),
+            Event::Commit { value, fence, .. } => {
+                write!(f, " {value}")?;
+                fence.map_or(Ok(()), |n| write!(f, " {n}"))
+            }
             Event::Released { ok, .. } => {
                 write!(f, " {}", if *ok { "ok" } else { "incomplete" })
             }
@@ -210,15 +236,32 @@ impl FromStr for Event {
         let num = |r: Option<&str>| r.and_then(|v| v.trim().parse::<i64>().ok()).ok_or_else(bad);
         let word = |r: Option<&str>| r.map(|v| v.trim().to_owned()).ok_or_else(bad);
         let none = |r: Option<&str>| if r.is_none() { Ok(()) } else { Err(bad()) };
+        // A number, then the fence of a fenced line if there is one.
+        let fenced = |r: Option<&str>| -> Result<(i64, Option<u64>), ParseEventError> {
+            let mut it = r.ok_or_else(bad)?.split(' ');
+            let n = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+            let fence = match it.next() {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| bad())?),
+            };
+            match it.next() {
+                None => Ok((n, fence)),
+                Some(_) => Err(bad()),
+            }
+        };
         Ok(match name {
             "start" => Event::Start {
                 t,
                 pid: u32::try_from(num(rest)?).map_err(|_| bad())?,
             },
-            "acquired" => Event::Acquired {
-                t,
-                valid_until: u64::try_from(num(rest)?).map_err(|_| bad())?,
-            },
+            "acquired" => {
+                let (until, fence) = fenced(rest)?;
+                Event::Acquired {
+                    t,
+                    valid_until: u64::try_from(until).map_err(|_| bad())?,
+                    fence,
+                }
+            }
             "acquire_failed" => Event::AcquireFailed {
                 t,
                 reason: word(rest)?,
@@ -229,10 +272,10 @@ impl FromStr for Event {
                 value: num(rest)?,
             },
             "recheck_ok" => none(rest).map(|()| Event::RecheckOk { t })?,
-            "commit" => Event::Commit {
-                t,
-                value: num(rest)?,
-            },
+            "commit" => {
+                let (value, fence) = fenced(rest)?;
+                Event::Commit { t, value, fence }
+            }
             "abort" => Event::Abort {
                 t,
                 reason: word(rest)?,
@@ -319,6 +362,12 @@ mod tests {
             Event::Acquired {
                 t: 2,
                 valid_until: 99,
+                fence: None,
+            },
+            Event::Acquired {
+                t: 2,
+                valid_until: 99,
+                fence: Some(7),
             },
             Event::AcquireFailed {
                 t: 3,
@@ -327,7 +376,16 @@ mod tests {
             Event::CheckOk { t: 4 },
             Event::Read { t: 5, value: -1 },
             Event::RecheckOk { t: 6 },
-            Event::Commit { t: 7, value: 8 },
+            Event::Commit {
+                t: 7,
+                value: 8,
+                fence: None,
+            },
+            Event::Commit {
+                t: 7,
+                value: 8,
+                fence: Some(7),
+            },
             Event::Abort {
                 t: 8,
                 reason: "expired-before-commit".into(),
@@ -344,13 +402,13 @@ mod tests {
         let parsed = parse_log(&text).expect("parse");
         assert_eq!(parsed.len(), events.len());
         assert_eq!(
-            parsed[2],
+            parsed[3],
             Event::AcquireFailed {
                 t: 3,
                 reason: "no_quorum".into()
             }
         );
-        assert_eq!(parsed[10], events[10]);
+        assert_eq!(parsed[12], events[12]);
         for (a, b) in parsed.iter().zip(&events).filter(|(_, b)| b.t() != 3) {
             assert_eq!(a, b);
         }
@@ -366,5 +424,28 @@ mod tests {
         assert!(parse_log("check_ok 1 extra\n").is_err());
         assert!(parse_log("nonsense 1\n").is_err());
         assert!(parse_log("released 1 maybe\n").is_err());
+        assert!(parse_log("commit 1 2 3 4\n").is_err());
+        assert!(parse_log("commit 1 2 x\n").is_err());
+        assert!(parse_log("acquired 1 2  3\n").is_err());
+    }
+
+    #[test]
+    fn unfenced_lines_of_older_logs_still_parse() {
+        let parsed = parse_log("acquired 5 9\ncommit 6 1\n").expect("parse");
+        assert_eq!(
+            parsed,
+            vec![
+                Event::Acquired {
+                    t: 5,
+                    valid_until: 9,
+                    fence: None
+                },
+                Event::Commit {
+                    t: 6,
+                    value: 1,
+                    fence: None
+                }
+            ]
+        );
     }
 }

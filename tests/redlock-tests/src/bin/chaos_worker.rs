@@ -17,10 +17,21 @@
 //! `redlock_tests::events` for the format), one unbuffered line at a time,
 //! so a paused or killed worker leaves a usable log.
 //!
+//! With `--fenced` the lock is acquired with a fencing token and the
+//! counter is a fenced store (see [`FENCED_READ`] and [`FENCED_WRITE`]):
+//! a hash holding the value and the highest fence that has touched it.
+//! Every access carries the lock's fence, and the store refuses one whose
+//! fence is lower than the highest it has seen (`abort ... fenced-out` for
+//! a refused write, `fenced-out-read` for a refused read). `--recheck off`
+//! drops the validity check before the write: the whole action, read to
+//! write, is then a window between the last validity check and the write,
+//! which is where a pause makes any lock unsafe and only the fence helps.
+//!
 //! ```text
 //! chaos_worker --masters URL,URL,... --counter 127.0.0.1:PORT --resource NAME
 //!              --ttl-ms MS --run-secs S --worker-id N --log PATH
 //!              --restart-guard on|off
+//!              [--fenced] [--recheck on|off] [--counter-key KEY]
 //!              [--work-ms MIN-MAX] [--margin-ms MS] [--master-timeout-ms MS]
 //!              [--wait-ms MS] [--retry-ms BASE-MAX]
 //! ```
@@ -35,13 +46,57 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rand::Rng;
-use redlock_core::{AcquireError, Lock, Redlock, RetryPolicy};
+use redlock_core::{AcquireError, Fence, Lock, Redlock, RetryPolicy};
 use redlock_harness::{Connection, Reply};
 use redlock_tests::events::{Event, EventLog};
 use redlock_tests::sys::{instant_to_ns, monotonic_ns};
 
-/// The counter's key on the counter Redis.
+/// The counter's key on the counter Redis, unless `--counter-key` says
+/// otherwise.
 const COUNTER_KEY: &str = "chaos:counter";
+
+/// The fenced counter's read: `KEYS[1]` = the counter's hash, `ARGV[1]` =
+/// the reader's fence. Refuses (`{0}`) a fence lower than the
+/// highest the counter has seen; otherwise records the reader's fence as
+/// the highest and returns `{1, value}`.
+///
+/// Why the read, and not only the write, carries the fence: the action is
+/// a read-modify-write. With a fence check on the write alone (the script
+/// of `docs/safety.md`, made for blind writes), a stale holder A paused
+/// after its read can still write while its successor B has read but not
+/// yet written (B's fence is not known to the store yet); B then writes
+/// its increment over A's, computed from the same value: one update lost
+/// (measured: without the `HSET` below, a 20 s fenced run lost 2 updates
+/// to 11 freezes). Recording the fence at the read makes the store refuse A's write from
+/// the moment B has read. The alternative, a compare-and-set on the value
+/// read, would keep updates on its own, fence or no fence: a chaos run
+/// with it would pass even if the lock handed out a fence twice, so it
+/// could not check the fences.
+const FENCED_READ: &str = r#"
+local seen = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+local fence = tonumber(ARGV[1])
+if fence < seen then
+  return {0}
+end
+if fence > seen then
+  redis.call('HSET', KEYS[1], 'fence', ARGV[1])
+end
+return {1, redis.call('HGET', KEYS[1], 'value') or '0'}
+"#;
+
+/// The fenced counter's write, the compare-and-set of `docs/safety.md`:
+/// `KEYS[1]` = the counter's hash, `ARGV[1]` = the writer's fence,
+/// `ARGV[2]` = the new value. Returns 1 when written, 0 when refused
+/// because a higher fence has touched the counter since (a later holder
+/// read or wrote it).
+const FENCED_WRITE: &str = r#"
+local seen = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+if tonumber(ARGV[1]) < seen then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'value', ARGV[2])
+return 1
+"#;
 
 /// Parsed command line.
 #[derive(Debug)]
@@ -54,6 +109,9 @@ struct Args {
     worker: usize,
     log: PathBuf,
     guard: bool,
+    fenced: bool,
+    recheck: bool,
+    counter_key: String,
     work: (u64, u64),
     margin: Duration,
     master_timeout: Duration,
@@ -87,12 +145,24 @@ impl Args {
         let mut worker = None;
         let mut log = None;
         let mut guard = None;
+        let mut fenced = false;
+        let mut recheck = true;
+        let mut counter_key = COUNTER_KEY.to_owned();
         let mut work = (2, 8);
         let mut margin = Duration::from_millis(100);
         let mut master_timeout = Duration::from_millis(50);
         let mut wait = Duration::from_secs(2);
         let mut retry = (10, 100);
+        let on_off = |flag: &str, value: &str| match value {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(format!("{flag} on|off, not {value:?}")),
+        };
         while let Some(flag) = it.next() {
+            if flag == "--fenced" {
+                fenced = true;
+                continue;
+            }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
                 "--masters" => masters = Some(value.split(',').map(str::to_owned).collect()),
@@ -116,13 +186,9 @@ impl Args {
                     worker = Some(value.parse().map_err(|_| format!("bad id {value:?}"))?)
                 }
                 "--log" => log = Some(PathBuf::from(value)),
-                "--restart-guard" => {
-                    guard = Some(match value.as_str() {
-                        "on" => true,
-                        "off" => false,
-                        _ => return Err(format!("--restart-guard on|off, not {value:?}")),
-                    })
-                }
+                "--restart-guard" => guard = Some(on_off(&flag, &value)?),
+                "--recheck" => recheck = on_off(&flag, &value)?,
+                "--counter-key" => counter_key = value,
                 "--work-ms" => work = range(&value)?,
                 "--margin-ms" => margin = ms(&value)?,
                 "--master-timeout-ms" => master_timeout = ms(&value)?,
@@ -143,6 +209,9 @@ impl Args {
             // Required: the restart guard's default is about to change, and
             // a chaos run must say which one it tests.
             guard: guard.ok_or_else(|| need("--restart-guard"))?,
+            fenced,
+            recheck,
+            counter_key,
             work,
             margin,
             master_timeout,
@@ -206,33 +275,82 @@ impl Log {
 /// round trip on loopback, and independent from the client under test.
 struct Counter {
     conn: Connection,
+    key: String,
 }
 
 impl Counter {
-    fn connect(addr: SocketAddr) -> Result<Counter, String> {
+    fn connect(addr: SocketAddr, key: &str) -> Result<Counter, String> {
         // Generous: the counter is never faulted, and a worker frozen
         // mid-call must not see a timeout when it resumes.
         let conn = Connection::connect(addr, Duration::from_secs(30))
             .map_err(|e| format!("connecting to the counter: {e}"))?;
-        Ok(Counter { conn })
+        Ok(Counter {
+            conn,
+            key: key.to_owned(),
+        })
     }
 
     fn get(&mut self) -> Result<i64, String> {
-        match self.conn.call(&["GET", COUNTER_KEY]) {
+        let key = &self.key;
+        match self.conn.call(&["GET", key]) {
             Ok(Reply::Bulk(None)) => Ok(0),
             Ok(r) => r
                 .as_str()
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| format!("GET {COUNTER_KEY}: unexpected reply {r:?}")),
-            Err(e) => Err(format!("GET {COUNTER_KEY}: {e}")),
+                .ok_or_else(|| format!("GET {key}: unexpected reply {r:?}")),
+            Err(e) => Err(format!("GET {key}: {e}")),
         }
     }
 
     fn set(&mut self, value: i64) -> Result<(), String> {
-        match self.conn.call(&["SET", COUNTER_KEY, &value.to_string()]) {
+        let key = &self.key;
+        match self.conn.call(&["SET", key, &value.to_string()]) {
             Ok(r) if r.is_ok() => Ok(()),
-            Ok(r) => Err(format!("SET {COUNTER_KEY}: unexpected reply {r:?}")),
-            Err(e) => Err(format!("SET {COUNTER_KEY}: {e}")),
+            Ok(r) => Err(format!("SET {key}: unexpected reply {r:?}")),
+            Err(e) => Err(format!("SET {key}: {e}")),
+        }
+    }
+
+    /// The fenced read: `Some(value)`, or `None` when the store refused
+    /// the fence.
+    fn fenced_get(&mut self, fence: Fence) -> Result<Option<i64>, String> {
+        let key = &self.key;
+        let reply = self
+            .conn
+            .call(&["EVAL", FENCED_READ, "1", key, &fence.to_string()])
+            .map_err(|e| format!("fenced read of {key}: {e}"))?;
+        let bad = || format!("fenced read of {key}: unexpected reply {reply:?}");
+        let parts = reply.as_array().ok_or_else(bad)?;
+        match parts.first().and_then(Reply::as_int) {
+            Some(1) => parts
+                .get(1)
+                .and_then(Reply::as_str)
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(bad),
+            Some(0) => Ok(None),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The fenced write: whether the store accepted it.
+    fn fenced_set(&mut self, fence: Fence, value: i64) -> Result<bool, String> {
+        let key = &self.key;
+        let args = [
+            "EVAL",
+            FENCED_WRITE,
+            "1",
+            key,
+            &fence.to_string(),
+            &value.to_string(),
+        ];
+        match self.conn.call(&args) {
+            Ok(r) => match r.as_int() {
+                Some(1) => Ok(true),
+                Some(0) => Ok(false),
+                _ => Err(format!("fenced write of {key}: unexpected reply {r:?}")),
+            },
+            Err(e) => Err(format!("fenced write of {key}: {e}")),
         }
     }
 }
@@ -248,6 +366,8 @@ fn failure_reason(e: &AcquireError) -> &'static str {
         AcquireError::NoQuorum { .. } if e.is_contended() => "contended",
         AcquireError::NoQuorum { .. } => "no-quorum",
         AcquireError::ValidityExhausted { .. } => "validity-exhausted",
+        AcquireError::FenceNotConfirmed { .. } => "fence-not-confirmed",
+        AcquireError::FencesExhausted => "fences-exhausted",
         _ => "other",
     }
 }
@@ -267,7 +387,7 @@ async fn run(args: &Args) -> Result<(), Fatal> {
         pid: std::process::id(),
     })?;
     let deadline = monotonic_ns().saturating_add(u64::try_from(args.run.as_nanos()).unwrap_or(0));
-    let mut counter = Counter::connect(args.counter).map_err(Fatal::Broken)?;
+    let mut counter = Counter::connect(args.counter, &args.counter_key).map_err(Fatal::Broken)?;
     let rl = Redlock::builder(args.masters.clone())
         .ttl(args.ttl)
         .master_timeout(args.master_timeout)
@@ -279,6 +399,7 @@ async fn run(args: &Args) -> Result<(), Fatal> {
         // Every worker uses the same TTL: that is the deployment's maximum,
         // and so the restart guard's window.
         .max_ttl(args.ttl)
+        .fencing(args.fenced)
         .danger_disable_restart_guard(!args.guard)
         .connect()
         .await
@@ -298,10 +419,16 @@ async fn run(args: &Args) -> Result<(), Fatal> {
             }
         };
         let t = monotonic_ns();
+        let fence = lock.fence();
         log.log(Event::Acquired {
             t,
             valid_until: instant_to_ns(lock.valid_until()),
+            fence: fence.map(Fence::get),
         })?;
+        if args.fenced && fence.is_none() {
+            // Judged by its fences, the run would have none to judge.
+            return Err(Fatal::Broken("a fenced acquire returned no fence".into()));
+        }
         let outcome = act(args, &lock, &mut counter, &mut log, &mut rng).await;
         log.log(Event::Releasing { t: monotonic_ns() })?;
         let ok = rl.release(lock).await.is_ok();
@@ -319,7 +446,9 @@ async fn run(args: &Args) -> Result<(), Fatal> {
 }
 
 /// The protected action: a read-modify-write of the counter, with the
-/// validity checked before acting and again right before the write.
+/// validity checked before acting and (unless `--recheck off`) again
+/// right before the write; with a fence, both the read and the write
+/// carry it.
 async fn act(
     args: &Args,
     lock: &Lock,
@@ -334,7 +463,19 @@ async fn act(
         });
     }
     log.log(Event::CheckOk { t: monotonic_ns() })?;
-    let value = counter.get().map_err(|e| counter_error(log, e))?;
+    let fence = lock.fence();
+    let value = match fence {
+        None => counter.get().map_err(|e| counter_error(log, e))?,
+        Some(f) => match counter.fenced_get(f).map_err(|e| counter_error(log, e))? {
+            Some(value) => value,
+            None => {
+                return log.log(Event::Abort {
+                    t: monotonic_ns(),
+                    reason: "fenced-out-read".into(),
+                })
+            }
+        },
+    };
     log.log(Event::Read {
         t: monotonic_ns(),
         value,
@@ -343,17 +484,34 @@ async fn act(
     // second holder would interleave.
     let work = rng.gen_range(args.work.0..=args.work.1);
     tokio::time::sleep(Duration::from_millis(work)).await;
-    if !still_valid(lock, args.margin) {
+    if args.recheck {
+        if !still_valid(lock, args.margin) {
+            return log.log(Event::Abort {
+                t: monotonic_ns(),
+                reason: "expired-before-commit".into(),
+            });
+        }
+        log.log(Event::RecheckOk { t: monotonic_ns() })?;
+    }
+    let written = match fence {
+        None => {
+            counter.set(value + 1).map_err(|e| counter_error(log, e))?;
+            true
+        }
+        Some(f) => counter
+            .fenced_set(f, value + 1)
+            .map_err(|e| counter_error(log, e))?,
+    };
+    if !written {
         return log.log(Event::Abort {
             t: monotonic_ns(),
-            reason: "expired-before-commit".into(),
+            reason: "fenced-out".into(),
         });
     }
-    log.log(Event::RecheckOk { t: monotonic_ns() })?;
-    counter.set(value + 1).map_err(|e| counter_error(log, e))?;
     log.log(Event::Commit {
         t: monotonic_ns(),
         value: value + 1,
+        fence: fence.map(Fence::get),
     })
 }
 
