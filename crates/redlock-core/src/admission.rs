@@ -90,7 +90,8 @@ pub enum Intent {
         /// Whether missing keys are re-created.
         recreate: bool,
     },
-    /// Delete our keys: always safe, so only a refused master is skipped.
+    /// Delete our keys (or read, for inspection): always safe, never held
+    /// back, not even on a refused master.
     Release,
     /// Write a fence where our token holds the keys: like a plain extend,
     /// identity and clock check apply, the restart guard does not.
@@ -268,6 +269,15 @@ impl Admission {
         let Some(slot) = self.slots.get_mut(i) else {
             return Gate::Refuse(MasterFailure::Misconfigured("no such master".into()));
         };
+        if intent == Intent::Release {
+            // Deleting keys that hold our token is safe on any server, and
+            // a key of ours may sit on a master refused since it was set
+            // (a command sent just before a reconnect reached another
+            // server): a release is never held back.
+            return Gate::Proceed(Pass {
+                generation: slot.generation,
+            });
+        }
         let votes_from = match &slot.state {
             State::Refused { failure, until } => {
                 if now < *until {
@@ -276,30 +286,24 @@ impl Admission {
                 slot.state = State::Unverified;
                 return Gate::Verify(slot.generation);
             }
-            // Deleting our own keys is safe anywhere; a release does not
-            // wait for a check it does not need.
-            State::Unverified if intent == Intent::Release => None,
             State::Unverified => return Gate::Verify(slot.generation),
-            State::Verified { votes_from, .. } => Some(*votes_from),
+            State::Verified { votes_from, .. } => *votes_from,
         };
         let guarded = matches!(
             intent,
             Intent::Acquire { .. } | Intent::Extend { recreate: true, .. }
         );
-        if let Some(votes_from) = votes_from.filter(|_| guarded) {
+        if guarded {
             let wait = votes_from.saturating_duration_since(now);
             if !wait.is_zero() {
                 return Gate::Refuse(MasterFailure::RecentlyRestarted { votes_in: wait });
             }
         }
-        if intent != Intent::Release {
-            if let Some(ClockVerdict::Suspect { rate }) =
-                slot.clock.as_ref().map(|c| c.check.verdict())
-            {
-                return Gate::Refuse(MasterFailure::ClockSuspect {
-                    rate_ppm: (rate * 1e6) as i64,
-                });
-            }
+        if let Some(ClockVerdict::Suspect { rate }) = slot.clock.as_ref().map(|c| c.check.verdict())
+        {
+            return Gate::Refuse(MasterFailure::ClockSuspect {
+                rate_ppm: (rate * 1e6) as i64,
+            });
         }
         Gate::Proceed(Pass {
             generation: slot.generation,
@@ -659,7 +663,9 @@ mod tests {
             admit(&mut a, 0, t, &replica),
             Err(Refusal::NotMaster { .. })
         ));
-        assert!(matches!(a.check(0, t, Intent::Release), Gate::Refuse(_)));
+        // A release is never held back: a key of ours may be there.
+        assert!(matches!(a.check(0, t, Intent::Release), Gate::Proceed(_)));
+        assert!(matches!(a.check(0, t, acquire()), Gate::Refuse(_)));
         // Promoted meanwhile.
         assert_eq!(
             admit(&mut a, 0, t + RECHECK_AFTER, &facts("r", 101)),

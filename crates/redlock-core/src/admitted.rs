@@ -300,7 +300,8 @@ impl<L: Link> Master for Admitted<L> {
 
     async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
         // Deleting keys that hold our token is safe on any server: no
-        // verification, no confirmation, only a refused entry is skipped.
+        // verification, no confirmation, never held back (see
+        // `Admission::check`).
         self.admit(Intent::Release).await?;
         self.link.release(keys, token).await
     }

@@ -42,7 +42,18 @@ where
 /// release is bounded by the per-master timeout, far below that), and
 /// returns what is left then.
 pub async fn keys_left(masters: &redlock_harness::Masters, pattern: &str) -> Vec<(usize, String)> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    keys_left_within(masters, pattern, std::time::Duration::from_secs(5)).await
+}
+
+/// As [`keys_left`], polling for at most `bound`: for tests where a
+/// release may be cut on purpose (a connection reset under it), so our
+/// key may stay until its TTL, never longer.
+pub async fn keys_left_within(
+    masters: &redlock_harness::Masters,
+    pattern: &str,
+    bound: std::time::Duration,
+) -> Vec<(usize, String)> {
+    let deadline = std::time::Instant::now() + bound;
     loop {
         let keys = masters.keys_everywhere(pattern);
         if keys.is_empty() || std::time::Instant::now() >= deadline {

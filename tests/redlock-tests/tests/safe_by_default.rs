@@ -366,9 +366,16 @@ async fn correct_master_is_not_rejected_for_a_misrouted_entrys_stale_identity() 
     poll_votes(&rl, "stale", COME_BACK, |v| granted(v, 0) && granted(v, 1))
         .await
         .unwrap_or_else(|last| panic!("masters 0 and 1 never voted together again; last: {last}"));
-    assert!(redlock_tests::keys_left(&masters, "redlock:*")
-        .await
-        .is_empty());
+    // The proxy resets cut releases in flight on master 0's connection,
+    // and master 0 and 1 briefly reached the same server: a key of ours
+    // may stay there until its TTL (10 s), never longer.
+    let left =
+        redlock_tests::keys_left_within(&masters, "redlock:*", Duration::from_secs(12)).await;
+    let values: Vec<_> = left
+        .iter()
+        .map(|(i, k)| (i, k, masters[*i].get(k), masters[*i].pttl(k)))
+        .collect();
+    assert!(left.is_empty(), "{values:?}");
 }
 
 // ------------------------------------------------------------ setup faults
