@@ -1164,10 +1164,17 @@ async fn connect_one(
         first => {
             // Unreachable for now. Start a client that keeps trying in the
             // background; it is verified before its first vote counts.
-            let why = match first {
+            let mut why = match first {
                 Ok(Err(e)) => map_error(&e),
                 _ => MasterFailure::TimedOut,
             };
+            if tls {
+                // A plaintext port answers a TLS hello with silence or
+                // garbage: say what to check rather than only "timed out".
+                why = MasterFailure::Unreachable(format!(
+                    "{why}; no TLS session was established: does this port serve TLS (rediss://)?"
+                ));
+            }
             let _ = client.quit().await;
             let client =
                 build_client(parsed.config, settings, connect_timeout, false).map_err(setup_err)?;

@@ -164,6 +164,16 @@ pub(crate) fn map_error(e: &FredError) -> MasterFailure {
     let details = short(e.details().to_string());
     match e.kind() {
         ErrorKind::Timeout => MasterFailure::TimedOut,
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure
+            if details.contains("Connection closed") =>
+        {
+            // fred closes a connection whose replies stalled (the
+            // unresponsive check): the server is paused, overloaded or
+            // restarting, which "closed unexpectedly" does not say.
+            MasterFailure::Unreachable(format!(
+                "{details} (the server stopped answering: paused, overloaded or restarting?)"
+            ))
+        }
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
             MasterFailure::Unreachable(details)
         }
