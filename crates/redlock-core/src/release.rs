@@ -12,7 +12,7 @@
 use std::fmt;
 
 use crate::config::Quorum;
-use crate::tally::{Decision, MasterFailure, Vote, VoteOutcome};
+use crate::tally::{Decision, MasterFailure, Tally, Vote, VoteOutcome};
 
 /// Per-master results of a release, in master order. Masters that had not
 /// answered when the release was decided are [`VoteOutcome::Pending`].
@@ -75,23 +75,22 @@ impl fmt::Display for ReleaseReport {
     }
 }
 
-/// Counts release answers and decides as soon as the outcome is certain.
-/// Pure: no clock, no I/O.
+/// Counts release answers and decides as soon as the outcome is certain:
+/// the vote [`Tally`] itself (one implementation of the quorum rule), fed
+/// with "confirmed" for a master where our keys are gone (deleted or not
+/// there), plus each master's own answer for the report. Pure: no clock,
+/// no I/O.
 #[derive(Clone, Debug)]
 pub(crate) struct ReleaseTally {
-    quorum: Quorum,
+    tally: Tally,
     outcomes: Vec<VoteOutcome>,
-    confirmed: usize,
-    failed: usize,
 }
 
 impl ReleaseTally {
     pub(crate) fn new(quorum: Quorum) -> Self {
         Self {
-            quorum,
+            tally: Tally::new(quorum),
             outcomes: vec![VoteOutcome::Pending; quorum.masters()],
-            confirmed: 0,
-            failed: 0,
         }
     }
 
@@ -100,40 +99,29 @@ impl ReleaseTally {
     pub(crate) fn record(&mut self, i: usize, outcome: Result<(), MasterFailure>) -> Decision {
         if let Some(slot) = self.outcomes.get_mut(i) {
             if *slot == VoteOutcome::Pending {
-                *slot = match outcome {
-                    Ok(()) => {
-                        self.confirmed += 1;
-                        VoteOutcome::Granted
-                    }
-                    Err(MasterFailure::NotHeld) => {
-                        self.confirmed += 1;
-                        VoteOutcome::Failed(MasterFailure::NotHeld)
-                    }
-                    Err(e) => {
-                        self.failed += 1;
-                        VoteOutcome::Failed(e)
-                    }
+                let confirmed = match &outcome {
+                    Ok(()) | Err(MasterFailure::NotHeld) => Ok(()),
+                    Err(e) => Err(e.clone()),
                 };
+                *slot = match outcome {
+                    Ok(()) => VoteOutcome::Granted,
+                    Err(e) => VoteOutcome::Failed(e),
+                };
+                return self.tally.record(i, confirmed);
             }
         }
-        self.decision()
+        self.tally.decision()
     }
 
     /// `Granted`: a quorum confirmed; `Refused`: a quorum can no longer
     /// confirm.
     pub(crate) fn decision(&self) -> Decision {
-        if self.confirmed >= self.quorum.needed() {
-            Decision::Granted
-        } else if self.failed > self.quorum.tolerated_failures() {
-            Decision::Refused
-        } else {
-            Decision::Pending
-        }
+        self.tally.decision()
     }
 
     /// Whether every master answered.
     pub(crate) fn complete(&self) -> bool {
-        self.confirmed + self.failed == self.outcomes.len()
+        !self.outcomes.contains(&VoteOutcome::Pending)
     }
 
     pub(crate) fn report(&self, addresses: &[std::sync::Arc<str>]) -> ReleaseReport {
