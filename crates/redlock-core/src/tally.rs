@@ -173,6 +173,26 @@ impl Votes {
             .count()
     }
 
+    /// Whether these votes (of an extension) prove the lock is gone: more
+    /// masters than the quorum tolerates answered definitely that our token
+    /// is not there (another owner's key, or no key), so no retry can reach
+    /// a quorum. Timeouts, unreachable masters and `Pending` votes (early
+    /// decision) prove nothing: only definite answers count, so a slow
+    /// master never turns into a false loss.
+    pub fn majority_gone(&self) -> bool {
+        let gone = self
+            .votes
+            .iter()
+            .filter(|v| {
+                matches!(
+                    v.outcome,
+                    VoteOutcome::Failed(MasterFailure::Held | MasterFailure::NotHeld)
+                )
+            })
+            .count();
+        gone > self.quorum.tolerated_failures()
+    }
+
     /// The quorum the votes were counted against.
     pub fn quorum(&self) -> Quorum {
         self.quorum

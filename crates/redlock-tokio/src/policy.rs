@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use redlock_core::{MasterFailure, ResourceSet, RetryPolicy, VoteOutcome, Votes};
+use redlock_core::{ResourceSet, RetryPolicy, Votes};
 
 /// How early the loss timer fires before a lock's validity ends.
 ///
@@ -383,25 +383,14 @@ pub(crate) fn cap_reached(
 /// signalled at once. Timeouts and unreachable masters prove nothing: the
 /// watchdog retries while validity remains.
 pub(crate) fn majority_gone(votes: &Votes) -> bool {
-    let gone = votes
-        .iter()
-        .filter(|v| {
-            matches!(
-                v.outcome,
-                VoteOutcome::Failed(MasterFailure::Held | MasterFailure::NotHeld)
-            )
-        })
-        .count();
-    let quorum = votes.quorum();
-    // `Pending` votes (early decision) are unknown, not gone: only definite
-    // answers count, so a slow master never turns into a false loss.
-    gone > quorum.masters() - quorum.needed()
+    // The quorum arithmetic lives next to the tally, in the core.
+    votes.majority_gone()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redlock_core::{Quorum, Tally};
+    use redlock_core::{MasterFailure, Quorum, Tally};
     use std::sync::Arc;
 
     const MS: Duration = Duration::from_millis(1);
