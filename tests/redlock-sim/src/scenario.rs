@@ -299,11 +299,13 @@ impl Scenario {
 
     /// The sharp edge: 3 masters, LAN-like links (0-2 ms one way), clients
     /// that poll every 1-4 ms while the lock is held and mostly hold it to
-    /// the end of its validity, and no fault at all. Network latency adds
-    /// hidden slack to the drift margin (a contender hears of its win one
-    /// reply later than the key expired); fast links remove most of it, so
-    /// a few milliseconds of lost margin become an overlap. The twins below
-    /// each add one fault class to it.
+    /// the end of its validity, and no fault but the base's message loss
+    /// and latency spikes and its set-up faults (a master failing some
+    /// clients' first `INFO`, which only delays its first vote). Network
+    /// latency adds hidden slack to the drift margin (a contender hears of
+    /// its win one reply later than the key expired); fast links remove
+    /// most of it, so a few milliseconds of lost margin become an overlap.
+    /// The twins below each add one fault class to it.
     fn edge(name: &'static str) -> Self {
         let mut s = Self::within_model();
         s.name = name;
