@@ -13,13 +13,32 @@ use crate::world::{lock, World};
 /// One fault event.
 #[derive(Clone, Debug)]
 pub(crate) enum Fault {
-    Crash { master: usize, restart: Restart },
-    Restart { master: usize },
-    Pause { master: usize },
-    Resume { master: usize },
-    Cut { master: usize, clients: Vec<usize> },
-    Heal { master: usize },
-    Jump { master: usize, delta_ns: i128 },
+    Crash {
+        master: usize,
+        restart: Restart,
+    },
+    /// With, per client, how long after the restart it reconnects.
+    Restart {
+        master: usize,
+        reconnect_after: Vec<Duration>,
+    },
+    Pause {
+        master: usize,
+    },
+    Resume {
+        master: usize,
+    },
+    Cut {
+        master: usize,
+        clients: Vec<usize>,
+    },
+    Heal {
+        master: usize,
+    },
+    Jump {
+        master: usize,
+        delta_ns: i128,
+    },
 }
 
 fn ms(rng: &mut SimRng, (lo, hi): Millis) -> Duration {
@@ -67,9 +86,13 @@ pub(crate) fn schedule(s: &Scenario, masters: usize, rng: &mut SimRng) -> Vec<(D
                     }
                     Restart::EmptyAfterMaxTtl { extra_ms } => s.max_ttl() + ms(rng, extra_ms),
                 };
+                let reconnect_after = (0..s.clients).map(|_| ms(rng, f.reconnect_ms)).collect();
                 (
                     Fault::Crash { master, restart },
-                    Fault::Restart { master },
+                    Fault::Restart {
+                        master,
+                        reconnect_after,
+                    },
                     down,
                 )
             } else if pick < weights[0] + weights[1] {
@@ -142,8 +165,11 @@ fn apply(world: &Arc<World>, fault: Fault) {
             }
             ("crash", master)
         }
-        Fault::Restart { master } => {
-            world.restart(master);
+        Fault::Restart {
+            master,
+            ref reconnect_after,
+        } => {
+            world.restart(master, reconnect_after);
             ("restart", master)
         }
         Fault::Pause { master } => {

@@ -14,30 +14,62 @@
 //!   runtime with a paused clock (`start_paused`). Sleeps complete in no
 //!   real time, in a deterministic order; tokio's virtual clock is the
 //!   *true* timeline. Timers resolve to whole milliseconds.
-//! - **The seams.** The simulated master implements
-//!   [`Master`](redlock_core::Master), the simulated runtime implements
-//!   [`Runtime`](redlock_core::Runtime) (`now` = virtual time, `sleep` =
-//!   tokio's timer, retry jitter from the seed). Tokens come from the seed
+//! - **The seams.** The simulated connection implements the core's
+//!   [`Link`](redlock_core::Link) ([`SimLink`]), and each client votes with
+//!   the core's own admission gate around it:
+//!   [`Admitted<SimLink>`](redlock_core::Admitted), exactly as production
+//!   votes with `Admitted<FredLink>`. One [`Admission`](redlock_core::Admission)
+//!   per client covers its masters, wired from its settings as the
+//!   production builder wires it (restart guard window = the deployment's
+//!   `max_ttl`). The simulation holds **no copy of an admission rule**: it
+//!   only answers `INFO` and reports reconnects, and the core decides. The
+//!   simulated runtime implements [`Runtime`](redlock_core::Runtime)
+//!   (`now` = virtual time, `sleep` and `spawn` = tokio's on the run's
+//!   single thread, retry jitter from the seed). Tokens come from the seed
 //!   too, through `acquire_with`, so nothing reads the OS RNG.
 //! - **Masters.** Each master is an in-memory map from key to (token,
 //!   expiry on *the master's own clock*) and runs the three scripts of
-//!   `redlock_core::scripts` atomically, with `FredMaster`'s reply mapping.
-//!   Its clock runs at `1 + r` times true speed plus the sum of its jumps;
-//!   a key is gone once that clock reaches its expiry.
-//! - **Links.** Every client has its own link to every master. A call draws
-//!   its request and reply latencies and losses when it is sent, then
-//!   travels in its own task: if the caller gives up (the per-master
-//!   timeout, or the core dropping a vote it no longer needs), the command
-//!   still arrives and applies. Messages on one link arrive in send order.
-//!   Each call resolves with `TimedOut` after the configured master timeout
-//!   at the latest.
+//!   `redlock_core::scripts` atomically (acquire and extend never shorten
+//!   our own key), with `FredLink`'s reply mapping. Its clock runs at
+//!   `1 + r` times true speed plus the sum of its jumps; a key is gone
+//!   once that clock reaches its expiry. Its wall clock is that clock plus
+//!   a seeded offset with a random sub-second phase. `INFO` answers as
+//!   Redis does: `run_id` new at every start, role `master`, and
+//!   `uptime_in_seconds` = `floor(wall now) - floor(wall at start)`, so a
+//!   master up for 0.05 s may report 1 s.
+//! - **Links.** Every client has its own connection to every master. A
+//!   call draws its request and reply latencies and losses when it is
+//!   sent, then travels in its own task: if the caller gives up (the
+//!   per-master timeout, or the core dropping a vote it no longer needs),
+//!   the command still arrives and applies. Messages on one connection
+//!   arrive in send order. Each call resolves with `TimedOut` after the
+//!   configured master timeout at the latest. `identify` is `INFO` then
+//!   `SCRIPT LOAD` over the same connection, with the same faults.
+//! - **Reconnects.** A connection reaches one incarnation of its master. A
+//!   crash breaks it: requests then find the master down or reset, and
+//!   commands queued on a paused master that crashes are answered with a
+//!   reset. Each client reconnects some time after the restart (drawn per
+//!   client, like fred's reconnect loop), and the reconnect is reported
+//!   (`take_reconnects`) in the same step that the new connection becomes
+//!   usable, as fred broadcasts it before installing the new connection.
+//!   A reply already on its way still arrives after a reconnect (more
+//!   adversarial than TCP), so an `INFO` answer or a grant from the
+//!   previous server can land after the reconnect: the core must not
+//!   count it.
+//! - **Start-up.** Each client first asks every master who it is, in
+//!   parallel, through the core's own verification, as the production
+//!   builder does; a set-up fault makes one master (a minority) fail a
+//!   client's first `INFO` (lost or refused), and that master must join at
+//!   a later call.
 //! - **Clients.** Several clients, each with its own `Redlock`, loop: think,
 //!   `acquire_with` (with retries), then hold the lock for a few protected
 //!   actions or until its validity runs out, maybe `extend` it, then
 //!   `release`. A protected action is a read-modify-write of a shared
 //!   counter with a few milliseconds between the read and the write,
 //!   preceded by the check the library documents: the lock must still be
-//!   valid when the action ends.
+//!   valid when the action ends. Clients may use TTLs of their own (each
+//!   draws one, unknown to the others), all within the deployment's max
+//!   TTL.
 //!
 //! # The checker
 //!
@@ -81,7 +113,11 @@
 //! | loss | a lost request never applies; a lost reply means it *did* apply | any rate |
 //! | partition | a master cut off from some clients; messages dropped both ways | a minority of masters at a time |
 //! | master pause | `SIGSTOP`: commands queue, apply on resume in order; the clock runs on | a minority at a time, any length |
-//! | crash + restart | down: calls refused; queued commands lost; connections reset | a minority at a time, and either persisted (keys keep their absolute expiry) or restarted empty only after the longest TTL |
+//! | crash + restart | down: calls refused; queued commands reset; connections reset until the client reconnects (5-110 ms after the restart, up to 1.1 s in the guard scenarios: fred's backoff); `run_id` and uptime restart | a minority at a time, and either persisted (keys keep their absolute expiry), restarted empty after the longest TTL, or restarted empty **at once with the restart guard on** |
+//! | uptime granularity | `INFO` reports whole seconds, truncated, from the master's wall clock (random sub-second phase, rate error, jumps) | any phase; the guard adds 1 s |
+//! | reconnect races | a reply (an `INFO` answer, a grant) sent before a crash arrives after the client reconnected to the new server | any |
+//! | set-up failure | a client's first `INFO` to one master is lost or refused | a minority of masters per client; the master joins later |
+//! | mixed TTLs | clients lock one resource with different TTLs | all within the deployment's max TTL, which is the guard window |
 //! | clock rate | each master's clock runs `1 + r` times true speed | `|r|` up to half the drift factor |
 //! | clock jump | a master's clock steps forward or back | forward steps below what the drift margin leaves after the rate error ([`in_model_jump_max`]), at most one per key lifetime |
 //! | client pause | a client stops (GC, swap) | before the validity check |
@@ -92,9 +128,35 @@
 //! | control | crosses | twin inside the model |
 //! |---|---|---|
 //! | [`Scenario::mutant_no_elapsed_check`] | the core's `sim-mutants` knob: validity = decision + TTL | [`Scenario::slow_acquires_real_algorithm`] |
-//! | [`Scenario::immediate_restart_without_persistence`] | empty restart at once | [`Scenario::restart_with_persistence`], [`Scenario::restart_delayed_past_ttl`], [`Scenario::immediate_restart_with_restart_guard`] (the guard closes it) |
+//! | [`Scenario::immediate_restart_without_persistence`] | empty restart at once, guard off | [`Scenario::restart_with_persistence`], [`Scenario::restart_delayed_past_ttl`], [`Scenario::immediate_restart_with_restart_guard`] (the guard closes it) |
+//! | [`Scenario::mutant_guard_window_from_own_ttl`] | the core's `sim-mutants` knob: guard window = the client's own TTL (the old rule) | [`Scenario::mixed_ttl_empty_restart_guarded`] |
+//! | [`Scenario::mutant_no_uptime_margin`] | the core's `sim-mutants` knob: reported uptime taken as exact | [`Scenario::whole_second_uptime_guarded`] |
 //! | [`Scenario::clock_jump_beyond_drift`] | forward jumps of 20-100 ms (margin: 4 ms) | [`Scenario::clock_jump_within_margin`] |
 //! | [`Scenario::pause_after_validity_check`] | client pause between check and action | [`Scenario::pause_before_validity_check`] |
+//!
+//! # Scripted runs
+//!
+//! [`Cluster`] builds the same deployment (masters, connections, one
+//! `Redlock` per client over the core's admission gate) without a fault
+//! schedule or a workload, for tests that set one situation up step by
+//! step on a [`paused_runtime`] and assert exact virtual times
+//! (`tests/scripted.rs`): a refusal decided by two masters returns after
+//! one round trip while the third is paused; a release returns at quorum;
+//! an `INFO` answer from a server that restarted empty while the answer
+//! was on its way does not verify the new one.
+//!
+//! ```
+//! use redlock_sim::{paused_runtime, Cluster, Scenario};
+//!
+//! paused_runtime().block_on(async {
+//!     let cluster = Cluster::new(&Scenario::scripted(), 0, 3, false);
+//!     assert_eq!(cluster.setup(0).await, 3);
+//!     let lock = cluster.client(0).try_acquire("r").await.expect("idle masters grant");
+//!     // Every message takes 1 ms each way: one round trip.
+//!     assert_eq!(cluster.elapsed().as_millis(), 4 + 2);
+//!     # drop(lock);
+//! });
+//! ```
 //!
 //! # What the simulation found in the core
 //!
@@ -109,7 +171,7 @@
 //! # Running and replaying
 //!
 //! ```text
-//! cargo test -p redlock-sim                          # CI size: 500 seeds in the model
+//! cargo test -p redlock-sim                          # CI size: 2 x 500 seeds in the model
 //! REDLOCK_SIM_SEEDS=5000 cargo test -p redlock-sim   # long mode (in-model tests)
 //! REDLOCK_SIM_CONTROL_SEEDS=1000 cargo test -p redlock-sim --test negative_controls
 //! REDLOCK_SIM_SEED=42 cargo test -p redlock-sim --test within_model -- --exact \
@@ -131,6 +193,7 @@
 //! ```
 
 mod checker;
+mod cluster;
 mod faults;
 mod report;
 mod rng;
@@ -140,6 +203,7 @@ mod workload;
 mod world;
 
 pub use checker::{ActionSpan, Holding, Violation};
+pub use cluster::{admission, paused_runtime, settings, Cluster, SimRedlock};
 pub use report::{
     assert_caught, assert_no_violations, run_seed, run_seeds, FaultCounts, SeedReport, Stats,
     Summary, TestName, ENV_CONTROL_SEEDS, ENV_SEED, ENV_SEEDS,
@@ -147,3 +211,4 @@ pub use report::{
 pub use scenario::{
     in_model_jump_max, ClockJumps, Faults, Millis, Network, Restart, Scenario, Workload,
 };
+pub use world::{SimLink, SimMaster, SimRuntime};

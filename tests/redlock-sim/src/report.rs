@@ -8,16 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use redlock_core::{Redlock, Settings};
 
 use crate::checker::Violation;
+use crate::cluster::{paused_runtime, Cluster};
 use crate::faults;
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
 use crate::workload;
-use crate::world::{
-    lock, SimMaster, SimRuntime, World, STREAM_FAULTS, STREAM_SETUP, STREAM_WORKER,
-};
+use crate::world::{lock, STREAM_FAULTS, STREAM_SETUP, STREAM_WORKER};
 
 /// Environment variable: number of seeds of the in-model tests (long mode).
 pub const ENV_SEEDS: &str = "REDLOCK_SIM_SEEDS";
@@ -95,8 +93,28 @@ pub struct Stats {
     pub messages_lost: u64,
     /// Calls that ended with the master timeout.
     pub timeouts: u64,
-    /// Acquires refused by the restart guard (scenarios with it on).
+    /// Masters refused by the restart guard in the votes that `acquire`
+    /// returned (the last attempt of each call; scenarios with the guard
+    /// on).
     pub guard_refusals: u64,
+    /// `INFO` commands the masters answered (identity checks).
+    pub infos_answered: u64,
+    /// `INFO` answers whose whole-second uptime exceeded the true uptime
+    /// (the truncation the guard's granularity margin covers).
+    pub uptime_overstated: u64,
+    /// Client connections replaced after a master restart.
+    pub reconnects: u64,
+    /// `INFO` answers that arrived after the connection they were asked
+    /// on was replaced (the core must treat them as stale).
+    pub verifications_raced_by_reconnect: u64,
+    /// Granted acquires or extends whose reply arrived after the
+    /// connection was replaced (the core must not count them).
+    pub votes_raced_by_reconnect: u64,
+    /// First `INFO`s that failed at a client's start-up (set-up faults).
+    pub setup_failures: u64,
+    /// Masters that failed a client's set-up and later voted in a lock it
+    /// was granted.
+    pub late_joins: u64,
     /// Commands applied after their caller's timeout had passed.
     pub late_applies: u64,
     /// Commands that waited on a paused master.
@@ -122,6 +140,13 @@ impl Stats {
         self.messages_lost += o.messages_lost;
         self.timeouts += o.timeouts;
         self.guard_refusals += o.guard_refusals;
+        self.infos_answered += o.infos_answered;
+        self.uptime_overstated += o.uptime_overstated;
+        self.reconnects += o.reconnects;
+        self.verifications_raced_by_reconnect += o.verifications_raced_by_reconnect;
+        self.votes_raced_by_reconnect += o.votes_raced_by_reconnect;
+        self.setup_failures += o.setup_failures;
+        self.late_joins += o.late_joins;
         self.late_applies += o.late_applies;
         self.queued_while_paused += o.queued_while_paused;
         self.refused_while_down += o.refused_while_down;
@@ -138,7 +163,8 @@ impl fmt::Display for Stats {
              faults={} [crash+persisted={} crash+empty-after-ttl={} crash+empty-at-once={} master-pauses={} \
              partitions={} clock-jumps={}fwd/{}back] messages={} lost={} timeouts={} applied-after-timeout={} \
              queued-on-paused={} refused-while-down={} client-pauses={} pauses-after-check={} \
-             guard-refusals={}",
+             guard-refusals={} infos={} uptime-overstated={} reconnects={} raced-infos={} raced-votes={} \
+             setup-failures={} late-joins={}",
             self.acquisitions,
             self.acquire_failures,
             self.actions,
@@ -162,6 +188,13 @@ impl fmt::Display for Stats {
             self.client_pauses,
             self.pauses_after_check,
             self.guard_refusals,
+            self.infos_answered,
+            self.uptime_overstated,
+            self.reconnects,
+            self.verifications_raced_by_reconnect,
+            self.votes_raced_by_reconnect,
+            self.setup_failures,
+            self.late_joins,
         )
     }
 }
@@ -197,12 +230,7 @@ pub struct SeedReport {
 /// If the scenario's settings are rejected by the core, or a simulated task
 /// panics.
 pub fn run_seed(scenario: &Scenario, seed: u64, trace: bool) -> SeedReport {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a current-thread runtime with a paused clock needs no OS resources that can fail");
-    rt.block_on(simulate(scenario, seed, trace))
+    paused_runtime().block_on(simulate(scenario, seed, trace))
 }
 
 async fn simulate(scenario: &Scenario, seed: u64, trace: bool) -> SeedReport {
@@ -210,43 +238,17 @@ async fn simulate(scenario: &Scenario, seed: u64, trace: bool) -> SeedReport {
         let mut shape = SimRng::stream(seed, STREAM_SETUP + 1000);
         scenario.masters[shape.gen_range(0..scenario.masters.len())]
     };
-    let mut builder = Settings::builder()
-        .ttl(scenario.ttl)
-        .drift_factor(scenario.drift_factor)
-        .master_timeout(scenario.master_timeout)
-        .retry(scenario.workload.retry.clone())
-        .key_prefix("sim:");
-    if scenario.mutant_no_elapsed_check {
-        builder = builder.mutant_no_elapsed_check(true);
-    }
-    let settings = match builder.build(masters) {
-        Ok(s) => s,
-        Err(e) => panic!(
-            "scenario {} has settings the core rejects: {e}",
-            scenario.name
-        ),
-    };
-    let world = Arc::new(World::new(scenario.clone(), seed, masters, trace));
+    let cluster = Cluster::new(scenario, seed, masters, trace);
+    let world = Arc::clone(cluster.world());
     let schedule = faults::schedule(scenario, masters, &mut SimRng::stream(seed, STREAM_FAULTS));
     tokio::spawn(faults::drive(Arc::clone(&world), schedule));
     let mut clients = Vec::new();
     for c in 0..scenario.clients {
-        let links = (0..masters)
-            .map(|m| SimMaster::new(Arc::clone(&world), c, m))
-            .collect();
-        let redlock = match Redlock::with_masters(
-            links,
-            settings.clone(),
-            SimRuntime::new(Arc::clone(&world)),
-        ) {
-            Ok(r) => r,
-            Err(e) => panic!("settings were built for {masters} masters: {e}"),
-        };
         let rng = SimRng::stream(seed, STREAM_WORKER + c as u64);
         clients.push(tokio::spawn(workload::client(
             Arc::clone(&world),
             c,
-            redlock,
+            Arc::clone(cluster.client(c)),
             rng,
         )));
     }
@@ -257,8 +259,9 @@ async fn simulate(scenario: &Scenario, seed: u64, trace: bool) -> SeedReport {
             }
         }
     }
-    // Tasks still in flight (late messages, the fault driver) die with the
-    // runtime; no holder is left to be hurt by them.
+    // Tasks still in flight (late messages, background releases, the
+    // fault driver) die with the runtime; no holder is left to be hurt by
+    // them.
     let counter = *lock(&world.counter);
     let history = lock(&world.history);
     let violations = history.check(counter);

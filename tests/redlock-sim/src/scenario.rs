@@ -25,7 +25,8 @@ pub struct Scenario {
     /// Number of client processes, each with its own `Redlock` and its own
     /// link to every master.
     pub clients: usize,
-    /// Lock TTL.
+    /// Default lock TTL (the settings' `ttl`); see [`Workload::ttl_ms`]
+    /// for clients that use TTLs of their own.
     pub ttl: Duration,
     /// Drift factor given to the core.
     pub drift_factor: f64,
@@ -43,11 +44,19 @@ pub struct Scenario {
     /// Negative control: the core's `sim-mutants` knob that trusts a lock
     /// for a full TTL from the quorum decision.
     pub mutant_no_elapsed_check: bool,
-    /// The restart guard (on by default in `FredMaster`): a master that
-    /// restarted less than the longest TTL ago grants no acquire. Off in
-    /// every scenario but [`Scenario::immediate_restart_with_restart_guard`],
-    /// so the others test the bare algorithm.
+    /// The restart guard (on by default in production): the core's
+    /// admission rules refuse acquires from a master whose reported uptime
+    /// is below the deployment's max TTL ([`Scenario::max_ttl`]) plus the
+    /// uptime granularity. Off in the scenarios that test the bare
+    /// algorithm (restarts there keep their data or wait out the max TTL).
     pub restart_guard: bool,
+    /// Negative control: the core's `sim-mutants` knob that takes the
+    /// guard window from the longest TTL the client itself used, not the
+    /// deployment's max TTL.
+    pub mutant_window_from_own_ttl: bool,
+    /// Negative control: the core's `sim-mutants` knob that takes the
+    /// reported uptime as exact (no whole-second granularity margin).
+    pub mutant_no_uptime_margin: bool,
 }
 
 /// Per-link latency and loss. Every message (request or reply) takes
@@ -141,6 +150,15 @@ pub struct Faults {
     pub pause_ms: Millis,
     /// Length of partitions.
     pub partition_ms: Millis,
+    /// How long after a master restarts each client reconnects to it
+    /// (fred's reconnect loop), drawn per client and restart. Until then
+    /// its requests find the connection reset; replies already on their
+    /// way still arrive, so a reconnect can race an `INFO` in flight.
+    pub reconnect_ms: Millis,
+    /// Probability, per client, that its first `INFO` to one master (a
+    /// minority) fails at start-up (lost or refused): that master must
+    /// join later.
+    pub setup_failure_prob: f64,
 }
 
 /// What each client does, in a loop until the scenario's duration:
@@ -188,6 +206,12 @@ pub struct Workload {
     pub pause_after_check_ms: Millis,
     /// Retry policy of `acquire`.
     pub retry: RetryPolicy,
+    /// Per-client TTLs: client `c` draws its TTL once, from `ttl_ms[c]`
+    /// (the last range for the clients beyond the list), and uses it for
+    /// every lock. Clients of one deployment do not know each other's
+    /// TTLs; all are within the deployment's max TTL. Empty: every client
+    /// uses the scenario's `ttl`.
+    pub ttl_ms: Vec<Millis>,
 }
 
 impl Scenario {
@@ -243,6 +267,10 @@ impl Scenario {
                 ],
                 pause_ms: (10, 400),
                 partition_ms: (10, 400),
+                // fred's first reconnect attempt: 10 ms, plus up to 100 ms
+                // of jitter.
+                reconnect_ms: (5, 110),
+                setup_failure_prob: 0.3,
             },
             workload: Workload {
                 think_ms: (0, 20),
@@ -260,19 +288,24 @@ impl Scenario {
                 pause_after_check_prob: 0.0,
                 pause_after_check_ms: (0, 0),
                 retry: RetryPolicy::new(100, Duration::from_millis(2), Duration::from_millis(8)),
+                ttl_ms: Vec::new(),
             },
             mutant_no_elapsed_check: false,
             restart_guard: false,
+            mutant_window_from_own_ttl: false,
+            mutant_no_uptime_margin: false,
         }
     }
 
     /// The sharp edge: 3 masters, LAN-like links (0-2 ms one way), clients
     /// that poll every 1-4 ms while the lock is held and mostly hold it to
-    /// the end of its validity, and no fault at all. Network latency adds
-    /// hidden slack to the drift margin (a contender hears of its win one
-    /// reply later than the key expired); fast links remove most of it, so
-    /// a few milliseconds of lost margin become an overlap. The twins below
-    /// each add one fault class to it.
+    /// the end of its validity, and no fault but the base's message loss
+    /// and latency spikes and its set-up faults (a master failing some
+    /// clients' first `INFO`, which only delays its first vote). Network
+    /// latency adds hidden slack to the drift margin (a contender hears of
+    /// its win one reply later than the key expired); fast links remove
+    /// most of it, so a few milliseconds of lost margin become an overlap.
+    /// The twins below each add one fault class to it.
     fn edge(name: &'static str) -> Self {
         let mut s = Self::within_model();
         s.name = name;
@@ -334,6 +367,136 @@ impl Scenario {
             Restart::EmptyImmediately { down_ms: (0, 5) },
         );
         s.restart_guard = true;
+        s
+    }
+
+    /// In the model, with what production feeds the admission gate, on
+    /// top of every fault class of [`Scenario::within_model`]: the restart
+    /// guard on (its window the deployment's max TTL, 300 ms), clients
+    /// with TTLs of their own (each draws one from 100-300 ms), masters
+    /// that also restart empty *at once* (which only the guard covers),
+    /// uptime in whole seconds at random phases, reconnects 0-20 ms after
+    /// a restart racing verifications in flight, and a minority master
+    /// failing some clients' set-up.
+    pub fn within_model_guarded_mixed_ttl() -> Self {
+        let mut s = Self::within_model().with_client_ttls(vec![(100, 300)]);
+        s.name = "within_model_guarded_mixed_ttl";
+        s.restart_guard = true;
+        s.faults
+            .restarts
+            .push(Restart::EmptyImmediately { down_ms: (0, 50) });
+        s
+    }
+
+    /// The restart guard's edge: one master, so that a single empty
+    /// restart decides (the guard is a per-master rule; the quorum only
+    /// dilutes how often one restart matters), empty restarts at once at
+    /// random times (so at random sub-second phases of the master's wall
+    /// clock), clients that reconnect 5-1100 ms after a restart (fred's
+    /// reconnect policy: 10 ms doubling up to 1 s, plus up to 100 ms of
+    /// jitter) and then verify the master at once, and holders that keep
+    /// the lock to the end of its validity. The holes are hundreds of
+    /// milliseconds wide, so contenders poll every 10-20 ms, which keeps
+    /// these long runs cheap.
+    fn guard_edge(name: &'static str, restarts_per_sec: f64) -> Self {
+        let mut s = Self::edge(name);
+        s.masters = vec![1];
+        s.restart_guard = true;
+        s.faults.window_faults_per_sec = restarts_per_sec;
+        s.faults.max_concurrent = Some(1);
+        s.faults.crash_weight = 1;
+        s.faults.pause_weight = 0;
+        s.faults.partition_weight = 0;
+        s.faults.restarts = vec![Restart::EmptyImmediately { down_ms: (0, 5) }];
+        s.faults.reconnect_ms = (5, 1_100);
+        s.workload.max_actions = 1_000;
+        s.workload.retry =
+            RetryPolicy::new(100, Duration::from_millis(10), Duration::from_millis(20));
+        s
+    }
+
+    /// The guard's edge with clients of different TTLs on one resource:
+    /// two lock for 3 s, two for 100-200 ms. The deployment's max TTL
+    /// (the guard window) is 3 s; 12 s runs, about one empty restart every
+    /// 2.5 s. `mutant` takes each client's window from its own TTL.
+    fn long_and_short_ttls(name: &'static str, mutant: bool) -> Self {
+        let mut s = Self::guard_edge(name, 0.4).with_client_ttls(vec![
+            (3_000, 3_000),
+            (3_000, 3_000),
+            (100, 200),
+        ]);
+        s.clients = 4;
+        s.duration = Duration::from_secs(12);
+        s.mutant_window_from_own_ttl = mutant;
+        s
+    }
+
+    /// In the model: long-TTL holders, a master restarted empty,
+    /// short-TTL clients; the guard's window is the deployment's max TTL.
+    pub fn mixed_ttl_empty_restart_guarded() -> Self {
+        Self::long_and_short_ttls("mixed_ttl_empty_restart_guarded", false)
+    }
+
+    /// Outside the model (negative control): the same, with the core's
+    /// mutant that takes the guard window from the client's own TTL (the
+    /// old rule): a short-TTL client trusts the restarted master about
+    /// 1.2 s after the restart, while a 3 s holder still counts on the key
+    /// it lost.
+    pub fn mutant_guard_window_from_own_ttl() -> Self {
+        Self::long_and_short_ttls("mutant_guard_window_from_own_ttl", true)
+    }
+
+    /// The guard's edge with five clients locking for 1 s, the max TTL
+    /// (the guard window): sharp enough that the guard's one second of
+    /// uptime granularity matters. A master that started at wall-clock
+    /// x.9 s reports 1 s of uptime 0.1 s later; without the margin a
+    /// client that verifies it then trusts it 0.9 s early. 8 s runs, about
+    /// one empty restart every 1.7 s. `mutant` drops the margin.
+    fn whole_second_uptime(name: &'static str, mutant: bool) -> Self {
+        let mut s = Self::guard_edge(name, 0.6).with_client_ttls(vec![(1_000, 1_000)]);
+        s.clients = 5;
+        s.duration = Duration::from_secs(8);
+        // Five contenders polling every 25-45 ms: each verifies a
+        // restarted master at its own reconnect time, which is what the
+        // truncation depends on.
+        s.workload.retry =
+            RetryPolicy::new(50, Duration::from_millis(25), Duration::from_millis(45));
+        s.mutant_no_uptime_margin = mutant;
+        s
+    }
+
+    /// In the model: the guard reads uptime in whole seconds and adds the
+    /// granularity.
+    pub fn whole_second_uptime_guarded() -> Self {
+        Self::whole_second_uptime("whole_second_uptime_guarded", false)
+    }
+
+    /// Outside the model (negative control): the same, with the core's
+    /// mutant that takes the reported uptime as exact.
+    pub fn mutant_no_uptime_margin() -> Self {
+        Self::whole_second_uptime("mutant_no_uptime_margin", true)
+    }
+
+    /// For scripted tests ([`Cluster`](crate::Cluster)): 3 masters, 2
+    /// clients, every message exactly 1 ms on its way, no loss, no fault,
+    /// no clock error, master timeout 40 ms, TTL 200 ms. The test makes
+    /// everything that happens happen.
+    pub fn scripted() -> Self {
+        let mut s = Self::within_model();
+        s.name = "scripted";
+        s.masters = vec![3];
+        s.clients = 2;
+        s.network = Network {
+            link_base_ms: (1, 1),
+            jitter_ms: 0,
+            spike_prob: 0.0,
+            spike_ms: (0, 0),
+            loss: 0.0,
+        };
+        s.faults.clock_rate_error = 0.0;
+        s.faults.jumps = None;
+        s.faults.window_faults_per_sec = 0.0;
+        s.faults.setup_failure_prob = 0.0;
         s
     }
 
@@ -425,13 +588,46 @@ impl Scenario {
     }
 
     /// The longest TTL a lock of this scenario can be given (acquire or
-    /// extend): what "restart delayed past the max TTL" waits for.
+    /// extend, by any client): the deployment's `max_ttl`, which is the
+    /// restart guard's window, and what "restart delayed past the max TTL"
+    /// waits for.
     pub fn max_ttl(&self) -> Duration {
-        let extend = self
-            .workload
-            .extend_ttl_ms
-            .map_or(Duration::ZERO, |(_, hi)| Duration::from_millis(hi));
-        self.ttl.max(extend)
+        let w = &self.workload;
+        w.ttl_ms
+            .iter()
+            .chain(&w.extend_ttl_ms)
+            .map(|&(_, hi)| Duration::from_millis(hi))
+            .fold(self.ttl, Duration::max)
+    }
+
+    /// The shortest TTL a lock of this scenario can be given: its drift
+    /// margin is the smallest, so it bounds the clock jumps of the model.
+    pub fn min_ttl(&self) -> Duration {
+        let w = &self.workload;
+        let lows = w
+            .ttl_ms
+            .iter()
+            .chain(&w.extend_ttl_ms)
+            .map(|&(lo, _)| Duration::from_millis(lo));
+        if w.ttl_ms.is_empty() {
+            lows.fold(self.ttl, Duration::min)
+        } else {
+            // The default TTL is never used when every client has its own.
+            lows.min().unwrap_or(self.ttl)
+        }
+    }
+
+    /// Sets per-client TTLs, keeping in-model clock jumps within the
+    /// margin of the shortest one.
+    fn with_client_ttls(mut self, ttl_ms: Vec<Millis>) -> Self {
+        self.workload.ttl_ms = ttl_ms;
+        let min = self.min_ttl();
+        if let Some(j) = &mut self.faults.jumps {
+            let max = in_model_jump_max(min, self.drift_factor, self.faults.clock_rate_error);
+            j.forward.1 = j.forward.1.min(max);
+            j.forward.0 = j.forward.0.min(j.forward.1);
+        }
+        self
     }
 }
 

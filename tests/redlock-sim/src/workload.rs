@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use crate::rng::SimRng;
 use rand::{Rng, RngCore};
-use redlock_core::{AcquireOptions, Lock, Redlock, ResourceSet, Token};
+use redlock_core::{AcquireOptions, Lock, MasterFailure, ResourceSet, Token, VoteOutcome, Votes};
 
+use crate::cluster::{setup, SimRedlock};
 use crate::scenario::Millis;
-use crate::world::{lock as locked, SimMaster, SimRuntime, World};
+use crate::world::{lock as locked, World};
 
 /// The guarded resource, and the one some acquisitions add to it.
 const GUARDED: &str = "guarded";
@@ -28,16 +29,41 @@ fn token(rng: &mut SimRng) -> Token {
     Token::parse(&hex).expect("32 lowercase hex digits form a valid token")
 }
 
-/// One client's loop until the scenario's duration is over.
+/// What the votes of an `acquire` show about the admission gate: masters
+/// the restart guard held back, and (for a granted lock) masters that
+/// failed this client's set-up and vote now.
+fn observe_votes(world: &World, client: usize, votes: &Votes, granted: bool) {
+    let mut st = locked(&world.stats);
+    for v in votes.iter() {
+        match &v.outcome {
+            VoteOutcome::Failed(MasterFailure::RecentlyRestarted { .. }) => st.guard_refusals += 1,
+            VoteOutcome::Granted if granted && world.joined(client, v.master) => {
+                st.late_joins += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One client's life: start-up (every master asked who it is, as the
+/// production builder does), then its loop until the scenario's duration
+/// is over.
 pub(crate) async fn client(
     world: Arc<World>,
     client: usize,
-    redlock: Redlock<SimMaster, SimRuntime>,
+    redlock: Arc<SimRedlock>,
     mut rng: SimRng,
 ) {
     let single = ResourceSet::try_from(GUARDED).expect("constant resource name is valid");
     let pair = ResourceSet::try_from([GUARDED, OTHER]).expect("constant resource names are valid");
     let w = world.scenario.workload.clone();
+    // This client's TTL, if the scenario gives clients TTLs of their own:
+    // drawn once, unknown to the other clients.
+    let options = match w.ttl_ms.get(client).or(w.ttl_ms.last()) {
+        Some(&range) => AcquireOptions::new().ttl(ms(&mut rng, range)),
+        None => AcquireOptions::new(),
+    };
+    setup(&world, client, &redlock).await;
     while world.elapsed() < world.scenario.duration {
         tokio::time::sleep(ms(&mut rng, w.think_ms)).await;
         let resources = if rng.gen_bool(w.multi_resource_prob) {
@@ -46,12 +72,15 @@ pub(crate) async fn client(
             &single
         };
         let token = token(&mut rng);
-        match redlock
-            .acquire_with(resources, &AcquireOptions::new(), token)
-            .await
-        {
-            Ok(lock) => hold(&world, client, &redlock, lock, &mut rng).await,
+        match redlock.acquire_with(resources, &options, token).await {
+            Ok(lock) => {
+                observe_votes(&world, client, lock.votes(), true);
+                hold(&world, client, &redlock, lock, &mut rng).await;
+            }
             Err(e) => {
+                if let Some(votes) = e.votes() {
+                    observe_votes(&world, client, votes, false);
+                }
                 locked(&world.stats).acquire_failures += 1;
                 world.event("acq-fail", [client as u64, 0, 0], || {
                     format!("c{client} acquire failed: {e}")
@@ -65,7 +94,7 @@ pub(crate) async fn client(
 async fn hold(
     world: &World,
     client: usize,
-    redlock: &Redlock<SimMaster, SimRuntime>,
+    redlock: &SimRedlock,
     mut lock: Lock,
     rng: &mut SimRng,
 ) {

@@ -66,3 +66,36 @@ fn negative_control_pause_after_validity_check_is_caught() {
     );
     assert!(s.totals.pauses_after_check > 0);
 }
+
+/// The restart guard's window taken from the client's own TTL (the old
+/// rule, the core's `mutant_window_from_own_ttl`): a 2 s holder loses its
+/// key to an empty restart, and a 100-200 ms client trusts the restarted
+/// master after its own short window. Twin:
+/// `mixed_ttl_empty_restart_guard_window_is_max_ttl_no_violation`.
+#[test]
+fn negative_control_guard_window_from_own_ttl_is_caught() {
+    let s = assert_caught(
+        &Scenario::mutant_guard_window_from_own_ttl(),
+        name("negative_control_guard_window_from_own_ttl_is_caught"),
+        100,
+        MOST,
+    );
+    assert!(s.totals.faults.crashes_empty_immediately > 0);
+    assert!(s.totals.guard_refusals > 0);
+}
+
+/// Uptime compared without the whole-second granularity margin (the
+/// core's `mutant_no_uptime_margin`): with TTLs of 1-1.5 s, a master that
+/// restarted at a late sub-second phase reports a second more than it has
+/// been up. Twin: `whole_second_uptime_with_granularity_margin_no_violation`.
+#[test]
+fn negative_control_uptime_without_granularity_margin_is_caught() {
+    let s = assert_caught(
+        &Scenario::mutant_no_uptime_margin(),
+        name("negative_control_uptime_without_granularity_margin_is_caught"),
+        100,
+        MOST,
+    );
+    assert!(s.totals.faults.crashes_empty_immediately > 0);
+    assert!(s.totals.uptime_overstated > 0);
+}
