@@ -234,6 +234,20 @@ impl Admission {
         }
     }
 
+    /// The rules a manager with `settings` applies: the restart guard's
+    /// window is the deployment's maximum TTL when the guard is on, the
+    /// clock check's budget the drift factor when the check is on. The
+    /// production builder and the simulation both build theirs here.
+    pub fn for_settings(settings: &crate::Settings) -> Self {
+        let guard_window = settings
+            .restart_guard()
+            .then(|| settings.max_ttl().as_duration());
+        let clock_budget = settings
+            .clock_check()
+            .then(|| settings.drift_factor().get());
+        Self::new(settings.quorum().masters(), guard_window, clock_budget)
+    }
+
     /// Number of masters.
     pub fn len(&self) -> usize {
         self.slots.len()

@@ -721,17 +721,7 @@ impl RedlockBuilder {
             }
         }
         let scripts = Arc::new(Scripts::new());
-        let guard_window = settings
-            .restart_guard()
-            .then(|| settings.max_ttl().as_duration());
-        let clock_budget = settings
-            .clock_check()
-            .then(|| settings.drift_factor().get());
-        let admission = Arc::new(Mutex::new(Admission::new(
-            parsed.len(),
-            guard_window,
-            clock_budget,
-        )));
+        let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
         let options = call_options(&settings);
         let attempts =
             connect_all(parsed, &settings, self.connect_timeout, &options, &scripts).await?;

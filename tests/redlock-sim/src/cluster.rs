@@ -59,14 +59,8 @@ pub fn settings(scenario: &Scenario, masters: usize) -> Result<Settings, ConfigE
 /// guard is on; clock budget = the drift factor when the clock check is
 /// on), plus the scenario's mutant knobs, if any.
 pub fn admission(scenario: &Scenario, settings: &Settings) -> Admission {
-    let masters = settings.quorum().masters();
-    let guard_window = settings
-        .restart_guard()
-        .then(|| settings.max_ttl().as_duration());
-    let clock_budget = settings
-        .clock_check()
-        .then(|| settings.drift_factor().get());
-    let mut admission = Admission::new(masters, guard_window, clock_budget);
+    // The same rules the production builder derives from its settings.
+    let mut admission = Admission::for_settings(settings);
     if scenario.mutant_window_from_own_ttl {
         admission.mutant_window_from_own_ttl();
     }
