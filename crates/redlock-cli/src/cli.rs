@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use redlock_core::{KeyPrefix, Resource, Settings, Ttl};
+use redlock_core::{ConfigError, KeyPrefix, Resource, Settings, Ttl};
 
 use crate::output::{Failure, EXIT_STATUS_TABLE, EX_LOCK_LOST, EX_TEMPFAIL};
 use crate::spawn::MAX_SPAWN;
@@ -22,7 +22,9 @@ A lock is the key PREFIX+NAME set to a fresh random 128-bit token with a TTL, \
 only if absent, on every master in parallel. It is held when a quorum \
 (a majority, floor(N/2)+1) of the masters set it, and it is trusted until \
 start + TTL - drift, where `start` is read before the first command is sent \
-and drift = TTL * 0.01 + 2 ms. Losing a minority of the masters neither loses \
+and drift = TTL * 0.01 + 2 ms. No TTL may exceed --max-ttl (default 60s), \
+the deployment-wide maximum and restart-guard window that every client of the \
+same masters must share. Losing a minority of the masters neither loses \
 the lock nor lets a second holder in; with a single master, that master is a \
 single point of failure.
 
@@ -102,7 +104,7 @@ With fewer than three masters, or an even number, exec warns once on stderr \
 const EXEC_EXAMPLES: &str = "\
 Examples:
   # crontab line on every host; -q: a busy lock is not worth a mail
-  */5 * * * * redlock exec -q --resource sync --ttl 2m -- /opt/sync.sh
+  */5 * * * * redlock exec -q --resource sync --ttl 1m -- /opt/sync.sh
 
   # wait up to 30 s for the lock instead of giving up at once:
   redlock exec --resource deploy --ttl 1m --wait 30s -- ./deploy.sh
@@ -111,7 +113,11 @@ Examples:
   redlock exec --resource backup --ttl 1m --wait forever -c 'pg_dump db | gzip > db.gz'
 
   # a busy lock is a quiet success (flock -n -E 0); a lost one exits 3:
-  redlock exec -q --resource sync --ttl 30s --conflict-exit-code 0 --lost-exit-code 3 -- ./sync.sh";
+  redlock exec -q --resource sync --ttl 30s --conflict-exit-code 0 --lost-exit-code 3 -- ./sync.sh
+
+  # a TTL above 60s needs a larger --max-ttl, the same on every client:
+  export REDLOCK_MAX_TTL=5m     # in the environment of every client of these masters
+  redlock exec --resource report --ttl 3m -- ./report.sh";
 
 const BENCH_LONG_ABOUT: &str = "\
 Run the same workloads against a single master (the first one given) and \
@@ -243,9 +249,28 @@ pub(crate) struct Global {
     )]
     pub(crate) connect_timeout: Duration,
 
-    /// Let masters that started less than a TTL ago grant locks at once.
+    /// The deployment-wide maximum TTL and restart-guard window; every
+    /// client of the same masters must use the same value.
     ///
-    /// By default a master whose uptime is below the TTL grants nothing
+    /// A longer --ttl is refused. A master that has been up for less than
+    /// this grants no lock (the restart guard): it may have restarted empty
+    /// and lost keys other holders count on, and the window must cover the
+    /// longest TTL any client uses, which no client knows of the others.
+    /// Raise it on every client together (REDLOCK_MAX_TTL), or keep TTLs
+    /// short: exec extends its lock while CMD runs.
+    #[arg(
+        long,
+        global = true,
+        env = "REDLOCK_MAX_TTL",
+        default_value = "60s",
+        value_name = "DURATION",
+        value_parser = parse_ttl
+    )]
+    pub(crate) max_ttl: Duration,
+
+    /// Let masters that started less than --max-ttl ago grant locks at once.
+    ///
+    /// By default a master whose uptime is below --max-ttl grants nothing
     /// until it has been up that long (the restart guard): a master that
     /// restarted empty may have forgotten locks others still hold. Only for
     /// masters that persist every write (appendfsync always) or were just
@@ -282,8 +307,8 @@ pub(crate) struct ExecArgs {
     #[arg(long, short = 'r', value_name = "NAME", value_parser = parse_resource)]
     pub(crate) resource: String,
 
-    /// Lease of each acquire and extension (e.g. 30s, 2m). CMD may run longer:
-    /// the lock is extended while it runs.
+    /// Lease of each acquire and extension (e.g. 30s, 1m), at most --max-ttl
+    /// (default 60s). CMD may run longer: the lock is extended while it runs.
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     pub(crate) ttl: Duration,
 
@@ -536,22 +561,61 @@ impl Cli {
                 }
                 a.ttl
             }
-            Cmd::Inspect(_) => return Ok(()),
+            // No lock of their own: the TTL they connect with must fit
+            // under --max-ttl and leave room for the per-master timeout.
+            Cmd::Inspect(_) => {
+                return Settings::builder()
+                    .ttl(self.global.plain_ttl())
+                    .max_ttl(self.global.max_ttl)
+                    .master_timeout(self.global.master_timeout)
+                    .key_prefix(self.global.prefix.clone())
+                    .build(masters)
+                    .map(drop)
+                    .map_err(|e| {
+                        Failure::usage(format_args!(
+                            "--max-ttl: {}",
+                            crate::output::describe_config(&e)
+                        ))
+                    })
+            }
         };
         let settings = |n: usize| {
             Settings::builder()
                 .ttl(ttl)
+                .max_ttl(self.global.max_ttl)
                 .master_timeout(self.global.master_timeout)
                 .key_prefix(self.global.prefix.clone())
                 .build(n)
         };
-        settings(masters).map_err(|e| {
-            Failure::usage(format_args!(
+        settings(masters).map_err(|e| match e {
+            ConfigError::TtlAboveMax { ttl, max } => ttl_above_max(ttl, max),
+            e => Failure::usage(format_args!(
                 "--ttl: {}",
                 crate::output::describe_config(&e)
-            ))
+            )),
         })?;
         Ok(())
+    }
+}
+
+/// A `--ttl` above `--max-ttl`, in one line naming both options.
+pub(crate) fn ttl_above_max(ttl: Duration, max: Duration) -> Failure {
+    use crate::output::human_duration as h;
+    Failure::usage(format_args!(
+        "--ttl {} is above --max-ttl {}, the deployment-wide maximum TTL and restart-guard window: \
+         use a shorter --ttl (exec extends the lock while CMD runs), or raise --max-ttl \
+         (REDLOCK_MAX_TTL) on every client of these masters together",
+        h(ttl),
+        h(max)
+    ))
+}
+
+impl Global {
+    /// The TTL of a manager that takes no lock of its own (`inspect`,
+    /// `unlock`): the settings need one, and it must fit under
+    /// `--max-ttl`.
+    pub(crate) fn plain_ttl(&self) -> Duration {
+        self.max_ttl.min(Duration::from_secs(10))
     }
 }
 

@@ -71,7 +71,9 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Res
         .connect_timeout(global.connect_timeout)
         .key_prefix(global.prefix.clone())
         .map_core(|b| {
-            let b = b.danger_disable_restart_guard(global.danger_disable_restart_guard);
+            let b = b
+                .max_ttl(global.max_ttl)
+                .danger_disable_restart_guard(global.danger_disable_restart_guard);
             match &global.tls_ca {
                 Some(ca) => b.tls_ca_file(ca.clone()),
                 None => b,

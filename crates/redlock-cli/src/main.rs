@@ -106,6 +106,7 @@ pub(crate) async fn connect(
     }
     builder
         .ttl(ttl)
+        .max_ttl(global.max_ttl)
         .master_timeout(global.master_timeout)
         .connect_timeout(global.connect_timeout)
         .key_prefix(global.prefix.clone())

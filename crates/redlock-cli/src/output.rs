@@ -123,6 +123,7 @@ impl From<ConfigError> for Failure {
             | ConfigError::TtlZero
             | ConfigError::TtlTooLarge { .. }
             | ConfigError::TtlNotWholeMillis { .. }
+            | ConfigError::TtlAboveMax { .. }
             | ConfigError::DriftConsumesTtl { .. }
             | ConfigError::InvalidDriftFactor { .. }
             | ConfigError::ZeroTimeout
@@ -247,6 +248,11 @@ pub(crate) fn describe_config(e: &ConfigError) -> String {
             "per-master timeout {} must be shorter than the TTL minus drift ({})",
             h(timeout),
             h(budget)
+        ),
+        ConfigError::TtlAboveMax { ttl, max } => format!(
+            "TTL {} is above the maximum TTL {} of this deployment (--max-ttl, the restart guard's window): use a shorter TTL, or raise --max-ttl on every client together",
+            h(ttl),
+            h(max)
         ),
         ConfigError::InvalidRetry { base, max } => format!(
             "retry policy invalid: base delay {} must be > 0 and <= max delay {}",
