@@ -91,7 +91,8 @@ killed, CMD cannot be started, redlock is signalled. (After SIGKILL of redlock \
 the keys expire with the TTL.)
 
 Environment of CMD:
-  REDLOCK_TOKEN            the lock's token (also usable as a fencing value)
+  REDLOCK_TOKEN            the lock's token: 32 hex digits, then who holds it
+                           (HOST PID SINCE-UNIX-MS [LABEL]); a secret
   REDLOCK_RESOURCE         the resource name
   REDLOCK_KEY              the key on each master (PREFIX+NAME)
   REDLOCK_TTL_MS           the TTL in milliseconds

@@ -21,7 +21,7 @@ fn cmd_gets_the_lock_env_its_status_is_ours_and_the_lock_is_released() {
     let tmp = TempDir::new();
     let (env_file, go) = (tmp.file("env"), tmp.file("go"));
     let script = format!(
-        "printf '%s %s %s %s' \"$REDLOCK_TOKEN\" \"$REDLOCK_RESOURCE\" \"$REDLOCK_KEY\" \"$REDLOCK_TTL_MS\" > {env_file}.tmp; \
+        "printf '%s\\n%s\\n%s\\n%s\\n' \"$REDLOCK_TOKEN\" \"$REDLOCK_RESOURCE\" \"$REDLOCK_KEY\" \"$REDLOCK_TTL_MS\" > {env_file}.tmp; \
          mv {env_file}.tmp {env_file}; while [ ! -e {go} ]; do sleep 0.02; done; exit 7"
     );
     let child = start(redlock().args([
@@ -41,11 +41,20 @@ fn cmd_gets_the_lock_env_its_status_is_ours_and_the_lock_is_released() {
         !read(&tmp.path("env")).is_empty()
     });
     let env = read(&tmp.path("env"));
-    let fields: Vec<&str> = env.split(' ').collect();
+    let fields: Vec<&str> = env.lines().collect();
     assert_eq!(fields.len(), 4, "{env}");
+    // The whole value stored in the key: 128 random bits, then who holds
+    // it (host, redlock's pid, since when), as `unlock --token` takes it.
     let token = fields[0];
-    assert_eq!(token.len(), 32, "{env}");
-    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{env}");
+    let mut words = token.split(' ');
+    let random = words.next().expect("random part");
+    assert_eq!(random.len(), 32, "{env}");
+    assert!(random.bytes().all(|b| b.is_ascii_hexdigit()), "{env}");
+    let (host, pid, since) = (words.next(), words.next(), words.next());
+    assert_eq!(host, Some(common::hostname().as_str()), "{env}");
+    assert_eq!(pid, Some(child.id().to_string().as_str()), "{env}");
+    assert!(since.is_some_and(|s| s.parse::<u64>().is_ok()), "{env}");
+    assert_eq!(words.next(), None, "no label without --label: {env}");
     assert_eq!(&fields[1..], ["job", "redlock:job", "30000"]);
     // The decision is taken at the second grant; the third may land a
     // moment later.

@@ -25,6 +25,14 @@ pub fn redlock() -> Command {
     cmd
 }
 
+/// This machine's host name, as holder records carry it.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("read the host name")
+        .trim()
+        .to_owned()
+}
+
 /// What a finished run printed.
 #[derive(Debug)]
 pub struct Output {
