@@ -168,12 +168,29 @@ Field names are stable within a schema number; new fields may be added.
 of single vs quorum for each workload, readable without the table.";
 
 const INSPECT_LONG_ABOUT: &str = "\
-Ask every master about one resource: reachable or not, whether the key is \
-held, by which token (first 8 characters), and its remaining TTL; then \
-whether a quorum currently holds it under one token.
+Ask every master about one resource and print a table: its state there \
+(free, held, a key of the wrong type, unreachable and why), the holder's \
+token (its first 8 characters), who holds it (host, pid, since when, label: \
+recorded by every redlock client unless turned off), the time to live left \
+and the resource's fence counter. Then whether one token holds a quorum.
 
-Reads only (GET and PTTL); it never takes or changes a lock. Exits 0 when a \
-quorum of masters answered, 69 otherwise (after printing what it saw).";
+Read-only: it never takes, extends or changes a lock. When fewer than a \
+quorum of masters answer, each is asked on its own, so the ones that do \
+answer are still shown. Exits 0 when a quorum of masters answered, 69 \
+otherwise (after printing what it saw).
+
+--json prints one JSON document on stdout instead (schema 1; fields are \
+plain values, null when they do not apply):
+  { \"schema\": 1, \"resource\", \"key\", \"quorum\" (votes needed),
+    \"reachable\", \"holders\" (masters holding the most common token),
+    \"holder_token_prefix\", \"holder_host\", \"holder_pid\",
+    \"holder_since_unix_ms\", \"holder_label\", \"ttl_ms\",
+    \"held_by_quorum\", \"fence\" (highest on any master, 0: never fenced),
+    \"masters\": [ { \"address\", \"state\" (free|held|wrong_type|unreachable),
+                   \"reachable\", \"held\", \"token_prefix\", \"holder_host\",
+                   \"holder_pid\", \"holder_since_unix_ms\", \"holder_label\",
+                   \"ttl_ms\", \"no_expiry\", \"wrong_type\", \"fence\",
+                   \"error\" } ] }";
 
 /// The `redlock` command line.
 #[derive(Debug, Parser)]

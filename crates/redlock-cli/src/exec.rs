@@ -398,11 +398,14 @@ fn spawn(
     let (program, rest) = argv
         .split_first()
         .ok_or_else(|| Failure::usage("no command given after --"))?;
+    // The key as the library names it (one resource, so one key).
+    let prefix = redlock_core::KeyPrefix::new(global.prefix.as_str()).map_err(Failure::from)?;
+    let key = guard.resources().keys(&prefix).join(",");
     let mut cmd = Command::new(program);
     cmd.args(rest)
         .env("REDLOCK_TOKEN", guard.token().expose())
         .env("REDLOCK_RESOURCE", &args.resource)
-        .env("REDLOCK_KEY", format!("{}{}", global.prefix, args.resource))
+        .env("REDLOCK_KEY", key)
         .env("REDLOCK_TTL_MS", args.ttl.as_millis().to_string())
         // The URLs with passwords replaced by `***`: CMD learns which
         // masters hold its lock, never a credential (the variable from our

@@ -100,6 +100,20 @@ pub(crate) async fn connect(
     urls: &[String],
     ttl: Duration,
 ) -> Result<Manager, Failure> {
+    connect_core(global, urls, ttl).await.map_err(Failure::from)
+}
+
+/// As [`connect`], with the core's error, for callers that tell its cases
+/// apart (`inspect` looks at each master alone when too few answer).
+///
+/// # Errors
+///
+/// The [`ConfigError`](redlock_core::ConfigError).
+pub(crate) async fn connect_core(
+    global: &Global,
+    urls: &[String],
+    ttl: Duration,
+) -> Result<Manager, redlock_core::ConfigError> {
     let mut builder = Redlock::builder(urls.iter().cloned());
     if let Some(ca) = &global.tls_ca {
         builder = builder.tls_ca_file(ca.clone());
@@ -113,5 +127,4 @@ pub(crate) async fn connect(
         .danger_disable_restart_guard(global.danger_disable_restart_guard)
         .connect()
         .await
-        .map_err(Failure::from)
 }

@@ -114,7 +114,14 @@ impl From<ConfigError> for Failure {
     /// Input that could have been fixed on the command line is a usage
     /// error; everything learnt from the servers is "unavailable".
     fn from(e: ConfigError) -> Self {
-        let status = match &e {
+        Self::new(config_status(&e), describe_config(&e))
+    }
+}
+
+/// The exit status of a configuration error: 64 for input that could have
+/// been fixed on the command line, 69 for what was learnt from the servers.
+pub(crate) fn config_status(e: &ConfigError) -> u8 {
+    match e {
             ConfigError::NoMasters
             | ConfigError::InvalidUrl { .. }
             | ConfigError::UnsupportedScheme { .. }
@@ -142,8 +149,6 @@ impl From<ConfigError> for Failure {
             // the list must change, and "unavailable" says the lock service
             // as configured cannot be used.
             _ => EX_UNAVAILABLE,
-        };
-        Self::new(status, describe_config(&e))
     }
 }
 
