@@ -250,7 +250,6 @@ fn top(inspection: &Inspection, now: SystemTime) -> Option<Top<'_>> {
 /// Who holds the resource, for a one-line message: `held by pid 4242 on
 /// web-1 ("nightly") since 12s ago, 18s left, on 3/3 masters`, followed by
 /// what the other masters said. `None` when no master holds the key.
-#[allow(dead_code)] // exec names the holder with it in the next commit
 pub(crate) fn held_by(inspection: &Inspection, now: SystemTime) -> Option<String> {
     let top = top(inspection, now)?;
     let mut line = format!(

@@ -157,19 +157,44 @@ fn held_lock_exits_75_with_per_master_outcomes_and_cmd_never_runs() {
     assert_eq!(out.code(), 75, "{out:?}");
     assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
     assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+    // A key set by hand has no holder record: its token and where it is.
     assert!(
-        out.stderr.contains("held by another owner"),
+        out.stderr.starts_with("redlock: resource \"busy\" is held by another owner (token someone-, no holder recorded), "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(" left, on 3/3 masters"),
         "{}",
         out.stderr
     );
     for m in masters.iter() {
-        assert!(
-            out.stderr.contains(&format!("127.0.0.1:{}", m.port())),
-            "every master named: {}",
-            out.stderr
-        );
         assert_eq!(m.get("redlock:busy").as_deref(), Some("someone-else"));
     }
+    // A master that does not hold it is named, with what it said.
+    masters[2].cmd(&["DEL", "redlock:busy"]).expect("DEL");
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "busy",
+        "--ttl",
+        "10s",
+        "--",
+        "touch",
+        &ran,
+    ]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "on 2/3 masters; 127.0.0.1:{} free",
+            masters[2].port()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
     // -q: the same status, nothing for cron to mail.
     let out = run(&[
         "--masters",
@@ -187,6 +212,92 @@ fn held_lock_exits_75_with_per_master_outcomes_and_cmd_never_runs() {
     assert_eq!(out.code(), 75, "{out:?}");
     assert_eq!(out.stderr, "", "-q prints nothing when busy");
     assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
+}
+
+#[test]
+fn a_refused_exec_says_who_holds_the_lock() {
+    let masters = Masters::start(3);
+    let urls = masters.urls_csv();
+    let tmp = TempDir::new();
+    let (started, go, ran) = (tmp.file("started"), tmp.file("go"), tmp.file("ran"));
+    let holder = start(redlock().args([
+        "--masters",
+        &urls,
+        "exec",
+        "--resource",
+        "nightly",
+        "--label",
+        "nightly report",
+        "--ttl",
+        "30s",
+        "-c",
+        &format!("touch {started}; while [ ! -e {go} ]; do sleep 0.02; done"),
+    ]));
+    wait_until(Duration::from_secs(20), "the holder to start", || {
+        tmp.path("started").exists()
+    });
+    let who = format!(
+        "redlock: resource \"nightly\" is held by pid {} on {} (\"nightly report\") since ",
+        holder.id(),
+        common::hostname()
+    );
+    let exec = |extra: &[&str]| {
+        let mut args = vec!["--masters", &urls, "exec", "-r", "nightly", "--ttl", "5s"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "touch", &ran]);
+        run(&args)
+    };
+    let out = exec(&[]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with(&who), "{}", out.stderr);
+    assert!(
+        out.stderr.trim_end().ends_with(" left, on 3/3 masters"),
+        "{}",
+        out.stderr
+    );
+    let out = exec(&["--wait", "300ms"]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert!(out.stderr.starts_with(&who), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("; gave up after waiting "),
+        "{}",
+        out.stderr
+    );
+    let out = exec(&["-q"]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert_eq!(out.stderr, "", "-q says nothing about a busy lock");
+    assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
+
+    std::fs::write(tmp.path("go"), "").expect("write go");
+    assert_eq!(finish(holder).code(), 0);
+    no_keys(&masters);
+}
+
+#[test]
+fn bad_labels_are_usage_errors() {
+    for (label, why) in [
+        ("", "empty"),
+        ("two\nlines", "control characters"),
+        (&"x".repeat(129)[..], "at most 128"),
+    ] {
+        let out = run(&[
+            "--masters",
+            "redis://127.0.0.1:6399",
+            "exec",
+            "-r",
+            "r",
+            "--ttl",
+            "5s",
+            "--label",
+            label,
+            "--",
+            "true",
+        ]);
+        assert_eq!(out.code(), 64, "{label:?}: {out:?}");
+        assert!(out.stderr.contains("--label"), "{out:?}");
+        assert!(out.stderr.contains(why), "{why}: {out:?}");
+    }
 }
 
 #[test]
