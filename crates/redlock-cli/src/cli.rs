@@ -13,7 +13,7 @@ use crate::output::{Failure, EXIT_STATUS_TABLE, EX_LOCK_LOST, EX_TEMPFAIL};
 use crate::spawn::MAX_SPAWN;
 
 const ABOUT: &str = "A distributed lock over N independent Redis masters (Redlock): run a cron \
-job on one host at a time, inspect a lock, and measure one Redis against a quorum.";
+job on one host at a time, inspect or release a lock, and measure one Redis against a quorum.";
 
 const LONG_ABOUT: &str = "\
 A distributed lock over N independent Redis masters (the Redlock algorithm).
@@ -46,7 +46,10 @@ Examples:
 
   # Who holds a lock right now, master by master:
   export REDLOCK_MASTERS=redis://a:6379,redis://b:6379,redis://c:6379
-  redlock inspect --resource nightly-report";
+  redlock inspect --resource nightly-report
+
+  # Remove a lock whose holder is gone (see `redlock unlock --help` first):
+  redlock unlock --resource nightly-report --force";
 
 const EXEC_LONG_ABOUT: &str = "\
 Acquire the lock, run CMD with stdin/stdout/stderr passed through, keep the \
@@ -194,6 +197,42 @@ plain values, null when they do not apply):
                    \"ttl_ms\", \"no_expiry\", \"wrong_type\", \"fence\",
                    \"error\" } ] }";
 
+const UNLOCK_LONG_ABOUT: &str = "\
+Release a lock from outside the process that holds it, on every master.
+
+--token TOKEN releases the keys that hold that token, and nothing else: the \
+holder's own compare-and-delete, for a job that handed its token on \
+(REDLOCK_TOKEN) or an operator who has it from the holder. A wrong or stale \
+token removes nothing. Pass the whole value, quoted (it contains spaces), or \
+its first 32 hex digits; `--token -` reads it from stdin, so it never shows \
+in `ps`.
+
+--force deletes the lock key whoever holds it, after printing who held it \
+(host, pid, label, since when, time left). It is the last resort for a lock \
+whose holder is gone and whose TTL is too long to wait for. DANGER: if the \
+holder still runs, it keeps trusting its lock until its validity ends (or \
+until its next extension fails), while the next contender takes the resource \
+at once: for that while, two holders. exec notices at its next extension and \
+stops CMD (exit 76); a paused holder notices nothing. Make sure the holder is \
+dead first, or use --token. Keys of another type where the lock key should be \
+are deleted too. Fence counters are kept.
+
+Exits 0 when a quorum of masters confirmed (with --token: the keys are gone, \
+or no master holds that token and the resource is free), 75 when the token \
+holds nothing while another owner holds the resource (it says who), 69 when \
+fewer than a quorum confirmed or could be reached (the keys left there \
+expire with their TTL), 64 for a malformed token.";
+
+const UNLOCK_EXAMPLES: &str = "\
+Examples:
+  # a job hands its lock to a later step, which releases it:
+  redlock exec -r deploy --ttl 1m -- sh -c 'echo \"$REDLOCK_TOKEN\" > /run/deploy.token; ./deploy.sh'
+  redlock unlock -r deploy --token - < /run/deploy.token
+
+  # the holder's host died with a long TTL: check who holds it, then force it
+  redlock inspect -r nightly-report
+  redlock unlock -r nightly-report --force";
+
 /// The `redlock` command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -318,6 +357,9 @@ pub(crate) enum Cmd {
     /// Show who holds a resource, master by master.
     #[command(long_about = INSPECT_LONG_ABOUT)]
     Inspect(InspectArgs),
+    /// Release a lock from outside its holder: by its token, or by force.
+    #[command(long_about = UNLOCK_LONG_ABOUT, after_help = UNLOCK_EXAMPLES)]
+    Unlock(UnlockArgs),
 }
 
 /// `redlock exec`.
@@ -457,6 +499,33 @@ pub(crate) struct InspectArgs {
     pub(crate) json: bool,
 }
 
+/// `redlock unlock`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("how").required(true).args(["token", "force"]))]
+pub(crate) struct UnlockArgs {
+    /// Name of the lock (the key is PREFIX+NAME).
+    #[arg(long, short = 'r', value_name = "NAME", value_parser = parse_resource)]
+    pub(crate) resource: String,
+
+    /// Release only the keys holding this token: the value REDLOCK_TOKEN
+    /// holds, quoted as one argument (or its first 32 hex digits), or `-`
+    /// to read it from stdin and keep it out of `ps`.
+    // Parsed by `unlock` rather than by clap: clap repeats a value it
+    // refuses, and this one may be a secret.
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
+
+    /// Delete the lock whoever holds it, after printing who did. DANGER: a
+    /// holder that still runs keeps trusting its lock until its validity
+    /// ends, while the next contender takes the resource at once.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// Print only errors: not who held a forced lock, not the confirmation.
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+}
+
 /// Where the masters come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum MasterSource {
@@ -503,7 +572,7 @@ where
         .iter()
         .skip(1)
         .find_map(|a| {
-            ["exec", "bench", "inspect"]
+            ["exec", "bench", "inspect", "unlock"]
                 .into_iter()
                 .find(|c| a.as_os_str() == *c)
         })
@@ -588,7 +657,7 @@ impl Cli {
             }
             // No lock of their own: the TTL they connect with must fit
             // under --max-ttl and leave room for the per-master timeout.
-            Cmd::Inspect(_) => {
+            Cmd::Inspect(_) | Cmd::Unlock(_) => {
                 return Settings::builder()
                     .ttl(self.global.plain_ttl())
                     .max_ttl(self.global.max_ttl)

@@ -182,7 +182,7 @@ fn age(holder: &Holder, now: SystemTime) -> String {
 }
 
 /// A duration rounded for people: whole seconds from 10 s on.
-fn rough(d: Duration) -> String {
+pub(crate) fn rough(d: Duration) -> String {
     if d >= Duration::from_secs(10) {
         human_duration(Duration::from_secs(d.as_secs()))
     } else {
@@ -219,6 +219,13 @@ fn ttl_of(inspection: &Inspection, token: &str) -> Option<Option<Duration>> {
             (Some(a), Some(b)) => Some(a.max(b)),
             _ => None,
         })
+}
+
+/// Time to live left of the most common token's key (the longest among
+/// its masters), when it has one.
+pub(crate) fn holder_ttl(inspection: &Inspection) -> Option<Duration> {
+    let (token, _) = inspection.holder()?;
+    ttl_of(inspection, token).flatten()
 }
 
 /// The token held on the most masters, described for people.

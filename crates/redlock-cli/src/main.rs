@@ -14,6 +14,7 @@ mod plot;
 mod signals;
 mod spawn;
 mod sys;
+mod unlock;
 
 use cli::{Cli, Cmd, Global, MasterSource, Parsed};
 use output::Failure;
@@ -78,6 +79,7 @@ fn run() -> Result<u8, Failure> {
             Cmd::Exec(args) => exec::run(&global, &urls, args).await,
             Cmd::Bench(args) => bench::run(&global, &urls, args).await,
             Cmd::Inspect(args) => inspect::run(&global, &urls, args).await,
+            Cmd::Unlock(args) => unlock::run(&global, &urls, args).await,
         }
     });
     // Only now may the runtime go: background tasks still running here are

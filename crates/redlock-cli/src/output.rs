@@ -38,14 +38,16 @@ pub(crate) const EX_NOT_FOUND: u8 = 127;
 /// The exit statuses table shown in `--help` and in the README.
 pub(crate) const EXIT_STATUS_TABLE: &str = "\
 Exit status:
-  0        success (exec: CMD exited 0)
+  0        success (exec: CMD exited 0; unlock: a quorum confirmed)
   1-125    exec: CMD's own exit status
   64       bad arguments (EX_USAGE)
-  69       masters unavailable: fewer than a quorum reachable, bad credentials,
-           a replica or duplicate in the list, redis-server missing for --spawn
+  69       masters unavailable: fewer than a quorum reachable (unlock: confirming),
+           bad credentials, a replica or duplicate in the list, redis-server
+           missing for --spawn
   70       internal or I/O error (a benchmark or plot could not complete)
   75       lock not acquired: held elsewhere (exec --conflict-exit-code), or no
-           quorum (EX_TEMPFAIL)
+           quorum (EX_TEMPFAIL); unlock --token: the token holds nothing while
+           another owner holds the lock
   76       exec (--lost-exit-code): lock lost while CMD ran; CMD got SIGTERM (then SIGKILL);
            or lost before CMD could start (CMD not started)
   126/127  exec: CMD could not be executed / was not found

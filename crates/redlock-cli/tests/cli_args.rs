@@ -394,6 +394,21 @@ fn help_and_version_succeed() {
             );
         }
     }
+    let out = run(&["unlock", "--help"]);
+    assert_eq!(out.code(), 0);
+    for documented in [
+        "--token <TOKEN>",
+        "--force",
+        "DANGER",
+        "--token -",
+        "keeps trusting",
+    ] {
+        assert!(
+            out.stdout.contains(documented),
+            "{documented} not in unlock --help: {}",
+            out.stdout
+        );
+    }
     let out = run(&["--version"]);
     assert_eq!(out.code(), 0);
     assert!(out.stdout.starts_with("redlock "), "{}", out.stdout);
