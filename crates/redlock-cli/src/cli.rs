@@ -39,7 +39,7 @@ Examples:
       exec --resource nightly-report --ttl 1m -- /usr/local/bin/nightly-report
 
   # Try it with no Redis of your own (3 throwaway local masters):
-  redlock --spawn 3 exec --resource demo --ttl 10s -- sh -c 'echo token $REDLOCK_TOKEN'
+  redlock --spawn 3 exec --resource demo --ttl 10s --fence -- sh -c 'echo fence $REDLOCK_FENCE'
 
   # One master vs a quorum of five, on this machine:
   redlock bench --spawn 5
@@ -78,7 +78,8 @@ also exits 76, without starting CMD, if the lock is lost before CMD would \
 start, and if CMD's exit is only noticed after the lock's validity ended. \
 All this needs redlock itself to run: while redlock is stopped (SIGSTOP, a \
 paused VM) nothing extends the lock and nothing tells CMD, so protect what \
-CMD writes with $REDLOCK_TOKEN as a fencing value (docs/safety.md).
+CMD writes with --fence: pass $REDLOCK_FENCE with every write and have the \
+resource refuse a fence lower than the highest it has seen (docs/safety.md).
 
 CMD runs in a process group of its own, and every signal redlock sends \
 goes to the whole group (a lost lock stops `sh -c 'job; true'` and its job). \
@@ -103,6 +104,9 @@ Environment of CMD:
   REDLOCK_TTL_MS           the TTL in milliseconds
   REDLOCK_MASTERS          the master URLs in use (with --spawn: the spawned ones),
                            passwords replaced by *** (CMD never gets a credential)
+  REDLOCK_FENCE            with --fence: the lock's fencing token, a decimal number
+                           greater than every earlier fenced holder's of NAME
+                           (without --fence it is removed from CMD's environment)
 
 With fewer than three masters, or an even number, exec warns once on stderr \
 (not with -q): 2 of 2 tolerates no failure; 4 tolerate no more than 3.";
@@ -387,6 +391,13 @@ pub(crate) struct ExecArgs {
         value_parser = parse_duration
     )]
     pub(crate) kill_after: Duration,
+
+    /// Acquire with a fencing token and give CMD REDLOCK_FENCE: a number
+    /// greater than every earlier fenced holder's of this resource. Pass it
+    /// with every write; the resource refuses lower ones (docs/safety.md).
+    /// Costs one more round trip to a quorum per acquire.
+    #[arg(long)]
+    pub(crate) fence: bool,
 
     /// A label recorded with the lock, beside this host and redlock's pid
     /// (e.g. the job's name): `inspect` shows it, and so does a refused exec.

@@ -158,6 +158,8 @@ async fn locked(
         Some(Wait::Forever) => LockOptions::new().retry(wait_policy()).wait(None),
     }
     .ttl(args.ttl);
+    // Without --fence the manager's default (off) stands: no second round.
+    let opts = if args.fence { opts.fenced(true) } else { opts };
     // The adapter's acquisition is cancel safe: dropping it on a signal
     // hands whatever an attempt in flight had set to a background release,
     // which `run` waits for.
@@ -204,9 +206,13 @@ async fn locked(
     };
     if args.verbose {
         eprintln!(
-            "redlock: acquired {} (token {}), valid for {}",
+            "redlock: acquired {} (token {}{}), valid for {}",
             quote_input(&args.resource),
             crate::output::short_token(guard.token().expose()),
+            guard
+                .fence()
+                .map(|f| format!(", fence {f}"))
+                .unwrap_or_default(),
             human_duration(guard.remaining())
         );
     }
@@ -461,6 +467,12 @@ fn spawn(
                 .collect::<Vec<_>>()
                 .join(","),
         );
+    // The fence of this lock, or none: a REDLOCK_FENCE inherited from an
+    // enclosing lock (redlock inside redlock) is not this lock's fence.
+    match guard.fence() {
+        Some(fence) => cmd.env("REDLOCK_FENCE", fence.get().to_string()),
+        None => cmd.env_remove("REDLOCK_FENCE"),
+    };
     // A group of its own, led by CMD: signals reach every process CMD
     // starts, and a terminal's Ctrl-C reaches either CMD's group (when it
     // has the terminal) or redlock's, never both.

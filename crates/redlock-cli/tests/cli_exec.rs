@@ -275,6 +275,43 @@ fn a_refused_exec_says_who_holds_the_lock() {
 }
 
 #[test]
+fn fence_gives_cmd_a_growing_fence_and_nothing_without_it() {
+    let masters = Masters::start(3);
+    let urls = masters.urls_csv();
+    let tmp = TempDir::new();
+    let exec = |fence: bool, file: &str| {
+        let file = tmp.file(file);
+        let mut cmd = redlock();
+        // An enclosing lock's fence must never pass for this one's.
+        cmd.env("REDLOCK_FENCE", "999")
+            .args(["--masters", &urls, "exec"]);
+        if fence {
+            cmd.arg("--fence");
+        }
+        cmd.args(["-r", "fenced", "--ttl", "5s", "-c"])
+            .arg(format!("printf '%s' \"${{REDLOCK_FENCE-unset}}\" > {file}"));
+        let out = finish(start(&mut cmd));
+        assert_eq!(out.code(), 0, "{out:?}");
+        read(std::path::Path::new(&file))
+    };
+    let first: u64 = exec(true, "first").parse().expect("a decimal fence");
+    let second: u64 = exec(true, "second").parse().expect("a decimal fence");
+    assert!(first >= 1, "{first}");
+    assert!(second > first, "fences must grow: {first} then {second}");
+    assert_eq!(exec(false, "plain"), "unset", "no fence without --fence");
+    // The masters keep the highest fence handed out.
+    let out = run(&["--masters", &urls, "inspect", "-r", "fenced", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(doc["fence"], second, "{doc}");
+    // The lock keys are gone; the fence counters (in the hash named by
+    // the prefix) stay, as they must.
+    assert_eq!(
+        masters.keys_everywhere("redlock:fenced"),
+        Vec::<(usize, String)>::new()
+    );
+}
+
+#[test]
 fn bad_labels_are_usage_errors() {
     for (label, why) in [
         ("", "empty"),
