@@ -288,16 +288,11 @@ async fn supervise(
         );
         return Ok(args.lost_exit_code);
     }
-    // CMD gets the terminal's foreground if we have it now; from the
-    // background, only once the shell gives it to us (`fg`, see `resume`).
-    let hand_over = terminal.as_ref().filter(|t| t.ours());
-    let mut child = spawn(global, urls, args, guard, hand_over)?;
-    let pid = child.id();
-    // Our messages must not stop us while CMD has the terminal (`tostop`);
-    // taken after the spawn, since children inherit the mask.
-    let _ttou = terminal.as_ref().map(|_| sys::TtouBlocked::new());
     // Job control: the shell knows only redlock's group, so redlock follows
-    // CMD's stops (Ctrl-Z, SIGTTIN) and passes its own continues on.
+    // CMD's stops (Ctrl-Z, SIGTTIN) and passes its own continues on. The
+    // handlers come before the spawn: a stream sees only signals that
+    // arrive after it exists, and CMD may stop at once (reading the
+    // terminal from the background), before redlock would look.
     let (mut stops, mut continues) = match &terminal {
         Some(_) => {
             let handler = |kind: SignalKind, name: &str| {
@@ -311,6 +306,14 @@ async fn supervise(
         }
         None => (None, None),
     };
+    // CMD gets the terminal's foreground if we have it now; from the
+    // background, only once the shell gives it to us (`fg`, see `resume`).
+    let hand_over = terminal.as_ref().filter(|t| t.ours());
+    let mut child = spawn(global, urls, args, guard, hand_over)?;
+    let pid = child.id();
+    // Our messages must not stop us while CMD has the terminal (`tostop`);
+    // taken after the spawn, since children inherit the mask.
+    let _ttou = terminal.as_ref().map(|_| sys::TtouBlocked::new());
     // Whether CMD last stopped for the terminal (SIGTTIN/SIGTTOU): it then
     // runs again only once it can have the terminal.
     let mut waits_for_terminal = false;

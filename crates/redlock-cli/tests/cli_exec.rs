@@ -1294,6 +1294,72 @@ fn too_few_or_an_even_number_of_masters_is_warned_about_once() {
 }
 
 #[test]
+fn a_cmd_that_stops_at_once_stops_redlock_too() {
+    // CMD stops the moment it starts, before redlock could have looked:
+    // the stop must still reach the shell as a stopped job.
+    use std::io::Write;
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (ready, finished) = (tmp.file("ready"), tmp.file("finished"));
+    let cmd = format!(
+        "echo \"$$ $PPID\" > {ready}.tmp; kill -STOP $$; mv {ready}.tmp {ready}; echo done > {finished}"
+    );
+    let line = [
+        env!("CARGO_BIN_EXE_redlock"),
+        "--danger-disable-restart-guard",
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "early",
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        &cmd,
+    ]
+    .map(sh_quote)
+    .join(" ");
+    let mut shell = std::process::Command::new("script");
+    shell
+        .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
+        .env("PS1", "$ ")
+        .env_remove("REDLOCK_MASTERS")
+        .env_remove("REDLOCK_PREFIX")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut session = common::Session::new(shell.spawn().expect("spawn script(1)"));
+    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    keys.write_all(format!("{line}\n").as_bytes())
+        .expect("type the command");
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        !read(&tmp.path("ready.tmp")).is_empty()
+    });
+    let pids = read(&tmp.path("ready.tmp"));
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    let (cmd_pid, redlock_pid) = (pids[0], pids[1]);
+    wait_until(Duration::from_secs(20), "CMD and redlock to stop", || {
+        state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')
+    });
+    keys.write_all(b"fg\n").expect("type fg");
+    wait_until(Duration::from_secs(20), "CMD to finish after fg", || {
+        tmp.path("finished").exists()
+    });
+    keys.write_all(b"exit\n").expect("type exit");
+    drop(keys);
+    let out = session.finish();
+    assert_eq!(out.code(), 0, "{out:?}");
+    wait_until(Duration::from_secs(10), "the lock to be released", || {
+        masters.keys_everywhere("redlock:early").is_empty()
+    });
+}
+
+#[test]
 fn started_in_the_background_cmd_gets_the_terminal_on_fg() {
     use std::io::Write;
     let masters = Masters::start(3);
