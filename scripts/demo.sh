@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: the two-web-servers demo (two requests and one lock, then a
-# burst with the lock and without it), then the single-master vs quorum
+# The main job: the two-web-servers demo (two requests and one lock, a
+# burst with the lock and without it, then a server paused past its lock's
+# TTL writing late, without and with fencing), then the single-master vs quorum
 # benchmark, all on throwaway local redis-server processes that this script
 # starts on free loopback ports and stops on exit. Installs redis-server
 # when it is missing.
@@ -10,8 +11,9 @@
 #                                             benchmark: the same build and the same steps,
 #                                             in seconds once built; scripts/test.sh runs it
 #
-# Exits non-zero when a step fails, including the demo's own self-check
-# (with the lock, the stock must be exact).
+# Exits non-zero when a step fails, including the demo's own self-checks
+# (with the lock, the stock must be exact; with fencing, the late write of the
+# paused server must be refused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-redis.sh
@@ -98,7 +100,7 @@ if [[ $QUICK == 1 ]]; then
 fi
 
 echo
-echo "=== Demo: two web servers behind a load balancer, with the lock and without it ==="
+echo "=== Demo: two web servers behind a load balancer, with the lock and without it; a stale lock, without and with fencing ==="
 # --danger-fresh-masters: these masters were started empty a moment ago for
 # this demo alone, so the restart guard need not hold them back for a TTL.
 "$BIN/examples/two_web_servers" --masters "$CSV" --danger-fresh-masters ${DEMO_ARGS[@]+"${DEMO_ARGS[@]}"}

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use redlock_core::{KeyPrefix, Resource, Settings, Ttl};
+use redlock_core::{ConfigError, KeyPrefix, Resource, Settings, Ttl, MAX_LABEL_LEN};
 
 use crate::output::{Failure, EXIT_STATUS_TABLE, EX_LOCK_LOST, EX_TEMPFAIL};
 use crate::spawn::MAX_SPAWN;
 
 const ABOUT: &str = "A distributed lock over N independent Redis masters (Redlock): run a cron \
-job on one host at a time, inspect a lock, and measure one Redis against a quorum.";
+job on one host at a time, inspect or release a lock, and measure one Redis against a quorum.";
 
 const LONG_ABOUT: &str = "\
 A distributed lock over N independent Redis masters (the Redlock algorithm).
@@ -22,7 +22,9 @@ A lock is the key PREFIX+NAME set to a fresh random 128-bit token with a TTL, \
 only if absent, on every master in parallel. It is held when a quorum \
 (a majority, floor(N/2)+1) of the masters set it, and it is trusted until \
 start + TTL - drift, where `start` is read before the first command is sent \
-and drift = TTL * 0.01 + 2 ms. Losing a minority of the masters neither loses \
+and drift = TTL * 0.01 + 2 ms. No TTL may exceed --max-ttl (default 60s), \
+the deployment-wide maximum and restart-guard window that every client of the \
+same masters must share. Losing a minority of the masters neither loses \
 the lock nor lets a second holder in; with a single master, that master is a \
 single point of failure.
 
@@ -37,14 +39,17 @@ Examples:
       exec --resource nightly-report --ttl 1m -- /usr/local/bin/nightly-report
 
   # Try it with no Redis of your own (3 throwaway local masters):
-  redlock --spawn 3 exec --resource demo --ttl 10s -- sh -c 'echo token $REDLOCK_TOKEN'
+  redlock --spawn 3 exec --resource demo --ttl 10s --fence -- sh -c 'echo fence $REDLOCK_FENCE'
 
   # One master vs a quorum of five, on this machine:
   redlock bench --spawn 5
 
   # Who holds a lock right now, master by master:
   export REDLOCK_MASTERS=redis://a:6379,redis://b:6379,redis://c:6379
-  redlock inspect --resource nightly-report";
+  redlock inspect --resource nightly-report
+
+  # Remove a lock whose holder is gone (see `redlock unlock --help` first):
+  redlock unlock --resource nightly-report --force";
 
 const EXEC_LONG_ABOUT: &str = "\
 Acquire the lock, run CMD with stdin/stdout/stderr passed through, keep the \
@@ -57,10 +62,12 @@ is a usage error (64), and nothing runs.
 
 Without --wait there is one attempt; with it, attempts are retried (with \
 jittered backoff) until the deadline, or without limit with --wait forever. \
-If the lock is not acquired, redlock prints why, master by master, on one \
-line, does not run CMD, and exits 75, or --conflict-exit-code N when another \
-owner holds it (like flock -E; with -q it then says nothing; masters that fail \
-are still reported, with 75).
+If the lock is not acquired, redlock prints why on one line, does not run \
+CMD, and exits 75, or --conflict-exit-code N when another owner holds it \
+(like flock -E; with -q it then says nothing; masters that fail are still \
+reported, with 75). When another owner holds it, the line says who: every \
+lock records its holder's host, pid, start time and --label, e.g.
+  redlock: resource \"nightly\" is held by pid 4242 on web-1 (\"nightly\") since 12s ago, 18s left, on 3/3 masters
 
 While CMD runs the lock is extended before its validity runs low. If it is \
 lost anyway (another owner took it, or a majority of masters stopped answering \
@@ -71,7 +78,8 @@ also exits 76, without starting CMD, if the lock is lost before CMD would \
 start, and if CMD's exit is only noticed after the lock's validity ended. \
 All this needs redlock itself to run: while redlock is stopped (SIGSTOP, a \
 paused VM) nothing extends the lock and nothing tells CMD, so protect what \
-CMD writes with $REDLOCK_TOKEN as a fencing value (docs/safety.md).
+CMD writes with --fence: pass $REDLOCK_FENCE with every write and have the \
+resource refuse a fence lower than the highest it has seen (docs/safety.md).
 
 CMD runs in a process group of its own, and every signal redlock sends \
 goes to the whole group (a lost lock stops `sh -c 'job; true'` and its job). \
@@ -89,12 +97,16 @@ killed, CMD cannot be started, redlock is signalled. (After SIGKILL of redlock \
 the keys expire with the TTL.)
 
 Environment of CMD:
-  REDLOCK_TOKEN            the lock's token (also usable as a fencing value)
+  REDLOCK_TOKEN            the lock's token: 32 hex digits, then who holds it
+                           (HOST PID SINCE-UNIX-MS [LABEL]); a secret
   REDLOCK_RESOURCE         the resource name
   REDLOCK_KEY              the key on each master (PREFIX+NAME)
   REDLOCK_TTL_MS           the TTL in milliseconds
   REDLOCK_MASTERS          the master URLs in use (with --spawn: the spawned ones),
                            passwords replaced by *** (CMD never gets a credential)
+  REDLOCK_FENCE            with --fence: the lock's fencing token, a decimal number
+                           greater than every earlier fenced holder's of NAME
+                           (without --fence it is removed from CMD's environment)
 
 With fewer than three masters, or an even number, exec warns once on stderr \
 (not with -q): 2 of 2 tolerates no failure; 4 tolerate no more than 3.";
@@ -102,7 +114,7 @@ With fewer than three masters, or an even number, exec warns once on stderr \
 const EXEC_EXAMPLES: &str = "\
 Examples:
   # crontab line on every host; -q: a busy lock is not worth a mail
-  */5 * * * * redlock exec -q --resource sync --ttl 2m -- /opt/sync.sh
+  */5 * * * * redlock exec -q --resource sync --ttl 1m -- /opt/sync.sh
 
   # wait up to 30 s for the lock instead of giving up at once:
   redlock exec --resource deploy --ttl 1m --wait 30s -- ./deploy.sh
@@ -111,7 +123,11 @@ Examples:
   redlock exec --resource backup --ttl 1m --wait forever -c 'pg_dump db | gzip > db.gz'
 
   # a busy lock is a quiet success (flock -n -E 0); a lost one exits 3:
-  redlock exec -q --resource sync --ttl 30s --conflict-exit-code 0 --lost-exit-code 3 -- ./sync.sh";
+  redlock exec -q --resource sync --ttl 30s --conflict-exit-code 0 --lost-exit-code 3 -- ./sync.sh
+
+  # a TTL above 60s needs a larger --max-ttl, the same on every client:
+  export REDLOCK_MAX_TTL=5m     # in the environment of every client of these masters
+  redlock exec --resource report --ttl 3m -- ./report.sh";
 
 const BENCH_LONG_ABOUT: &str = "\
 Run the same workloads against a single master (the first one given) and \
@@ -161,12 +177,65 @@ Field names are stable within a schema number; new fields may be added.
 of single vs quorum for each workload, readable without the table.";
 
 const INSPECT_LONG_ABOUT: &str = "\
-Ask every master about one resource: reachable or not, whether the key is \
-held, by which token (first 8 characters), and its remaining TTL; then \
-whether a quorum currently holds it under one token.
+Ask every master about one resource and print a table: its state there \
+(free, held, a key of the wrong type, unreachable and why), the holder's \
+token (its first 8 characters), who holds it (host, pid, since when, label: \
+recorded by every redlock client unless turned off), the time to live left \
+and the resource's fence counter. Then whether one token holds a quorum.
 
-Reads only (GET and PTTL); it never takes or changes a lock. Exits 0 when a \
-quorum of masters answered, 69 otherwise (after printing what it saw).";
+Read-only: it never takes, extends or changes a lock. When fewer than a \
+quorum of masters answer, each is asked on its own, so the ones that do \
+answer are still shown. Exits 0 when a quorum of masters answered, 69 \
+otherwise (after printing what it saw).
+
+--json prints one JSON document on stdout instead (schema 1; fields are \
+plain values, null when they do not apply):
+  { \"schema\": 1, \"resource\", \"key\", \"quorum\" (votes needed),
+    \"reachable\", \"holders\" (masters holding the most common token),
+    \"holder_token_prefix\", \"holder_host\", \"holder_pid\",
+    \"holder_since_unix_ms\", \"holder_label\", \"ttl_ms\",
+    \"held_by_quorum\", \"fence\" (highest on any master, 0: never fenced),
+    \"masters\": [ { \"address\", \"state\" (free|held|wrong_type|unreachable),
+                   \"reachable\", \"held\", \"token_prefix\", \"holder_host\",
+                   \"holder_pid\", \"holder_since_unix_ms\", \"holder_label\",
+                   \"ttl_ms\", \"no_expiry\", \"wrong_type\", \"fence\",
+                   \"error\" } ] }";
+
+const UNLOCK_LONG_ABOUT: &str = "\
+Release a lock from outside the process that holds it, on every master.
+
+--token TOKEN releases the keys that hold that token, and nothing else: the \
+holder's own compare-and-delete, for a job that handed its token on \
+(REDLOCK_TOKEN) or an operator who has it from the holder. A wrong or stale \
+token removes nothing. Pass the whole value, quoted (it contains spaces), or \
+its first 32 hex digits; `--token -` reads it from stdin, so it never shows \
+in `ps`.
+
+--force deletes the lock key whoever holds it, after printing who held it \
+(host, pid, label, since when, time left). It is the last resort for a lock \
+whose holder is gone and whose TTL is too long to wait for. DANGER: if the \
+holder still runs, it keeps trusting its lock until its validity ends (or \
+until its next extension fails), while the next contender takes the resource \
+at once: for that while, two holders. exec notices at its next extension and \
+stops CMD (exit 76); a paused holder notices nothing. Make sure the holder is \
+dead first, or use --token. Keys of another type where the lock key should be \
+are deleted too. Fence counters are kept.
+
+Exits 0 when a quorum of masters confirmed (with --token: the keys are gone, \
+or no master holds that token and the resource is free), 75 when the token \
+holds nothing while another owner holds the resource (it says who), 69 when \
+fewer than a quorum confirmed or could be reached (the keys left there \
+expire with their TTL), 64 for a malformed token.";
+
+const UNLOCK_EXAMPLES: &str = "\
+Examples:
+  # a job hands its lock to a later step, which releases it:
+  redlock exec -r deploy --ttl 1m -- sh -c 'echo \"$REDLOCK_TOKEN\" > /run/deploy.token; ./deploy.sh'
+  redlock unlock -r deploy --token - < /run/deploy.token
+
+  # the holder's host died with a long TTL: check who holds it, then force it
+  redlock inspect -r nightly-report
+  redlock unlock -r nightly-report --force";
 
 /// The `redlock` command line.
 #[derive(Debug, Parser)]
@@ -243,9 +312,28 @@ pub(crate) struct Global {
     )]
     pub(crate) connect_timeout: Duration,
 
-    /// Let masters that started less than a TTL ago grant locks at once.
+    /// The deployment-wide maximum TTL and restart-guard window; every
+    /// client of the same masters must use the same value.
     ///
-    /// By default a master whose uptime is below the TTL grants nothing
+    /// A longer --ttl is refused. A master that has been up for less than
+    /// this grants no lock (the restart guard): it may have restarted empty
+    /// and lost keys other holders count on, and the window must cover the
+    /// longest TTL any client uses, which no client knows of the others.
+    /// Raise it on every client together (REDLOCK_MAX_TTL), or keep TTLs
+    /// short: exec extends its lock while CMD runs.
+    #[arg(
+        long,
+        global = true,
+        env = "REDLOCK_MAX_TTL",
+        default_value = "60s",
+        value_name = "DURATION",
+        value_parser = parse_ttl
+    )]
+    pub(crate) max_ttl: Duration,
+
+    /// Let masters that started less than --max-ttl ago grant locks at once.
+    ///
+    /// By default a master whose uptime is below --max-ttl grants nothing
     /// until it has been up that long (the restart guard): a master that
     /// restarted empty may have forgotten locks others still hold. Only for
     /// masters that persist every write (appendfsync always) or were just
@@ -273,6 +361,9 @@ pub(crate) enum Cmd {
     /// Show who holds a resource, master by master.
     #[command(long_about = INSPECT_LONG_ABOUT)]
     Inspect(InspectArgs),
+    /// Release a lock from outside its holder: by its token, or by force.
+    #[command(long_about = UNLOCK_LONG_ABOUT, after_help = UNLOCK_EXAMPLES)]
+    Unlock(UnlockArgs),
 }
 
 /// `redlock exec`.
@@ -282,8 +373,8 @@ pub(crate) struct ExecArgs {
     #[arg(long, short = 'r', value_name = "NAME", value_parser = parse_resource)]
     pub(crate) resource: String,
 
-    /// Lease of each acquire and extension (e.g. 30s, 2m). CMD may run longer:
-    /// the lock is extended while it runs.
+    /// Lease of each acquire and extension (e.g. 30s, 1m), at most --max-ttl
+    /// (default 60s). CMD may run longer: the lock is extended while it runs.
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     pub(crate) ttl: Duration,
 
@@ -300,6 +391,18 @@ pub(crate) struct ExecArgs {
         value_parser = parse_duration
     )]
     pub(crate) kill_after: Duration,
+
+    /// Acquire with a fencing token and give CMD REDLOCK_FENCE: a number
+    /// greater than every earlier fenced holder's of this resource. Pass it
+    /// with every write; the resource refuses lower ones (docs/safety.md).
+    /// Costs one more round trip to a quorum per acquire.
+    #[arg(long)]
+    pub(crate) fence: bool,
+
+    /// A label recorded with the lock, beside this host and redlock's pid
+    /// (e.g. the job's name): `inspect` shows it, and so does a refused exec.
+    #[arg(long, value_name = "TEXT", value_parser = parse_label)]
+    pub(crate) label: Option<String>,
 
     /// Exit status when another owner holds the lock, like flock's -E: 0
     /// makes a busy lock a quiet success for cron (with -q). Masters
@@ -407,6 +510,33 @@ pub(crate) struct InspectArgs {
     pub(crate) json: bool,
 }
 
+/// `redlock unlock`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("how").required(true).args(["token", "force"]))]
+pub(crate) struct UnlockArgs {
+    /// Name of the lock (the key is PREFIX+NAME).
+    #[arg(long, short = 'r', value_name = "NAME", value_parser = parse_resource)]
+    pub(crate) resource: String,
+
+    /// Release only the keys holding this token: the value REDLOCK_TOKEN
+    /// holds, quoted as one argument (or its first 32 hex digits), or `-`
+    /// to read it from stdin and keep it out of `ps`.
+    // Parsed by `unlock` rather than by clap: clap repeats a value it
+    // refuses, and this one may be a secret.
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
+
+    /// Delete the lock whoever holds it, after printing who did. DANGER: a
+    /// holder that still runs keeps trusting its lock until its validity
+    /// ends, while the next contender takes the resource at once.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// Print only errors: not who held a forced lock, not the confirmation.
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+}
+
 /// Where the masters come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum MasterSource {
@@ -453,7 +583,7 @@ where
         .iter()
         .skip(1)
         .find_map(|a| {
-            ["exec", "bench", "inspect"]
+            ["exec", "bench", "inspect", "unlock"]
                 .into_iter()
                 .find(|c| a.as_os_str() == *c)
         })
@@ -536,22 +666,61 @@ impl Cli {
                 }
                 a.ttl
             }
-            Cmd::Inspect(_) => return Ok(()),
+            // No lock of their own: the TTL they connect with must fit
+            // under --max-ttl and leave room for the per-master timeout.
+            Cmd::Inspect(_) | Cmd::Unlock(_) => {
+                return Settings::builder()
+                    .ttl(self.global.plain_ttl())
+                    .max_ttl(self.global.max_ttl)
+                    .master_timeout(self.global.master_timeout)
+                    .key_prefix(self.global.prefix.clone())
+                    .build(masters)
+                    .map(drop)
+                    .map_err(|e| {
+                        Failure::usage(format_args!(
+                            "--max-ttl: {}",
+                            crate::output::describe_config(&e)
+                        ))
+                    })
+            }
         };
         let settings = |n: usize| {
             Settings::builder()
                 .ttl(ttl)
+                .max_ttl(self.global.max_ttl)
                 .master_timeout(self.global.master_timeout)
                 .key_prefix(self.global.prefix.clone())
                 .build(n)
         };
-        settings(masters).map_err(|e| {
-            Failure::usage(format_args!(
+        settings(masters).map_err(|e| match e {
+            ConfigError::TtlAboveMax { ttl, max } => ttl_above_max(ttl, max),
+            e => Failure::usage(format_args!(
                 "--ttl: {}",
                 crate::output::describe_config(&e)
-            ))
+            )),
         })?;
         Ok(())
+    }
+}
+
+/// A `--ttl` above `--max-ttl`, in one line naming both options.
+pub(crate) fn ttl_above_max(ttl: Duration, max: Duration) -> Failure {
+    use crate::output::human_duration as h;
+    Failure::usage(format_args!(
+        "--ttl {} is above --max-ttl {}, the deployment-wide maximum TTL and restart-guard window: \
+         use a shorter --ttl (exec extends the lock while CMD runs), or raise --max-ttl \
+         (REDLOCK_MAX_TTL) on every client of these masters together",
+        h(ttl),
+        h(max)
+    ))
+}
+
+impl Global {
+    /// The TTL of a manager that takes no lock of its own (`inspect`,
+    /// `unlock`): the settings need one, and it must fit under
+    /// `--max-ttl`.
+    pub(crate) fn plain_ttl(&self) -> Duration {
+        self.max_ttl.min(Duration::from_secs(10))
     }
 }
 
@@ -629,6 +798,22 @@ fn parse_wait(s: &str) -> Result<Wait, String> {
 
 fn parse_resource(s: &str) -> Result<String, String> {
     Resource::new(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+fn parse_label(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must be one line of text, without control characters".into());
+    }
+    if s.len() > MAX_LABEL_LEN {
+        return Err(format!(
+            "too long: {} bytes, at most {MAX_LABEL_LEN}",
+            s.len()
+        ));
+    }
     Ok(s.to_owned())
 }
 

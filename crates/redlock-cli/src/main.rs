@@ -14,6 +14,7 @@ mod plot;
 mod signals;
 mod spawn;
 mod sys;
+mod unlock;
 
 use cli::{Cli, Cmd, Global, MasterSource, Parsed};
 use output::Failure;
@@ -78,6 +79,7 @@ fn run() -> Result<u8, Failure> {
             Cmd::Exec(args) => exec::run(&global, &urls, args).await,
             Cmd::Bench(args) => bench::run(&global, &urls, args).await,
             Cmd::Inspect(args) => inspect::run(&global, &urls, args).await,
+            Cmd::Unlock(args) => unlock::run(&global, &urls, args).await,
         }
     });
     // Only now may the runtime go: background tasks still running here are
@@ -100,17 +102,31 @@ pub(crate) async fn connect(
     urls: &[String],
     ttl: Duration,
 ) -> Result<Manager, Failure> {
+    connect_core(global, urls, ttl).await.map_err(Failure::from)
+}
+
+/// As [`connect`], with the core's error, for callers that tell its cases
+/// apart (`inspect` looks at each master alone when too few answer).
+///
+/// # Errors
+///
+/// The [`ConfigError`](redlock_core::ConfigError).
+pub(crate) async fn connect_core(
+    global: &Global,
+    urls: &[String],
+    ttl: Duration,
+) -> Result<Manager, redlock_core::ConfigError> {
     let mut builder = Redlock::builder(urls.iter().cloned());
     if let Some(ca) = &global.tls_ca {
         builder = builder.tls_ca_file(ca.clone());
     }
     builder
         .ttl(ttl)
+        .max_ttl(global.max_ttl)
         .master_timeout(global.master_timeout)
         .connect_timeout(global.connect_timeout)
         .key_prefix(global.prefix.clone())
         .danger_disable_restart_guard(global.danger_disable_restart_guard)
         .connect()
         .await
-        .map_err(Failure::from)
 }

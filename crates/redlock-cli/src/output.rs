@@ -38,14 +38,16 @@ pub(crate) const EX_NOT_FOUND: u8 = 127;
 /// The exit statuses table shown in `--help` and in the README.
 pub(crate) const EXIT_STATUS_TABLE: &str = "\
 Exit status:
-  0        success (exec: CMD exited 0)
+  0        success (exec: CMD exited 0; unlock: a quorum confirmed)
   1-125    exec: CMD's own exit status
   64       bad arguments (EX_USAGE)
-  69       masters unavailable: fewer than a quorum reachable, bad credentials,
-           a replica or duplicate in the list, redis-server missing for --spawn
+  69       masters unavailable: fewer than a quorum reachable (unlock: confirming),
+           bad credentials, a replica or duplicate in the list, redis-server
+           missing for --spawn
   70       internal or I/O error (a benchmark or plot could not complete)
   75       lock not acquired: held elsewhere (exec --conflict-exit-code), or no
-           quorum (EX_TEMPFAIL)
+           quorum (EX_TEMPFAIL); unlock --token: the token holds nothing while
+           another owner holds the lock
   76       exec (--lost-exit-code): lock lost while CMD ran; CMD got SIGTERM (then SIGKILL);
            or lost before CMD could start (CMD not started)
   126/127  exec: CMD could not be executed / was not found
@@ -114,7 +116,14 @@ impl From<ConfigError> for Failure {
     /// Input that could have been fixed on the command line is a usage
     /// error; everything learnt from the servers is "unavailable".
     fn from(e: ConfigError) -> Self {
-        let status = match &e {
+        Self::new(config_status(&e), describe_config(&e))
+    }
+}
+
+/// The exit status of a configuration error: 64 for input that could have
+/// been fixed on the command line, 69 for what was learnt from the servers.
+pub(crate) fn config_status(e: &ConfigError) -> u8 {
+    match e {
             ConfigError::NoMasters
             | ConfigError::InvalidUrl { .. }
             | ConfigError::UnsupportedScheme { .. }
@@ -123,6 +132,7 @@ impl From<ConfigError> for Failure {
             | ConfigError::TtlZero
             | ConfigError::TtlTooLarge { .. }
             | ConfigError::TtlNotWholeMillis { .. }
+            | ConfigError::TtlAboveMax { .. }
             | ConfigError::DriftConsumesTtl { .. }
             | ConfigError::InvalidDriftFactor { .. }
             | ConfigError::ZeroTimeout
@@ -141,8 +151,6 @@ impl From<ConfigError> for Failure {
             // the list must change, and "unavailable" says the lock service
             // as configured cannot be used.
             _ => EX_UNAVAILABLE,
-        };
-        Self::new(status, describe_config(&e))
     }
 }
 
@@ -247,6 +255,11 @@ pub(crate) fn describe_config(e: &ConfigError) -> String {
             "per-master timeout {} must be shorter than the TTL minus drift ({})",
             h(timeout),
             h(budget)
+        ),
+        ConfigError::TtlAboveMax { ttl, max } => format!(
+            "TTL {} is above the maximum TTL {} of this deployment (--max-ttl, the restart guard's window): use a shorter TTL, or raise --max-ttl on every client together",
+            h(ttl),
+            h(max)
         ),
         ConfigError::InvalidRetry { base, max } => format!(
             "retry policy invalid: base delay {} must be > 0 and <= max delay {}",

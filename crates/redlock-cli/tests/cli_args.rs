@@ -225,6 +225,104 @@ fn bad_arguments_are_one_line_and_status_64() {
 }
 
 #[test]
+fn a_ttl_above_max_ttl_is_one_usage_line_naming_both_options() {
+    let m = "redis://127.0.0.1:6399";
+    for args in [
+        // The default --max-ttl is 60s.
+        &[
+            "--masters",
+            m,
+            "exec",
+            "-r",
+            "r",
+            "--ttl",
+            "2m",
+            "--",
+            "true",
+        ][..],
+        &[
+            "--masters",
+            m,
+            "--max-ttl",
+            "10s",
+            "exec",
+            "-r",
+            "r",
+            "--ttl",
+            "30s",
+            "--",
+            "true",
+        ],
+        &["--masters", m, "bench", "--ttl", "61s"],
+    ] {
+        let line = one_clear_line(args, 64);
+        assert!(
+            line.contains("--ttl") && line.contains("--max-ttl"),
+            "{args:?}: {line}"
+        );
+        assert!(line.contains("restart-guard window"), "{args:?}: {line}");
+    }
+    // From the environment too, and for commands that take no lock: a
+    // --max-ttl the per-master timeout does not fit under is refused.
+    let out = finish(start(redlock().env("REDLOCK_MAX_TTL", "5s").args([
+        "--masters",
+        m,
+        "exec",
+        "-r",
+        "r",
+        "--ttl",
+        "6s",
+        "--",
+        "true",
+    ])));
+    assert_eq!(out.code(), 64, "{out:?}");
+    assert!(out.stderr.contains("--max-ttl 5s"), "{}", out.stderr);
+    let line = one_clear_line(
+        &["--masters", m, "--max-ttl", "40ms", "inspect", "-r", "r"],
+        64,
+    );
+    assert!(line.contains("--max-ttl"), "{line}");
+}
+
+#[test]
+fn a_larger_max_ttl_allows_a_longer_ttl() {
+    let masters = redlock_harness::Masters::start(1);
+    let ok = |args: &[&str]| {
+        let mut all = vec!["--masters".to_owned(), masters.urls_csv()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let out = run(&all);
+        assert_eq!(out.code(), 0, "{args:?}: {out:?}");
+    };
+    ok(&[
+        "--max-ttl",
+        "5m",
+        "exec",
+        "-q",
+        "-r",
+        "r",
+        "--ttl",
+        "2m",
+        "--",
+        "true",
+    ]);
+    ok(&["exec", "-q", "-r", "r", "--ttl", "60s", "--", "true"]);
+    let out = finish(start(redlock().env("REDLOCK_MAX_TTL", "3m").args([
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "-q",
+        "-r",
+        "r",
+        "--ttl",
+        "3m",
+        "--",
+        "true",
+    ])));
+    assert_eq!(out.code(), 0, "{out:?}");
+}
+
+#[test]
 fn unreachable_masters_are_one_line_and_status_69() {
     // A port nobody listens on: bind, note, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -279,6 +377,35 @@ fn help_and_version_succeed() {
         assert!(
             out.stdout.contains(documented),
             "{documented} not in exec --help: {}",
+            out.stdout
+        );
+    }
+    for help in [run(&["--help"]), run(&["exec", "--help"])] {
+        for documented in [
+            "--max-ttl <DURATION>",
+            "REDLOCK_MAX_TTL",
+            "restart-guard",
+            "deployment-wide",
+        ] {
+            assert!(
+                help.stdout.contains(documented),
+                "{documented} not in --help: {}",
+                help.stdout
+            );
+        }
+    }
+    let out = run(&["unlock", "--help"]);
+    assert_eq!(out.code(), 0);
+    for documented in [
+        "--token <TOKEN>",
+        "--force",
+        "DANGER",
+        "--token -",
+        "keeps trusting",
+    ] {
+        assert!(
+            out.stdout.contains(documented),
+            "{documented} not in unlock --help: {}",
             out.stdout
         );
     }

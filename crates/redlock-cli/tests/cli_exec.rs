@@ -21,7 +21,7 @@ fn cmd_gets_the_lock_env_its_status_is_ours_and_the_lock_is_released() {
     let tmp = TempDir::new();
     let (env_file, go) = (tmp.file("env"), tmp.file("go"));
     let script = format!(
-        "printf '%s %s %s %s' \"$REDLOCK_TOKEN\" \"$REDLOCK_RESOURCE\" \"$REDLOCK_KEY\" \"$REDLOCK_TTL_MS\" > {env_file}.tmp; \
+        "printf '%s\\n%s\\n%s\\n%s\\n' \"$REDLOCK_TOKEN\" \"$REDLOCK_RESOURCE\" \"$REDLOCK_KEY\" \"$REDLOCK_TTL_MS\" > {env_file}.tmp; \
          mv {env_file}.tmp {env_file}; while [ ! -e {go} ]; do sleep 0.02; done; exit 7"
     );
     let child = start(redlock().args([
@@ -41,11 +41,20 @@ fn cmd_gets_the_lock_env_its_status_is_ours_and_the_lock_is_released() {
         !read(&tmp.path("env")).is_empty()
     });
     let env = read(&tmp.path("env"));
-    let fields: Vec<&str> = env.split(' ').collect();
+    let fields: Vec<&str> = env.lines().collect();
     assert_eq!(fields.len(), 4, "{env}");
+    // The whole value stored in the key: 128 random bits, then who holds
+    // it (host, redlock's pid, since when), as `unlock --token` takes it.
     let token = fields[0];
-    assert_eq!(token.len(), 32, "{env}");
-    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{env}");
+    let mut words = token.split(' ');
+    let random = words.next().expect("random part");
+    assert_eq!(random.len(), 32, "{env}");
+    assert!(random.bytes().all(|b| b.is_ascii_hexdigit()), "{env}");
+    let (host, pid, since) = (words.next(), words.next(), words.next());
+    assert_eq!(host, Some(common::hostname().as_str()), "{env}");
+    assert_eq!(pid, Some(child.id().to_string().as_str()), "{env}");
+    assert!(since.is_some_and(|s| s.parse::<u64>().is_ok()), "{env}");
+    assert_eq!(words.next(), None, "no label without --label: {env}");
     assert_eq!(&fields[1..], ["job", "redlock:job", "30000"]);
     // The decision is taken at the second grant; the third may land a
     // moment later.
@@ -148,19 +157,44 @@ fn held_lock_exits_75_with_per_master_outcomes_and_cmd_never_runs() {
     assert_eq!(out.code(), 75, "{out:?}");
     assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
     assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+    // A key set by hand has no holder record: its token and where it is.
     assert!(
-        out.stderr.contains("held by another owner"),
+        out.stderr.starts_with("redlock: resource \"busy\" is held by another owner (token someone-, no holder recorded), "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(" left, on 3/3 masters"),
         "{}",
         out.stderr
     );
     for m in masters.iter() {
-        assert!(
-            out.stderr.contains(&format!("127.0.0.1:{}", m.port())),
-            "every master named: {}",
-            out.stderr
-        );
         assert_eq!(m.get("redlock:busy").as_deref(), Some("someone-else"));
     }
+    // A master that does not hold it is named, with what it said.
+    masters[2].cmd(&["DEL", "redlock:busy"]).expect("DEL");
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "busy",
+        "--ttl",
+        "10s",
+        "--",
+        "touch",
+        &ran,
+    ]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "on 2/3 masters; 127.0.0.1:{} free",
+            masters[2].port()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
     // -q: the same status, nothing for cron to mail.
     let out = run(&[
         "--masters",
@@ -178,6 +212,129 @@ fn held_lock_exits_75_with_per_master_outcomes_and_cmd_never_runs() {
     assert_eq!(out.code(), 75, "{out:?}");
     assert_eq!(out.stderr, "", "-q prints nothing when busy");
     assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
+}
+
+#[test]
+fn a_refused_exec_says_who_holds_the_lock() {
+    let masters = Masters::start(3);
+    let urls = masters.urls_csv();
+    let tmp = TempDir::new();
+    let (started, go, ran) = (tmp.file("started"), tmp.file("go"), tmp.file("ran"));
+    let holder = start(redlock().args([
+        "--masters",
+        &urls,
+        "exec",
+        "--resource",
+        "nightly",
+        "--label",
+        "nightly report",
+        "--ttl",
+        "30s",
+        "-c",
+        &format!("touch {started}; while [ ! -e {go} ]; do sleep 0.02; done"),
+    ]));
+    wait_until(Duration::from_secs(20), "the holder to start", || {
+        tmp.path("started").exists()
+    });
+    let who = format!(
+        "redlock: resource \"nightly\" is held by pid {} on {} (\"nightly report\") since ",
+        holder.id(),
+        common::hostname()
+    );
+    let exec = |extra: &[&str]| {
+        let mut args = vec!["--masters", &urls, "exec", "-r", "nightly", "--ttl", "5s"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "touch", &ran]);
+        run(&args)
+    };
+    let out = exec(&[]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with(&who), "{}", out.stderr);
+    assert!(
+        out.stderr.trim_end().ends_with(" left, on 3/3 masters"),
+        "{}",
+        out.stderr
+    );
+    let out = exec(&["--wait", "300ms"]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert!(out.stderr.starts_with(&who), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("; gave up after waiting "),
+        "{}",
+        out.stderr
+    );
+    let out = exec(&["-q"]);
+    assert_eq!(out.code(), 75, "{out:?}");
+    assert_eq!(out.stderr, "", "-q says nothing about a busy lock");
+    assert!(!tmp.path("ran").exists(), "CMD ran without the lock");
+
+    std::fs::write(tmp.path("go"), "").expect("write go");
+    assert_eq!(finish(holder).code(), 0);
+    no_keys(&masters);
+}
+
+#[test]
+fn fence_gives_cmd_a_growing_fence_and_nothing_without_it() {
+    let masters = Masters::start(3);
+    let urls = masters.urls_csv();
+    let tmp = TempDir::new();
+    let exec = |fence: bool, file: &str| {
+        let file = tmp.file(file);
+        let mut cmd = redlock();
+        // An enclosing lock's fence must never pass for this one's.
+        cmd.env("REDLOCK_FENCE", "999")
+            .args(["--masters", &urls, "exec"]);
+        if fence {
+            cmd.arg("--fence");
+        }
+        cmd.args(["-r", "fenced", "--ttl", "5s", "-c"])
+            .arg(format!("printf '%s' \"${{REDLOCK_FENCE-unset}}\" > {file}"));
+        let out = finish(start(&mut cmd));
+        assert_eq!(out.code(), 0, "{out:?}");
+        read(std::path::Path::new(&file))
+    };
+    let first: u64 = exec(true, "first").parse().expect("a decimal fence");
+    let second: u64 = exec(true, "second").parse().expect("a decimal fence");
+    assert!(first >= 1, "{first}");
+    assert!(second > first, "fences must grow: {first} then {second}");
+    assert_eq!(exec(false, "plain"), "unset", "no fence without --fence");
+    // The masters keep the highest fence handed out.
+    let out = run(&["--masters", &urls, "inspect", "-r", "fenced", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(doc["fence"], second, "{doc}");
+    // The lock keys are gone; the fence counters (in the hash named by
+    // the prefix) stay, as they must.
+    assert_eq!(
+        masters.keys_everywhere("redlock:fenced"),
+        Vec::<(usize, String)>::new()
+    );
+}
+
+#[test]
+fn bad_labels_are_usage_errors() {
+    for (label, why) in [
+        ("", "empty"),
+        ("two\nlines", "control characters"),
+        (&"x".repeat(129)[..], "at most 128"),
+    ] {
+        let out = run(&[
+            "--masters",
+            "redis://127.0.0.1:6399",
+            "exec",
+            "-r",
+            "r",
+            "--ttl",
+            "5s",
+            "--label",
+            label,
+            "--",
+            "true",
+        ]);
+        assert_eq!(out.code(), 64, "{label:?}: {out:?}");
+        assert!(out.stderr.contains("--label"), "{out:?}");
+        assert!(out.stderr.contains(why), "{why}: {out:?}");
+    }
 }
 
 #[test]
@@ -275,7 +432,11 @@ fn sigterm_to_redlock_is_forwarded_and_the_lock_released() {
     wait_until(Duration::from_secs(20), "CMD to start", || {
         tmp.path("ready").exists()
     });
-    assert_eq!(masters.keys_everywhere("redlock:*").len(), 3);
+    // The decision is taken at the second grant; the third may land a
+    // moment later.
+    wait_until(Duration::from_secs(2), "the key on every master", || {
+        masters.keys_everywhere("redlock:*").len() == 3
+    });
     signal(child.id(), "TERM");
     let out = finish(child);
     assert_eq!(out.code(), 3, "CMD's own status: {out:?}");
@@ -1134,6 +1295,72 @@ fn too_few_or_an_even_number_of_masters_is_warned_about_once() {
         assert_eq!(out.code(), 0, "{out:?}");
         assert_eq!(out.stderr, "", "{n}: -q is quiet");
     }
+}
+
+#[test]
+fn a_cmd_that_stops_at_once_stops_redlock_too() {
+    // CMD stops the moment it starts, before redlock could have looked:
+    // the stop must still reach the shell as a stopped job.
+    use std::io::Write;
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    let (ready, finished) = (tmp.file("ready"), tmp.file("finished"));
+    let cmd = format!(
+        "echo \"$$ $PPID\" > {ready}.tmp; kill -STOP $$; mv {ready}.tmp {ready}; echo done > {finished}"
+    );
+    let line = [
+        env!("CARGO_BIN_EXE_redlock"),
+        "--danger-disable-restart-guard",
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        "early",
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        &cmd,
+    ]
+    .map(sh_quote)
+    .join(" ");
+    let mut shell = std::process::Command::new("script");
+    shell
+        .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
+        .env("PS1", "$ ")
+        .env_remove("REDLOCK_MASTERS")
+        .env_remove("REDLOCK_PREFIX")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut session = common::Session::new(shell.spawn().expect("spawn script(1)"));
+    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    keys.write_all(format!("{line}\n").as_bytes())
+        .expect("type the command");
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        !read(&tmp.path("ready.tmp")).is_empty()
+    });
+    let pids = read(&tmp.path("ready.tmp"));
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    let (cmd_pid, redlock_pid) = (pids[0], pids[1]);
+    wait_until(Duration::from_secs(20), "CMD and redlock to stop", || {
+        state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')
+    });
+    keys.write_all(b"fg\n").expect("type fg");
+    wait_until(Duration::from_secs(20), "CMD to finish after fg", || {
+        tmp.path("finished").exists()
+    });
+    keys.write_all(b"exit\n").expect("type exit");
+    drop(keys);
+    let out = session.finish();
+    assert_eq!(out.code(), 0, "{out:?}");
+    wait_until(Duration::from_secs(10), "the lock to be released", || {
+        masters.keys_everywhere("redlock:early").is_empty()
+    });
 }
 
 #[test]

@@ -22,10 +22,19 @@
 //!    masters);
 //! 2. a burst of purchases through the load balancer with the lock: the
 //!    stock is exact;
-//! 3. the same burst without the lock: it oversells.
+//! 3. the same burst without the lock: it oversells;
+//! 4. what the lock alone cannot prevent: server A takes the lock, reads
+//!    the stock, and stalls past its TTL (a simulated stop-the-world GC
+//!    pause, which stops its lock watchdog too); server B takes the lock
+//!    and sells; A wakes and writes with its stale lock. Without fencing
+//!    the counter accepts A's write: an oversell, and B's sale is lost;
+//! 5. the same with fencing: each lock carries a fence greater than every
+//!    earlier holder's, the counter is a Lua compare-and-set on the fence
+//!    (the script of `docs/safety.md`), and it refuses A.
 //!
-//! Burst rows are printed in the order things happened (the time each
-//! server finished the purchase), so the stock column reads top to bottom.
+//! Rows are printed in the order things happened (the time each server
+//! finished the purchase, or took each step), so the stock column reads
+//! top to bottom.
 //!
 //! ```sh
 //! cargo run --release -p redlock-tokio --example two_web_servers -- \
@@ -34,8 +43,9 @@
 //!
 //! `--no-lock` runs only the burst without the lock. Exit status: non-zero
 //! if, with the lock, the final stock is not exactly `initial - sold` or
-//! went negative (the demo's self-check). Overselling without the lock is
-//! what that part shows, not a failure.
+//! went negative, or if, with fencing, the stale write was not refused (the
+//! demo's self-checks). Overselling without the lock, and with a stale lock
+//! without fencing, is what those parts show, not a failure.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,13 +59,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use clap::Parser;
-use fred::prelude::{Builder, Client, ClientLike, Config, Expiration, KeysInterface};
+use fred::prelude::{Builder, Client, ClientLike, Config, Expiration, KeysInterface, LuaInterface};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use redlock_tokio::{
-    AcquireError, CancellationToken, LockManager, LockOptions, RetryPolicy, WithLockError,
+    AcquireError, CancellationToken, ExtendPolicy, LockManager, LockOptions, RetryPolicy,
+    WithLockError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -67,10 +78,43 @@ const RESOURCE: &str = "demo:stock";
 /// that the other server's attempt surely meets it.
 const SCENE_HOLD: Duration = Duration::from_millis(300);
 
+/// The stale-lock scenes' stock counter: a hash with the stock (`value`)
+/// and the highest fence a write carried (`fence`).
+const SCENE_STOCK_KEY: &str = "demo:scene-stock";
+/// The lock of the stale-lock scenes.
+const SCENE_RESOURCE: &str = "demo:scene-stock";
+/// TTL of the stalling server's lock: short, so the demo stays quick.
+const STALE_TTL: Duration = Duration::from_millis(500);
+/// How long the other server waits for the lock in those scenes.
+const SCENE_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// The counter's compare-and-set on the fence, exactly as `docs/safety.md`
+/// gives it: a write with a fence lower than one already seen is refused.
+const FENCED_WRITE: &str = r"
+local seen = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+if tonumber(ARGV[1]) < seen then
+  return 0  -- a newer holder already wrote: refuse the stale one
+end
+redis.call('HSET', KEYS[1], 'fence', ARGV[1], 'value', ARGV[2])
+return 1
+";
+/// The same counter written without a fence: it accepts anything.
+const PLAIN_WRITE: &str = "redis.call('HSET', KEYS[1], 'value', ARGV[1]) return 1";
+/// Reads the counter: `{value, fence}`.
+const READ_COUNTER: &str = "return {redis.call('HGET', KEYS[1], 'value') or '0', \
+                            redis.call('HGET', KEYS[1], 'fence') or '0'}";
+/// Resets the counter to `ARGV[1]`, fence 0.
+const RESET_COUNTER: &str = "redis.call('DEL', KEYS[1]) \
+                             redis.call('HSET', KEYS[1], 'value', ARGV[1], 'fence', '0') \
+                             redis.call('EXPIRE', KEYS[1], 3600) return 1";
+
 /// Request headers the load balancer passes through to the servers.
 const H_LOCK: &str = "x-demo-lock";
 const H_WORK_MS: &str = "x-demo-work-ms";
 const H_LOCK_WAIT_MS: &str = "x-demo-lock-wait-ms";
+/// Stale-lock scenes: `on` to stall after the lock check; `on` to fence.
+const H_STALL: &str = "x-demo-stall";
+const H_FENCE: &str = "x-demo-fence";
 
 /// When the process started: every server stamps its events against it,
 /// so rows from both servers sort into the order things happened.
@@ -159,6 +203,39 @@ struct Backend {
     data: Client,
     work: Duration,
     lock_wait: Duration,
+    stall: Arc<Stall>,
+}
+
+/// The simulated pause of the stale-lock scenes: the stalling server says
+/// when it froze, and stays frozen until the demo has let the other server
+/// sell. A fixed sleep would do the same on an idle machine; the gate makes
+/// the order certain on a busy one (CI).
+#[derive(Default)]
+struct Stall {
+    reached: tokio::sync::Notify,
+    resume: tokio::sync::Notify,
+}
+
+/// One step of a server in the stale-lock scenes.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Step {
+    at_us: u64,
+    server: String,
+    text: String,
+}
+
+/// What a server answers in the stale-lock scenes.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+struct StaleSale {
+    server: String,
+    /// The fence of its lock, when fenced.
+    fence: Option<u64>,
+    /// Whether the counter accepted its write.
+    sold: bool,
+    /// Whether the counter refused it (a higher fence was seen).
+    refused: bool,
+    steps: Vec<Step>,
+    error: Option<String>,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -187,6 +264,7 @@ async fn run(args: Args) -> Result<bool, Error> {
     let admin = connect_data(&data_url).await?;
 
     let stop = CancellationToken::new();
+    let stall = Arc::new(Stall::default());
     let mut backends = Vec::new();
     let mut addrs = Vec::new();
     for name in ["A", "B"] {
@@ -208,9 +286,11 @@ async fn run(args: Args) -> Result<bool, Error> {
             data: connect_data(&data_url).await?,
             work: Duration::from_millis(args.work_ms),
             lock_wait: Duration::from_millis(args.lock_wait_ms),
+            stall: Arc::clone(&stall),
         };
         let app = Router::new()
             .route("/buy", post(buy))
+            .route("/stale-sale", post(stale_sale))
             .with_state(backend.clone());
         addrs.push(serve(app, stop.clone()).await?);
         backends.push(backend);
@@ -226,7 +306,9 @@ async fn run(args: Args) -> Result<bool, Error> {
     let shop = Shop {
         client,
         lb: lb_addr,
+        servers: addrs.clone(),
         admin,
+        stall,
     };
 
     let mut ok = true;
@@ -237,6 +319,12 @@ async fn run(args: Args) -> Result<bool, Error> {
         println!();
     }
     ok &= burst(&shop, &args, false).await?;
+    if !args.no_lock {
+        println!();
+        ok &= stale_scene(&shop, false).await?;
+        println!();
+        ok &= stale_scene(&shop, true).await?;
+    }
 
     println!();
     println!(
@@ -265,7 +353,11 @@ async fn run(args: Args) -> Result<bool, Error> {
 struct Shop {
     client: HttpClient<HttpConnector, Empty<Bytes>>,
     lb: SocketAddr,
+    /// Server A's and server B's own addresses, for the scenes that send a
+    /// request to a chosen server.
+    servers: Vec<SocketAddr>,
     admin: Client,
+    stall: Arc<Stall>,
 }
 
 impl Shop {
@@ -283,6 +375,21 @@ impl Shop {
             .await?
             .ok_or("stock key vanished")?)
     }
+
+    async fn reset_counter(&self, stock: i64) -> Result<(), Error> {
+        self.admin
+            .eval::<i64, _, _, _>(RESET_COUNTER, SCENE_STOCK_KEY, stock)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The stale-lock scenes' counter: `(stock, highest fence written)`.
+async fn read_counter(data: &Client) -> Result<(i64, u64), Error> {
+    let (value, fence): (String, String) = data
+        .eval(READ_COUNTER, SCENE_STOCK_KEY, Vec::<String>::new())
+        .await?;
+    Ok((value.parse()?, fence.parse()?))
 }
 
 /// The opening scene: two purchases at the same moment, one per server
@@ -470,6 +577,252 @@ async fn burst(shop: &Shop, args: &Args, locked: bool) -> Result<bool, Error> {
         println!("  SELF-CHECK FAILED: with the lock the final stock must be exactly {expected} and never negative");
         false
     })
+}
+
+/// Scenes 4 and 5: a stale lock, without and with fencing. Server A takes
+/// the lock, reads the stock (1) and freezes; once its lock has expired,
+/// server B takes it and sells; then A wakes and writes. Returns the
+/// self-check: with fencing, A must be refused and the stock exact
+/// (without fencing the oversell is the point, not a failure).
+async fn stale_scene(shop: &Shop, fenced: bool) -> Result<bool, Error> {
+    const STOCK: i64 = 1;
+    shop.reset_counter(STOCK).await?;
+    if fenced {
+        println!("== The same WITH fencing: the counter refuses a write whose fence is lower than one it has seen ==");
+        println!(
+            "Each lock now carries a fence, greater than every earlier holder's; the stock counter {SCENE_STOCK_KEY}"
+        );
+        println!("is a Lua compare-and-set on it (the script in docs/safety.md). Same stock, same pause:");
+    } else {
+        println!("== A stale lock: server A pauses past its TTL (WITHOUT fencing) ==");
+        println!(
+            "Stock {STOCK}. Server A takes the lock (TTL {} ms), reads the stock and checks its lock is still valid;",
+            STALE_TTL.as_millis()
+        );
+        println!(
+            "then a stop-the-world pause (a long GC) freezes the whole process, its lock watchdog included, \
+             until after server B is done."
+        );
+    }
+    let fence_header = (H_FENCE, if fenced { "on" } else { "off" }.to_owned());
+    let a_headers = [(H_STALL, "on".to_owned()), fence_header.clone()];
+    let b_headers = [fence_header];
+    let (a_addr, b_addr) = (shop.servers[0], shop.servers[1]);
+    // A first; B once A is frozen (B then waits for A's lock to expire);
+    // A resumes once B has answered.
+    let a = post_json::<StaleSale>(&shop.client, a_addr, "/stale-sale", 0, &a_headers);
+    let b = async {
+        let frozen =
+            tokio::time::timeout(Duration::from_secs(10), shop.stall.reached.notified()).await;
+        let b = post_json::<StaleSale>(&shop.client, b_addr, "/stale-sale", 1, &b_headers).await;
+        shop.stall.resume.notify_one();
+        frozen.map_err(|_| "server A never reached its pause")?;
+        b
+    };
+    let (a, b) = tokio::join!(a, b);
+    let (a, b) = (a?, b?);
+
+    let mut steps: Vec<&Step> = a.steps.iter().chain(&b.steps).collect();
+    steps.sort_by_key(|s| s.at_us);
+    let t0 = steps.first().map_or(0, |s| s.at_us);
+    for s in &steps {
+        println!(
+            "  +{:>4} ms  server {}  {}",
+            s.at_us.saturating_sub(t0) / 1000,
+            s.server,
+            s.text
+        );
+    }
+    for r in [&a, &b] {
+        if let Some(e) = &r.error {
+            println!("  server {}: error: {e}", r.server);
+        }
+    }
+    let (stock, fence) = read_counter(&shop.admin).await?;
+    let sold = i64::from(a.sold) + i64::from(b.sold);
+    if !fenced {
+        if a.sold && b.sold {
+            println!(
+                "result: {sold} sold from a stock of {STOCK}, final stock {stock}: OVERSOLD, and B's sale is lost"
+            );
+            println!(
+                "  (A overwrote it with what it read before its pause). A's lock was valid when A checked it;"
+            );
+            println!("  only the counter itself could still have refused A's late write.");
+        } else {
+            println!(
+                "(This time the scene did not play out: A sold: {}, B sold: {}.)",
+                a.sold, b.sold
+            );
+        }
+        return Ok(true);
+    }
+    let (fa, fb) = (a.fence.unwrap_or(0), b.fence.unwrap_or(0));
+    let exact = b.sold
+        && !a.sold
+        && a.refused
+        && fa < fb
+        && fence == fb
+        && stock == STOCK - sold
+        && stock >= 0;
+    if exact {
+        println!(
+            "result: {sold} sold from a stock of {STOCK}, final stock {stock}, counter at fence {fence}: EXACT"
+        );
+        println!("  (A's stale write, fence {fa}, was refused: B's, fence {fb}, came first).");
+        Ok(true)
+    } else {
+        println!(
+            "SELF-CHECK FAILED: with fencing, A (fence {fa}) must be refused after B (fence {fb}) sold: \
+             A sold {}, refused {}; B sold {}; final stock {stock} (expected {}), counter fence {fence}",
+            a.sold,
+            a.refused,
+            b.sold,
+            STOCK - sold
+        );
+        Ok(false)
+    }
+}
+
+/// The stale-lock scenes' handler: take the lock, read, check the lock,
+/// (stall,) write. Steps are stamped as they happen.
+async fn stale_sale(State(b): State<Backend>, headers: HeaderMap) -> Json<StaleSale> {
+    let on = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()) == Some("on");
+    let (stall, fenced) = (on(H_STALL), on(H_FENCE));
+    let mut sale = StaleSale {
+        server: b.name.to_owned(),
+        ..StaleSale::default()
+    };
+    if let Err(e) = stale_steps(&b, stall, fenced, &mut sale).await {
+        sale.error = Some(e.to_string());
+        if stall {
+            // Never leave the demo waiting for a pause that will not come.
+            b.stall.reached.notify_one();
+        }
+    }
+    Json(sale)
+}
+
+async fn stale_steps(
+    b: &Backend,
+    stall: bool,
+    fenced: bool,
+    sale: &mut StaleSale,
+) -> Result<(), Error> {
+    let step = |sale: &mut StaleSale, text: String| {
+        sale.steps.push(Step {
+            at_us: now_us(),
+            server: b.name.to_owned(),
+            text,
+        });
+    };
+    let locks = b.locks.as_ref().ok_or("no lock manager")?;
+    let mut opts = LockOptions::new()
+        .retry(RetryPolicy::unbounded(
+            Duration::from_millis(5),
+            Duration::from_millis(40),
+        ))
+        .wait(Some(SCENE_LOCK_WAIT))
+        .fenced(fenced);
+    if stall {
+        // A stop-the-world pause stops the watchdog with everything else:
+        // this lock is simply not extended.
+        opts = opts.ttl(STALE_TTL).extend(ExtendPolicy::disabled());
+    }
+    let guard = locks.acquire_with(SCENE_RESOURCE, &opts).await?;
+    sale.fence = guard.fence().map(|f| f.get());
+    let took = if stall {
+        format!("(TTL {} ms, not extended)", STALE_TTL.as_millis())
+    } else {
+        "(the frozen server's lock has expired)".to_owned()
+    };
+    step(
+        sale,
+        match sale.fence {
+            Some(f) => format!("got the lock with fence {f} {took}"),
+            None => format!("got the lock {took}"),
+        },
+    );
+    let (stock, _) = read_counter(&b.data).await?;
+    // Check the lock right before the side effect, as one should. A pause
+    // can still fall between this check and the write.
+    if !guard.is_valid() {
+        step(
+            sale,
+            format!("read stock {stock}, but its lock is no longer valid: gives up"),
+        );
+        return Ok(());
+    }
+    step(
+        sale,
+        format!("read stock {stock}; lock still valid, about to write"),
+    );
+    if stock <= 0 {
+        step(sale, "sold out".to_owned());
+        return Ok(());
+    }
+    if stall {
+        step(
+            sale,
+            "FROZEN: a stop-the-world pause (simulated GC); nothing runs, the lock is not extended"
+                .to_owned(),
+        );
+        let frozen_at = Instant::now();
+        b.stall.reached.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(10), b.stall.resume.notified()).await;
+        let expired = if guard.is_valid() {
+            "its lock is still valid".to_owned()
+        } else {
+            "its lock expired during the pause, but nothing tells it so".to_owned()
+        };
+        step(
+            sale,
+            format!(
+                "wakes up after {} ms; {expired}: it goes on with its write",
+                frozen_at.elapsed().as_millis()
+            ),
+        );
+    }
+    let after = stock - 1;
+    match sale.fence {
+        Some(fence) => {
+            let accepted: i64 = b
+                .data
+                .eval(
+                    FENCED_WRITE,
+                    SCENE_STOCK_KEY,
+                    vec![fence.to_string(), after.to_string()],
+                )
+                .await?;
+            sale.sold = accepted == 1;
+            sale.refused = accepted == 0;
+            let (_, seen) = read_counter(&b.data).await?;
+            step(
+                sale,
+                if sale.sold {
+                    format!("writes stock {stock} -> {after} with fence {fence}: ACCEPTED, sold")
+                } else {
+                    format!(
+                        "writes stock {stock} -> {after} with fence {fence}: REFUSED (the counter has seen fence {seen})"
+                    )
+                },
+            );
+        }
+        None => {
+            b.data
+                .eval::<i64, _, _, _>(PLAIN_WRITE, SCENE_STOCK_KEY, after)
+                .await?;
+            sale.sold = true;
+            step(
+                sale,
+                format!("writes stock {stock} -> {after}: ACCEPTED, sold"),
+            );
+        }
+    }
+    // A's lock is long gone: the release finds nothing of its own.
+    let _ = guard.release().await;
+    step(sale, "released the lock".to_owned());
+    Ok(())
 }
 
 async fn connect_data(url: &str) -> Result<Client, Error> {
@@ -671,8 +1024,20 @@ async fn purchase(
     id: usize,
     headers: &[(&str, String)],
 ) -> Result<Purchase, Error> {
+    post_json(client, lb, "/buy", id, headers).await
+}
+
+/// A POST to `addr` (the load balancer or one server), with extra request
+/// headers; the JSON answer.
+async fn post_json<T: serde::de::DeserializeOwned>(
+    client: &HttpClient<HttpConnector, Empty<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+    id: usize,
+    headers: &[(&str, String)],
+) -> Result<T, Error> {
     let mut req =
-        hyper::Request::post(format!("http://{lb}/buy")).header("x-request-id", id.to_string());
+        hyper::Request::post(format!("http://{addr}{path}")).header("x-request-id", id.to_string());
     for (name, value) in headers {
         req = req.header(*name, value.as_str());
     }

@@ -17,11 +17,20 @@ pub fn redlock() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_redlock"));
     cmd.env_remove("REDLOCK_MASTERS")
         .env_remove("REDLOCK_PREFIX")
+        .env_remove("REDLOCK_MAX_TTL")
         // The harness starts the masters empty for each test alone, the case
         // the restart guard may be off for; otherwise it would hold them
         // back for a whole TTL after their start.
         .arg("--danger-disable-restart-guard");
     cmd
+}
+
+/// This machine's host name, as holder records carry it.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("read the host name")
+        .trim()
+        .to_owned()
 }
 
 /// What a finished run printed.
