@@ -175,7 +175,7 @@ pub(crate) fn map_error(e: &FredError) -> MasterFailure {
             ))
         }
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
-            MasterFailure::Unreachable(details)
+            MasterFailure::Unreachable(io_message(details))
         }
         ErrorKind::Protocol | ErrorKind::Parse => MasterFailure::BadReply(details),
         // fred reports a command refused by `fail_fast` on a disconnected
@@ -185,6 +185,15 @@ pub(crate) fn map_error(e: &FredError) -> MasterFailure {
         }
         _ => MasterFailure::Server(details),
     }
+}
+
+/// fred reports I/O errors with their `Debug` text (`Os { code: 111, kind:
+/// ConnectionRefused, message: "Connection refused" }`); keep the message.
+fn io_message(details: String) -> String {
+    details
+        .split_once("message: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or(details.clone(), |(msg, _)| msg.to_owned())
 }
 
 /// Bounds what a reply can put into an error message: a garbage reply of
@@ -380,6 +389,23 @@ mod tests {
             inspect_outcome(arr(vec![Value::Integer(7)])),
             Err(MasterFailure::BadReply(_))
         ));
+    }
+
+    #[test]
+    fn io_errors_say_their_message_not_their_debug_form() {
+        let e = FredError::new(
+            ErrorKind::IO,
+            "Os { code: 111, kind: ConnectionRefused, message: \"Connection refused\" }",
+        );
+        assert_eq!(
+            map_error(&e),
+            MasterFailure::Unreachable("Connection refused".into())
+        );
+        let plain = FredError::new(ErrorKind::IO, "Connection reset");
+        assert_eq!(
+            map_error(&plain),
+            MasterFailure::Unreachable("Connection reset".into())
+        );
     }
 
     #[test]
