@@ -202,11 +202,11 @@ mod trace;
 mod workload;
 mod world;
 
-pub use checker::{ActionSpan, Holding, Violation};
+pub use checker::{ActionSpan, FencedHolder, FencedStore, Holding, Violation};
 pub use cluster::{admission, paused_runtime, settings, Cluster, SimRedlock};
 pub use report::{
-    assert_caught, assert_no_violations, run_seed, run_seeds, FaultCounts, SeedReport, Stats,
-    Summary, TestName, ENV_CONTROL_SEEDS, ENV_SEED, ENV_SEEDS,
+    assert_caught, assert_caught_by, assert_fences_hold, assert_no_violations, run_seed, run_seeds,
+    FaultCounts, SeedReport, Stats, Summary, TestName, ENV_CONTROL_SEEDS, ENV_SEED, ENV_SEEDS,
 };
 pub use scenario::{
     in_model_jump_max, ClockJumps, Faults, Millis, Network, Restart, Scenario, Workload,
