@@ -145,3 +145,26 @@ fn negative_control_mutant_no_fence_write_back_is_caught() {
     );
     assert!(s.totals.fences_issued > 0);
 }
+
+/// Outside the fence's envelope (inside the lock's): masters restart
+/// empty after the max TTL, which keeps mutual exclusion but forgets the
+/// fence counters. Fences can then repeat or fall: the documented reason
+/// fences need persistence. Asserts that the checker sees it, and that
+/// the lock itself still held (no validity or action overlap).
+#[test]
+fn fenced_empty_restart_breaks_fences_outside_their_envelope() {
+    let s = assert_caught_by(
+        &Scenario::fenced_empty_restart(),
+        name("fenced_empty_restart_breaks_fences_outside_their_envelope"),
+        200,
+        0.0,
+        Violation::is_monotonicity,
+    );
+    assert!(s.totals.faults.crashes_empty_after_ttl > 0);
+    let (validity, actions, _) = s.by_kind();
+    assert_eq!(
+        (validity, actions),
+        (0, 0),
+        "mutual exclusion must hold here"
+    );
+}
