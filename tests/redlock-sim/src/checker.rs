@@ -13,6 +13,21 @@
 //! 3. **Lost updates.** The counter is read, and written back plus one a few
 //!    milliseconds later; overlapping actions lose increments. Lost updates
 //!    = completed actions - final counter.
+//!
+//! With fencing ([`Scenario::fencing`](crate::Scenario::fencing)), two more:
+//!
+//! 4. **Fences.** Every lock has a fence; no fence is handed out twice;
+//!    and a holder whose winning acquire attempt *began* after another
+//!    holder's acquire had *returned* has the higher fence (the order the
+//!    chaos checker of `tests/redlock-tests` uses). The attempt's start is
+//!    exact here: the core sets `valid_until = start + ttl - drift`.
+//! 5. **The fenced resource.** Each action also runs its read-modify-write
+//!    on a [`FencedStore`], which refuses a read or a write whose fence is
+//!    below the highest it has seen (the read raises it too, so a write is
+//!    refused once a higher fence touched the resource since the writer's
+//!    read). Lost updates there = accepted writes - final value; with
+//!    fences that never repeat it is zero, whatever the holders' clocks
+//!    and pauses did, which is the point of fencing.
 
 use std::fmt;
 use std::time::Duration;
@@ -70,6 +85,100 @@ pub enum Violation {
         /// The counter at the end.
         counter: u64,
     },
+    /// A fenced scenario's lock came without a fence.
+    MissingFence {
+        /// The holder.
+        holder: usize,
+    },
+    /// Two holders got the same fence.
+    FenceRepeated {
+        /// The holder granted first.
+        first: FencedHolder,
+        /// The other one.
+        second: FencedHolder,
+    },
+    /// A holder whose attempt began after `earlier` was granted got a
+    /// fence not above `earlier`'s.
+    FenceNotAbove {
+        /// The holder granted before `later`'s attempt began.
+        earlier: FencedHolder,
+        /// The later holder.
+        later: FencedHolder,
+    },
+    /// The fenced resource lost increments (accepted writes - value).
+    FencedLostUpdates {
+        /// Writes the resource accepted.
+        accepted: u64,
+        /// Its value at the end.
+        value: u64,
+    },
+}
+
+/// A fenced holder, as the fence checks report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FencedHolder {
+    /// Holder number.
+    pub holder: usize,
+    /// Client that held it.
+    pub client: usize,
+    /// When its winning acquire attempt began (true time).
+    pub began: Duration,
+    /// When its acquire returned.
+    pub granted: Duration,
+    /// Its fence.
+    pub fence: u64,
+}
+
+/// The fenced protected resource: a counter that remembers the highest
+/// fence that touched it, and refuses a read or a write with a lower one.
+///
+/// Refusing at the read as well matters for a read-modify-write: a
+/// holder that read with fence 5, then paused while a holder with fence 6
+/// read and wrote, has its write refused (6 touched the resource since
+/// its read). Two accepted writes whose read-write spans interleave need
+/// equal fences, so with fences that never repeat nothing is lost.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FencedStore {
+    /// The value.
+    pub value: u64,
+    /// The highest fence seen (read or write).
+    pub max_fence: u64,
+    /// Writes accepted.
+    pub accepted: u64,
+    /// Reads refused (a higher fence touched the resource first).
+    pub refused_reads: u64,
+    /// Writes refused (a higher fence touched it since the read).
+    pub refused_writes: u64,
+}
+
+impl FencedStore {
+    /// Reads with `fence`: the value, or `None` if a higher fence was seen.
+    pub fn read(&mut self, fence: u64) -> Option<u64> {
+        if fence < self.max_fence {
+            self.refused_reads += 1;
+            return None;
+        }
+        self.max_fence = fence;
+        Some(self.value)
+    }
+
+    /// Writes `value` with `fence`; `false` (refused) if a higher fence
+    /// was seen.
+    pub fn write(&mut self, fence: u64, value: u64) -> bool {
+        if fence < self.max_fence {
+            self.refused_writes += 1;
+            return false;
+        }
+        self.max_fence = fence;
+        self.value = value;
+        self.accepted += 1;
+        true
+    }
+
+    /// Lost updates: accepted writes the value does not count.
+    pub fn lost_updates(&self) -> u64 {
+        self.accepted.saturating_sub(self.value)
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -103,6 +212,20 @@ impl fmt::Display for ActionSpan {
     }
 }
 
+impl fmt::Display for FencedHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "holder #{} (client {}) fence {} (attempt began {}, granted {})",
+            self.holder,
+            self.client,
+            self.fence,
+            ms(self.began),
+            ms(self.granted)
+        )
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -119,6 +242,23 @@ impl fmt::Display for Violation {
                     completed - counter
                 )
             }
+            Self::MissingFence { holder } => {
+                write!(f, "holder #{holder} got a lock without a fence")
+            }
+            Self::FenceRepeated { first, second } => {
+                write!(f, "fence handed out twice: {first}; {second}")
+            }
+            Self::FenceNotAbove { earlier, later } => {
+                write!(
+                    f,
+                    "fence not above an earlier holder's: {later} after {earlier}"
+                )
+            }
+            Self::FencedLostUpdates { accepted, value } => write!(
+                f,
+                "fenced resource lost updates: {} ({accepted} writes accepted, value is {value})",
+                accepted - value
+            ),
         }
     }
 }
@@ -130,7 +270,33 @@ impl Violation {
             Self::ValidityOverlap { .. } => "validity overlap",
             Self::ActionOverlap { .. } => "action overlap",
             Self::LostUpdates { .. } => "lost updates",
+            Self::MissingFence { .. } => "missing fence",
+            Self::FenceRepeated { .. } => "fence repeated",
+            Self::FenceNotAbove { .. } => "fence not above",
+            Self::FencedLostUpdates { .. } => "fenced lost updates",
         }
+    }
+
+    /// Whether it breaks a promise of fencing (checks 4 and 5), as opposed
+    /// to mutual exclusion by validity (checks 1-3), which fencing does
+    /// not claim to restore.
+    pub fn is_fence(&self) -> bool {
+        matches!(
+            self,
+            Self::MissingFence { .. }
+                | Self::FenceRepeated { .. }
+                | Self::FenceNotAbove { .. }
+                | Self::FencedLostUpdates { .. }
+        )
+    }
+
+    /// Whether it breaks monotonicity: a fence repeated or not above an
+    /// earlier holder's.
+    pub fn is_monotonicity(&self) -> bool {
+        matches!(
+            self,
+            Self::FenceRepeated { .. } | Self::FenceNotAbove { .. }
+        )
     }
 }
 
@@ -140,6 +306,8 @@ struct Holder {
     /// `valid_until`.
     snapshots: Vec<(Duration, Duration)>,
     released_at: Option<Duration>,
+    /// Fenced locks: when the winning attempt began, and the fence.
+    fence: Option<(Duration, u64)>,
 }
 
 impl Holder {
@@ -181,8 +349,14 @@ impl History {
             client,
             snapshots: vec![(at, valid_until)],
             released_at: None,
+            fence: None,
         });
         self.holders.len() - 1
+    }
+
+    /// A fenced holder's fence, and when its winning attempt began.
+    pub(crate) fn fenced(&mut self, holder: usize, began: Duration, fence: u64) {
+        self.holders[holder].fence = Some((began, fence));
     }
 
     /// After an extend (successful or not), the lock says `valid_until`.
@@ -298,6 +472,93 @@ impl History {
             out.push(Violation::LostUpdates { completed, counter });
         }
         out
+    }
+
+    /// The fenced holders, in grant order.
+    fn fenced_holders(&self) -> Vec<FencedHolder> {
+        let mut v: Vec<FencedHolder> = self
+            .holders
+            .iter()
+            .enumerate()
+            .filter_map(|(holder, h)| {
+                h.fence.map(|(began, fence)| FencedHolder {
+                    holder,
+                    client: h.client,
+                    began,
+                    granted: h.snapshots[0].0,
+                    fence,
+                })
+            })
+            .collect();
+        v.sort_by_key(|h| (h.granted, h.holder));
+        v
+    }
+
+    /// Checks 4 and 5 (fenced scenarios). Returns the violations and the
+    /// number of holders whose fence had an earlier holder to be above
+    /// (what check 4 actually compared).
+    pub(crate) fn check_fences(&self, store: &FencedStore) -> (Vec<Violation>, u64) {
+        let mut out = Vec::new();
+        for (holder, h) in self.holders.iter().enumerate() {
+            if h.fence.is_none() {
+                out.push(Violation::MissingFence { holder });
+            }
+        }
+        let fenced = self.fenced_holders();
+        // Twice: even holders outside each other's order (overlapping
+        // attempts) never share a fence.
+        let mut by_fence: Vec<&FencedHolder> = fenced.iter().collect();
+        by_fence.sort_by_key(|h| (h.fence, h.granted, h.holder));
+        for w in by_fence.windows(2) {
+            if w[0].fence == w[1].fence {
+                out.push(Violation::FenceRepeated {
+                    first: w[0].clone(),
+                    second: w[1].clone(),
+                });
+            }
+        }
+        // In order: the highest fence among the holders granted strictly
+        // before `b`'s attempt began must be below `b`'s. `best[i]` is the
+        // holder with the highest fence among the first `i + 1` granted.
+        let mut best: Vec<&FencedHolder> = Vec::with_capacity(fenced.len());
+        for h in &fenced {
+            let next = match best.last() {
+                Some(top) if top.fence >= h.fence => top,
+                _ => h,
+            };
+            best.push(next);
+        }
+        let mut compared = 0;
+        for b in &fenced {
+            let before = fenced.partition_point(|a| a.granted < b.began);
+            if let Some(a) = before.checked_sub(1).map(|i| best[i]) {
+                compared += 1;
+                if a.fence >= b.fence {
+                    out.push(Violation::FenceNotAbove {
+                        earlier: a.clone(),
+                        later: b.clone(),
+                    });
+                }
+            }
+        }
+        if store.lost_updates() > 0 {
+            out.push(Violation::FencedLostUpdates {
+                accepted: store.accepted,
+                value: store.value,
+            });
+        }
+        (out, compared)
+    }
+
+    /// The fences handed out, and the highest.
+    pub(crate) fn fence_counts(&self) -> (u64, u64) {
+        let fences = self.holders.iter().filter_map(|h| h.fence.map(|f| f.1));
+        let (mut n, mut max) = (0, 0);
+        for f in fences {
+            n += 1;
+            max = max.max(f);
+        }
+        (n, max)
     }
 }
 

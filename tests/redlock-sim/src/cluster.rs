@@ -34,7 +34,8 @@ impl std::fmt::Debug for Cluster {
 
 /// The settings every client of `scenario` is built with, as a user would
 /// build them: the scenario's TTL, drift, timeout and retries, its longest
-/// TTL as the deployment's `max_ttl`, and the restart guard on or off.
+/// TTL as the deployment's `max_ttl`, the restart guard on or off, and
+/// fencing on or off.
 ///
 /// # Errors
 ///
@@ -50,6 +51,12 @@ pub fn settings(scenario: &Scenario, masters: usize) -> Result<Settings, ConfigE
         .danger_disable_restart_guard(!scenario.restart_guard);
     if scenario.mutant_no_elapsed_check {
         builder = builder.mutant_no_elapsed_check(true);
+    }
+    if scenario.fencing {
+        builder = builder.fencing(true);
+    }
+    if scenario.mutant_no_fence_write_back {
+        builder = builder.mutant_no_fence_write_back(true);
     }
     builder.build(masters)
 }

@@ -87,6 +87,25 @@ pub struct Stats {
     pub client_pauses: u64,
     /// Client pauses between a validity check and its action (outside).
     pub pauses_after_check: u64,
+    /// Client pauses between the read and the write of an action
+    /// (outside the model; fencing scenarios).
+    pub pauses_mid_action: u64,
+    /// Fenced scenarios: fences handed out (one per lock).
+    pub fences_issued: u64,
+    /// Fenced scenarios: the highest fence handed out (max over runs).
+    pub max_fence: u64,
+    /// Fenced scenarios: holders whose fence the order check compared
+    /// with an earlier holder's (granted before their attempt began).
+    pub fences_compared: u64,
+    /// Fenced scenarios: writes the fenced resource accepted.
+    pub fenced_writes: u64,
+    /// Fenced scenarios: reads and writes the fenced resource refused
+    /// (a stale holder fenced out).
+    pub fenced_refused: u64,
+    /// Fenced scenarios: updates the fenced resource lost.
+    pub fenced_lost_updates: u64,
+    /// Updates the unfenced counter lost (completed actions - counter).
+    pub unfenced_lost_updates: u64,
     /// Script calls sent.
     pub messages_sent: u64,
     /// Requests or replies lost (loss or partition).
@@ -136,6 +155,14 @@ impl Stats {
         self.actions += o.actions;
         self.client_pauses += o.client_pauses;
         self.pauses_after_check += o.pauses_after_check;
+        self.pauses_mid_action += o.pauses_mid_action;
+        self.fences_issued += o.fences_issued;
+        self.max_fence = self.max_fence.max(o.max_fence);
+        self.fences_compared += o.fences_compared;
+        self.fenced_writes += o.fenced_writes;
+        self.fenced_refused += o.fenced_refused;
+        self.fenced_lost_updates += o.fenced_lost_updates;
+        self.unfenced_lost_updates += o.unfenced_lost_updates;
         self.messages_sent += o.messages_sent;
         self.messages_lost += o.messages_lost;
         self.timeouts += o.timeouts;
@@ -195,7 +222,25 @@ impl fmt::Display for Stats {
             self.votes_raced_by_reconnect,
             self.setup_failures,
             self.late_joins,
-        )
+        )?;
+        if self.pauses_mid_action > 0 {
+            write!(f, " pauses-mid-action={}", self.pauses_mid_action)?;
+        }
+        if self.fences_issued > 0 {
+            write!(
+                f,
+                " fences={} max-fence={} fences-compared={} fenced-writes={} fenced-refused={} \
+                 lost-updates-fenced={} lost-updates-unfenced={}",
+                self.fences_issued,
+                self.max_fence,
+                self.fences_compared,
+                self.fenced_writes,
+                self.fenced_refused,
+                self.fenced_lost_updates,
+                self.unfenced_lost_updates,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -264,12 +309,23 @@ async fn simulate(scenario: &Scenario, seed: u64, trace: bool) -> SeedReport {
     // them.
     let counter = *lock(&world.counter);
     let history = lock(&world.history);
-    let violations = history.check(counter);
+    let mut violations = history.check(counter);
     let closest_handoff = history.closest_handoff();
     let (holders, actions) = history.counts();
     let mut stats = lock(&world.stats).clone();
     stats.acquisitions = holders;
     stats.actions = actions;
+    stats.unfenced_lost_updates = actions.saturating_sub(counter);
+    if scenario.fencing {
+        let store = lock(&world.fenced).clone();
+        let (fence_violations, compared) = history.check_fences(&store);
+        violations.extend(fence_violations);
+        (stats.fences_issued, stats.max_fence) = history.fence_counts();
+        stats.fences_compared = compared;
+        stats.fenced_writes = store.accepted;
+        stats.fenced_refused = store.refused_reads + store.refused_writes;
+        stats.fenced_lost_updates = store.lost_updates();
+    }
     let mut t = lock(&world.trace);
     SeedReport {
         scenario: scenario.name,
@@ -333,9 +389,40 @@ impl Summary {
                 Violation::ValidityOverlap { .. } => k.0 += 1,
                 Violation::ActionOverlap { .. } => k.1 += 1,
                 Violation::LostUpdates { .. } => k.2 += 1,
+                // Fence checks: counted by `fence_kinds`.
+                _ => {}
             }
         }
         k
+    }
+
+    /// Seeds with a violation `which` selects.
+    pub fn seeds_where(&self, which: impl Fn(&Violation) -> bool) -> usize {
+        self.reports
+            .iter()
+            .filter(|r| r.violations.iter().any(&which))
+            .count()
+    }
+
+    /// Fence checks: monotonicity violations (fences repeated or not above
+    /// an earlier holder's), and all fence violations (with locks without
+    /// a fence and the fenced resource's lost updates).
+    pub fn fence_kinds(&self) -> (usize, usize) {
+        let all = self.reports.iter().flat_map(|r| r.violations.iter());
+        let mut k = (0, 0);
+        for v in all {
+            k.0 += usize::from(v.is_monotonicity());
+            k.1 += usize::from(v.is_fence());
+        }
+        k
+    }
+
+    /// Seeds whose unfenced counter lost updates.
+    pub fn unfenced_loss_seeds(&self) -> usize {
+        self.reports
+            .iter()
+            .filter(|r| r.stats.unfenced_lost_updates > 0)
+            .count()
     }
 }
 
@@ -349,13 +436,23 @@ impl fmt::Display for Summary {
         write!(
             f,
             "[{}] seeds={} violations={} (validity-overlaps={w} action-overlaps={a} lost-update-seeds={l}) in {} seeds; \
-             closest-handoff={closest}; {}",
+             closest-handoff={closest}; ",
             self.scenario,
             self.seeds(),
             self.violations(),
             self.failing().count(),
-            self.totals
-        )
+        )?;
+        if self.totals.fences_issued > 0 {
+            let (mono, fence) = self.fence_kinds();
+            write!(
+                f,
+                "fence-violations={fence} (monotonicity={mono}) in {} seeds, \
+                 unfenced-lost-update-seeds={}; ",
+                self.seeds_where(Violation::is_fence),
+                self.unfenced_loss_seeds()
+            )?;
+        }
+        write!(f, "{}", self.totals)
     }
 }
 
@@ -487,6 +584,84 @@ pub fn assert_no_violations(scenario: &Scenario, name: TestName, default_seeds: 
     summary
 }
 
+/// The fencing assertion outside the lock's envelope: on every seed, no
+/// fence violation (fences strictly increase, the fenced resource loses
+/// nothing), while the unfenced counter of the same runs loses updates
+/// in more than `min_unfenced_loss` of the seeds (the control that shows
+/// the scenario does break what the lock alone protects). Seeds as
+/// [`assert_no_violations`]. Prints the summary and both rates.
+///
+/// # Panics
+///
+/// On any fence violation (listing failing seeds with their replay
+/// command), or when the unfenced counter loses too rarely.
+pub fn assert_fences_hold(
+    scenario: &Scenario,
+    name: TestName,
+    default_seeds: u64,
+    min_unfenced_loss: f64,
+) -> Summary {
+    let summary = if let Some(seed) = env_u64(ENV_SEED) {
+        let r = replay(scenario, seed);
+        Summary {
+            scenario: scenario.name,
+            totals: r.stats.clone(),
+            reports: vec![r],
+        }
+    } else {
+        let n = env_u64(ENV_SEEDS).unwrap_or(default_seeds);
+        let seeds: Vec<u64> = (0..n).collect();
+        run_seeds(scenario, &seeds)
+    };
+    show(&format!("{} {summary}", name.test));
+    let t = &summary.totals;
+    let lossy = summary.unfenced_loss_seeds();
+    show(&format!(
+        "{}: seeds={} fences={} monotonicity-violations={} lost-updates fenced={} vs unfenced={} \
+         (unfenced lost updates in {lossy}/{} seeds, {:.0}%; fenced writes refused: {})",
+        name.test,
+        summary.seeds(),
+        t.fences_issued,
+        summary.fence_kinds().0,
+        t.fenced_lost_updates,
+        t.unfenced_lost_updates,
+        summary.seeds(),
+        100.0 * lossy as f64 / summary.seeds().max(1) as f64,
+        t.fenced_refused,
+    ));
+    let failing: Vec<&SeedReport> = summary
+        .reports
+        .iter()
+        .filter(|r| r.violations.iter().any(Violation::is_fence))
+        .collect();
+    if !failing.is_empty() {
+        let mut msg = format!(
+            "{}: fence violations in {} of {} seeds (expected none)\n",
+            name.test,
+            failing.len(),
+            summary.seeds()
+        );
+        for r in failing.iter().take(10) {
+            msg.push_str(&format!("  seed {} ({} masters):\n", r.seed, r.masters));
+            for v in r.violations.iter().filter(|v| v.is_fence()).take(3) {
+                msg.push_str(&format!("    {v}\n"));
+            }
+            msg.push_str(&format!("    replay: {}\n", name.replay(r.seed)));
+        }
+        panic!("{msg}");
+    }
+    if env_u64(ENV_SEED).is_none() {
+        assert!(
+            lossy as f64 > min_unfenced_loss * summary.seeds() as f64,
+            "{}: the unfenced counter lost updates in only {lossy} of {} seeds: \
+             the scenario does not stress what fencing is for",
+            name.test,
+            summary.seeds()
+        );
+    }
+    summary
+}
+
 /// The negative-control assertion: the checker catches the scenario in
 /// more than `min_fraction` of `REDLOCK_SIM_CONTROL_SEEDS` seeds (default
 /// `default_seeds`). Prints the fraction and one caught seed with its
@@ -503,15 +678,31 @@ pub fn assert_caught(
     default_seeds: u64,
     min_fraction: f64,
 ) -> Summary {
+    assert_caught_by(scenario, name, default_seeds, min_fraction, |_| true)
+}
+
+/// As [`assert_caught`], counting only the violations `which` selects
+/// (e.g. [`Violation::is_monotonicity`] for the fence mutant).
+///
+/// # Panics
+///
+/// When too few seeds are caught by those violations.
+pub fn assert_caught_by(
+    scenario: &Scenario,
+    name: TestName,
+    default_seeds: u64,
+    min_fraction: f64,
+    which: fn(&Violation) -> bool,
+) -> Summary {
     if let Some(seed) = env_u64(ENV_SEED) {
         let r = replay(scenario, seed);
         show(&format!(
             "{}: seed {seed} {}",
             name.test,
-            if r.violations.is_empty() {
-                "NOT caught"
-            } else {
+            if r.violations.iter().any(which) {
                 "caught"
+            } else {
+                "NOT caught"
             }
         ));
         return Summary {
@@ -523,17 +714,22 @@ pub fn assert_caught(
     let n = env_u64(ENV_CONTROL_SEEDS).unwrap_or(default_seeds);
     let seeds: Vec<u64> = (0..n).collect();
     let summary = run_seeds(scenario, &seeds);
-    let caught = summary.failing().count();
+    let caught = summary.seeds_where(which);
+    let fraction = caught as f64 / summary.seeds().max(1) as f64;
     show(&format!("{} {summary}", name.test));
     show(&format!(
         "{}: caught in {caught}/{} seeds ({:.0}%, required > {:.0}%)",
         name.test,
         summary.seeds(),
-        100.0 * summary.caught_fraction(),
+        100.0 * fraction,
         100.0 * min_fraction
     ));
-    if let Some(r) = summary.failing().next() {
-        if let Some(v) = r.violations.first() {
+    if let Some(r) = summary
+        .reports
+        .iter()
+        .find(|r| r.violations.iter().any(which))
+    {
+        if let Some(v) = r.violations.iter().find(|v| which(v)) {
             show(&format!(
                 "  e.g. seed {}: {v}\n  replay: {}",
                 r.seed,
@@ -542,7 +738,7 @@ pub fn assert_caught(
         }
     }
     assert!(
-        summary.caught_fraction() > min_fraction,
+        fraction > min_fraction,
         "{}: the checker caught only {caught} of {} seeds; a negative control must be caught in most seeds",
         name.test,
         summary.seeds()

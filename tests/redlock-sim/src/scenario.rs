@@ -57,6 +57,14 @@ pub struct Scenario {
     /// Negative control: the core's `sim-mutants` knob that takes the
     /// reported uptime as exact (no whole-second granularity margin).
     pub mutant_no_uptime_margin: bool,
+    /// Fencing on: every client acquires with fencing tokens, and every
+    /// protected action also runs on the fenced resource
+    /// ([`FencedStore`](crate::FencedStore)) with the lock's fence; the
+    /// checker verifies the fences' order and that resource.
+    pub fencing: bool,
+    /// Negative control: the core's `sim-mutants` knob that uses the
+    /// fence `max + 1` without the conditional write-back round.
+    pub mutant_no_fence_write_back: bool,
 }
 
 /// Per-link latency and loss. Every message (request or reply) takes
@@ -204,6 +212,11 @@ pub struct Workload {
     pub pause_after_check_prob: f64,
     /// Length of those pauses.
     pub pause_after_check_ms: Millis,
+    /// Outside the model (fencing scenarios): probability of a pause
+    /// *between the read and the write* of an action.
+    pub pause_mid_action_prob: f64,
+    /// Length of those pauses.
+    pub pause_mid_action_ms: Millis,
     /// Retry policy of `acquire`.
     pub retry: RetryPolicy,
     /// Per-client TTLs: client `c` draws its TTL once, from `ttl_ms[c]`
@@ -287,6 +300,8 @@ impl Scenario {
                 client_pause_ms: (0, 300),
                 pause_after_check_prob: 0.0,
                 pause_after_check_ms: (0, 0),
+                pause_mid_action_prob: 0.0,
+                pause_mid_action_ms: (0, 0),
                 retry: RetryPolicy::new(100, Duration::from_millis(2), Duration::from_millis(8)),
                 ttl_ms: Vec::new(),
             },
@@ -294,6 +309,8 @@ impl Scenario {
             restart_guard: false,
             mutant_window_from_own_ttl: false,
             mutant_no_uptime_margin: false,
+            fencing: false,
+            mutant_no_fence_write_back: false,
         }
     }
 
@@ -587,6 +604,97 @@ impl Scenario {
         s
     }
 
+    /// Fencing inside its envelope, on top of every fault class of
+    /// [`Scenario::within_model_guarded_mixed_ttl`] but one: crashes
+    /// restart **with their data** only (the fence counters need
+    /// persistence; an empty restart, even one the restart guard makes
+    /// safe for mutual exclusion, forgets them). The restart guard on,
+    /// clients with TTLs of their own (100-300 ms), loss, latency spikes,
+    /// partitions, master pauses, clock rate error and jumps, client
+    /// pauses before the check, extends, two-resource locks; 3 or 5
+    /// masters. Every lock is fenced.
+    pub fn fenced_within_model() -> Self {
+        let mut s = Self::within_model_guarded_mixed_ttl();
+        s.name = "fenced_within_model";
+        s.faults.restarts = vec![Restart::Persisted { down_ms: (0, 300) }];
+        s.fencing = true;
+        s
+    }
+
+    /// Negative control of fencing: [`Scenario::fenced_within_model`]
+    /// with the core's mutant that hands out `max + 1` without the
+    /// conditional write-back: no master ever stores a fence, so fences
+    /// repeat from the second holder on. Runs of 0.6 s instead of 2.5 s
+    /// (the first handoffs decide; this keeps the control cheap in CI).
+    pub fn mutant_no_fence_write_back() -> Self {
+        let mut s = Self::fenced_within_model();
+        s.name = "mutant_no_fence_write_back";
+        s.duration = Duration::from_millis(600);
+        s.mutant_no_fence_write_back = true;
+        s
+    }
+
+    /// Fencing on the crash-heavy edge: 8 crashes a second for 1 s,
+    /// restarts at once with the data, the restart guard on (it refuses
+    /// a restarted master's acquires for the max TTL plus the uptime
+    /// granularity; the fences survive the restart).
+    pub fn fenced_restart_with_persistence() -> Self {
+        let mut s = Self::crashes(
+            "fenced_restart_with_persistence",
+            Restart::Persisted { down_ms: (0, 5) },
+        );
+        s.faults.window_faults_per_sec = 8.0;
+        s.duration = Duration::from_secs(1);
+        s.restart_guard = true;
+        s.fencing = true;
+        s.workload.retry = fence_polling();
+        s
+    }
+
+    /// Outside the *lock's* envelope, inside the fence's: the pauses of
+    /// [`Scenario::pause_after_validity_check`] (100-400 ms between the
+    /// check and the action, against a 196 ms validity), fenced. The
+    /// unfenced counter loses updates; the fenced resource must not.
+    pub fn fenced_pause_after_validity_check() -> Self {
+        let mut s = Self::pause_after_validity_check();
+        s.name = "fenced_pause_after_validity_check";
+        s.fencing = true;
+        s.workload.retry = fence_polling();
+        s
+    }
+
+    /// Outside the lock's envelope, inside the fence's: a holder pauses
+    /// *between the read and the write* of an action for 200-600 ms,
+    /// longer than the whole validity (196 ms): its successor reads and
+    /// writes meanwhile. The read's fence is what refuses the stale write.
+    /// 1.5 s runs.
+    pub fn fenced_pause_mid_action() -> Self {
+        let mut s = Self::edge("fenced_pause_mid_action");
+        s.workload.pause_mid_action_prob = 0.2;
+        s.workload.pause_mid_action_ms = (200, 600);
+        s.duration = Duration::from_millis(1_500);
+        s.fencing = true;
+        s.workload.retry = fence_polling();
+        s
+    }
+
+    /// Outside the fence's envelope (inside the lock's): frequent crashes
+    /// whose master restarts empty after the max TTL. Mutual exclusion
+    /// holds, but the restarted master forgot its fence counters; when it
+    /// is the only master the previous write-back quorum and the next
+    /// acquire quorum share, the next fence can repeat or fall below the
+    /// previous one. Documents why fences need persistence. 1 s runs.
+    pub fn fenced_empty_restart() -> Self {
+        let mut s = Self::crashes(
+            "fenced_empty_restart",
+            Restart::EmptyAfterMaxTtl { extra_ms: (0, 5) },
+        );
+        s.duration = Duration::from_secs(1);
+        s.fencing = true;
+        s.workload.retry = fence_polling();
+        s
+    }
+
     /// The longest TTL a lock of this scenario can be given (acquire or
     /// extend, by any client): the deployment's `max_ttl`, which is the
     /// restart guard's window, and what "restart delayed past the max TTL"
@@ -629,6 +737,14 @@ impl Scenario {
         }
         self
     }
+}
+
+/// Contenders of the edge-based fenced scenarios poll every 5-10 ms, not
+/// 2-4 ms: a fence is decided by which masters two quorums share, not by
+/// how close handoffs come to an overlap, and slower polling halves the
+/// cost of a seed.
+fn fence_polling() -> RetryPolicy {
+    RetryPolicy::new(100, Duration::from_millis(5), Duration::from_millis(10))
 }
 
 /// The largest forward clock jump the model admits: what the drift margin

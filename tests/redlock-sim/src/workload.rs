@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use crate::rng::SimRng;
 use rand::{Rng, RngCore};
-use redlock_core::{AcquireOptions, Lock, MasterFailure, ResourceSet, Token, VoteOutcome, Votes};
+use redlock_core::{
+    drift, AcquireOptions, DriftFactor, Fence, Lock, MasterFailure, ResourceSet, Token, Ttl,
+    VoteOutcome, Votes,
+};
 
 use crate::cluster::{setup, SimRedlock};
 use crate::scenario::Millis;
@@ -59,9 +62,23 @@ pub(crate) async fn client(
     let w = world.scenario.workload.clone();
     // This client's TTL, if the scenario gives clients TTLs of their own:
     // drawn once, unknown to the other clients.
-    let options = match w.ttl_ms.get(client).or(w.ttl_ms.last()) {
-        Some(&range) => AcquireOptions::new().ttl(ms(&mut rng, range)),
-        None => AcquireOptions::new(),
+    let ttl = match w.ttl_ms.get(client).or(w.ttl_ms.last()) {
+        Some(&range) => ms(&mut rng, range),
+        None => world.scenario.ttl,
+    };
+    let options = if w.ttl_ms.is_empty() {
+        AcquireOptions::new()
+    } else {
+        AcquireOptions::new().ttl(ttl)
+    };
+    // What the core subtracts from `start + ttl` for the validity: with
+    // it, the start of the winning attempt is exact (fence order check).
+    let budget = match (
+        Ttl::try_from(ttl),
+        DriftFactor::new(world.scenario.drift_factor),
+    ) {
+        (Ok(t), Ok(f)) => ttl.saturating_sub(drift(t, f)),
+        _ => ttl,
     };
     setup(&world, client, &redlock).await;
     while world.elapsed() < world.scenario.duration {
@@ -75,7 +92,7 @@ pub(crate) async fn client(
         match redlock.acquire_with(resources, &options, token).await {
             Ok(lock) => {
                 observe_votes(&world, client, lock.votes(), true);
-                hold(&world, client, &redlock, lock, &mut rng).await;
+                hold(&world, client, &redlock, lock, budget, &mut rng).await;
             }
             Err(e) => {
                 if let Some(votes) = e.votes() {
@@ -96,13 +113,27 @@ async fn hold(
     client: usize,
     redlock: &SimRedlock,
     mut lock: Lock,
+    budget: Duration,
     rng: &mut SimRng,
 ) {
     let w = &world.scenario.workload;
     let action = Duration::from_millis(w.action_ms);
     let granted_at = world.elapsed();
-    let holder =
-        locked(&world.history).acquired(client, granted_at, world.since_start(lock.valid_until()));
+    let valid_until = world.since_start(lock.valid_until());
+    let holder = locked(&world.history).acquired(client, granted_at, valid_until);
+    let fence = lock.fence().map(Fence::get);
+    if let Some(f) = fence {
+        // `valid_until = start + budget`, `start` read by the core just
+        // before the attempt's first command.
+        let began = valid_until.saturating_sub(budget);
+        locked(&world.history).fenced(holder, began, f);
+        world.event("fence", [client as u64, holder as u64, f], || {
+            format!(
+                "c{client} holder #{holder} has fence {f} (attempt began {:.3}ms)",
+                began.as_secs_f64() * 1e3
+            )
+        });
+    }
     world.event("acquired", [client as u64, holder as u64, 0], || {
         format!(
             "c{client} ACQUIRED as holder #{holder}, valid until {:.3}ms ({})",
@@ -139,8 +170,27 @@ async fn hold(
         }
         let read_at = world.elapsed();
         let value = *locked(&world.counter);
+        // The same read-modify-write on the fenced resource, with the
+        // lock's fence; it may refuse the read (a higher fence came
+        // first): then the holder skips its write there.
+        let fenced_read = fence.and_then(|f| locked(&world.fenced).read(f));
+        // Drawn only where such pauses exist, so that every other
+        // scenario's seeds replay as before.
+        if w.pause_mid_action_prob > 0.0 && rng.gen_bool(w.pause_mid_action_prob) {
+            // Outside the model: the pause lands between read and write.
+            locked(&world.stats).pauses_mid_action += 1;
+            tokio::time::sleep(ms(rng, w.pause_mid_action_ms)).await;
+        }
         tokio::time::sleep(action).await;
         *locked(&world.counter) = value + 1;
+        if let (Some(f), Some(v)) = (fence, fenced_read) {
+            let accepted = locked(&world.fenced).write(f, v + 1);
+            if !accepted {
+                world.event("fenced-out", [client as u64, holder as u64, f], || {
+                    format!("c{client} holder #{holder}: write with fence {f} refused")
+                });
+            }
+        }
         let write_at = world.elapsed();
         locked(&world.history).action(holder, check_at, read_at, write_at);
         world.event("action", [client as u64, holder as u64, value], || {

@@ -19,11 +19,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rand::{Rng, RngCore};
-use redlock_core::{Admitted, ClockSample, Link, MasterFacts, MasterFailure, Runtime, Token, Ttl};
+use redlock_core::{
+    Admitted, ClockSample, Fence, FenceKeys, Link, MasterFacts, MasterFailure, Runtime, Token, Ttl,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::checker::History;
+use crate::checker::{FencedStore, History};
 use crate::report::Stats;
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
@@ -75,6 +77,24 @@ pub(crate) enum Op {
     ScriptLoad,
     /// `TIME`: the master's wall clock.
     Time,
+    /// `ACQUIRE_FENCED`: as `Acquire`, and in the same atomic step reads
+    /// the highest fence stored in hash `hash` for `fields`.
+    AcquireFenced {
+        keys: Vec<String>,
+        hash: String,
+        fields: Vec<String>,
+        token: String,
+        ttl_ms: u64,
+    },
+    /// `SET_FENCE`: only where every key holds `token`, raises each
+    /// field of `hash` to `fence` (never lowers it).
+    SetFence {
+        keys: Vec<String>,
+        hash: String,
+        fields: Vec<String>,
+        token: String,
+        fence: u64,
+    },
 }
 
 impl Op {
@@ -86,6 +106,8 @@ impl Op {
             Op::Info => "INFO",
             Op::ScriptLoad => "SCRIPT LOAD",
             Op::Time => "TIME",
+            Op::AcquireFenced { .. } => "fenced acquire",
+            Op::SetFence { .. } => "fence write-back",
         }
     }
 }
@@ -99,6 +121,8 @@ pub(crate) enum Answer {
     Facts(MasterFacts),
     /// `TIME`, since the Unix epoch.
     Clock(Duration),
+    /// `ACQUIRE_FENCED` granted: the highest fence stored (0 when none).
+    Fence(u64),
 }
 
 type Reply = Result<Answer, MasterFailure>;
@@ -130,6 +154,10 @@ struct ReplyLeg {
 pub(crate) struct MasterState {
     index: usize,
     keys: BTreeMap<String, Entry>,
+    /// The fence hashes (`HSET prefix resource fence`): hash key -> field
+    /// -> fence. They never expire; a persisted restart keeps them and an
+    /// empty restart loses them, like the keys.
+    fences: BTreeMap<String, BTreeMap<String, u64>>,
     up: bool,
     /// Changes at every crash and restart: a connection reaches one
     /// incarnation, and a request that finds another one finds its
@@ -213,6 +241,57 @@ impl MasterState {
                 } else {
                     Ok(Answer::Done)
                 }
+            }
+            Op::AcquireFenced {
+                keys,
+                hash,
+                fields,
+                token,
+                ttl_ms,
+            } => {
+                // ACQUIRE_FENCED: -1 (`Held`) if any key holds another
+                // token, else the keys are set exactly as by ACQUIRE...
+                if keys
+                    .iter()
+                    .any(|k| self.get(k, now).is_some_and(|v| v != token))
+                {
+                    return Err(MasterFailure::Held);
+                }
+                self.set_at_least(keys, token, now, *ttl_ms);
+                // ...and, in the same step, the highest stored fence of
+                // the fields (0 when none): the read that the monotonicity
+                // argument needs to come after any earlier holder's
+                // write-back on this master.
+                let stored = self.fences.get(hash);
+                let max = fields
+                    .iter()
+                    .filter_map(|f| stored.and_then(|h| h.get(f)).copied())
+                    .max()
+                    .unwrap_or(0);
+                Ok(Answer::Fence(max))
+            }
+            Op::SetFence {
+                keys,
+                hash,
+                fields,
+                token,
+                fence,
+            } => {
+                // SET_FENCE: 0 (`NotHeld`, nothing written) unless every
+                // key holds our token...
+                if keys
+                    .iter()
+                    .any(|k| self.get(k, now).is_none_or(|v| v != token))
+                {
+                    return Err(MasterFailure::NotHeld);
+                }
+                // ...else each field rises to the fence, never falls.
+                let stored = self.fences.entry(hash.clone()).or_default();
+                for f in fields {
+                    let e = stored.entry(f.clone()).or_insert(0);
+                    *e = (*e).max(*fence);
+                }
+                Ok(Answer::Done)
             }
             Op::Info => Ok(Answer::Facts(self.facts(now))),
             Op::ScriptLoad => Ok(Answer::Done),
@@ -331,6 +410,8 @@ pub(crate) struct World {
     pub(crate) trace: Mutex<Trace>,
     pub(crate) history: Mutex<History>,
     pub(crate) counter: Mutex<u64>,
+    /// The fenced resource (fenced scenarios).
+    pub(crate) fenced: Mutex<FencedStore>,
 }
 
 impl World {
@@ -349,6 +430,7 @@ impl World {
                 Mutex::new(MasterState {
                     index,
                     keys: BTreeMap::new(),
+                    fences: BTreeMap::new(),
                     up: true,
                     incarnation: 0,
                     paused: false,
@@ -407,6 +489,7 @@ impl World {
             trace: Mutex::new(Trace::new(trace)),
             history: Mutex::new(History::default()),
             counter: Mutex::new(0),
+            fenced: Mutex::new(FencedStore::default()),
             scenario,
         }
     }
@@ -477,7 +560,10 @@ impl World {
         m.incarnation += 1;
         m.paused = false;
         if !keep_data {
+            // An empty restart loses the fences too: they live in the
+            // same dataset (hence "fences need persistence").
             m.keys.clear();
+            m.fences.clear();
         }
         let queued: Vec<Queued> = m.queue.drain(..).collect();
         drop(m);
@@ -599,6 +685,7 @@ impl World {
                     match result {
                         Ok(Answer::Facts(f)) =>
                             format!("run_id {} uptime {}s", f.run_id, f.uptime_secs),
+                        Ok(Answer::Fence(max)) => format!("ok, stored fence {max}"),
                         Ok(_) => "ok".to_owned(),
                         Err(e) => e.to_string(),
                     },
@@ -890,6 +977,12 @@ impl SimLink {
 
     /// A script call: only success or the failure matters to the core.
     fn script(&self, op: Op) -> impl Future<Output = Result<(), MasterFailure>> + Send + 'static {
+        let call = self.script_answer(op);
+        async move { call.await.map(|_| ()) }
+    }
+
+    /// A script call whose answer matters (the fenced acquire's fence).
+    fn script_answer(&self, op: Op) -> impl Future<Output = Reply> + Send + 'static {
         let vote = !matches!(op, Op::Release { .. });
         let call = self.call(op);
         let world = Arc::clone(&self.world);
@@ -900,7 +993,7 @@ impl SimLink {
                 // connection to: the core's `confirm` must not count it.
                 lock(&world.stats).votes_raced_by_reconnect += 1;
             }
-            reply.map(|_| ())
+            reply
         }
     }
 }
@@ -1004,6 +1097,47 @@ impl Link for SimLink {
         self.script(Op::Release {
             keys: keys.to_vec(),
             token: token.expose().to_owned(),
+        })
+    }
+
+    /// `ACQUIRE_FENCED` over the link, like every other command (same
+    /// latency, loss, queueing on a paused master, resets).
+    fn acquire_fenced(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        ttl: Ttl,
+    ) -> impl Future<Output = Result<u64, MasterFailure>> + Send {
+        let call = self.script_answer(Op::AcquireFenced {
+            keys: keys.to_vec(),
+            hash: fences.hash.to_owned(),
+            fields: fences.fields.to_vec(),
+            token: token.expose().to_owned(),
+            ttl_ms: ttl.as_millis(),
+        });
+        async move {
+            match call.await? {
+                Answer::Fence(max) => Ok(max),
+                other => Err(MasterFailure::BadReply(format!("{other:?}"))),
+            }
+        }
+    }
+
+    /// `SET_FENCE` over the link.
+    fn set_fence(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        fence: Fence,
+    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
+        self.script(Op::SetFence {
+            keys: keys.to_vec(),
+            hash: fences.hash.to_owned(),
+            fields: fences.fields.to_vec(),
+            token: token.expose().to_owned(),
+            fence: fence.get(),
         })
     }
 }
