@@ -47,10 +47,10 @@ pub enum Fault {
     /// Every master healthy.
     None,
     /// Control for [`Fault::Slowed`]: the last master is reached through a
-    /// [`DelayProxy`] that adds no delay, so the proxy's own cost (two more
+    /// delaying proxy that adds no delay, so the proxy's own cost (two more
     /// loopback hops and its threads' CPU) shows apart from the delay.
     Proxied,
-    /// The last master is reached through a [`DelayProxy`] adding
+    /// The last master is reached through a delaying proxy adding
     /// [`SLOW_ONE_WAY`] in each direction.
     Slowed,
     /// The last master is stopped with `SIGSTOP` after the client connected
@@ -89,7 +89,7 @@ pub struct Scenario {
     pub masters: usize,
     /// The fault on the last master.
     pub fault: Fault,
-    /// Simulated network: every master is reached through a [`DelayProxy`]
+    /// Simulated network: every master is reached through a delaying proxy
     /// adding this one-way delay (zero: direct loopback connections).
     pub net: Duration,
     /// Idle time between the cycles of the uncontended workload (zero: back
@@ -344,7 +344,7 @@ impl Env {
             if let Some(extra) = extra {
                 let p = DelayProxy::start(masters[i].addr(), scenario.net + extra)
                     .expect("proxy binds a loopback port");
-                *url = p.url();
+                *url = format!("redis://{}", p.addr());
                 proxies.push(p);
             }
         }

@@ -132,11 +132,16 @@ Examples:
 const BENCH_LONG_ABOUT: &str = "\
 Run the same workloads against a single master (the first one given) and \
 against the quorum of all given masters, in one run, and print a table of \
-latencies (p50, p90, p99, max, in microseconds) and rates.
+latencies (p50, p90, p99, max, in microseconds) and rates. With 3 masters \
+or more, the quorum then runs with its last master slowed, then paused.
 
 Workloads, each measured for both configurations:
-  sequential   one task: acquire + release on a fresh resource, --iterations
-               times; acquire, release and full-cycle latency, cycles/s
+  sequential   one task: acquire (one attempt) + release on a fresh resource,
+               --iterations times; acquire, release and full-cycle latency,
+               cycles/s
+  fenced       the same on one resource, each lock with a fencing token
+               (a second round trip to a quorum); the fence counter of that
+               resource is removed at the end
   concurrent   --concurrency tasks, each cycling on its own resource,
                --iterations cycles in total
   contended    --concurrency tasks on one resource, each acquiring, releasing
@@ -145,6 +150,20 @@ Workloads, each measured for both configurations:
                from calling acquire to holding the lock, acquisitions per
                second, and hand-offs (the lock going to another task) per
                second with the wait of those acquisitions
+  queued       --contenders tasks on one resource through the library's own
+               acquire (redlock-tokio LockManager: retry policy and the
+               in-process FIFO queue), until --iterations critical sections
+               in total: critical sections per second (CS/s), the wait, and
+               fairness (fewest / most critical sections of any task)
+
+Fault scenarios (quorum only, 3 masters or more; --no-faults skips them),
+sequential cycles as above, each on connections of its own:
+  slowed       the last master reached through an in-process TCP proxy that
+               delays every chunk by --slow-by each way
+  paused       the last master stopped with SIGSTOP for the scenario and
+               resumed with SIGCONT after (also on Ctrl-C); only a
+               redis-server this redlock started, so only with --spawn
+Each is capped at 30 s.
 
 A progress bar is drawn on stderr when it is a terminal (never with --json).
 
@@ -153,13 +172,16 @@ A progress bar is drawn on stderr when it is a terminal (never with --json).
     \"schema\": 1,
     \"masters\": [\"127.0.0.1:7001\", ...],   addresses, in order
     \"iterations\": 2000, \"warmup\": 100, \"concurrency\": 8,
-    \"ttl_ms\": 10000, \"master_timeout_ms\": 50,
+    \"contenders\": 16, \"ttl_ms\": 10000, \"master_timeout_ms\": 50,
     \"single\": CONFIG,                       the first master alone (N=1)
-    \"quorum\": CONFIG                        all masters
+    \"quorum\": CONFIG,                       all masters
+    \"faults\": FAULTS or null,
+    \"faults_skipped\": why faults is null, or null
   }
   CONFIG    = { \"masters\": N, \"quorum\": Q,
-                \"sequential\": WORKLOAD, \"concurrent\": WORKLOAD,
-                \"contended\": CONTENDED }
+                \"sequential\": WORKLOAD, \"fenced\": WORKLOAD,
+                \"concurrent\": WORKLOAD, \"contended\": CONTENDED,
+                \"queued\": QUEUED }
   WORKLOAD  = { \"tasks\", \"cycles\", \"errors\", \"elapsed_ms\", \"cycles_per_sec\",
                 \"client_cpu_us_per_cycle\",
                 \"acquire\": LATENCY, \"release\": LATENCY, \"cycle\": LATENCY }
@@ -167,14 +189,26 @@ A progress bar is drawn on stderr when it is a terminal (never with --json).
                 \"acquisitions_per_sec\", \"client_cpu_us_per_acquisition\",
                 \"owner_changes\", \"handoffs_per_sec\",
                 \"wait\": LATENCY, \"handoff_wait\": LATENCY, \"release\": LATENCY }
+  QUEUED    = { \"tasks\", \"critical_sections\", \"errors\", \"elapsed_ms\",
+                \"critical_sections_per_sec\",
+                \"client_cpu_us_per_critical_section\",
+                \"per_task_min\", \"per_task_max\", \"fairness\" (min/max),
+                \"owner_changes\", \"exclusion_violations\" (always 0),
+                \"wait\": LATENCY, \"release\": LATENCY }
+  FAULTS    = { \"master\": address of the slowed/paused master,
+                \"slow_one_way_ms\",
+                \"slowed\": WORKLOAD or null, \"slowed_skipped\": why, or null,
+                \"paused\": WORKLOAD or null, \"paused_skipped\": why, or null }
   LATENCY   = { \"count\", \"min_us\", \"p50_us\", \"p90_us\", \"p99_us\",
                 \"max_us\", \"mean_us\" }   (microseconds)
 client_cpu_us_* is the CPU time (user + system) of redlock itself per \
-cycle: what the quorum costs the client, spawned servers excluded.
+cycle: what the quorum costs the client, spawned servers excluded (the \
+slowed scenario's proxy runs inside redlock and is included).
 Field names are stable within a schema number; new fields may be added.
 
 --plot FILE.svg writes the full-cycle latency distribution (CDF, log scale) \
-of single vs quorum for each workload, readable without the table.";
+of single vs quorum for each workload, and of the healthy quorum against \
+the slowed and paused ones, readable without the table.";
 
 const INSPECT_LONG_ABOUT: &str = "\
 Ask every master about one resource and print a table: its state there \
@@ -479,6 +513,20 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 8, value_name = "C",
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub(crate) concurrency: u64,
+
+    /// Tasks of the queued workload (the library's acquire, one resource).
+    #[arg(long, default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(crate) contenders: u64,
+
+    /// Delay the proxy adds each way in front of the slowed master (0 shows
+    /// the proxy's own cost).
+    #[arg(long, default_value = "20ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) slow_by: Duration,
+
+    /// Skip the fault scenarios (slowed and paused master).
+    #[arg(long)]
+    pub(crate) no_faults: bool,
 
     /// TTL of every benchmark lock.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_ttl)]

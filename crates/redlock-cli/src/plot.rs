@@ -1,5 +1,7 @@
 //! `redlock bench --plot FILE.svg`: latency distributions of single vs
-//! quorum, one panel per workload, readable without the table.
+//! quorum, one panel per workload, and (when the fault scenarios ran) the
+//! healthy quorum against the quorum with one master slowed or paused,
+//! readable without the table.
 //!
 //! Each panel is a CDF on a logarithmic latency axis: a curve further right
 //! is slower, a curve that bends late has a long tail, and the dashed guides
@@ -11,20 +13,28 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
-use crate::bench::Curves;
+use crate::bench::{Curves, FaultCurves};
 use crate::output::Failure;
 
 const SINGLE_COLOR: RGBColor = RGBColor(31, 119, 180);
 const QUORUM_COLOR: RGBColor = RGBColor(214, 39, 40);
 const GUIDE_COLOR: RGBColor = RGBColor(160, 160, 160);
+const SLOWED_COLOR: RGBColor = RGBColor(255, 127, 14);
+const PAUSED_COLOR: RGBColor = RGBColor(44, 160, 44);
 
-/// Writes the chart of `curves` (single first, quorum second) to `path`.
+/// Writes the chart of `curves` (single first, quorum second) and of the
+/// fault scenarios, if they ran, to `path`.
 ///
 /// # Errors
 ///
 /// Status 70 when the file cannot be written.
-pub(crate) fn write_svg(path: &Path, curves: &[Curves], masters: &[String]) -> Result<(), Failure> {
-    draw(path, curves, masters)
+pub(crate) fn write_svg(
+    path: &Path,
+    curves: &[Curves],
+    faults: Option<&FaultCurves>,
+    masters: &[String],
+) -> Result<(), Failure> {
+    draw(path, &panels(curves, faults), masters)
         .map_err(|e| Failure::software(format_args!("cannot write plot {}: {e}", path.display())))
 }
 
@@ -58,31 +68,91 @@ pub(crate) fn check_writable(path: &Path) -> Result<(), Failure> {
     }
 }
 
-type Pick = fn(&Curves) -> &Histogram<u64>;
+/// One line of a panel.
+struct Line<'a> {
+    label: String,
+    color: RGBColor,
+    hist: &'a Histogram<u64>,
+}
+
+/// One panel: a caption, the x-axis description, its lines.
+struct Panel<'a> {
+    caption: &'static str,
+    x_desc: &'static str,
+    lines: Vec<Line<'a>>,
+}
+
+/// The panels: one per healthy workload (single vs quorum), then the
+/// fault panel (healthy quorum, slowed, paused) when there is one.
+fn panels<'a>(curves: &'a [Curves], faults: Option<&'a FaultCurves>) -> Vec<Panel<'a>> {
+    let color = |c: &Curves| {
+        if c.label.starts_with("single") {
+            SINGLE_COLOR
+        } else {
+            QUORUM_COLOR
+        }
+    };
+    let per_config = |pick: fn(&Curves) -> &Histogram<u64>| -> Vec<Line<'a>> {
+        curves
+            .iter()
+            .map(|c| Line {
+                label: c.label.clone(),
+                color: color(c),
+                hist: pick(c),
+            })
+            .collect()
+    };
+    let mut panels = vec![
+        Panel {
+            caption: "sequential: acquire + release",
+            x_desc: "cycle latency (log scale)",
+            lines: per_config(|c| c.sequential.histogram()),
+        },
+        Panel {
+            caption: "concurrent: acquire + release",
+            x_desc: "cycle latency (log scale)",
+            lines: per_config(|c| c.concurrent.histogram()),
+        },
+        Panel {
+            caption: "contended: wait for the lock",
+            x_desc: "wait until held (log scale)",
+            lines: per_config(|c| c.contended.histogram()),
+        },
+    ];
+    if let (Some(f), Some(q)) = (faults, curves.last()) {
+        let mut lines = vec![Line {
+            label: format!("{}, healthy", q.label),
+            color: QUORUM_COLOR,
+            hist: q.sequential.histogram(),
+        }];
+        for (what, color, lat) in [
+            ("one slowed", SLOWED_COLOR, &f.slowed),
+            ("one paused", PAUSED_COLOR, &f.paused),
+        ] {
+            if let Some(l) = lat {
+                lines.push(Line {
+                    label: format!("{}, {what}", q.label),
+                    color,
+                    hist: l.histogram(),
+                });
+            }
+        }
+        panels.push(Panel {
+            caption: "one master slowed or paused: acquire + release",
+            x_desc: "cycle latency (log scale)",
+            lines,
+        });
+    }
+    panels
+}
 
 fn draw(
     path: &Path,
-    curves: &[Curves],
+    panels: &[Panel<'_>],
     masters: &[String],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let panels: [(&str, &str, Pick); 3] = [
-        (
-            "sequential: acquire + release",
-            "cycle latency (log scale)",
-            |c| c.sequential.histogram(),
-        ),
-        (
-            "concurrent: acquire + release",
-            "cycle latency (log scale)",
-            |c| c.concurrent.histogram(),
-        ),
-        (
-            "contended: wait for the lock",
-            "wait until held (log scale)",
-            |c| c.contended.histogram(),
-        ),
-    ];
-    let root = SVGBackend::new(path, (1560, 560)).into_drawing_area();
+    let width = 520 * u32::try_from(panels.len()).unwrap_or(3);
+    let root = SVGBackend::new(path, (width, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = format!(
         "redlock bench: one master vs a quorum of {} — latency distribution (CDF; further right = slower)",
@@ -90,8 +160,8 @@ fn draw(
     );
     let root = root.titled(&title, ("sans-serif", 22))?;
     let areas = root.split_evenly((1, panels.len()));
-    for (area, (caption, x_desc, pick)) in areas.iter().zip(panels) {
-        let hists: Vec<&Histogram<u64>> = curves.iter().map(pick).collect();
+    for (area, panel) in areas.iter().zip(panels) {
+        let hists: Vec<&Histogram<u64>> = panel.lines.iter().map(|l| l.hist).collect();
         let lo = hists
             .iter()
             .filter(|h| !h.is_empty())
@@ -107,14 +177,14 @@ fn draw(
             .unwrap_or(10)
             .max(2) as f64;
         let mut chart = ChartBuilder::on(area)
-            .caption(caption, ("sans-serif", 17))
+            .caption(panel.caption, ("sans-serif", 17))
             .margin(14)
             .x_label_area_size(44)
             .y_label_area_size(56)
             .build_cartesian_2d((lo / 1.25..hi * 1.25).log_scale(), 0f64..1.0)?;
         chart
             .configure_mesh()
-            .x_desc(x_desc)
+            .x_desc(panel.x_desc)
             .y_desc("fraction of operations ≤ x")
             .x_label_formatter(&|v| format_us(*v))
             .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
@@ -132,18 +202,15 @@ fn draw(
                 ("sans-serif", 13).into_font().color(&GUIDE_COLOR),
             )))?;
         }
-        for (curve, hist) in curves.iter().zip(&hists) {
-            let color = if curve.label.starts_with("single") {
-                SINGLE_COLOR
-            } else {
-                QUORUM_COLOR
-            };
+        for line in &panel.lines {
+            let hist = line.hist;
+            let color = line.color;
             let label = if hist.is_empty() {
-                format!("{}: no data", curve.label)
+                format!("{}: no data", line.label)
             } else {
                 format!(
                     "{}: p50 {}, p99 {}",
-                    curve.label,
+                    line.label,
                     format_us(hist.value_at_quantile(0.5) as f64),
                     format_us(hist.value_at_quantile(0.99) as f64)
                 )

@@ -24,6 +24,58 @@ fn latency_ok(l: &Value, count: u64, what: &str) {
     assert!(l["mean_us"].as_f64().is_some(), "{what}: {l}");
 }
 
+/// The state letter of a process (`T`: stopped), Linux only.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+fn workload_ok(wl: &Value, cycles: u64, tasks: u64, what: &str) {
+    assert_eq!(wl["cycles"], cycles, "{what}: {wl}");
+    assert_eq!(wl["errors"], 0, "{what}: {wl}");
+    assert_eq!(wl["tasks"], tasks, "{what}: {wl}");
+    assert!(
+        wl["cycles_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+        "{what}: {wl}"
+    );
+    assert!(
+        wl["client_cpu_us_per_cycle"]
+            .as_f64()
+            .is_some_and(|c| c >= 0.0),
+        "{what}: {wl}"
+    );
+    for op in ["acquire", "release", "cycle"] {
+        latency_ok(&wl[op], cycles, &format!("{what}.{op}"));
+    }
+}
+
+fn queued_ok(q: &Value, sections: u64, tasks: u64, what: &str) {
+    assert_eq!(q["tasks"], tasks, "{what}: {q}");
+    assert_eq!(q["critical_sections"], sections, "{what}: {q}");
+    assert_eq!(q["errors"], 0, "{what}: {q}");
+    assert_eq!(q["exclusion_violations"], 0, "{what}: {q}");
+    let (min, max) = (
+        q["per_task_min"].as_u64().expect("per_task_min"),
+        q["per_task_max"].as_u64().expect("per_task_max"),
+    );
+    // Every task ran at least one critical section, and together they
+    // ran all of them.
+    assert!(1 <= min && min <= max && max <= sections, "{what}: {q}");
+    let fairness = q["fairness"].as_f64().expect("fairness");
+    assert!(
+        (fairness - min as f64 / max as f64).abs() < 0.01,
+        "{what}: {q}"
+    );
+    assert!(
+        q["critical_sections_per_sec"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{what}: {q}"
+    );
+    latency_ok(&q["wait"], sections, &format!("{what}.wait"));
+    latency_ok(&q["release"], sections, &format!("{what}.release"));
+}
+
 #[test]
 fn bench_json_covers_single_and_quorum_and_the_plot_has_both() {
     let masters = Masters::start(3);
@@ -38,6 +90,8 @@ fn bench_json_covers_single_and_quorum_and_the_plot_has_both() {
         "40",
         "--concurrency",
         "4",
+        "--contenders",
+        "3",
         "--warmup",
         "5",
         "--ttl",
@@ -50,32 +104,17 @@ fn bench_json_covers_single_and_quorum_and_the_plot_has_both() {
     assert_eq!(doc["schema"], 1);
     assert_eq!(doc["iterations"], 40);
     assert_eq!(doc["concurrency"], 4);
+    assert_eq!(doc["contenders"], 3);
     assert_eq!(doc["ttl_ms"], 5000);
     assert_eq!(doc["masters"].as_array().map(Vec::len), Some(3), "{doc}");
     for (name, n, q) in [("single", 1, 1), ("quorum", 3, 2)] {
         let c = &doc[name];
         assert_eq!(c["masters"], n, "{name}: {c}");
         assert_eq!(c["quorum"], q, "{name}: {c}");
-        for w in ["sequential", "concurrent"] {
-            let wl = &c[w];
-            assert_eq!(wl["cycles"], 40, "{name}.{w}: {wl}");
-            assert_eq!(wl["errors"], 0, "{name}.{w}: {wl}");
-            assert!(
-                wl["cycles_per_sec"].as_f64().is_some_and(|r| r > 0.0),
-                "{wl}"
-            );
-            assert!(
-                wl["client_cpu_us_per_cycle"]
-                    .as_f64()
-                    .is_some_and(|c| c >= 0.0),
-                "{wl}"
-            );
-            for op in ["acquire", "release", "cycle"] {
-                latency_ok(&wl[op], 40, &format!("{name}.{w}.{op}"));
-            }
+        for (w, tasks) in [("sequential", 1), ("fenced", 1), ("concurrent", 4)] {
+            workload_ok(&c[w], 40, tasks, &format!("{name}.{w}"));
         }
-        assert_eq!(c["sequential"]["tasks"], 1);
-        assert_eq!(c["concurrent"]["tasks"], 4);
+        queued_ok(&c["queued"], 40, 3, &format!("{name}.queued"));
         let k = &c["contended"];
         assert_eq!(k["tasks"], 4, "{k}");
         assert_eq!(k["acquisitions"], 40, "{k}");
@@ -108,12 +147,34 @@ fn bench_json_covers_single_and_quorum_and_the_plot_has_both() {
         s["cycle"]["p50_us"].as_u64() >= s["acquire"]["p50_us"].as_u64(),
         "{s}"
     );
+    // The faults ran on the last master: slowed through the proxy; not
+    // paused, since these masters are not children of redlock.
+    let f = &doc["faults"];
+    assert_eq!(doc["faults_skipped"], Value::Null, "{doc}");
+    assert_eq!(f["master"], doc["masters"][2], "{f}");
+    assert_eq!(f["slow_one_way_ms"], 20.0, "{f}");
+    workload_ok(&f["slowed"], 40, 1, "faults.slowed");
+    assert_eq!(f["slowed_skipped"], Value::Null, "{f}");
+    assert_eq!(f["paused"], Value::Null, "{f}");
+    let why = f["paused_skipped"].as_str().unwrap_or_default();
+    assert!(why.contains("--spawn"), "{f}");
+    // ... and none was left stopped.
+    for m in masters.iter() {
+        assert_ne!(process_state(m.pid()), Some('T'), "{}", m.url());
+    }
 
     let svg = std::fs::read_to_string(tmp.path("bench.svg")).expect("plot written");
     assert!(svg.starts_with("<svg"), "not an SVG");
     assert!(svg.contains("single master: p50"), "legend names single");
     assert!(svg.contains("quorum (2 of 3): p50"), "legend names quorum");
-    assert!(svg.matches("<polyline").count() >= 6, "3 panels x 2 curves");
+    assert!(
+        svg.contains("one slowed: p50"),
+        "legend names the slowed quorum"
+    );
+    assert!(
+        svg.matches("<polyline").count() >= 8,
+        "3 panels x 2 curves, and the fault panel's 2"
+    );
     assert_eq!(
         masters.keys_everywhere("redlock:*"),
         Vec::<(usize, String)>::new()
@@ -144,6 +205,11 @@ fn bench_table_names_every_workload() {
         "p99 µs",
         "cycles/s",
         "hand-offs/s",
+        "fenced",
+        "queued",
+        "CS/s",
+        "fewest/most",
+        "faults: skipped",
     ] {
         assert!(out.stdout.contains(word), "{word} missing:\n{}", out.stdout);
     }
@@ -157,6 +223,53 @@ fn bench_table_names_every_workload() {
         headline.contains("loopback exaggerates"),
         "the ratio line says what loopback does to it: {headline}"
     );
+}
+
+#[test]
+fn spawned_masters_are_paused_for_the_fault_scenario_and_resumed() {
+    let out = run(&[
+        "--spawn",
+        "3",
+        "bench",
+        "--json",
+        "--iterations",
+        "20",
+        "--concurrency",
+        "2",
+        "--contenders",
+        "2",
+        "--warmup",
+        "2",
+        "--slow-by",
+        "1ms",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let doc: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    let f = &doc["faults"];
+    assert_eq!(f["slow_one_way_ms"], 1.0, "{f}");
+    workload_ok(&f["slowed"], 20, 1, "faults.slowed");
+    workload_ok(&f["paused"], 20, 1, "faults.paused");
+    assert_eq!(f["paused_skipped"], Value::Null, "{f}");
+}
+
+#[test]
+fn faults_are_skipped_when_asked() {
+    let masters = Masters::start(3);
+    let out = run(&[
+        "--masters",
+        &masters.urls_csv(),
+        "bench",
+        "--json",
+        "--no-faults",
+        "--iterations",
+        "5",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let doc: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["faults"], Value::Null, "{doc}");
+    assert_eq!(doc["faults_skipped"], "--no-faults", "{doc}");
 }
 
 #[test]

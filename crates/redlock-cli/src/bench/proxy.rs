@@ -1,6 +1,15 @@
 //! A delaying TCP proxy: makes one real master slow (or every master
 //! distant) without touching it.
 //!
+//! One file, two users: `redlock bench` (its slowed-master scenario) and
+//! the `redlock-benches` crate, which compiles this same file with
+//! `#[path]`. The file lives here because this crate is published and a
+//! published crate cannot reach outside its own directory, while the
+//! benches crate (`publish = false`) can; a crate dependency either way
+//! would not do (the CLI cannot depend on a `publish = false` crate, and
+//! it has no library for the benches to depend on). Hence `std` only and
+//! `pub(crate)` items, so it builds warning-free in both.
+//!
 //! Every chunk read from either side is forwarded `one_way` later, in
 //! order. Chunks are delayed independently (a reader thread stamps each
 //! chunk with its due time and a writer thread sleeps until then), so
@@ -26,9 +35,8 @@ use std::time::{Duration, Instant};
 ///
 /// Dropping it stops the listener and closes every forwarded connection.
 #[derive(Debug)]
-pub struct DelayProxy {
+pub(crate) struct DelayProxy {
     addr: SocketAddr,
-    one_way: Duration,
     stop: Arc<AtomicBool>,
     /// Both ends of every forwarded connection, to close them on drop
     /// (which ends the threads blocked reading them).
@@ -44,7 +52,7 @@ impl DelayProxy {
     /// # Errors
     ///
     /// When the listening socket cannot be bound or the thread not spawned.
-    pub fn start(target: SocketAddr, one_way: Duration) -> io::Result<Self> {
+    pub(crate) fn start(target: SocketAddr, one_way: Duration) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -58,7 +66,6 @@ impl DelayProxy {
         };
         Ok(Self {
             addr,
-            one_way,
             stop,
             streams,
             acceptor: Some(acceptor),
@@ -66,18 +73,8 @@ impl DelayProxy {
     }
 
     /// The address clients should connect to.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// `redis://` URL of the proxy.
-    pub fn url(&self) -> String {
-        format!("redis://{}", self.addr)
-    }
-
-    /// The one-way delay.
-    pub fn one_way(&self) -> Duration {
-        self.one_way
     }
 }
 
