@@ -602,6 +602,43 @@ mod tests {
     }
 
     #[test]
+    fn fenced_store_refuses_a_write_after_a_higher_fence_read() {
+        let mut st = FencedStore::default();
+        // Holder 5 reads, pauses; holder 6 reads and writes; 5's write is
+        // refused, and nothing is lost.
+        assert_eq!(st.read(5), Some(0));
+        assert_eq!(st.read(6), Some(0));
+        assert!(st.write(6, 1));
+        assert!(!st.write(5, 1));
+        assert_eq!(st.read(5), None);
+        assert_eq!((st.value, st.lost_updates()), (1, 0));
+        // Equal fences interleaving (what a repeated fence allows) lose one.
+        assert_eq!(st.read(7), Some(1));
+        assert_eq!(st.read(7), Some(1));
+        assert!(st.write(7, 2) && st.write(7, 2));
+        assert_eq!(st.lost_updates(), 1);
+    }
+
+    #[test]
+    fn fence_order_is_checked_only_after_a_grant() {
+        let mut h = History::default();
+        let a = h.acquired(0, d(10), d(100));
+        h.fenced(a, d(5), 3);
+        // Began before `a` was granted: overlapping attempts, no order,
+        // but its fence must still differ.
+        let b = h.acquired(1, d(120), d(200));
+        h.fenced(b, d(8), 2);
+        // Began after `a` and `b` were granted: must be above both.
+        let c = h.acquired(2, d(300), d(400));
+        h.fenced(c, d(250), 3);
+        let (v, compared) = h.check_fences(&FencedStore::default());
+        let kinds: Vec<&str> = v.iter().map(Violation::kind).collect();
+        assert_eq!(kinds, ["fence repeated", "fence not above"]);
+        assert_eq!(compared, 1);
+        assert!(v.iter().all(Violation::is_monotonicity));
+    }
+
+    #[test]
     fn disjoint_history_is_clean_and_every_overlap_is_found() {
         let mut h = History::default();
         let a = h.acquired(0, d(0), d(100));
