@@ -29,6 +29,7 @@ pub async fn ping_fanout(client: &Client, iters: u64) -> Option<Fanout> {
     let Client::Redlock(r) = client else {
         return None;
     };
+    let r = r.core();
     let n = r.masters().len();
     let quorum = n / 2 + 1;
     let mut out = Fanout::default();

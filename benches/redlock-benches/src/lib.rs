@@ -10,9 +10,12 @@
 //!   dependency between the two crates);
 //! - [`scenario`]: N masters (1, 3 or 5), healthy or with the last one slowed
 //!   or paused, and a client of either implementation;
-//! - [`workload`]: the three workloads (uncontended sequential cycles,
+//! - [`workload`]: the workloads (uncontended sequential cycles,
 //!   concurrent cycles on distinct resources, contended cycles on one
-//!   resource);
+//!   resource with the library's retry or one round per call and the
+//!   caller's jitter);
+//! - [`targets`]: the side-by-side comparison against rslock that the
+//!   performance targets are stated in (scenarios A to F);
 //! - [`fanout`]: the cost of a bare parallel `PING` to N masters, the floor
 //!   under any quorum operation on the machine;
 //! - [`stats`] and [`charts`]: percentiles and the SVG charts of the report.
@@ -25,6 +28,7 @@ pub mod fanout;
 pub(crate) mod proxy;
 pub mod scenario;
 pub mod stats;
+pub mod targets;
 pub mod workload;
 
 pub use scenario::{Client, Env, Fault, Held, Impl, Scenario};

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redlock_core::{FredMaster, Lock, Redlock, TokioRuntime};
+use redlock_core::{Lock, Redlock};
 use redlock_harness::Masters;
+use redlock_tokio::{LockGuard, LockManager};
 
 use crate::proxy::DelayProxy;
 
@@ -15,14 +16,16 @@ use crate::proxy::DelayProxy;
 pub const TTL: Duration = Duration::from_secs(10);
 
 /// One-way delay of the slowed master's proxy (so its round trip is about
-/// 10 ms longer than the others', far below redlock's 50 ms per-master
-/// timeout and rslock's 500 ms response timeout).
-pub const SLOW_ONE_WAY: Duration = Duration::from_millis(5);
+/// 40 ms longer than the others', below redlock's 50 ms per-master timeout
+/// and far below rslock's 500 ms response timeout). The same default as
+/// `redlock bench --slow-by`.
+pub const SLOW_ONE_WAY: Duration = Duration::from_millis(20);
 
 /// Which Redlock implementation runs the workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Impl {
-    /// This workspace's `redlock-core` (fred client, early quorum decision).
+    /// This workspace's `redlock-core` (fred client, early quorum decision),
+    /// behind the `redlock-tokio` adapter for the library's own `acquire`.
     Redlock,
     /// The `rslock` crate 0.10 from crates.io (redis-rs client).
     Rslock,
@@ -169,8 +172,10 @@ impl fmt::Display for Scenario {
 /// A lock held by either implementation.
 #[derive(Debug)]
 pub enum Held {
-    /// Held through redlock.
+    /// Held through redlock's core (one attempt).
     Redlock(Lock),
+    /// Held through redlock-tokio's `acquire` (a guard with its watchdog).
+    Guard(LockGuard),
     /// Held through rslock.
     Rslock(rslock::Lock),
 }
@@ -179,8 +184,11 @@ pub enum Held {
 #[derive(Debug)]
 pub enum Client {
     /// redlock with its defaults (50 ms per-master timeout; `acquire`
-    /// retries 10 times with 50 ms..1 s equal-jitter backoff).
-    Redlock(Redlock<FredMaster, TokioRuntime>),
+    /// retries 30 times with 20 ms..200 ms equal-jitter backoff, behind the
+    /// adapter's in-process FIFO queue per resource). One-attempt paths
+    /// call the core directly ([`LockManager::core`]), as a caller of
+    /// `redlock-core` would.
+    Redlock(LockManager),
     /// rslock with its defaults (`once` is a clone with one try; `retrying`
     /// keeps rslock's default 3 tries with a uniform 0..200 ms delay). Both
     /// share one set of connections.
@@ -192,13 +200,27 @@ pub enum Client {
     },
 }
 
-/// Why an acquire failed, without the implementations' error types.
+/// Why an acquire failed: the implementation's own error, kept as it is
+/// and formatted only when displayed. (Formatting on the hot path would
+/// charge the benchmark's own string building to the library: redlock's
+/// refusal names every master's vote, rslock's is one word.)
 #[derive(Debug)]
-pub struct AcquireFailed(pub String);
+pub enum AcquireFailed {
+    /// From redlock's core.
+    Redlock(redlock_core::AcquireError),
+    /// From redlock-tokio's `acquire`.
+    Tokio(redlock_tokio::AcquireError),
+    /// From rslock.
+    Rslock(rslock::LockError),
+}
 
 impl fmt::Display for AcquireFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            AcquireFailed::Redlock(e) => e.fmt(f),
+            AcquireFailed::Tokio(e) => e.fmt(f),
+            AcquireFailed::Rslock(e) => e.fmt(f),
+        }
     }
 }
 
@@ -213,7 +235,7 @@ impl Client {
     /// nothing to measure).
     pub async fn connect(imp: Impl, urls: &[String]) -> Self {
         match imp {
-            Impl::Redlock => Client::Redlock(
+            Impl::Redlock => Client::Redlock(LockManager::new(
                 Redlock::builder(urls.iter().cloned())
                     .ttl(TTL)
                     // The harness started these masters empty for this run
@@ -222,7 +244,7 @@ impl Client {
                     .connect()
                     .await
                     .expect("redlock connects to the benchmark masters"),
-            ),
+            )),
             Impl::Rslock => {
                 // rslock connects lazily, on the first command.
                 let retrying = rslock::LockManager::new(urls.to_vec());
@@ -242,19 +264,22 @@ impl Client {
     pub async fn try_acquire(&self, resource: &str) -> Result<Held, AcquireFailed> {
         match self {
             Client::Redlock(r) => r
+                .core()
                 .try_acquire(resource)
                 .await
                 .map(Held::Redlock)
-                .map_err(|e| AcquireFailed(e.to_string())),
+                .map_err(AcquireFailed::Redlock),
             Client::Rslock { once, .. } => once
                 .lock(resource, TTL)
                 .await
                 .map(Held::Rslock)
-                .map_err(|e| AcquireFailed(e.to_string())),
+                .map_err(AcquireFailed::Rslock),
         }
     }
 
-    /// Acquires with the implementation's default retry policy.
+    /// Acquires the way each library offers to wait for a lock: redlock
+    /// through `redlock-tokio`'s `LockManager::acquire` (the in-process
+    /// FIFO queue, then the retry policy), rslock with its default retries.
     ///
     /// # Errors
     ///
@@ -264,26 +289,61 @@ impl Client {
             Client::Redlock(r) => r
                 .acquire(resource)
                 .await
-                .map(Held::Redlock)
-                .map_err(|e| AcquireFailed(e.to_string())),
+                .map(Held::Guard)
+                .map_err(AcquireFailed::Tokio),
             Client::Rslock { retrying, .. } => retrying
                 .lock(resource, TTL)
                 .await
                 .map(Held::Rslock)
-                .map_err(|e| AcquireFailed(e.to_string())),
+                .map_err(AcquireFailed::Rslock),
         }
     }
 
-    /// Releases on every master. Returns whether every master confirmed
-    /// (rslock's release is best effort and reports nothing: always true).
+    /// Releases: redlock returns once a quorum confirmed (the other
+    /// masters finish in the background), rslock waits for every master.
+    /// Returns whether the release was confirmed (rslock's is best effort
+    /// and reports nothing: always true).
     pub async fn release(&self, held: Held) -> bool {
         match (self, held) {
-            (Client::Redlock(r), Held::Redlock(lock)) => r.release(lock).await.is_ok(),
+            (Client::Redlock(r), Held::Redlock(lock)) => r.core().release(lock).await.is_ok(),
+            (Client::Redlock(_), Held::Guard(guard)) => guard.release().await.is_ok(),
             (Client::Rslock { once, .. }, Held::Rslock(lock)) => {
                 once.unlock(&lock).await;
                 true
             }
             _ => unreachable!("a lock is released by the client that took it"),
+        }
+    }
+}
+
+impl Client {
+    /// Which implementation this is.
+    pub fn imp(&self) -> Impl {
+        match self {
+            Client::Redlock(_) => Impl::Redlock,
+            Client::Rslock { .. } => Impl::Rslock,
+        }
+    }
+
+    /// For redlock, waits (at most 5 s) until one release is confirmed by
+    /// every master: `connect` returns once a quorum is usable, and a slow
+    /// master joins in the background, so without this it might join in
+    /// the middle of a measurement. rslock connects to every master on its
+    /// first command and waits for all of them each time.
+    async fn settle(&self) {
+        let Client::Redlock(r) = self else { return };
+        let core = r.core();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for i in 0u64.. {
+            if let Ok(lock) = core.try_acquire(format!("bench:settle:{i}")).await {
+                if core.release_all(lock).await.is_ok() || std::time::Instant::now() >= deadline {
+                    return;
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -357,6 +417,7 @@ impl Env {
                 .expect("warm-up acquire on healthy masters");
             client.release(held).await;
         }
+        client.settle().await;
         if scenario.fault == Fault::Paused {
             masters[last].pause();
         }
@@ -415,8 +476,22 @@ pub fn process_cpu(path: &str) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }
 
-/// CPU time used so far by this process (client, runtime, and any proxy
-/// threads).
+/// CPU time (user + system) used so far by this process (client, runtime,
+/// and any proxy threads), from `getrusage`: precise to the microsecond,
+/// unlike the clock ticks of `/proc/<pid>/stat`.
+#[allow(unsafe_code)]
 pub fn own_cpu() -> Duration {
-    process_cpu("/proc/self/stat").unwrap_or_default()
+    // SAFETY: `rusage` is plain data, all-zero is a valid value, and
+    // getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return process_cpu("/proc/self/stat").unwrap_or_default();
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }

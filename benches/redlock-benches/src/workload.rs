@@ -6,14 +6,18 @@
 //!    each on its own resources (no contention, only shared connections and
 //!    servers).
 //! 3. [`contended`]: `tasks` tasks competing for one resource, each looping
-//!    acquire (with the implementation's default retries) + release. It
-//!    measures how many cycles per second the lock passes through, and how
-//!    often it changes hands.
+//!    acquire + release, waiting either the library's way ([`Retry::Library`]:
+//!    redlock-tokio's `acquire`, rslock's retries) or the caller's
+//!    ([`Retry::Caller`]: one round per call, a random sleep after a
+//!    refusal). It measures how many critical sections per second the lock
+//!    passes through, how often it changes hands, and how evenly the tasks
+//!    share it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rand::Rng;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -163,6 +167,22 @@ pub async fn concurrent(client: &Arc<Client>, tasks: usize, cycles: u64) -> Conc
     out
 }
 
+/// How the tasks of [`contended`] wait for the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// The library's own wait ([`Client::acquire`]): redlock-tokio's
+    /// `acquire` (in-process FIFO queue, then 30 retries, 20..200 ms);
+    /// rslock's `lock` with its 3 tries (uniform 0..200 ms), called again
+    /// when they run out, as rslock's own `acquire` loop does.
+    Library,
+    /// One round per call ([`Client::try_acquire`]); after a refusal the
+    /// caller sleeps a uniform random time in `0..=jitter` and calls again.
+    Caller {
+        /// Largest sleep after a refusal.
+        jitter: Duration,
+    },
+}
+
 /// When [`contended`] stops.
 #[derive(Clone, Copy, Debug)]
 pub enum Stop {
@@ -186,7 +206,9 @@ pub struct Contended {
     pub per_task: Vec<u64>,
     /// From calling acquire (with retries) to holding the lock, per cycle.
     pub waits: Vec<Duration>,
-    /// Calls that ran out of retries (the task then calls again).
+    /// Calls that returned without the lock (the task then calls again):
+    /// retries that ran out ([`Retry::Library`]) or refused rounds
+    /// ([`Retry::Caller`]).
     pub gave_up: u64,
     /// Times two tasks held the lock at once. Must be 0.
     pub violations: u64,
@@ -201,6 +223,24 @@ impl Contended {
     /// Hand-offs between different tasks per second.
     pub fn handoff_rate(&self) -> f64 {
         self.handoffs as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Fewest and most cycles of any task.
+    pub fn min_max(&self) -> (u64, u64) {
+        let min = self.per_task.iter().copied().min().unwrap_or(0);
+        let max = self.per_task.iter().copied().max().unwrap_or(0);
+        (min, max)
+    }
+
+    /// Fewest over most cycles of any task: 1 is perfectly even, 0 is a
+    /// starved task.
+    pub fn fairness(&self) -> f64 {
+        let (min, max) = self.min_max();
+        if max == 0 {
+            0.0
+        } else {
+            min as f64 / max as f64
+        }
     }
 }
 
@@ -220,14 +260,15 @@ struct Shared {
 
 const NO_OWNER: usize = usize::MAX;
 
-/// Workload 3: `tasks` tasks loop acquire + release on one fresh resource
-/// until `stop`. Tasks still waiting then are aborted (their keys, if any,
+/// Workload 3: `tasks` tasks loop acquire (waiting as `retry` says) +
+/// release on one fresh resource until `stop`. Tasks still waiting then
+/// are aborted (their keys, if any, are released in the background or
 /// expire with the TTL; the next run uses another resource).
 ///
 /// # Panics
 ///
 /// If a task panics.
-pub async fn contended(client: &Arc<Client>, tasks: usize, stop: Stop) -> Contended {
+pub async fn contended(client: &Arc<Client>, tasks: usize, stop: Stop, retry: Retry) -> Contended {
     let resource = format!("bench:{}:contended", fresh_run_id());
     let tasks = tasks.max(1);
     let shared = Arc::new(Shared {
@@ -255,7 +296,24 @@ pub async fn contended(client: &Arc<Client>, tasks: usize, stop: Stop) -> Conten
         set.spawn(async move {
             loop {
                 let t0 = Instant::now();
-                let held = match client.acquire(&resource).await {
+                let held = match retry {
+                    Retry::Library => client.acquire(&resource).await,
+                    Retry::Caller { jitter } => loop {
+                        match client.try_acquire(&resource).await {
+                            Ok(h) => break Ok(h),
+                            Err(_) => {
+                                shared.gave_up.fetch_add(1, Ordering::Relaxed);
+                                // Drawn before the await: the thread's RNG
+                                // must not live across it.
+                                let us = rand::thread_rng().gen_range(
+                                    0..=u64::try_from(jitter.as_micros()).unwrap_or(u64::MAX),
+                                );
+                                tokio::time::sleep(Duration::from_micros(us)).await;
+                            }
+                        }
+                    },
+                };
+                let held = match held {
                     Ok(h) => h,
                     Err(_) => {
                         shared.gave_up.fetch_add(1, Ordering::Relaxed);

@@ -22,7 +22,11 @@
 //! - `--workloads W,..`: run only these of `uncontended`, `concurrent`,
 //!   `contended`, `fanout` in the healthy configurations (for profiling;
 //!   no charts then);
-//! - `--img-dir DIR`: write the SVG charts; `--json PATH`: write the numbers.
+//! - `--img-dir DIR`: write the SVG charts; `--json PATH`: write the numbers;
+//! - `--targets`: run only the side-by-side comparison of the performance
+//!   targets (scenarios A to F of [`redlock_benches::targets`], redlock
+//!   against rslock in the same rounds), with `--rounds`, `--iters`,
+//!   `--fault-iters` and `--contended-secs`, and print its table.
 //!
 //! Criterion (`cargo bench -p redlock-benches`) gives means with confidence
 //! intervals; this binary gives the percentiles the targets are stated in.
@@ -36,7 +40,8 @@ use redlock_benches::charts::{self, Bars, Cdf, Panel, Timeline};
 use redlock_benches::fanout::ping_fanout;
 use redlock_benches::scenario::{own_cpu, SLOW_ONE_WAY};
 use redlock_benches::stats::{median, range, Latency};
-use redlock_benches::workload::{self, Stop};
+use redlock_benches::targets::{self, Plan};
+use redlock_benches::workload::{self, Retry, Stop};
 use redlock_benches::{Env, Fault, Impl, Scenario};
 use serde_json::json;
 
@@ -57,6 +62,7 @@ struct Args {
     workloads: Option<Vec<String>>,
     img_dir: Option<PathBuf>,
     json: Option<PathBuf>,
+    targets: bool,
 }
 
 impl Args {
@@ -83,6 +89,7 @@ fn parse_args() -> Args {
         workloads: None,
         img_dir: None,
         json: None,
+        targets: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -102,6 +109,7 @@ fn parse_args() -> Args {
             }
             "--img-dir" => args.img_dir = Some(PathBuf::from(value())),
             "--json" => args.json = Some(PathBuf::from(value())),
+            "--targets" => args.targets = true,
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -121,7 +129,7 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: bench_report [--iters N] [--fault-iters N] [--rounds R] [--contended-secs S] \
-         [--net-us U] [--only A,B] [--workloads W,..] [--img-dir DIR] [--json PATH]"
+         [--net-us U] [--only A,B] [--workloads W,..] [--img-dir DIR] [--json PATH] [--targets]"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
@@ -296,7 +304,13 @@ async fn concurrent_part(env: &Env, args: &Args, out: &mut Healthy) -> f64 {
 
 async fn contended_part(env: &Env, args: &Args, out: &mut Healthy) -> f64 {
     let c2 = env.commands_processed();
-    let cont = workload::contended(&env.client, TASKS, Stop::Time(args.contended)).await;
+    let cont = workload::contended(
+        &env.client,
+        TASKS,
+        Stop::Time(args.contended),
+        Retry::Library,
+    )
+    .await;
     let c3 = env.commands_processed();
     out.contended_tput.push(cont.throughput());
     out.handoff_rate.push(cont.handoff_rate());
@@ -483,6 +497,10 @@ async fn main() {
     let args = parse_args();
     let started = Instant::now();
     let machine = machine();
+    if args.targets {
+        run_targets(&args, &machine, started).await;
+        return;
+    }
     let healthy: Vec<Scenario> = healthy_scenarios()
         .into_iter()
         .filter(|s| args.selected(s))
@@ -519,6 +537,55 @@ async fn main() {
     }
     if let Some(path) = &args.json {
         let doc = to_json(&machine, &r);
+        let text = serde_json::to_string_pretty(&doc).expect("JSON of plain numbers");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("bench_report: cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `--targets`: the side-by-side comparison alone.
+async fn run_targets(args: &Args, machine: &[(String, String)], started: Instant) {
+    let plan = Plan {
+        rounds: args.rounds,
+        iters: args.iters,
+        fault_iters: args.fault_iters,
+        fault_cap: Duration::from_secs(8),
+        contended: args.contended,
+    };
+    let rounds = targets::run(&plan).await;
+    println!("### Machine and run\n");
+    println!("| | |\n|---|---|");
+    for (k, v) in machine {
+        println!("| {k} | {v} |");
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\n{} rounds; per round and implementation: {} sequential cycles (A, B), {} concurrent \
+         cycles over {} tasks (F), {} cycles per fault scenario capped at {} s (C, D), {} s of \
+         contention over {} tasks each for E and E2. Took {:.0} s; load average at the end: {}.\n",
+        plan.rounds,
+        plan.iters,
+        plan.iters,
+        targets::F_TASKS,
+        plan.fault_iters,
+        plan.fault_cap.as_secs(),
+        plan.contended.as_secs(),
+        targets::E_TASKS,
+        started.elapsed().as_secs_f64(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    println!("### Targets: redlock vs rslock 0.10, same run\n");
+    print!("{}", targets::table(&rounds));
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "machine": machine.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "rounds": targets::to_json(&rounds),
+        });
         let text = serde_json::to_string_pretty(&doc).expect("JSON of plain numbers");
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("bench_report: cannot write {}: {e}", path.display());

@@ -1,0 +1,395 @@
+//! A client alone, for profilers: `N` lock cycles of one implementation
+//! against masters started elsewhere, so that `perf stat`, `strace -c` or
+//! `perf record` see the client's threads and nothing else.
+//!
+//! ```text
+//! perf stat -e task-clock,context-switches,syscalls:sys_enter_writev \
+//!     target/release/cycle_profile --impl redlock --cycles 20000 \
+//!     --urls redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003
+//! ```
+//!
+//! Options: `--impl redlock|rslock`, `--urls URL,..`, `--cycles N`
+//! (default 20000), `--tasks T` (default 1: sequential cycles; more: that
+//! many tasks on distinct resources, as scenario F). It prints the cycles,
+//! the wall time and the client CPU per cycle (`getrusage`).
+//!
+//! `--release inline` (redlock, sequential only) is an experiment, not
+//! the library: it releases through the [`Master`] trait in the calling
+//! task, awaiting every master there, instead of the core's `release`
+//! (which sends the releases from a spawned task and takes the answers
+//! back over a channel, so that it can return at a quorum). With healthy
+//! masters both wait for about the same answers, so the difference is the
+//! cost of the spawn and the channel hop: the evidence for moving that
+//! spawn off the healthy path (see `docs/benchmarks.md`).
+//!
+//! `--ping plain|timeout` (redlock) sends `PING` to every master in
+//! parallel instead of lock cycles, over redlock's own fred clients,
+//! without or with the per-call options redlock puts on every command
+//! (the per-master timeout): the difference is what fred's per-command
+//! timer costs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redlock_benches::scenario::own_cpu;
+use redlock_benches::workload;
+use redlock_benches::{Client, Env, Impl, Scenario};
+use redlock_core::Master;
+
+fn usage(problem: &str) -> ! {
+    eprintln!("cycle_profile: {problem}");
+    eprintln!(
+        "usage: cycle_profile --impl redlock|rslock --urls URL,.. [--cycles N] [--tasks T] \
+         [--release core|inline] [--ping plain|timeout] \
+         [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]]"
+    );
+    std::process::exit(2)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let mut imp = None;
+    let mut urls = Vec::new();
+    let mut cycles = 20_000u64;
+    let mut tasks = 1usize;
+    let mut inline = false;
+    let mut ping: Option<bool> = None;
+    let mut handoff: Option<String> = None;
+    let mut secs = 3u64;
+    let mut spawn = 0usize;
+    let mut net_us = 0u64;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        match flag.as_str() {
+            "--impl" => {
+                imp = Some(match value.as_str() {
+                    "redlock" => Impl::Redlock,
+                    "rslock" => Impl::Rslock,
+                    other => usage(&format!("unknown implementation {other}")),
+                });
+            }
+            "--urls" => urls = value.split(',').map(str::to_owned).collect(),
+            "--cycles" => cycles = value.parse().unwrap_or_else(|_| usage("--cycles N")),
+            "--tasks" => tasks = value.parse().unwrap_or_else(|_| usage("--tasks T")),
+            "--handoff" => handoff = Some(value),
+            "--secs" => secs = value.parse().unwrap_or_else(|_| usage("--secs S")),
+            "--spawn" => spawn = value.parse().unwrap_or_else(|_| usage("--spawn N")),
+            "--net-us" => net_us = value.parse().unwrap_or_else(|_| usage("--net-us U")),
+            "--ping" => {
+                ping = Some(match value.as_str() {
+                    "plain" => false,
+                    "timeout" => true,
+                    other => usage(&format!("unknown ping {other}")),
+                });
+            }
+            "--release" => {
+                inline = match value.as_str() {
+                    "core" => false,
+                    "inline" => true,
+                    other => usage(&format!("unknown release {other}")),
+                };
+            }
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    let imp = imp.unwrap_or_else(|| usage("--impl is required"));
+    // Masters of our own, kept alive until the end.
+    let env = if spawn > 0 {
+        Some(Env::start(Scenario::distant(imp, spawn, Duration::from_micros(net_us))).await)
+    } else {
+        None
+    };
+    let client = match &env {
+        Some(env) => Arc::clone(&env.client),
+        None if urls.is_empty() => usage("--urls or --spawn is required"),
+        None => Arc::new(Client::connect(imp, &urls).await),
+    };
+    if spawn > 0 {
+        urls = vec![format!("{spawn} spawned, +{net_us} µs each way"); spawn];
+    }
+    if handoff.as_deref() == Some("jitter-votes") {
+        jitter_votes(&client, tasks.max(1), Duration::from_secs(secs)).await;
+        return;
+    }
+    if handoff.as_deref() == Some("jitter") {
+        let cpu0 = own_cpu();
+        let run = workload::contended(
+            &client,
+            tasks.max(1),
+            workload::Stop::Time(Duration::from_secs(secs)),
+            workload::Retry::Caller {
+                jitter: Duration::from_millis(10),
+            },
+        )
+        .await;
+        let cpu = own_cpu().saturating_sub(cpu0);
+        let (min, max) = run.min_max();
+        println!(
+            "{} {} master(s), {tasks} tasks, jitter: {:.0} CS/s, fewest/most {min}/{max}, \
+             refused rounds {:.0}/s, client CPU {:.1} µs/CS",
+            imp.name(),
+            urls.len(),
+            run.throughput(),
+            run.gave_up as f64 / run.elapsed.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / run.cycles.max(1) as f64,
+        );
+        return;
+    }
+    if let Some(how) = handoff {
+        let secs = Duration::from_secs(secs);
+        contend(&client, &how, tasks.max(1), secs, urls.len()).await;
+        return;
+    }
+    // Warm-up: connections, script caches.
+    let _ = workload::uncontended(&client, 200, None, Duration::ZERO).await;
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    let done = if let Some(with_timeout) = ping {
+        pings(&client, cycles, with_timeout).await
+    } else if inline {
+        inline_cycles(&client, cycles).await
+    } else if tasks <= 1 {
+        let u = workload::uncontended(&client, cycles, None, Duration::ZERO).await;
+        u.samples.len() as u64
+    } else {
+        let c = workload::concurrent(&client, tasks, cycles).await;
+        c.cycles.len() as u64
+    };
+    let wall = t0.elapsed();
+    let cpu = own_cpu().saturating_sub(cpu0);
+    println!(
+        "{} {} master(s), {tasks} task(s): {done} cycles in {:.3} s, {:.1} cycles/s, client CPU {:.1} µs/cycle",
+        if let Some(t) = ping {
+            format!("{} (PING, {})", imp.name(), if t { "timeout" } else { "plain" })
+        } else if inline {
+            format!("{} (inline release)", imp.name())
+        } else {
+            imp.name().to_owned()
+        },
+        urls.len(),
+        wall.as_secs_f64(),
+        done as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / done.max(1) as f64
+    );
+}
+
+/// Sequential cycles: the core's one-attempt acquire, then a release sent
+/// to every master from this task and awaited here (see the module docs).
+async fn inline_cycles(client: &Client, cycles: u64) -> u64 {
+    let Client::Redlock(m) = client else {
+        usage("--release inline is for --impl redlock")
+    };
+    let core = m.core();
+    let mut done = 0;
+    for i in 0..cycles {
+        let Ok(lock) = core.try_acquire(format!("bench:inline:{i}")).await else {
+            continue;
+        };
+        let (keys, token) = (lock.keys(), lock.token());
+        let answers =
+            futures::future::join_all(core.masters().iter().map(|x| x.release(keys, token))).await;
+        if answers.iter().all(Result::is_ok) {
+            done += 1;
+        }
+    }
+    done
+}
+
+/// `PING` to every master in parallel, `rounds` times.
+async fn pings(client: &Client, rounds: u64, with_timeout: bool) -> u64 {
+    use fred::interfaces::ClientLike;
+    let Client::Redlock(m) = client else {
+        usage("--ping is for --impl redlock")
+    };
+    let masters = m.core().masters();
+    let mut done = 0;
+    for _ in 0..rounds {
+        let answers = futures::future::join_all(masters.iter().map(|x| async move {
+            if with_timeout {
+                x.client()
+                    .with_options(x.call_options())
+                    .ping::<String>(None)
+                    .await
+            } else {
+                x.client().ping::<String>(None).await
+            }
+        }))
+        .await;
+        if answers.iter().all(Result::is_ok) {
+            done += 1;
+        }
+    }
+    done
+}
+
+/// `--handoff`: `tasks` tasks on one resource for `secs`; see the module
+/// docs for the three ways.
+async fn contend(client: &Arc<Client>, how: &str, tasks: usize, secs: Duration, masters: usize) {
+    // The masters (and their proxies) outlive the tasks: `env` in main.
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    if !matches!(how, "library" | "fifo" | "pipelined") {
+        usage(&format!("unknown handoff {how}"));
+    }
+    if how != "library" && !matches!(**client, Client::Redlock(_)) {
+        usage("--handoff fifo|pipelined is for --impl redlock");
+    }
+    let fifo = Arc::new(tokio::sync::Mutex::new(()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicBool::new(false));
+    let counts: Arc<Vec<AtomicU64>> = Arc::new((0..tasks).map(|_| AtomicU64::new(0)).collect());
+    let refused = Arc::new(AtomicU64::new(0));
+    let violations = Arc::new(AtomicU64::new(0));
+    let resource = format!("bench:handoff:{how}:{}", std::process::id());
+    let mut set = tokio::task::JoinSet::new();
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    for me in 0..tasks {
+        let (client, fifo, stop, busy, counts, refused, violations, resource, how) = (
+            Arc::clone(client),
+            Arc::clone(&fifo),
+            Arc::clone(&stop),
+            Arc::clone(&busy),
+            Arc::clone(&counts),
+            Arc::clone(&refused),
+            Arc::clone(&violations),
+            resource.clone(),
+            how.to_owned(),
+        );
+        set.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if how == "library" {
+                    let Ok(held) = client.acquire(&resource).await else {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    if busy.swap(true, Ordering::AcqRel) {
+                        violations.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::task::yield_now().await;
+                    busy.store(false, Ordering::Release);
+                    client.release(held).await;
+                    counts[me].fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let Client::Redlock(m) = &*client else {
+                    return;
+                };
+                let core = m.core();
+                let slot = fifo.lock().await;
+                let lock = loop {
+                    match core.try_acquire(resource.as_str()).await {
+                        Ok(lock) => break lock,
+                        Err(_) => {
+                            // The experiment's premise failed (the release
+                            // did not land first): count it, try again.
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                };
+                if busy.swap(true, Ordering::AcqRel) {
+                    violations.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::task::yield_now().await;
+                busy.store(false, Ordering::Release);
+                if how == "fifo" {
+                    let _ = core.release(lock).await;
+                    drop(slot);
+                } else {
+                    let (keys, token) = (lock.keys(), lock.token());
+                    let mut releases = std::pin::pin!(futures::future::join_all(
+                        core.masters().iter().map(|x| x.release(keys, token))
+                    ));
+                    // One poll: every release command is now in its
+                    // master's queue, ahead of anything sent later.
+                    if futures::poll!(releases.as_mut()).is_pending() {
+                        drop(slot);
+                        releases.await;
+                    } else {
+                        drop(slot);
+                    }
+                }
+                counts[me].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    tokio::time::sleep(secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    let cpu = own_cpu().saturating_sub(cpu0);
+    let per: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let total: u64 = per.iter().sum();
+    set.abort_all();
+    while set.join_next().await.is_some() {}
+    println!(
+        "{} {} master(s), {tasks} tasks, {how}: {:.0} CS/s, fewest/most {}/{}, refused rounds {}, \
+         violations {}, client CPU {:.1} µs/CS",
+        client.imp().name(),
+        masters,
+        total as f64 / elapsed.as_secs_f64(),
+        per.iter().min().copied().unwrap_or(0),
+        per.iter().max().copied().unwrap_or(0),
+        refused.load(Ordering::Relaxed),
+        violations.load(Ordering::Relaxed),
+        cpu.as_secs_f64() * 1e6 / total.max(1) as f64,
+    );
+}
+
+/// `--handoff jitter-votes`: E2 through the core, classifying refusals.
+async fn jitter_votes(client: &Arc<Client>, tasks: usize, secs: Duration) {
+    use rand::Rng;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let Client::Redlock(m) = &**client else {
+        usage("--handoff jitter-votes is for --impl redlock")
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    // [critical sections, refused, refused with some vote granted]
+    let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let resource = format!("bench:jitter-votes:{}", std::process::id());
+    let mut set = tokio::task::JoinSet::new();
+    let t0 = Instant::now();
+    for _ in 0..tasks {
+        let (m, stop, counts, resource) = (
+            m.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&counts),
+            resource.clone(),
+        );
+        set.spawn(async move {
+            let core = m.core();
+            while !stop.load(Ordering::Relaxed) {
+                match core.try_acquire(resource.as_str()).await {
+                    Ok(lock) => {
+                        tokio::task::yield_now().await;
+                        let _ = core.release(lock).await;
+                        counts[0].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        counts[1].fetch_add(1, Ordering::Relaxed);
+                        if e.votes().is_some_and(|v| v.granted() > 0) {
+                            counts[2].fetch_add(1, Ordering::Relaxed);
+                        }
+                        let us = rand::thread_rng().gen_range(0..=10_000u64);
+                        tokio::time::sleep(Duration::from_micros(us)).await;
+                    }
+                }
+            }
+        });
+    }
+    tokio::time::sleep(secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    set.abort_all();
+    while set.join_next().await.is_some() {}
+    let c: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    println!(
+        "redlock, {tasks} tasks, jitter-votes: {:.0} CS/s, refused {:.0}/s, of which {:.0}/s with a granted vote ({:.1}%)",
+        c[0] as f64 / elapsed,
+        c[1] as f64 / elapsed,
+        c[2] as f64 / elapsed,
+        100.0 * c[2] as f64 / c[1].max(1) as f64
+    );
+}

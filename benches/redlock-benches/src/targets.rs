@@ -1,0 +1,528 @@
+//! The side-by-side comparison the performance targets are stated in:
+//! redlock against rslock in the same run, scenario by scenario, as ratios.
+//!
+//! | id | scenario | measured |
+//! |---|---|---|
+//! | A | 1 master, sequential cycles | cycle p50 |
+//! | B | 5 masters, sequential cycles | cycle p50, client CPU per cycle |
+//! | C | 5 masters, the last one +20 ms each way (proxy) | cycle p50 |
+//! | C0 | control for C: the same proxy adding no delay | cycle p50 |
+//! | D | 5 masters, the last one `SIGSTOP`ped | cycle p50 |
+//! | E | 5 masters, 16 tasks on one resource, the library's own wait | critical sections/s, fewest/most per task |
+//! | E2 | as E, one round per call and 0–10 ms of caller jitter after a refusal | critical sections/s, fewest/most |
+//! | F | 5 masters, 8 tasks on distinct resources | cycles/s, client CPU per cycle |
+//!
+//! Every round runs every scenario for both implementations, back to back
+//! on fresh masters, alternating which goes first, so a drift of a shared
+//! machine hits both; ratios are taken within a round and their median
+//! over the rounds is reported with the range. Nothing here asserts a
+//! speed: a timed test would fail on a noisy machine.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::scenario::{own_cpu, Fault, Impl, Scenario};
+use crate::stats::{median, range, Latency};
+use crate::workload::{self, Retry, Stop};
+use crate::Env;
+
+/// Tasks of scenario F.
+pub const F_TASKS: usize = 8;
+/// Tasks of scenarios E and E2.
+pub const E_TASKS: usize = 16;
+/// Caller jitter of scenario E2.
+pub const E2_JITTER: Duration = Duration::from_millis(10);
+
+/// How much each scenario runs, per round and implementation.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Rounds.
+    pub rounds: usize,
+    /// Sequential cycles of A and B, and cycles of F.
+    pub iters: u64,
+    /// Sequential cycles of C and D (each run capped at `fault_cap`).
+    pub fault_iters: u64,
+    /// Longest run of C or D (rslock needs about a second per cycle with a
+    /// paused master).
+    pub fault_cap: Duration,
+    /// Length of each E and E2 run.
+    pub contended: Duration,
+}
+
+/// What one implementation did in one round.
+#[derive(Clone, Debug, Default)]
+pub struct Measures {
+    /// A: cycle p50, µs.
+    pub a_p50: f64,
+    /// B: cycle p50, µs.
+    pub b_p50: f64,
+    /// B: acquire p50, µs.
+    pub b_acquire_p50: f64,
+    /// B: release p50, µs.
+    pub b_release_p50: f64,
+    /// B: client CPU per cycle, µs.
+    pub b_cpu: f64,
+    /// C: cycle p50, µs.
+    pub c_p50: f64,
+    /// C: cycles measured.
+    pub c_cycles: u64,
+    /// C0 (the proxy without delay): cycle p50, µs.
+    pub c0_p50: f64,
+    /// D: cycle p50, µs.
+    pub d_p50: f64,
+    /// D: cycles measured.
+    pub d_cycles: u64,
+    /// E: critical sections per second.
+    pub e_rate: f64,
+    /// E: fewest and most critical sections of a task.
+    pub e_min_max: (u64, u64),
+    /// E2: critical sections per second.
+    pub e2_rate: f64,
+    /// E2: fewest and most critical sections of a task.
+    pub e2_min_max: (u64, u64),
+    /// F: cycles per second.
+    pub f_rate: f64,
+    /// F: client CPU per cycle, µs.
+    pub f_cpu: f64,
+    /// Failed acquires and exclusion violations seen (must be 0 outside
+    /// D, where a loaded machine may lose a quorum with one master paused).
+    pub failures: u64,
+    /// Two holders at once in E or E2. Must be 0.
+    pub violations: u64,
+}
+
+/// One round: `[redlock, rslock]`.
+pub type Round = [Measures; 2];
+
+fn idx(imp: Impl) -> usize {
+    match imp {
+        Impl::Redlock => 0,
+        Impl::Rslock => 1,
+    }
+}
+
+/// p50 of a list of latencies, in µs.
+fn p50_us<I: IntoIterator<Item = Duration>>(d: I) -> f64 {
+    Latency::of(d).p50() * 1000.0
+}
+
+/// Sequential cycles on `env`, capped at `cap`: (cycle p50 µs, acquire
+/// p50, release p50, client CPU µs per cycle, cycles, failed acquires).
+async fn sequential(env: &Env, iters: u64, cap: Duration) -> (f64, f64, f64, f64, u64, u64) {
+    let cpu0 = own_cpu();
+    let u = workload::uncontended(
+        &env.client,
+        iters,
+        Some(Instant::now() + cap),
+        Duration::ZERO,
+    )
+    .await;
+    let cpu = own_cpu().saturating_sub(cpu0);
+    let n = u.samples.len() as u64;
+    for f in &u.failures {
+        eprintln!("  {}: acquire failed: {f}", env.scenario);
+    }
+    (
+        p50_us(u.samples.iter().map(|s| s.cycle())),
+        p50_us(u.samples.iter().map(|s| s.acquire)),
+        p50_us(u.samples.iter().map(|s| s.release)),
+        cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
+        n,
+        u.failed_acquires,
+    )
+}
+
+/// Runs the plan; `progress` gets one line per round.
+pub async fn run(plan: &Plan) -> Vec<Round> {
+    let mut rounds = Vec::with_capacity(plan.rounds);
+    let cap = Duration::from_secs(60);
+    for round in 0..plan.rounds {
+        let mut r: Round = Default::default();
+        // Alternate which implementation goes first.
+        let order = if round % 2 == 0 {
+            [Impl::Redlock, Impl::Rslock]
+        } else {
+            [Impl::Rslock, Impl::Redlock]
+        };
+        for imp in order {
+            let env = Env::start(Scenario::healthy(imp, 1)).await;
+            let (p50, ..) = sequential(&env, plan.iters, cap).await;
+            r[idx(imp)].a_p50 = p50;
+        }
+        for imp in order {
+            let env = Env::start(Scenario::healthy(imp, 5)).await;
+            let m = &mut r[idx(imp)];
+            let (p50, acq, rel, cpu, _, failed) = sequential(&env, plan.iters, cap).await;
+            (m.b_p50, m.b_acquire_p50, m.b_release_p50, m.b_cpu) = (p50, acq, rel, cpu);
+            m.failures += failed;
+            let cpu0 = own_cpu();
+            let f = workload::concurrent(&env.client, F_TASKS, plan.iters).await;
+            let cpu = own_cpu().saturating_sub(cpu0);
+            m.f_rate = f.throughput();
+            m.f_cpu = cpu.as_secs_f64() * 1e6 / (f.cycles.len() as f64).max(1.0);
+            m.failures += f.failed_acquires;
+            let e = workload::contended(
+                &env.client,
+                E_TASKS,
+                Stop::Time(plan.contended),
+                Retry::Library,
+            )
+            .await;
+            m.e_rate = e.throughput();
+            m.e_min_max = e.min_max();
+            m.violations += e.violations;
+            let e2 = workload::contended(
+                &env.client,
+                E_TASKS,
+                Stop::Time(plan.contended),
+                Retry::Caller { jitter: E2_JITTER },
+            )
+            .await;
+            m.e2_rate = e2.throughput();
+            m.e2_min_max = e2.min_max();
+            m.violations += e2.violations;
+        }
+        for imp in order {
+            let env = Env::start(Scenario::one_of_five(imp, Fault::Slowed)).await;
+            let (p50, _, _, _, n, failed) =
+                sequential(&env, plan.fault_iters, plan.fault_cap).await;
+            let m = &mut r[idx(imp)];
+            (m.c_p50, m.c_cycles) = (p50, n);
+            m.failures += failed;
+        }
+        for imp in order {
+            let env = Env::start(Scenario::one_of_five(imp, Fault::Proxied)).await;
+            let (p50, _, _, _, _, failed) =
+                sequential(&env, plan.fault_iters, plan.fault_cap).await;
+            let m = &mut r[idx(imp)];
+            m.c0_p50 = p50;
+            m.failures += failed;
+        }
+        for imp in order {
+            let env = Env::start(Scenario::one_of_five(imp, Fault::Paused)).await;
+            let (p50, _, _, _, n, _) = sequential(&env, plan.fault_iters, plan.fault_cap).await;
+            let m = &mut r[idx(imp)];
+            (m.d_p50, m.d_cycles) = (p50, n);
+        }
+        eprintln!(
+            "round {}/{}: A {:.0}/{:.0} µs  B {:.0}/{:.0} µs  C {:.0}/{:.0} µs  C0 {:.0}/{:.0} µs  D {:.0}/{:.0} µs  \
+             E {:.0}/{:.0} CS/s  E2 {:.0}/{:.0} CS/s  F {:.0}/{:.0} cycles/s  (redlock/rslock)",
+            round + 1,
+            plan.rounds,
+            r[0].a_p50,
+            r[1].a_p50,
+            r[0].b_p50,
+            r[1].b_p50,
+            r[0].c_p50,
+            r[1].c_p50,
+            r[0].c0_p50,
+            r[1].c0_p50,
+            r[0].d_p50,
+            r[1].d_p50,
+            r[0].e_rate,
+            r[1].e_rate,
+            r[0].e2_rate,
+            r[1].e2_rate,
+            r[0].f_rate,
+            r[1].f_rate,
+        );
+        rounds.push(r);
+    }
+    rounds
+}
+
+/// One row of the target table.
+struct Row {
+    what: &'static str,
+    ours: Vec<f64>,
+    theirs: Option<Vec<f64>>,
+    /// Per round: the ratio the goal is about.
+    ratio: Vec<f64>,
+    ratio_name: &'static str,
+    goal: &'static str,
+    met: fn(f64) -> bool,
+    unit: &'static str,
+}
+
+fn rows(rounds: &[Round]) -> Vec<Row> {
+    let col = |i: usize, f: fn(&Measures) -> f64| -> Vec<f64> {
+        rounds.iter().map(|r| f(&r[i])).collect()
+    };
+    let per = |f: fn(&Round) -> f64| -> Vec<f64> { rounds.iter().map(f).collect() };
+    let fair = |m: (u64, u64)| {
+        if m.1 == 0 {
+            0.0
+        } else {
+            m.0 as f64 / m.1 as f64
+        }
+    };
+    vec![
+        Row {
+            what: "A: 1 master, sequential cycle p50",
+            ours: col(0, |m| m.a_p50),
+            theirs: Some(col(1, |m| m.a_p50)),
+            ratio: per(|r| r[0].a_p50 / r[1].a_p50),
+            ratio_name: "redlock / rslock",
+            goal: "≤ 1",
+            met: |x| x <= 1.0,
+            unit: "µs",
+        },
+        Row {
+            what: "B: 5 masters, sequential cycle p50",
+            ours: col(0, |m| m.b_p50),
+            theirs: Some(col(1, |m| m.b_p50)),
+            ratio: per(|r| r[0].b_p50 / r[1].b_p50),
+            ratio_name: "redlock / rslock",
+            goal: "≤ 1",
+            met: |x| x <= 1.0,
+            unit: "µs",
+        },
+        Row {
+            what: "B / A (redlock)",
+            ours: col(0, |m| m.b_p50 / m.a_p50),
+            theirs: Some(col(1, |m| m.b_p50 / m.a_p50)),
+            ratio: per(|r| r[0].b_p50 / r[0].a_p50),
+            ratio_name: "redlock B / A",
+            goal: "≤ 1.4",
+            met: |x| x <= 1.4,
+            unit: "x",
+        },
+        Row {
+            what: "C: 5 masters, one +20 ms each way, cycle p50",
+            ours: col(0, |m| m.c_p50),
+            theirs: Some(col(1, |m| m.c_p50)),
+            ratio: per(|r| r[0].c_p50 / r[0].b_p50),
+            ratio_name: "redlock C / B",
+            goal: "≤ 1.1",
+            met: |x| x <= 1.1,
+            unit: "µs",
+        },
+        Row {
+            what: "C0: 5 masters, one behind the proxy without delay (control for C)",
+            ours: col(0, |m| m.c0_p50),
+            theirs: Some(col(1, |m| m.c0_p50)),
+            ratio: per(|r| r[0].c_p50 / r[0].c0_p50),
+            ratio_name: "redlock C / C0",
+            goal: "–",
+            met: |_| true,
+            unit: "µs",
+        },
+        Row {
+            what: "D: 5 masters, one paused, cycle p50",
+            ours: col(0, |m| m.d_p50),
+            theirs: Some(col(1, |m| m.d_p50)),
+            ratio: per(|r| r[0].d_p50 / r[0].b_p50),
+            ratio_name: "redlock D / B",
+            goal: "≤ 1.1",
+            met: |x| x <= 1.1,
+            unit: "µs",
+        },
+        Row {
+            what: "E: 16 tasks, one resource, library wait",
+            ours: col(0, |m| m.e_rate),
+            theirs: Some(col(1, |m| m.e_rate)),
+            ratio: per(|r| r[0].e_rate / r[1].e_rate),
+            ratio_name: "redlock / rslock",
+            goal: "≥ 1.5",
+            met: |x| x >= 1.5,
+            unit: "CS/s",
+        },
+        Row {
+            what: "E: fairness, fewest / most per task",
+            ours: rounds.iter().map(|r| fair(r[0].e_min_max)).collect(),
+            theirs: Some(rounds.iter().map(|r| fair(r[1].e_min_max)).collect()),
+            ratio: rounds.iter().map(|r| fair(r[0].e_min_max)).collect(),
+            ratio_name: "redlock",
+            goal: "≥ 0.5",
+            met: |x| x >= 0.5,
+            unit: "",
+        },
+        Row {
+            what: "E2: 16 tasks, one round per call + 0–10 ms jitter",
+            ours: col(0, |m| m.e2_rate),
+            theirs: Some(col(1, |m| m.e2_rate)),
+            ratio: per(|r| r[0].e2_rate / r[1].e2_rate),
+            ratio_name: "redlock / rslock",
+            goal: "≥ 1",
+            met: |x| x >= 1.0,
+            unit: "CS/s",
+        },
+        Row {
+            what: "E2: fairness, fewest / most per task",
+            ours: rounds.iter().map(|r| fair(r[0].e2_min_max)).collect(),
+            theirs: Some(rounds.iter().map(|r| fair(r[1].e2_min_max)).collect()),
+            ratio: rounds.iter().map(|r| fair(r[0].e2_min_max)).collect(),
+            ratio_name: "redlock",
+            goal: "–",
+            met: |_| true,
+            unit: "",
+        },
+        Row {
+            what: "F: 8 tasks, distinct resources, 5 masters",
+            ours: col(0, |m| m.f_rate),
+            theirs: Some(col(1, |m| m.f_rate)),
+            ratio: per(|r| r[0].f_rate / r[1].f_rate),
+            ratio_name: "redlock / rslock",
+            goal: "≥ 1",
+            met: |x| x >= 1.0,
+            unit: "cycles/s",
+        },
+        Row {
+            what: "client CPU per quorum cycle (B)",
+            ours: col(0, |m| m.b_cpu),
+            theirs: Some(col(1, |m| m.b_cpu)),
+            ratio: per(|r| r[0].b_cpu / r[1].b_cpu),
+            ratio_name: "redlock / rslock",
+            goal: "≤ 1",
+            met: |x| x <= 1.0,
+            unit: "µs",
+        },
+        Row {
+            what: "client CPU per cycle, 8 tasks (F)",
+            ours: col(0, |m| m.f_cpu),
+            theirs: Some(col(1, |m| m.f_cpu)),
+            ratio: per(|r| r[0].f_cpu / r[1].f_cpu),
+            ratio_name: "redlock / rslock",
+            goal: "–",
+            met: |_| true,
+            unit: "µs",
+        },
+    ]
+}
+
+fn num(v: f64, unit: &str) -> String {
+    match unit {
+        "x" | "" => format!("{v:.2}"),
+        _ if v >= 100.0 => format!("{v:.0} {unit}"),
+        _ => format!("{v:.1} {unit}"),
+    }
+}
+
+/// The markdown table of the targets: medians over the rounds, the ratio's
+/// median and range, and whether the median meets the goal.
+pub fn table(rounds: &[Round]) -> String {
+    let mut out = String::from(
+        "| scenario | redlock | rslock | ratio | median [range] over rounds | goal | met? |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for row in rows(rounds) {
+        let (lo, hi) = range(&row.ratio);
+        let m = median(&row.ratio);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.2} [{:.2}–{:.2}] | {} | {} |\n",
+            row.what,
+            num(median(&row.ours), row.unit),
+            row.theirs
+                .as_ref()
+                .map_or_else(|| "–".to_owned(), |t| num(median(t), row.unit)),
+            row.ratio_name,
+            m,
+            lo,
+            hi,
+            row.goal,
+            if row.goal == "–" {
+                "–"
+            } else if (row.met)(m) {
+                "yes"
+            } else {
+                "no"
+            },
+        ));
+    }
+    let (fails, viol): (u64, u64) = rounds
+        .iter()
+        .flat_map(|r| r.iter())
+        .fold((0, 0), |(f, v), m| (f + m.failures, v + m.violations));
+    let mm = |i: usize, f: fn(&Measures) -> (u64, u64)| {
+        rounds
+            .iter()
+            .map(|r| {
+                let (a, b) = f(&r[i]);
+                format!("{a}/{b}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    out.push_str(&format!(
+        "\nFewest/most critical sections per task, per round: E redlock {}; rslock {}. \
+         E2 redlock {}; rslock {}.\n\
+         Cycles measured per round in C (redlock, rslock): {}; in D: {}.\n\
+         Failed acquires outside D: {fails}; exclusion violations: {viol}.\n",
+        mm(0, |m| m.e_min_max),
+        mm(1, |m| m.e_min_max),
+        mm(0, |m| m.e2_min_max),
+        mm(1, |m| m.e2_min_max),
+        rounds
+            .iter()
+            .map(|r| format!("{}/{}", r[0].c_cycles, r[1].c_cycles))
+            .collect::<Vec<_>>()
+            .join(", "),
+        rounds
+            .iter()
+            .map(|r| format!("{}/{}", r[0].d_cycles, r[1].d_cycles))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ));
+    out
+}
+
+/// The raw per-round numbers, as JSON.
+pub fn to_json(rounds: &[Round]) -> serde_json::Value {
+    let m = |m: &Measures| {
+        json!({
+            "a_cycle_p50_us": m.a_p50, "b_cycle_p50_us": m.b_p50,
+            "b_acquire_p50_us": m.b_acquire_p50, "b_release_p50_us": m.b_release_p50,
+            "b_client_cpu_us_per_cycle": m.b_cpu,
+            "c_cycle_p50_us": m.c_p50, "c_cycles": m.c_cycles, "c0_cycle_p50_us": m.c0_p50,
+            "d_cycle_p50_us": m.d_p50, "d_cycles": m.d_cycles,
+            "e_cs_per_s": m.e_rate, "e_per_task_min_max": [m.e_min_max.0, m.e_min_max.1],
+            "e2_cs_per_s": m.e2_rate, "e2_per_task_min_max": [m.e2_min_max.0, m.e2_min_max.1],
+            "f_cycles_per_s": m.f_rate, "f_client_cpu_us_per_cycle": m.f_cpu,
+            "failures": m.failures, "violations": m.violations,
+        })
+    };
+    json!(rounds
+        .iter()
+        .map(|r| json!({ "redlock": m(&r[0]), "rslock": m(&r[1]) }))
+        .collect::<Vec<_>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_takes_ratios_within_rounds() {
+        let mut a = Measures {
+            a_p50: 300.0,
+            b_p50: 400.0,
+            c_p50: 420.0,
+            d_p50: 430.0,
+            e_rate: 3000.0,
+            e_min_max: (90, 100),
+            e2_rate: 1000.0,
+            f_rate: 9000.0,
+            b_cpu: 100.0,
+            ..Measures::default()
+        };
+        let mut b = Measures {
+            a_p50: 330.0,
+            b_p50: 500.0,
+            e_rate: 1000.0,
+            e_min_max: (10, 100),
+            e2_rate: 1000.0,
+            f_rate: 10000.0,
+            b_cpu: 120.0,
+            ..Measures::default()
+        };
+        let r1 = [a.clone(), b.clone()];
+        a.a_p50 = 600.0;
+        b.a_p50 = 660.0;
+        let t = table(&[r1, [a, b]]);
+        assert!(t.contains("| A: 1 master, sequential cycle p50 | 450 µs | 495 µs | redlock / rslock | 0.91 [0.91–0.91] | ≤ 1 | yes |"), "{t}");
+        assert!(t.contains("| E: 16 tasks, one resource, library wait | 3000 CS/s | 1000 CS/s | redlock / rslock | 3.00"), "{t}");
+        assert!(t.contains("| F: 8 tasks, distinct resources, 5 masters | 9000 cycles/s | 10000 cycles/s | redlock / rslock | 0.90 [0.90–0.90] | ≥ 1 | no |"), "{t}");
+        assert!(t.contains("E redlock 90/100, 90/100"), "{t}");
+    }
+}
