@@ -330,11 +330,14 @@ async fn master_rejected_for_identity_clash_votes_again_once_fixed() {
         });
     // And it counts next to B and C, not instead of one of them.
     assert!(votes.granted() >= 2, "{votes}");
-    // Releases return at quorum; the rest finish in the background.
+    // Releases return at quorum; the rest finish in the background. The
+    // proxy resets cut releases in flight on master 0's connection while
+    // it reached B's server: a key of ours may stay there until its TTL
+    // (10 s), never longer.
     rl.background_idle().await;
-    assert!(redlock_tests::keys_left(&masters, "redlock:*")
-        .await
-        .is_empty());
+    let left =
+        redlock_tests::keys_left_within(&masters, "redlock:*", Duration::from_secs(12)).await;
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Hole 3, the stale-identity variant: the refused entry's claim to B's
