@@ -167,47 +167,8 @@ pub(crate) fn one_line(s: &str) -> String {
 /// `3d4h`. Never Rust's `Debug` form (`1.977737831s`): two or three
 /// significant digits say all a reader needs.
 pub(crate) fn human_duration(d: Duration) -> String {
-    /// `x` with at most `decimals` decimals, trailing zeros dropped.
-    fn trimmed(x: f64, decimals: usize) -> String {
-        let s = format!("{x:.decimals$}");
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_owned()
-        } else {
-            s
-        }
-    }
-    let secs = d.as_secs();
-    if d.is_zero() {
-        "0s".to_owned()
-    } else if d < Duration::from_millis(1) {
-        format!("{}µs", d.as_micros())
-    } else if d < Duration::from_millis(10) {
-        format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 2))
-    } else if d < Duration::from_micros(999_500) {
-        // Below 999.5 ms, so rounding never prints `1000ms`.
-        format!("{}ms", trimmed(d.as_secs_f64() * 1e3, 0))
-    } else if d < Duration::from_millis(9_995) {
-        format!("{}s", trimmed(d.as_secs_f64(), 2))
-    } else if d < Duration::from_millis(59_950) {
-        format!("{}s", trimmed(d.as_secs_f64(), 1))
-    } else if secs < 3600 {
-        // Whole seconds from here on; `59.96s` lands here as `1m`.
-        let secs = d.as_secs_f64().round() as u64;
-        match (secs / 60, secs % 60) {
-            (m, 0) => format!("{m}m"),
-            (m, s) => format!("{m}m{s}s"),
-        }
-    } else if secs < 86_400 {
-        match (secs / 3600, secs % 3600 / 60) {
-            (h, 0) => format!("{h}h"),
-            (h, m) => format!("{h}h{m}m"),
-        }
-    } else {
-        match (secs / 86_400, secs % 86_400 / 3600) {
-            (days, 0) => format!("{days}d"),
-            (days, h) => format!("{days}d{h}h"),
-        }
-    }
+    // One implementation, the core's, which every library message uses.
+    redlock_core::HumanDuration(d).to_string()
 }
 
 /// How much of a piece of user input a one-line message repeats.
@@ -236,40 +197,11 @@ pub(crate) fn short_input(s: &str) -> String {
     }
 }
 
-/// A configuration error in words for people: the core's message, with
-/// its durations in human units (the core prints them with `Debug`).
+/// A configuration error in words for people: the core's message.
 pub(crate) fn describe_config(e: &ConfigError) -> String {
-    let h = |d: &Duration| human_duration(*d);
-    match e {
-        ConfigError::DriftConsumesTtl {
-            ttl,
-            drift,
-            min_validity,
-        } => format!(
-            "drift margin {} (plus minimum validity {}) consumes the whole TTL {}",
-            h(drift),
-            h(min_validity),
-            h(ttl)
-        ),
-        ConfigError::TimeoutNotBelowValidity { timeout, budget } => format!(
-            "per-master timeout {} must be shorter than the TTL minus drift ({})",
-            h(timeout),
-            h(budget)
-        ),
-        ConfigError::TtlAboveMax { ttl, max } => format!(
-            "TTL {} is above the maximum TTL {} of this deployment (--max-ttl, the restart guard's window): use a shorter TTL, or raise --max-ttl on every client together",
-            h(ttl),
-            h(max)
-        ),
-        ConfigError::InvalidRetry { base, max } => format!(
-            "retry policy invalid: base delay {} must be > 0 and <= max delay {}",
-            h(base),
-            h(max)
-        ),
-        // `TtlNotWholeMillis` keeps the exact value: the fraction is the
-        // point. Everything else has no duration in it.
-        other => other.to_string(),
-    }
+    // The core prints its durations for people (`HumanDuration`) and keeps
+    // the exact value where the fraction is the point (`TtlNotWholeMillis`).
+    e.to_string()
 }
 
 /// An acquisition failure in words for people (see [`describe_config`]).
