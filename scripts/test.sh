@@ -16,11 +16,12 @@ echo ">> RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked" >&2
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked
 echo ">> cargo test --workspace --locked" >&2
 cargo test --workspace --locked
-# The workspace run builds redlock-core with `tls` (redlock-tests enables it),
-# so run its unit tests once more in a build of the crate alone, without the
-# feature: `rediss://` must then be refused, never sent in plaintext.
-echo ">> cargo test --locked -p redlock-core --lib" >&2
-cargo test --locked -p redlock-core --lib
+# The workspace run builds redlock-tokio with `tls` (redlock-tests enables
+# it), so run its unit tests once more in a build of the crate alone,
+# without the feature: `rediss://` must then be refused, never sent in
+# plaintext.
+echo ">> cargo test --locked -p redlock-tokio --lib" >&2
+cargo test --locked -p redlock-tokio --lib
 # Last, the README's main command the way a user meets it, in its quick
 # form: the same build line and the same steps as `bash scripts/demo.sh`,
 # a small burst and a short benchmark, in the debug profile the tests just

@@ -1,5 +1,7 @@
 //! The floor under any quorum operation on this machine: one `PING` sent to
-//! every master in parallel over redlock's own fred connections.
+//! every master in parallel over fred connections like redlock's (one
+//! multiplexed client per master, built here: the library keeps its own
+//! connections private).
 //!
 //! A lock cycle cannot be cheaper than this fan-out (an acquire needs the
 //! quorum-th reply, a release all of them), so the ratio of the 5-master
@@ -10,6 +12,7 @@ use std::time::Instant;
 
 use fred::interfaces::ClientLike;
 use futures::stream::{FuturesUnordered, StreamExt};
+use redlock_tokio::Master;
 
 use crate::scenario::Client;
 use crate::stats::Latency;
@@ -29,17 +32,14 @@ pub async fn ping_fanout(client: &Client, iters: u64) -> Option<Fanout> {
     let Client::Redlock(r) = client else {
         return None;
     };
-    let r = r.core();
-    let n = r.masters().len();
+    let clients = raw_clients(r.core().masters()).await?;
+    let n = clients.len();
     let quorum = n / 2 + 1;
     let mut out = Fanout::default();
     for _ in 0..iters {
         let t0 = Instant::now();
-        let mut pending: FuturesUnordered<_> = r
-            .masters()
-            .iter()
-            .map(|m| m.client().ping::<String>(None))
-            .collect();
+        let mut pending: FuturesUnordered<_> =
+            clients.iter().map(|c| c.ping::<String>(None)).collect();
         let mut replies = 0;
         while let Some(reply) = pending.next().await {
             if reply.is_err() {
@@ -54,5 +54,22 @@ pub async fn ping_fanout(client: &Client, iters: u64) -> Option<Fanout> {
             out.all.record(t0.elapsed());
         }
     }
+    for c in &clients {
+        let _ = c.quit().await;
+    }
     Some(out)
+}
+
+/// One connected fred client per master, by address (the benchmarks'
+/// masters have no password); `None` if one does not connect.
+pub async fn raw_clients<M: Master>(masters: &[M]) -> Option<Vec<fred::clients::Client>> {
+    let mut clients = Vec::with_capacity(masters.len());
+    for m in masters {
+        let config =
+            fred::types::config::Config::from_url(&format!("redis://{}", m.address())).ok()?;
+        let client = fred::types::Builder::from_config(config).build().ok()?;
+        client.init().await.ok()?;
+        clients.push(client);
+    }
+    Some(clients)
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redlock_core::{Lock, Redlock};
+use redlock_core::Lock;
 use redlock_harness::Masters;
 use redlock_tokio::{LockGuard, LockManager};
 
@@ -236,12 +236,11 @@ impl Client {
     pub async fn connect(imp: Impl, urls: &[String]) -> Self {
         match imp {
             Impl::Redlock => Client::Redlock(LockManager::new(
-                Redlock::builder(urls.iter().cloned())
-                    .ttl(TTL)
+                LockManager::builder(urls.iter().cloned())
                     // The harness started these masters empty for this run
                     // alone: the restart guard would only hold them back.
-                    .danger_disable_restart_guard(true)
-                    .connect()
+                    .settings(|s| s.ttl(TTL).danger_disable_restart_guard(true))
+                    .connect_core()
                     .await
                     .expect("redlock connects to the benchmark masters"),
             )),

@@ -688,7 +688,7 @@ fn check_urls(urls: &[String]) -> Result<Vec<String>, Failure> {
         if seen.iter().any(|s| s == u) {
             return Err(Failure::usage(format_args!(
                 "--masters lists the same master twice ({}): each must be an independent server, or it would vote twice",
-                crate::output::short_input(&redlock_core::redact_url(u))
+                crate::output::short_input(&redlock_tokio::redact_url(u))
             )));
         }
         seen.push(u.to_owned());

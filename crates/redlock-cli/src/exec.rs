@@ -65,25 +65,7 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: ExecArgs) -> Res
     // must end the wait cleanly, not kill us between acquire and release.
     let mut signals = Signals::install(FORWARD)?;
 
-    let builder = LockManager::builder(urls.iter().cloned())
-        .ttl(args.ttl)
-        .master_timeout(global.master_timeout)
-        .connect_timeout(global.connect_timeout)
-        .key_prefix(global.prefix.clone())
-        .map_core(|b| {
-            let b = b
-                .max_ttl(global.max_ttl)
-                .danger_disable_restart_guard(global.danger_disable_restart_guard);
-            // Host and pid are recorded anyway (the library's default).
-            let b = match &args.label {
-                Some(label) => b.holder_label(label.clone()),
-                None => b,
-            };
-            match &global.tls_ca {
-                Some(ca) => b.tls_ca_file(ca.clone()),
-                None => b,
-            }
-        });
+    let builder = crate::builder(global, urls, args.ttl, args.label.as_deref());
     let locks = tokio::select! {
         r = builder.connect() => r.map_err(Failure::from)?,
         sig = signals.recv() => return Err(Failure::signalled(sig)),
@@ -466,7 +448,7 @@ fn spawn(
         .env(
             "REDLOCK_MASTERS",
             urls.iter()
-                .map(|u| redlock_core::redact_url(u))
+                .map(|u| redlock_tokio::redact_url(u))
                 .collect::<Vec<_>>()
                 .join(","),
         );

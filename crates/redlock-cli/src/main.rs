@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use redlock_core::{FredMaster, Redlock, TokioRuntime};
+use redlock_tokio::{FredMaster, LockManager, LockManagerBuilder, Redlock, TokioRuntime};
 
 mod bench;
 mod cli;
@@ -116,17 +116,35 @@ pub(crate) async fn connect_core(
     urls: &[String],
     ttl: Duration,
 ) -> Result<Manager, redlock_core::ConfigError> {
-    let mut builder = Redlock::builder(urls.iter().cloned());
-    if let Some(ca) = &global.tls_ca {
-        builder = builder.tls_ca_file(ca.clone());
+    builder(global, urls, ttl, None).connect_core().await
+}
+
+/// The one place the CLI's lock managers are configured, from the global
+/// options: `exec` adds its label and guards, the other commands take the
+/// core manager ([`connect_core`]).
+pub(crate) fn builder(
+    global: &Global,
+    urls: &[String],
+    ttl: Duration,
+    label: Option<&str>,
+) -> LockManagerBuilder {
+    let builder = LockManager::builder(urls.iter().cloned())
+        .settings(|s| {
+            let s = s
+                .ttl(ttl)
+                .max_ttl(global.max_ttl)
+                .master_timeout(global.master_timeout)
+                .key_prefix(global.prefix.clone())
+                .danger_disable_restart_guard(global.danger_disable_restart_guard);
+            // Host and pid are recorded anyway (the library's default).
+            match label {
+                Some(label) => s.holder_label(label),
+                None => s,
+            }
+        })
+        .connect_timeout(global.connect_timeout);
+    match &global.tls_ca {
+        Some(ca) => builder.tls_ca_file(ca.clone()),
+        None => builder,
     }
-    builder
-        .ttl(ttl)
-        .max_ttl(global.max_ttl)
-        .master_timeout(global.master_timeout)
-        .connect_timeout(global.connect_timeout)
-        .key_prefix(global.prefix.clone())
-        .danger_disable_restart_guard(global.danger_disable_restart_guard)
-        .connect()
-        .await
 }

@@ -197,12 +197,12 @@ pub struct Admission {
     /// The restart guard's window (the deployment's maximum TTL), or
     /// `None` with the guard off.
     guard_window: Option<Duration>,
-    #[cfg(feature = "sim-mutants")]
+    #[cfg(feature = "__broken-for-negative-controls")]
     mutants: Mutants,
 }
 
 /// Deliberately broken variants, for the simulation's negative controls.
-#[cfg(feature = "sim-mutants")]
+#[cfg(feature = "__broken-for-negative-controls")]
 #[derive(Clone, Debug, Default)]
 struct Mutants {
     /// The guard window is the longest TTL this client used (the old rule).
@@ -229,7 +229,7 @@ impl Admission {
         Self {
             slots: vec![slot; masters],
             guard_window,
-            #[cfg(feature = "sim-mutants")]
+            #[cfg(feature = "__broken-for-negative-controls")]
             mutants: Mutants::default(),
         }
     }
@@ -275,7 +275,7 @@ impl Admission {
 
     /// Whether master `i` may take part in `intent` at `now`.
     pub fn check(&mut self, i: usize, now: Instant, intent: Intent) -> Gate {
-        #[cfg(feature = "sim-mutants")]
+        #[cfg(feature = "__broken-for-negative-controls")]
         if let Intent::Acquire { ttl } | Intent::Extend { ttl, .. } = intent {
             let m = &mut self.mutants;
             m.longest_ttl = m.longest_ttl.max(Some(ttl.as_duration()));
@@ -450,7 +450,7 @@ impl Admission {
         };
         #[allow(unused_mut)]
         let (mut window, mut margin) = (window, UPTIME_GRANULARITY);
-        #[cfg(feature = "sim-mutants")]
+        #[cfg(feature = "__broken-for-negative-controls")]
         {
             if self.mutants.window_from_own_ttl {
                 window = self.mutants.longest_ttl.unwrap_or(window);
@@ -466,7 +466,7 @@ impl Admission {
     /// Breaks the restart guard on purpose: its window becomes the longest
     /// TTL this client used, as if clients knew each other's TTLs. Only
     /// for the simulation's negative controls.
-    #[cfg(feature = "sim-mutants")]
+    #[cfg(feature = "__broken-for-negative-controls")]
     #[doc(hidden)]
     pub fn mutant_window_from_own_ttl(&mut self) {
         self.mutants.window_from_own_ttl = true;
@@ -474,7 +474,7 @@ impl Admission {
 
     /// Breaks the restart guard on purpose: the reported uptime is taken
     /// as exact. Only for the simulation's negative controls.
-    #[cfg(feature = "sim-mutants")]
+    #[cfg(feature = "__broken-for-negative-controls")]
     #[doc(hidden)]
     pub fn mutant_no_uptime_margin(&mut self) {
         self.mutants.no_uptime_margin = true;

@@ -1,18 +1,15 @@
 //! A [`Master`] that applies the [`Admission`] rules in front of a raw
-//! connection ([`Link`]). The production client ([`FredLink`]) and the
-//! simulation's masters are both links, so both run this one gate: the
-//! simulation checks the admission code that ships.
-//!
-//! [`FredLink`]: crate::FredLink
+//! connection ([`Link`]). The production client (`redlock-tokio`'s
+//! `FredLink`) and the simulation's masters are both links, so both run
+//! this one gate: the simulation checks the admission code that ships.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
 
 use crate::admission::{Admission, Gate, Intent, MasterFacts, Pass};
-use crate::clock::ClockSample;
+use crate::clock::{ClockSample, ClockVerdict};
 use crate::config::Ttl;
 use crate::fence::{Fence, FenceKeys};
 use crate::inspect::KeyState;
@@ -20,16 +17,14 @@ use crate::master::Master;
 use crate::tally::MasterFailure;
 use crate::token::Token;
 
-/// One raw connection to a master: the commands, the facts the admission
-/// rules need, and the seams a gate needs to run (time, a task of its own).
+/// One raw connection to a master: the commands (its [`Master`] side,
+/// ungated), the facts the admission rules need, and the seams a gate
+/// needs to run (time, a task of its own).
 ///
-/// Contract: every future resolves within the per-master timeout and maps
-/// every failure to a [`MasterFailure`]; a command that timed out is never
-/// re-sent.
-pub trait Link: Send + Sync + 'static {
-    /// Address for humans and reports, without credentials.
-    fn address(&self) -> &Arc<str>;
-
+/// Contract: as [`Master`]'s; every future resolves within the per-master
+/// timeout and maps every failure to a [`MasterFailure`]; a command that
+/// timed out is never re-sent.
+pub trait Link: Master {
     /// The clock the admission rules are fed with (the runtime's).
     fn now(&self) -> Instant;
 
@@ -48,85 +43,6 @@ pub trait Link: Send + Sync + 'static {
 
     /// Runs `task` in the background (a verification, a clock sample).
     fn spawn(&self, task: BoxFuture<'static, ()>);
-
-    /// The acquire command (see [`Master::acquire`]).
-    fn acquire(
-        &self,
-        keys: &[String],
-        token: &Token,
-        ttl: Ttl,
-    ) -> impl Future<Output = Result<(), MasterFailure>> + Send;
-
-    /// The extend command (see [`Master::extend`]).
-    fn extend(
-        &self,
-        keys: &[String],
-        token: &Token,
-        ttl: Ttl,
-        recreate: bool,
-    ) -> impl Future<Output = Result<(), MasterFailure>> + Send;
-
-    /// The release command (see [`Master::release`]).
-    fn release(
-        &self,
-        keys: &[String],
-        token: &Token,
-    ) -> impl Future<Output = Result<(), MasterFailure>> + Send;
-
-    /// The fenced acquire command (see [`Master::acquire_fenced`]). The
-    /// default answers that this link keeps no fences.
-    fn acquire_fenced(
-        &self,
-        keys: &[String],
-        fences: FenceKeys<'_>,
-        token: &Token,
-        ttl: Ttl,
-    ) -> impl Future<Output = Result<u64, MasterFailure>> + Send {
-        let _ = (keys, fences, token, ttl);
-        std::future::ready(Err(MasterFailure::Server(
-            "this master does not keep fences".into(),
-        )))
-    }
-
-    /// The inspection command (see [`Master::inspect`]). The default
-    /// answers that this link cannot be inspected.
-    fn inspect(
-        &self,
-        key: &str,
-        fences: FenceKeys<'_>,
-    ) -> impl Future<Output = Result<(KeyState, u64), MasterFailure>> + Send {
-        let _ = (key, fences);
-        std::future::ready(Err(MasterFailure::Server(
-            "this master cannot be inspected".into(),
-        )))
-    }
-
-    /// The unconditional delete (see [`Master::force_delete`]). The
-    /// default answers that this link cannot.
-    fn force_delete(
-        &self,
-        keys: &[String],
-    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
-        let _ = keys;
-        std::future::ready(Err(MasterFailure::Server(
-            "this master cannot force-delete".into(),
-        )))
-    }
-
-    /// The fence write-back command (see [`Master::set_fence`]). The
-    /// default answers that this link keeps no fences.
-    fn set_fence(
-        &self,
-        keys: &[String],
-        fences: FenceKeys<'_>,
-        token: &Token,
-        fence: Fence,
-    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
-        let _ = (keys, fences, token, fence);
-        std::future::ready(Err(MasterFailure::Server(
-            "this master does not keep fences".into(),
-        )))
-    }
 }
 
 /// A [`Link`] behind the admission gate: the [`Master`] the algorithm
@@ -176,6 +92,12 @@ impl<L: Link> Admitted<L> {
     /// The admission state shared by the manager's masters.
     pub fn admission(&self) -> &Arc<Mutex<Admission>> {
         &self.admission
+    }
+
+    /// The clock check's current verdict on this master, or `None` when
+    /// the check is off.
+    pub fn clock_verdict(&self) -> Option<ClockVerdict> {
+        lock(&self.admission).clock_verdict(self.index)
     }
 
     fn sync_reconnects(&self) {
@@ -332,6 +254,10 @@ impl<L: Link> Master for Admitted<L> {
     async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
         self.admit(Intent::Release).await?;
         self.link.force_delete(keys).await
+    }
+
+    async fn close(&self) {
+        self.link.close().await;
     }
 
     async fn set_fence(

@@ -26,22 +26,11 @@ pub struct Holder {
 }
 
 impl Holder {
-    /// This process, now, with `label`. Characters that could break the
-    /// record (spaces in the host, control characters) are replaced, and
-    /// the label is cut to [`MAX_LABEL_LEN`] bytes.
-    pub fn current(label: Option<&str>) -> Self {
-        let host = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned();
-        let since_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Self::new(&host, std::process::id(), since_unix_ms, label)
-    }
-
-    /// A holder record from its parts, cleaned as [`current`](Self::current)
-    /// does.
+    /// A holder record from its parts (the runtime's
+    /// [`holder`](crate::Runtime::holder) fills them in for this process).
+    /// Characters that could break the record (spaces in the host, control
+    /// characters) are replaced, and the label is cut to [`MAX_LABEL_LEN`]
+    /// bytes.
     pub fn new(host: &str, pid: u32, since_unix_ms: u64, label: Option<&str>) -> Self {
         let clean = |s: &str, spaces: bool| -> String {
             s.chars()
@@ -148,8 +137,5 @@ mod tests {
         assert!(h.label().is_some_and(|l| l.len() <= MAX_LABEL_LEN));
         assert_eq!(Holder::parse("h 1"), None);
         assert_eq!(Holder::parse("h x 3"), None);
-        let current = Holder::current(None);
-        assert_eq!(current.pid(), std::process::id());
-        assert!(!current.host().is_empty());
     }
 }

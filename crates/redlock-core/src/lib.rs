@@ -3,11 +3,11 @@
 
 mod admission;
 mod admitted;
+mod background;
 mod clock;
 mod config;
 mod error;
 mod fence;
-mod fred_master;
 mod holder;
 mod human;
 mod inspect;
@@ -15,10 +15,12 @@ mod lock;
 mod manager;
 mod master;
 mod release;
-mod reply;
 mod retry;
 pub mod scripts;
 mod tally;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod token;
 mod validity;
 
@@ -34,16 +36,15 @@ pub use config::{
 };
 pub use error::{AcquireError, ConfigError, ExtendError, ReleaseError};
 pub use fence::{Fence, FenceKeys, MAX_FENCE};
-pub use fred_master::{redact_url, FredLink, FredMaster, RedlockBuilder};
 pub use holder::{Holder, MAX_LABEL_LEN};
 pub use human::HumanDuration;
 pub use inspect::{Inspection, KeyState, MasterView};
 pub use lock::Lock;
 pub use manager::{AcquireOptions, Redlock};
-pub use master::{now, Master, Runtime, TokioRuntime};
+pub use master::{Master, Runtime};
 pub use release::ReleaseReport;
 pub use retry::RetryPolicy;
-pub use tally::{Decision, MasterFailure, Tally, Vote, VoteOutcome, Votes};
+pub use tally::{MasterFailure, Vote, VoteOutcome, Votes};
 pub use token::{Token, TOKEN_BYTES};
 pub use validity::{drift, is_valid, remaining, valid_until, DRIFT_FLOOR};
 

@@ -64,22 +64,9 @@ impl Lock {
         validity::remaining(self.valid_until, now)
     }
 
-    /// Validity left now, by the production clock ([`crate::now`], which
-    /// counts time the machine was suspended).
-    pub fn remaining(&self) -> Duration {
-        self.remaining_at(crate::now())
-    }
-
     /// Whether the lock may still be trusted at `now`.
     pub fn is_valid_at(&self, now: Instant) -> bool {
         validity::is_valid(self.valid_until, now, Duration::ZERO)
-    }
-
-    /// Whether the lock may still be trusted now, by the production clock
-    /// ([`crate::now`]). A manager over another [`Runtime`](crate::Runtime)
-    /// checks with [`is_valid_at`](Self::is_valid_at) and its own `now`.
-    pub fn is_valid(&self) -> bool {
-        self.is_valid_at(crate::now())
     }
 
     /// The fencing token, when the lock was acquired with fencing

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::channel::{mpsc, oneshot};
+use futures::channel::mpsc;
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use crate::background::Background;
 use crate::config::{Resource, ResourceSet, Settings, Ttl};
 use crate::error::{AcquireError, ConfigError, ExtendError, ReleaseError};
 use crate::fence::{Fence, FenceKeys};
@@ -105,68 +106,19 @@ impl AttemptFailure {
 
 /// A Redlock lock manager over N independent masters.
 ///
-/// `M` is how a master is reached ([`FredMaster`](crate::FredMaster) in
-/// production) and `R` where time and randomness come from
-/// ([`TokioRuntime`](crate::TokioRuntime) in production). Build the
-/// production one with [`Redlock::builder`](crate::Redlock::builder); share
-/// it behind an `Arc`.
+/// `M` is how a master is reached and `R` where time and randomness come
+/// from; both are seams, and this crate does no I/O itself. In production
+/// they are `redlock-tokio`'s `FredMaster` (one fred client per master) and
+/// `TokioRuntime`, and that crate's `LockManager::builder(urls)` builds
+/// this manager (`connect_core`); share it behind an `Arc`. With
+/// [`with_masters`](Self::with_masters) it runs over any other masters and
+/// runtime, such as a simulation's.
 pub struct Redlock<M, R> {
     masters: Arc<[M]>,
     addresses: Arc<[Arc<str>]>,
     settings: Settings,
     runtime: R,
     background: Arc<Background>,
-}
-
-/// Background work of one manager (releases finishing after their
-/// decision, cleanups after refused attempts), counted so that a process
-/// about to exit can wait for it ([`Redlock::background_idle`]).
-#[derive(Debug, Default)]
-struct Background {
-    state: std::sync::Mutex<(usize, Vec<oneshot::Sender<()>>)>,
-}
-
-impl Background {
-    fn state(&self) -> std::sync::MutexGuard<'_, (usize, Vec<oneshot::Sender<()>>)> {
-        // A counter and a list of senders: a panic elsewhere cannot tear them.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn enter(self: &Arc<Self>) -> BackgroundTicket {
-        self.state().0 += 1;
-        BackgroundTicket(Arc::clone(self))
-    }
-
-    async fn idle(&self) {
-        let rx = {
-            let mut st = self.state();
-            if st.0 == 0 {
-                return;
-            }
-            let (tx, rx) = oneshot::channel();
-            st.1.push(tx);
-            rx
-        };
-        let _ = rx.await;
-    }
-}
-
-/// Held by one background task; dropping it (the task finished, or was
-/// dropped with its runtime) counts the task out.
-struct BackgroundTicket(Arc<Background>);
-
-impl Drop for BackgroundTicket {
-    fn drop(&mut self) {
-        let mut st = self.0.state();
-        st.0 = st.0.saturating_sub(1);
-        if st.0 == 0 {
-            for tx in st.1.drain(..) {
-                let _ = tx.send(());
-            }
-        }
-    }
 }
 
 /// The answers of releases sent to every master by a background task, as
@@ -260,7 +212,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         self.acquire_with(
             &resources,
             &AcquireOptions::once(),
-            self.settings.new_token(),
+            self.settings.new_token(&self.runtime),
         )
         .await
     }
@@ -284,7 +236,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         self.acquire_with(
             &resources,
             &AcquireOptions::new(),
-            self.settings.new_token(),
+            self.settings.new_token(&self.runtime),
         )
         .await
     }
@@ -440,9 +392,9 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             return fail(AttemptFailure::NoQuorum(votes));
         }
         let now = self.runtime.now();
-        #[cfg(feature = "sim-mutants")]
+        #[cfg(feature = "__broken-for-negative-controls")]
         if self.settings.mutant_no_elapsed_check {
-            // Deliberately broken (see the `sim-mutants` feature): trusts
+            // Deliberately broken (see the `__broken-for-negative-controls` feature): trusts
             // the lock for a full TTL from the decision, ignoring the time
             // the acquire took and the drift margin.
             let fence = fences.and_then(|_| Fence::after(max_seen.load(Ordering::Acquire)));
@@ -466,7 +418,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         let Some(fence) = Fence::after(max_seen.load(Ordering::Acquire)) else {
             return fail(AttemptFailure::FencesExhausted);
         };
-        #[cfg(feature = "sim-mutants")]
+        #[cfg(feature = "__broken-for-negative-controls")]
         if self.settings.mutant_no_fence_write_back {
             // Deliberately broken: uses max + 1 without writing it back, so
             // the next holder can read the same max (pottery's pitfall).
@@ -641,7 +593,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// master is bounded by the per-master timeout.
     ///
     /// ```no_run
-    /// # async fn demo(redlock: &redlock_core::Redlock<redlock_core::FredMaster, redlock_core::TokioRuntime>)
+    /// # async fn demo<M: redlock_core::Master, R: redlock_core::Runtime>(redlock: &redlock_core::Redlock<M, R>)
     /// # -> Result<(), redlock_core::ConfigError> {
     /// let seen = redlock.inspect("invoice:42").await?;
     /// if seen.held_by_quorum() {
@@ -742,6 +694,19 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// Cancel safe: it only waits.
     pub async fn background_idle(&self) {
         self.background.idle().await;
+    }
+
+    /// Closes every master connection ([`Master::close`]). Locks still
+    /// held stay until their TTL; release them first (and await
+    /// [`background_idle`](Self::background_idle) for releases still
+    /// finishing on slow masters).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it leaves the remaining connections open; they
+    /// close when the manager is dropped.
+    pub async fn quit(&self) {
+        futures::future::join_all(self.masters.iter().map(Master::close)).await;
     }
 
     /// Sends a release to every master from a background task, and

@@ -1,19 +1,20 @@
 //! The seams between the algorithm and the world: how one master is asked,
 //! and where time and randomness come from.
 //!
-//! [`FredMaster`](crate::FredMaster) and [`TokioRuntime`] are the production
-//! implementations; a simulation implements both with virtual time and runs
-//! the very same [`Redlock`](crate::Redlock) logic.
+//! The production implementations live beside the core, not in it:
+//! `redlock-tokio` has the fred client (`FredMaster`) and the tokio runtime
+//! (`TokioRuntime`); a simulation implements both with virtual time and
+//! runs the very same [`Redlock`](crate::Redlock) logic.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use rand::RngCore;
 
 use crate::config::Ttl;
 use crate::fence::{Fence, FenceKeys};
+use crate::holder::Holder;
 use crate::inspect::KeyState;
 use crate::tally::MasterFailure;
 use crate::token::Token;
@@ -105,6 +106,12 @@ pub trait Master: Send + Sync + 'static {
         )))
     }
 
+    /// Closes the connection to this master (see
+    /// [`Redlock::quit`](crate::Redlock::quit)). The default does nothing.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// Raises the stored fence of every field to `fence` (never lowers
     /// it), only if every key still holds `token`; `Err(NotHeld)`
     /// otherwise.
@@ -134,70 +141,17 @@ pub trait Runtime: Send + Sync + 'static {
     /// A uniformly random number, used for retry jitter (not for tokens).
     fn random_u64(&self) -> u64;
 
+    /// Fills `dest` with unpredictable bytes for a lock token. Whoever can
+    /// guess a token can release someone else's lock, so production reads
+    /// the operating system's CSPRNG here; a simulation may use its seed.
+    fn fill_secret(&self, dest: &mut [u8]);
+
+    /// Who is acquiring, for the holder record stored with each lock
+    /// ([`Holder`]): host, process and wall-clock time now, with `label`.
+    fn holder(&self, label: Option<&str>) -> Holder;
+
     /// Runs `task` in the background: the rest of a release after its
     /// decision, and the cleanup after a refused attempt, which nobody
     /// waits for.
     fn spawn(&self, task: BoxFuture<'static, ()>);
-}
-
-/// The clock every production validity is measured on: an [`Instant`]
-/// that, on Linux, also advances while the machine is suspended.
-///
-/// `Instant::now()` reads `CLOCK_MONOTONIC`, which stops while a machine
-/// (or a VM) is suspended; the masters' clocks do not, so their keys
-/// expire during the suspension while a validity measured on
-/// `CLOCK_MONOTONIC` would still trust them. This clock reads
-/// `CLOCK_BOOTTIME` (which counts suspended time) and maps it onto
-/// `Instant`s: the first call anchors both clocks, and every later reading
-/// is the anchor plus the boot-time elapsed since. After a suspension its
-/// instants run ahead of `Instant::now()` by the time suspended, which is
-/// the point: validity passes, and the adapter's timers (which sleep in
-/// bounded steps and re-read this clock) notice within a step.
-///
-/// Elsewhere than Linux it is `Instant::now()`.
-pub fn now() -> Instant {
-    #[cfg(target_os = "linux")]
-    {
-        use std::sync::OnceLock;
-        fn boottime() -> Duration {
-            let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-            // The kernel's boot time is never negative.
-            Duration::new(
-                u64::try_from(ts.tv_sec).unwrap_or(0),
-                u32::try_from(ts.tv_nsec).unwrap_or(0),
-            )
-        }
-        static ANCHOR: OnceLock<(Instant, Duration)> = OnceLock::new();
-        let (at, boot) = *ANCHOR.get_or_init(|| (Instant::now(), boottime()));
-        let elapsed = boottime().saturating_sub(boot);
-        // Far beyond any uptime: fall back rather than panic.
-        at.checked_add(elapsed).unwrap_or_else(Instant::now)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Instant::now()
-    }
-}
-
-/// The production runtime: the suspend-aware clock [`now`], tokio's timer,
-/// and the thread-local RNG for jitter.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TokioRuntime;
-
-impl Runtime for TokioRuntime {
-    fn now(&self) -> Instant {
-        now()
-    }
-
-    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send {
-        tokio::time::sleep(d)
-    }
-
-    fn random_u64(&self) -> u64 {
-        rand::thread_rng().next_u64()
-    }
-
-    fn spawn(&self, task: BoxFuture<'static, ()>) {
-        tokio::spawn(task);
-    }
 }

@@ -229,7 +229,7 @@ impl fmt::Display for Votes {
 
 /// Where a tally stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Not decided: more answers are needed.
     Pending,
     /// A quorum granted.
@@ -241,7 +241,7 @@ pub enum Decision {
 /// Counts votes as they arrive and decides as soon as the outcome is
 /// certain. Pure: no clock, no I/O.
 #[derive(Clone, Debug)]
-pub struct Tally {
+pub(crate) struct Tally {
     quorum: Quorum,
     outcomes: Vec<VoteOutcome>,
     granted: usize,
@@ -250,7 +250,7 @@ pub struct Tally {
 
 impl Tally {
     /// An empty tally for `quorum.masters()` masters.
-    pub fn new(quorum: Quorum) -> Self {
+    pub(crate) fn new(quorum: Quorum) -> Self {
         Self {
             quorum,
             outcomes: vec![VoteOutcome::Pending; quorum.masters()],
@@ -262,7 +262,7 @@ impl Tally {
     /// Records master `i`'s answer and returns the decision so far. A second
     /// answer from the same master, or an index out of range, is ignored:
     /// a confused caller must never count one master twice.
-    pub fn record(&mut self, i: usize, outcome: Result<(), MasterFailure>) -> Decision {
+    pub(crate) fn record(&mut self, i: usize, outcome: Result<(), MasterFailure>) -> Decision {
         if let Some(slot) = self.outcomes.get_mut(i) {
             if *slot == VoteOutcome::Pending {
                 *slot = match outcome {
@@ -281,7 +281,7 @@ impl Tally {
     }
 
     /// The decision so far.
-    pub fn decision(&self) -> Decision {
+    pub(crate) fn decision(&self) -> Decision {
         if self.granted >= self.quorum.needed() {
             Decision::Granted
         } else if self.failed > self.quorum.tolerated_failures() {
@@ -292,7 +292,7 @@ impl Tally {
     }
 
     /// The votes so far, with addresses for reporting.
-    pub fn into_votes(self, addresses: &[Arc<str>]) -> Votes {
+    pub(crate) fn into_votes(self, addresses: &[Arc<str>]) -> Votes {
         let votes = self
             .outcomes
             .into_iter()
@@ -425,5 +425,52 @@ mod tests {
             let expected = if total_granted >= quorum.needed() { Decision::Granted } else { Decision::Refused };
             prop_assert_eq!(first_final, Some(expected));
         }
+    }
+
+    fn votes(outcomes: &[Option<Result<(), MasterFailure>>]) -> Votes {
+        let quorum = Quorum::majority(outcomes.len()).expect("quorum");
+        let mut tally = Tally::new(quorum);
+        for (i, o) in outcomes.iter().enumerate() {
+            if let Some(o) = o {
+                tally.record(i, o.clone());
+            }
+        }
+        let addresses: Vec<Arc<str>> = (0..outcomes.len())
+            .map(|i| Arc::from(format!("m{i}")))
+            .collect();
+        tally.into_votes(&addresses)
+    }
+
+    #[test]
+    fn only_a_majority_of_definite_refusals_is_a_loss() {
+        use MasterFailure::*;
+        // 3 masters: 2 say "not ours" -> gone.
+        assert!(votes(&[Some(Err(NotHeld)), Some(Err(Held)), None]).majority_gone());
+        // 3 masters: 1 gone, 1 timed out -> maybe transient.
+        assert!(!votes(&[Some(Err(NotHeld)), Some(Err(TimedOut)), None]).majority_gone());
+        // All timed out -> transient.
+        assert!(!votes(&[
+            Some(Err(TimedOut)),
+            Some(Err(TimedOut)),
+            Some(Err(TimedOut))
+        ])
+        .majority_gone());
+        // 5 masters, quorum 3: 3 gone -> gone; 2 gone + 1 unreachable -> not proven.
+        let gone3 = [
+            Some(Err(NotHeld)),
+            Some(Err(NotHeld)),
+            Some(Err(Held)),
+            Some(Ok(())),
+            None,
+        ];
+        assert!(votes(&gone3).majority_gone());
+        let gone2 = [
+            Some(Err(NotHeld)),
+            Some(Err(NotHeld)),
+            Some(Err(Unreachable("x".into()))),
+            Some(Ok(())),
+            None,
+        ];
+        assert!(!votes(&gone2).majority_gone());
     }
 }

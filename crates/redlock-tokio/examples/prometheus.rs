@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_http_listener(SocketAddr::from(LISTEN))
         .install()?;
     let locks = LockManager::builder(urls)
-        .ttl(Duration::from_secs(5))
+        .settings(|s| s.ttl(Duration::from_secs(5)))
         .connect()
         .await?;
     println!(

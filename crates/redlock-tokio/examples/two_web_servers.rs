@@ -274,8 +274,10 @@ async fn run(args: Args) -> Result<bool, Error> {
         } else {
             Some(
                 LockManager::builder(args.masters.clone())
-                    .ttl(Duration::from_secs(2))
-                    .map_core(|b| b.danger_disable_restart_guard(args.danger_fresh_masters))
+                    .settings(|s| {
+                        s.ttl(Duration::from_secs(2))
+                            .danger_disable_restart_guard(args.danger_fresh_masters)
+                    })
                     .connect()
                     .await?,
             )
@@ -833,7 +835,7 @@ async fn connect_data(url: &str) -> Result<Client, Error> {
 
 /// A URL without its password, for printing.
 fn redact(url: &str) -> String {
-    redlock_tokio::redlock_core::redact_url(url)
+    redlock_tokio::redact_url(url)
 }
 
 /// Serves `app` on a free loopback port until `stop` is cancelled.

@@ -5,12 +5,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use redlock_core::{
-    Fence, FredMaster, Lock, Master, ReleaseError, ReleaseReport, ResourceSet, Runtime, Token,
-    TokioRuntime,
-};
+use redlock_core::{Fence, Lock, Master, ReleaseError, ReleaseReport, ResourceSet, Runtime, Token};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use crate::fred::FredMaster;
+use crate::runtime::TokioRuntime;
 
 use crate::error::LossReason;
 use crate::manager::Inner;
@@ -166,8 +166,7 @@ impl LockStatus {
         if self.is_lost() {
             return Duration::ZERO;
         }
-        self.valid_until()
-            .saturating_duration_since(redlock_core::now())
+        self.valid_until().saturating_duration_since(crate::now())
     }
 
     /// Whether the lock may be trusted now: not lost, and its validity not
@@ -175,7 +174,7 @@ impl LockStatus {
     /// still, pass [`token`](Self::token) to the protected resource as a
     /// fencing value.
     pub fn is_valid(&self) -> bool {
-        !self.is_lost() && redlock_core::now() < self.valid_until()
+        !self.is_lost() && crate::now() < self.valid_until()
     }
 
     /// Successful extensions so far.

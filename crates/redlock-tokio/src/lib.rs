@@ -1,27 +1,32 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod error;
+pub mod fred;
 mod guard;
 mod manager;
 mod metrics;
 mod policy;
+mod runtime;
 mod watchdog;
 
+pub use builder::LockManagerBuilder;
 pub use error::{AcquireError, LossReason, WithLockError};
+pub use fred::{redact_url, FredMaster};
 pub use guard::{LockGuard, LockStatus};
-pub use manager::{LockManager, LockManagerBuilder, ShutdownReport};
+pub use manager::{LockManager, ShutdownReport};
 pub use policy::{Cap, ExtendPolicy, InvalidThreshold, LockOptions, Threshold};
+pub use runtime::{now, TokioRuntime};
 
-/// The core crate, for everything the adapter does not re-export by name.
-pub use redlock_core;
-// What a user of the adapter needs from the core, so that one dependency is
-// enough. `AcquireError` is the adapter's own (it adds `ShutDown`); the
-// core's is `redlock_core::AcquireError`.
+// What a user of the adapter needs from the core, by name, so that one
+// dependency is enough; everything else is `redlock_core`'s. The core's
+// acquisition error is `LockError` here: this crate's `AcquireError` wraps
+// it (`AcquireError::Lock`) and adds `ShutDown`.
 pub use redlock_core::{
-    ConfigError, ExtendError, Fence, FredMaster, Master, MasterFailure, Redlock, RedlockBuilder,
-    ReleaseError, ReleaseReport, Resource, ResourceSet, RetryPolicy, Runtime, Token, TokioRuntime,
-    Vote, VoteOutcome, Votes,
+    AcquireError as LockError, AcquireOptions, ConfigError, ExtendError, Fence, Holder, Inspection,
+    Lock, Master, MasterFailure, Redlock, ReleaseError, ReleaseReport, Resource, ResourceSet,
+    RetryPolicy, Runtime, Settings, SettingsBuilder, Token, Ttl, Vote, VoteOutcome, Votes,
 };
 /// The loss token type, re-exported so users need not depend on
 /// `tokio-util` themselves.

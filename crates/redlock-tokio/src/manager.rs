@@ -8,18 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use redlock_core::{
-    ConfigError, FredMaster, Master, Redlock, RedlockBuilder, ResourceSet, RetryPolicy, Runtime,
-    Token, TokioRuntime,
-};
+use redlock_core::{ConfigError, Master, Redlock, ResourceSet, Runtime, Token};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{AcquireError, WithLockError};
+use crate::fred::FredMaster;
 use crate::guard::{LockGuard, LockStatus, Shared};
 use crate::policy::{self, ExtendPolicy, LockOptions};
+use crate::runtime::TokioRuntime;
 use crate::watchdog;
 
 /// A cheaply cloneable handle to a Redlock manager, shared by every task of
@@ -253,21 +252,6 @@ impl fmt::Display for ShutdownReport {
     }
 }
 
-impl LockManager<FredMaster, TokioRuntime> {
-    /// Starts building a manager over the given master URLs
-    /// (`redis://[user:password@]host:port[/db]`).
-    pub fn builder<I, S>(urls: I) -> LockManagerBuilder
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        LockManagerBuilder {
-            core: Redlock::builder(urls),
-            policy: ExtendPolicy::default(),
-        }
-    }
-}
-
 impl<M: Master, R: Runtime> LockManager<M, R> {
     /// A manager over an already-built core manager (for instance one over
     /// custom masters), with the default [`ExtendPolicy`], spawning on the
@@ -438,7 +422,11 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
         // The token is chosen here, before anything is sent, so that a
         // cancelled call can be cleaned up by token (the core's hook for
         // exactly this).
-        let token = self.inner.redlock.settings().new_token();
+        let token = self
+            .inner
+            .redlock
+            .settings()
+            .new_token(self.inner.redlock.runtime());
         let mut cleanup = CancelCleanup {
             inner: Arc::clone(&self.inner),
             resources: resources.clone(),
@@ -655,138 +643,5 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
                 .background_incomplete
                 .load(Ordering::SeqCst),
         }
-    }
-}
-
-/// Builder of the production [`LockManager`], from master URLs. Its
-/// settings are those of [`redlock_core::RedlockBuilder`] plus the default
-/// [`ExtendPolicy`] of the guards.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), redlock_tokio::ConfigError> {
-/// use std::time::Duration;
-/// use redlock_tokio::{ExtendPolicy, LockManager};
-///
-/// let locks = LockManager::builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"])
-///     .ttl(Duration::from_secs(30))
-///     .master_timeout(Duration::from_millis(50))
-///     .extend_policy(ExtendPolicy::new().max_hold(Duration::from_secs(3600)))
-///     .connect()
-///     .await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug)]
-#[must_use = "a builder does nothing until `connect` is awaited"]
-pub struct LockManagerBuilder {
-    core: RedlockBuilder,
-    policy: ExtendPolicy,
-}
-
-impl LockManagerBuilder {
-    /// Default TTL of new locks and of their extensions (default 10 s).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.core = self.core.ttl(ttl);
-        self
-    }
-
-    /// Drift factor in `[0, 1)` (default 0.01).
-    pub fn drift_factor(mut self, factor: f64) -> Self {
-        self.core = self.core.drift_factor(factor);
-        self
-    }
-
-    /// Votes needed (default `floor(N/2) + 1`; must exceed N/2).
-    pub fn quorum(mut self, quorum: usize) -> Self {
-        self.core = self.core.quorum(quorum);
-        self
-    }
-
-    /// Per-master command timeout (default 50 ms).
-    pub fn master_timeout(mut self, timeout: Duration) -> Self {
-        self.core = self.core.master_timeout(timeout);
-        self
-    }
-
-    /// Retry policy of `acquire` (jittered exponential backoff).
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.core = self.core.retry(retry);
-        self
-    }
-
-    /// Overall wait deadline of `acquire`.
-    pub fn wait(mut self, wait: Option<Duration>) -> Self {
-        self.core = self.core.wait(wait);
-        self
-    }
-
-    /// Key prefix (default `"redlock:"`).
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.core = self.core.key_prefix(prefix);
-        self
-    }
-
-    /// Minimum validity left after acquire or extend (default 0).
-    pub fn min_validity(mut self, min: Duration) -> Self {
-        self.core = self.core.min_validity(min);
-        self
-    }
-
-    /// How long to wait for each master's first connection (default 2 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.core = self.core.connect_timeout(timeout);
-        self
-    }
-
-    /// Applies any other setting of the core's [`RedlockBuilder`] (TLS,
-    /// `danger_` switches, ...), so every core option is reachable without
-    /// this builder forwarding each one.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), redlock_tokio::ConfigError> {
-    /// use redlock_tokio::LockManager;
-    ///
-    /// let locks = LockManager::builder(["redis://127.0.0.1:7001"])
-    ///     .map_core(|core| core.drift_factor(0.02))
-    ///     .connect()
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn map_core(mut self, f: impl FnOnce(RedlockBuilder) -> RedlockBuilder) -> Self {
-        self.core = f(self.core);
-        self
-    }
-
-    /// Default watchdog policy of the guards (default: extend at half the
-    /// TTL left, no caps).
-    pub fn extend_policy(mut self, policy: ExtendPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Checks every setting and connects to every master (see
-    /// [`RedlockBuilder::connect`]). Background tasks run on the runtime
-    /// this is awaited on.
-    ///
-    /// # Errors
-    ///
-    /// The [`ConfigError`] naming the problem: bad settings or URLs,
-    /// duplicate masters, a replica, rejected credentials, fewer than a
-    /// quorum reachable.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: nothing is locked yet; dropping it drops the
-    /// connections made so far.
-    ///
-    /// # Panics
-    ///
-    /// When awaited outside a tokio runtime.
-    pub async fn connect(self) -> Result<LockManager, ConfigError> {
-        let redlock = self.core.connect().await?;
-        Ok(LockManager::with_handle(
-            redlock,
-            self.policy,
-            Handle::current(),
-        ))
     }
 }

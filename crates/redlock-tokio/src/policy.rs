@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use redlock_core::{ResourceSet, RetryPolicy, Votes};
+use redlock_core::{ResourceSet, RetryPolicy};
 
 /// How early the loss timer fires before a lock's validity ends.
 ///
@@ -377,37 +377,11 @@ pub(crate) fn cap_reached(
     None
 }
 
-/// Whether a refused extension proves the lock is gone: more than `N - Q`
-/// masters answered that our token is no longer there (another owner's
-/// key, or no key). Then no retry can reach a quorum, and the loss is
-/// signalled at once. Timeouts and unreachable masters prove nothing: the
-/// watchdog retries while validity remains.
-pub(crate) fn majority_gone(votes: &Votes) -> bool {
-    // The quorum arithmetic lives next to the tally, in the core.
-    votes.majority_gone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redlock_core::{MasterFailure, Quorum, Tally};
-    use std::sync::Arc;
 
     const MS: Duration = Duration::from_millis(1);
-
-    fn votes(outcomes: &[Option<Result<(), MasterFailure>>]) -> Votes {
-        let quorum = Quorum::majority(outcomes.len()).expect("quorum");
-        let mut tally = Tally::new(quorum);
-        for (i, o) in outcomes.iter().enumerate() {
-            if let Some(o) = o {
-                tally.record(i, o.clone());
-            }
-        }
-        let addresses: Vec<Arc<str>> = (0..outcomes.len())
-            .map(|i| Arc::from(format!("m{i}")))
-            .collect();
-        tally.into_votes(&addresses)
-    }
 
     #[test]
     fn thresholds_are_checked() {
@@ -501,45 +475,5 @@ mod tests {
         );
         let p = ExtendPolicy::new().max_extensions(0);
         assert_eq!(cap_reached(&p, 0, t0, t0), Some(Cap::Extensions(0)));
-    }
-
-    #[test]
-    fn only_a_majority_of_definite_refusals_is_a_loss() {
-        use MasterFailure::*;
-        // 3 masters: 2 say "not ours" -> gone.
-        assert!(majority_gone(&votes(&[
-            Some(Err(NotHeld)),
-            Some(Err(Held)),
-            None
-        ])));
-        // 3 masters: 1 gone, 1 timed out -> maybe transient.
-        assert!(!majority_gone(&votes(&[
-            Some(Err(NotHeld)),
-            Some(Err(TimedOut)),
-            None
-        ])));
-        // All timed out -> transient.
-        assert!(!majority_gone(&votes(&[
-            Some(Err(TimedOut)),
-            Some(Err(TimedOut)),
-            Some(Err(TimedOut))
-        ])));
-        // 5 masters, quorum 3: 3 gone -> gone; 2 gone + 1 unreachable -> not proven.
-        let gone3 = [
-            Some(Err(NotHeld)),
-            Some(Err(NotHeld)),
-            Some(Err(Held)),
-            Some(Ok(())),
-            None,
-        ];
-        assert!(majority_gone(&votes(&gone3)));
-        let gone2 = [
-            Some(Err(NotHeld)),
-            Some(Err(NotHeld)),
-            Some(Err(Unreachable("x".into()))),
-            Some(Ok(())),
-            None,
-        ];
-        assert!(!majority_gone(&votes(&gone2)));
     }
 }

@@ -2,126 +2,21 @@
 //! the loss signal, cancellation cleanup and shutdown, deterministically
 //! and in virtual time. Real-Redis tests live in `tests/redlock-tests`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redlock_core::{MasterFailure, Settings, Token, Ttl};
+use redlock_core::testing::{Fault, MemMaster};
+use redlock_core::Settings;
 
 use crate::{
-    Cap, ExtendPolicy, LockManager, LockOptions, LossReason, Master, Redlock, Runtime,
-    WithLockError,
+    Cap, ExtendPolicy, LockManager, LockOptions, LossReason, Redlock, Runtime, WithLockError,
 };
 
 const TTL: Duration = Duration::from_secs(1);
 
-/// How a fake master answers acquire and extend (release always works, so
-/// cleanup can be observed).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Mode {
-    Normal,
-    /// Never answers: a call stuck beyond any timeout.
-    Hang,
-}
-
-#[derive(Default)]
-struct Store {
-    keys: HashMap<String, (String, Instant)>,
-}
-
-/// An in-memory master with expiry on the virtual clock.
-struct MemMaster {
-    address: Arc<str>,
-    store: Arc<Mutex<Store>>,
-    mode: Arc<Mutex<Mode>>,
-}
-
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-impl MemMaster {
-    fn live(&self, key: &str) -> Option<String> {
-        let store = self.store.lock().expect("store");
-        store
-            .keys
-            .get(key)
-            .filter(|(_, exp)| *exp > now())
-            .map(|(v, _)| v.clone())
-    }
-
-    async fn gate(&self) {
-        let mode = *self.mode.lock().expect("mode");
-        if mode == Mode::Hang {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-impl Master for MemMaster {
-    fn address(&self) -> &Arc<str> {
-        &self.address
-    }
-
-    async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
-        self.gate().await;
-        if keys
-            .iter()
-            .any(|k| self.live(k).is_some_and(|v| v != token.expose()))
-        {
-            return Err(MasterFailure::Held);
-        }
-        let mut store = self.store.lock().expect("store");
-        for k in keys {
-            store.keys.insert(
-                k.clone(),
-                (token.expose().to_owned(), now() + ttl.as_duration()),
-            );
-        }
-        Ok(())
-    }
-
-    async fn extend(
-        &self,
-        keys: &[String],
-        token: &Token,
-        ttl: Ttl,
-        _recreate: bool,
-    ) -> Result<(), MasterFailure> {
-        self.gate().await;
-        for k in keys {
-            match self.live(k) {
-                None => return Err(MasterFailure::NotHeld),
-                Some(v) if v != token.expose() => return Err(MasterFailure::Held),
-                Some(_) => {}
-            }
-        }
-        let mut store = self.store.lock().expect("store");
-        for k in keys {
-            store.keys.insert(
-                k.clone(),
-                (token.expose().to_owned(), now() + ttl.as_duration()),
-            );
-        }
-        Ok(())
-    }
-
-    async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        let mut store = self.store.lock().expect("store");
-        let mut deleted = 0;
-        for k in keys {
-            if store.keys.get(k).is_some_and(|(v, _)| v == token.expose()) {
-                store.keys.remove(k);
-                deleted += 1;
-            }
-        }
-        if deleted > 0 {
-            Ok(())
-        } else {
-            Err(MasterFailure::NotHeld)
-        }
-    }
 }
 
 /// tokio's (pausable) clock, so the core's validity and the adapter's
@@ -153,78 +48,52 @@ impl Runtime for VirtualClock {
         self.0.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
     }
 
+    fn fill_secret(&self, dest: &mut [u8]) {
+        crate::TokioRuntime.fill_secret(dest);
+    }
+
+    fn holder(&self, label: Option<&str>) -> redlock_core::Holder {
+        crate::TokioRuntime.holder(label)
+    }
+
     fn spawn(&self, task: futures::future::BoxFuture<'static, ()>) {
         tokio::spawn(task);
     }
 }
 
-/// Handles on the fake masters' state, kept by the test.
-struct Fakes {
-    stores: Vec<Arc<Mutex<Store>>>,
-    modes: Vec<Arc<Mutex<Mode>>>,
-}
+/// Handles on the in-memory masters (clones share their state), kept by
+/// the test.
+struct Fakes(Vec<MemMaster>);
 
 impl Fakes {
-    fn set_mode(&self, masters: &[usize], mode: Mode) {
+    fn set_fault(&self, masters: &[usize], fault: Fault) {
         for &i in masters {
-            *self.modes[i].lock().expect("mode") = mode;
+            self.0[i].set_fault(fault);
         }
     }
 
     fn value(&self, i: usize, key: &str) -> Option<String> {
-        let store = self.stores[i].lock().expect("store");
-        store
-            .keys
-            .get(key)
-            .filter(|(_, exp)| *exp > now())
-            .map(|(v, _)| v.clone())
+        self.0[i].value(key)
     }
 
     fn live_keys(&self) -> usize {
-        (0..self.stores.len())
-            .map(|i| {
-                self.stores[i]
-                    .lock()
-                    .expect("store")
-                    .keys
-                    .values()
-                    .filter(|(_, exp)| *exp > now())
-                    .count()
-            })
-            .sum()
+        self.0.iter().map(|m| m.store().live_keys(now())).sum()
     }
 
     fn overwrite(&self, masters: &[usize], key: &str, value: Option<&str>) {
         for &i in masters {
-            let mut store = self.stores[i].lock().expect("store");
+            let mut store = self.0[i].store();
             match value {
-                Some(v) => store.keys.insert(
-                    key.to_owned(),
-                    (v.to_owned(), now() + Duration::from_secs(60)),
-                ),
-                None => store.keys.remove(key),
-            };
+                Some(v) => store.put(key, v, now() + Duration::from_secs(60)),
+                None => store.force_delete(&[key.to_owned()]),
+            }
         }
     }
 }
 
 fn setup(policy: ExtendPolicy) -> (LockManager<MemMaster, VirtualClock>, Fakes) {
-    let mut masters = Vec::new();
-    let mut fakes = Fakes {
-        stores: Vec::new(),
-        modes: Vec::new(),
-    };
-    for i in 0..3 {
-        let store = Arc::new(Mutex::new(Store::default()));
-        let mode = Arc::new(Mutex::new(Mode::Normal));
-        fakes.stores.push(Arc::clone(&store));
-        fakes.modes.push(Arc::clone(&mode));
-        masters.push(MemMaster {
-            address: format!("mem{i}").into(),
-            store,
-            mode,
-        });
-    }
+    let masters = MemMaster::group(3, now);
+    let fakes = Fakes(masters.clone());
     let settings = Settings::builder().ttl(TTL).build(3).expect("settings");
     let core =
         Redlock::with_masters(masters, settings, VirtualClock(AtomicU64::new(1))).expect("core");
@@ -269,7 +138,7 @@ async fn stuck_extension_cannot_delay_the_loss_past_validity() {
     let (locks, fakes) = setup(ExtendPolicy::new());
     let guard = locks.try_acquire("stuck").await.expect("free");
     // A majority never answers: the extension call hangs forever.
-    fakes.set_mode(&[1, 2], Mode::Hang);
+    fakes.set_fault(&[1, 2], Fault::Hang);
     let valid_until = guard.valid_until();
     let reason = guard.lost().await;
     let fired = now();
@@ -425,7 +294,7 @@ async fn dropping_a_guard_releases_in_the_background_even_off_runtime() {
 #[tokio::test(start_paused = true)]
 async fn cancelled_acquire_leaves_no_key() {
     let (locks, fakes) = setup(ExtendPolicy::new());
-    fakes.set_mode(&[1, 2], Mode::Hang);
+    fakes.set_fault(&[1, 2], Fault::Hang);
     // Boxed so that `drop` below really drops the future (a `pin!`ned one
     // would live to the end of the scope).
     let mut acquire = Box::pin(locks.try_acquire("abandoned"));
@@ -478,13 +347,13 @@ async fn with_lock_cancels_the_work_on_loss() {
         }
     }
     let flag = OnDrop(Arc::clone(&dropped));
-    let stores = fakes.stores.clone();
+    let stores = fakes.0.clone();
     let result = locks
         .with_lock("scoped", |status| async move {
             let _flag = flag;
             // Someone deletes our keys on every master.
-            for s in &stores {
-                s.lock().expect("store").keys.clear();
+            for m in &stores {
+                m.restart_empty();
             }
             assert!(
                 status.is_valid(),

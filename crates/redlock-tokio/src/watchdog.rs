@@ -67,7 +67,7 @@ enum Verdict {
 
 fn judge(e: &ExtendError) -> Verdict {
     match e {
-        ExtendError::NoQuorum { votes } if policy::majority_gone(votes) => {
+        ExtendError::NoQuorum { votes } if votes.majority_gone() => {
             Verdict::Gone(LossReason::Refused {
                 votes: votes.clone(),
             })
@@ -267,7 +267,7 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
 /// The longest single sleep of a watchdog timer.
 ///
 /// The runtime's clock counts time the machine was suspended
-/// ([`redlock_core::now`]); tokio's timer does not. So a watchdog never
+/// ([`crate::now`]); tokio's timer does not. So a watchdog never
 /// sleeps to a deadline in one go: it sleeps at most this long, then reads
 /// the runtime's clock again. After a suspension, a lock whose validity
 /// passed meanwhile is reported lost within this step of the resume.

@@ -62,7 +62,7 @@ pub fn settings(scenario: &Scenario, masters: usize) -> Result<Settings, ConfigE
 }
 
 /// The admission rules of one client, wired from its settings the way
-/// `RedlockBuilder::connect` wires them (guard window = `max_ttl` when the
+/// `LockManagerBuilder::connect_core` wires them (guard window = `max_ttl` when the
 /// guard is on; clock budget = the drift factor when the clock check is
 /// on), plus the scenario's mutant knobs, if any.
 pub fn admission(scenario: &Scenario, settings: &Settings) -> Admission {
@@ -163,7 +163,7 @@ impl Cluster {
     /// Client `c`'s start-up: asks every master who it is, in parallel,
     /// through the core's own verification
     /// ([`Admitted::verify`](redlock_core::Admitted::verify)), as
-    /// `RedlockBuilder::connect` does. A master that fails here is "not
+    /// `LockManagerBuilder::connect_core` does. A master that fails here is "not
     /// yet usable" and joins at a later call. Returns how many masters
     /// were verified.
     pub async fn setup(&self, c: usize) -> usize {

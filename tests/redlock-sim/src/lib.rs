@@ -144,13 +144,13 @@
 //!
 //! | control | crosses | twin inside the model |
 //! |---|---|---|
-//! | [`Scenario::mutant_no_elapsed_check`] | the core's `sim-mutants` knob: validity = decision + TTL | [`Scenario::slow_acquires_real_algorithm`] |
+//! | [`Scenario::mutant_no_elapsed_check`] | the core's `__broken-for-negative-controls` knob: validity = decision + TTL | [`Scenario::slow_acquires_real_algorithm`] |
 //! | [`Scenario::immediate_restart_without_persistence`] | empty restart at once, guard off | [`Scenario::restart_with_persistence`], [`Scenario::restart_delayed_past_ttl`], [`Scenario::immediate_restart_with_restart_guard`] (the guard closes it) |
-//! | [`Scenario::mutant_guard_window_from_own_ttl`] | the core's `sim-mutants` knob: guard window = the client's own TTL (the old rule) | [`Scenario::mixed_ttl_empty_restart_guarded`] |
-//! | [`Scenario::mutant_no_uptime_margin`] | the core's `sim-mutants` knob: reported uptime taken as exact | [`Scenario::whole_second_uptime_guarded`] |
+//! | [`Scenario::mutant_guard_window_from_own_ttl`] | the core's `__broken-for-negative-controls` knob: guard window = the client's own TTL (the old rule) | [`Scenario::mixed_ttl_empty_restart_guarded`] |
+//! | [`Scenario::mutant_no_uptime_margin`] | the core's `__broken-for-negative-controls` knob: reported uptime taken as exact | [`Scenario::whole_second_uptime_guarded`] |
 //! | [`Scenario::clock_jump_beyond_drift`] | forward jumps of 20-100 ms (margin: 4 ms) | [`Scenario::clock_jump_within_margin`] |
 //! | [`Scenario::pause_after_validity_check`] | client pause between check and action | [`Scenario::pause_before_validity_check`] |
-//! | [`Scenario::mutant_no_fence_write_back`] | the core's `sim-mutants` knob: fence `max + 1` without the conditional write-back | [`Scenario::fenced_within_model`] |
+//! | [`Scenario::mutant_no_fence_write_back`] | the core's `__broken-for-negative-controls` knob: fence `max + 1` without the conditional write-back | [`Scenario::fenced_within_model`] |
 //! | [`Scenario::fenced_empty_restart`] | fence counters lost by empty restarts (after the max TTL: the lock itself stays safe) | [`Scenario::fenced_restart_with_persistence`] |
 //!
 //! Fencing is also run *outside the lock's* envelope, where it must still

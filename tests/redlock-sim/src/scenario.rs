@@ -41,7 +41,7 @@ pub struct Scenario {
     pub faults: Faults,
     /// What the clients do.
     pub workload: Workload,
-    /// Negative control: the core's `sim-mutants` knob that trusts a lock
+    /// Negative control: the core's `__broken-for-negative-controls` knob that trusts a lock
     /// for a full TTL from the quorum decision.
     pub mutant_no_elapsed_check: bool,
     /// The restart guard (on by default in production): the core's
@@ -50,11 +50,11 @@ pub struct Scenario {
     /// uptime granularity. Off in the scenarios that test the bare
     /// algorithm (restarts there keep their data or wait out the max TTL).
     pub restart_guard: bool,
-    /// Negative control: the core's `sim-mutants` knob that takes the
+    /// Negative control: the core's `__broken-for-negative-controls` knob that takes the
     /// guard window from the longest TTL the client itself used, not the
     /// deployment's max TTL.
     pub mutant_window_from_own_ttl: bool,
-    /// Negative control: the core's `sim-mutants` knob that takes the
+    /// Negative control: the core's `__broken-for-negative-controls` knob that takes the
     /// reported uptime as exact (no whole-second granularity margin).
     pub mutant_no_uptime_margin: bool,
     /// Fencing on: every client acquires with fencing tokens, and every
@@ -62,7 +62,7 @@ pub struct Scenario {
     /// ([`FencedStore`](crate::FencedStore)) with the lock's fence; the
     /// checker verifies the fences' order and that resource.
     pub fencing: bool,
-    /// Negative control: the core's `sim-mutants` knob that uses the
+    /// Negative control: the core's `__broken-for-negative-controls` knob that uses the
     /// fence `max + 1` without the conditional write-back round.
     pub mutant_no_fence_write_back: bool,
 }

@@ -12,15 +12,17 @@
 //! its reconnects the way fred does; the admission rules that act on those
 //! facts are redlock-core's ([`redlock_core::Admission`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rand::{Rng, RngCore};
+use redlock_core::testing::MemStore;
 use redlock_core::{
-    Admitted, ClockSample, Fence, FenceKeys, Link, MasterFacts, MasterFailure, Runtime, Token, Ttl,
+    Admitted, ClockSample, Fence, FenceKeys, Holder, Link, Master, MasterFacts, MasterFailure,
+    Runtime, Token, Ttl,
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -56,18 +58,18 @@ const NS_PER_SEC: i128 = 1_000_000_000;
 pub(crate) enum Op {
     Acquire {
         keys: Vec<String>,
-        token: String,
-        ttl_ms: u64,
+        token: Token,
+        ttl: Ttl,
     },
     Extend {
         keys: Vec<String>,
-        token: String,
-        ttl_ms: u64,
+        token: Token,
+        ttl: Ttl,
         recreate: bool,
     },
     Release {
         keys: Vec<String>,
-        token: String,
+        token: Token,
     },
     /// `INFO`: who the server is and how long it has been up.
     Info,
@@ -83,8 +85,8 @@ pub(crate) enum Op {
         keys: Vec<String>,
         hash: String,
         fields: Vec<String>,
-        token: String,
-        ttl_ms: u64,
+        token: Token,
+        ttl: Ttl,
     },
     /// `SET_FENCE`: only where every key holds `token`, raises each
     /// field of `hash` to `fence` (never lowers it).
@@ -92,8 +94,8 @@ pub(crate) enum Op {
         keys: Vec<String>,
         hash: String,
         fields: Vec<String>,
-        token: String,
-        fence: u64,
+        token: Token,
+        fence: Fence,
     },
 }
 
@@ -127,11 +129,18 @@ pub(crate) enum Answer {
 
 type Reply = Result<Answer, MasterFailure>;
 
-/// A key on a master: the token and the expiry on the master's own clock.
-#[derive(Clone, Debug)]
-struct Entry {
-    token: String,
-    expires_at_ns: i128,
+/// A time on one master's own clock: nanoseconds since the start of the
+/// run, with the master's rate error and jumps (so possibly negative).
+/// The keys' expiries in its [`MemStore`] are on this clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct MasterNs(i128);
+
+impl std::ops::Add<Duration> for MasterNs {
+    type Output = Self;
+
+    fn add(self, d: Duration) -> Self {
+        Self(self.0 + i128::try_from(d.as_nanos()).unwrap_or(i128::MAX / 2))
+    }
 }
 
 /// A command waiting on a paused master, with the way back to its caller.
@@ -153,11 +162,11 @@ struct ReplyLeg {
 /// One simulated Redis master.
 pub(crate) struct MasterState {
     index: usize,
-    keys: BTreeMap<String, Entry>,
-    /// The fence hashes (`HSET prefix resource fence`): hash key -> field
-    /// -> fence. They never expire; a persisted restart keeps them and an
-    /// empty restart loses them, like the keys.
-    fences: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The keys and the fence hashes (`HSET prefix resource fence`), with
+    /// the scripts' semantics: the core's one Rust copy of them. Fences
+    /// never expire; a persisted restart keeps them and an empty restart
+    /// loses them, like the keys.
+    store: MemStore<MasterNs>,
     up: bool,
     /// Changes at every crash and restart: a connection reaches one
     /// incarnation, and a request that finds another one finds its
@@ -186,88 +195,36 @@ impl MasterState {
     /// start of the run on its clock): the scripts exactly as the Lua in
     /// `redlock_core::scripts`, with the same reply mapping as `FredLink`.
     fn apply(&mut self, op: &Op, now: i128) -> Reply {
+        let now = MasterNs(now);
+        let fences = |hash, fields| FenceKeys { hash, fields };
         match op {
-            Op::Acquire {
-                keys,
-                token,
-                ttl_ms,
-            } => {
-                // ACQUIRE: refuse if any key holds another token...
-                if keys
-                    .iter()
-                    .any(|k| self.get(k, now).is_some_and(|v| v != token))
-                {
-                    return Err(MasterFailure::Held);
-                }
-                // ...else `SET PX ttl` every key whose `PTTL` is below the
-                // TTL: absent keys (`PTTL` -2), and ours when shorter (a
-                // resent acquire). Ours when longer (extended meanwhile)
-                // is left alone: the script never shortens a key.
-                self.set_at_least(keys, token, now, *ttl_ms);
+            Op::Acquire { keys, token, ttl } => {
+                self.store.acquire(now, keys, token, *ttl)?;
                 Ok(Answer::Done)
             }
             Op::Extend {
                 keys,
                 token,
-                ttl_ms,
+                ttl,
                 recreate,
             } => {
-                let mut missing = false;
-                for k in keys {
-                    match self.get(k, now) {
-                        None => missing = true,
-                        Some(v) if v != token => return Err(MasterFailure::Held),
-                        Some(_) => {}
-                    }
-                }
-                if missing && !recreate {
-                    return Err(MasterFailure::NotHeld);
-                }
-                // As the script: re-create a missing key, and lengthen a
-                // key to now + ttl, never shorten it.
-                self.set_at_least(keys, token, now, *ttl_ms);
+                self.store.extend(now, keys, token, *ttl, *recreate)?;
                 Ok(Answer::Done)
             }
             Op::Release { keys, token } => {
-                let mut deleted = 0;
-                for k in keys {
-                    if self.get(k, now) == Some(token.as_str()) {
-                        self.keys.remove(k);
-                        deleted += 1;
-                    }
-                }
-                if deleted == 0 {
-                    Err(MasterFailure::NotHeld)
-                } else {
-                    Ok(Answer::Done)
-                }
+                self.store.release(now, keys, token)?;
+                Ok(Answer::Done)
             }
             Op::AcquireFenced {
                 keys,
                 hash,
                 fields,
                 token,
-                ttl_ms,
+                ttl,
             } => {
-                // ACQUIRE_FENCED: -1 (`Held`) if any key holds another
-                // token, else the keys are set exactly as by ACQUIRE...
-                if keys
-                    .iter()
-                    .any(|k| self.get(k, now).is_some_and(|v| v != token))
-                {
-                    return Err(MasterFailure::Held);
-                }
-                self.set_at_least(keys, token, now, *ttl_ms);
-                // ...and, in the same step, the highest stored fence of
-                // the fields (0 when none): the read that the monotonicity
-                // argument needs to come after any earlier holder's
-                // write-back on this master.
-                let stored = self.fences.get(hash);
-                let max = fields
-                    .iter()
-                    .filter_map(|f| stored.and_then(|h| h.get(f)).copied())
-                    .max()
-                    .unwrap_or(0);
+                let max =
+                    self.store
+                        .acquire_fenced(now, keys, fences(hash, fields), token, *ttl)?;
                 Ok(Answer::Fence(max))
             }
             Op::SetFence {
@@ -277,26 +234,14 @@ impl MasterState {
                 token,
                 fence,
             } => {
-                // SET_FENCE: 0 (`NotHeld`, nothing written) unless every
-                // key holds our token...
-                if keys
-                    .iter()
-                    .any(|k| self.get(k, now).is_none_or(|v| v != token))
-                {
-                    return Err(MasterFailure::NotHeld);
-                }
-                // ...else each field rises to the fence, never falls.
-                let stored = self.fences.entry(hash.clone()).or_default();
-                for f in fields {
-                    let e = stored.entry(f.clone()).or_insert(0);
-                    *e = (*e).max(*fence);
-                }
+                self.store
+                    .set_fence(now, keys, fences(hash, fields), token, *fence)?;
                 Ok(Answer::Done)
             }
-            Op::Info => Ok(Answer::Facts(self.facts(now))),
+            Op::Info => Ok(Answer::Facts(self.facts(now.0))),
             Op::ScriptLoad => Ok(Answer::Done),
             Op::Time => Ok(Answer::Clock(Duration::from_nanos(
-                u64::try_from(self.wall_ns(now)).unwrap_or(0),
+                u64::try_from(self.wall_ns(now.0)).unwrap_or(0),
             ))),
         }
     }
@@ -322,38 +267,6 @@ impl MasterState {
             // A clock stepped back past the start would print a negative
             // number; reported as 0, the value that delays votes most.
             uptime_secs: u64::try_from(uptime).unwrap_or(0),
-        }
-    }
-
-    /// `GET` with expiry: a key is gone once the master's clock reaches its
-    /// expiry. (Redis keeps a key until its clock is strictly past the
-    /// millisecond of expiry; expiring at the exact instant makes the model
-    /// at least as strict.)
-    fn get(&mut self, key: &str, now: i128) -> Option<&str> {
-        if self.keys.get(key).is_some_and(|e| now >= e.expires_at_ns) {
-            self.keys.remove(key);
-        }
-        self.keys.get(key).map(|e| e.token.as_str())
-    }
-
-    /// Every key (already checked to be absent or `token`'s) holds `token`
-    /// and lives at least `ttl_ms` from `now`: created if absent,
-    /// lengthened if shorter, never shortened.
-    fn set_at_least(&mut self, keys: &[String], token: &str, now: i128, ttl_ms: u64) {
-        let wanted = now + i128::from(ttl_ms) * 1_000_000;
-        for k in keys {
-            match self.keys.get_mut(k) {
-                Some(e) => e.expires_at_ns = e.expires_at_ns.max(wanted),
-                None => {
-                    self.keys.insert(
-                        k.clone(),
-                        Entry {
-                            token: token.to_owned(),
-                            expires_at_ns: wanted,
-                        },
-                    );
-                }
-            }
         }
     }
 }
@@ -429,8 +342,7 @@ impl World {
                     wall_base_ns - 86_400 * NS_PER_SEC - wall.gen_range(0..86_400 * NS_PER_SEC);
                 Mutex::new(MasterState {
                     index,
-                    keys: BTreeMap::new(),
-                    fences: BTreeMap::new(),
+                    store: MemStore::new(),
                     up: true,
                     incarnation: 0,
                     paused: false,
@@ -562,8 +474,7 @@ impl World {
         if !keep_data {
             // An empty restart loses the fences too: they live in the
             // same dataset (hence "fences need persistence").
-            m.keys.clear();
-            m.fences.clear();
+            m.store.clear();
         }
         let queued: Vec<Queued> = m.queue.drain(..).collect();
         drop(m);
@@ -999,10 +910,6 @@ impl SimLink {
 }
 
 impl Link for SimLink {
-    fn address(&self) -> &Arc<str> {
-        &self.address
-    }
-
     fn now(&self) -> std::time::Instant {
         Instant::now().into_std()
     }
@@ -1060,6 +967,12 @@ impl Link for SimLink {
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         tokio::spawn(task);
     }
+}
+
+impl Master for SimLink {
+    fn address(&self) -> &Arc<str> {
+        &self.address
+    }
 
     fn acquire(
         &self,
@@ -1069,8 +982,8 @@ impl Link for SimLink {
     ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
         self.script(Op::Acquire {
             keys: keys.to_vec(),
-            token: token.expose().to_owned(),
-            ttl_ms: ttl.as_millis(),
+            token: token.clone(),
+            ttl,
         })
     }
 
@@ -1083,8 +996,8 @@ impl Link for SimLink {
     ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
         self.script(Op::Extend {
             keys: keys.to_vec(),
-            token: token.expose().to_owned(),
-            ttl_ms: ttl.as_millis(),
+            token: token.clone(),
+            ttl,
             recreate,
         })
     }
@@ -1096,7 +1009,7 @@ impl Link for SimLink {
     ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
         self.script(Op::Release {
             keys: keys.to_vec(),
-            token: token.expose().to_owned(),
+            token: token.clone(),
         })
     }
 
@@ -1113,8 +1026,8 @@ impl Link for SimLink {
             keys: keys.to_vec(),
             hash: fences.hash.to_owned(),
             fields: fences.fields.to_vec(),
-            token: token.expose().to_owned(),
-            ttl_ms: ttl.as_millis(),
+            token: token.clone(),
+            ttl,
         });
         async move {
             match call.await? {
@@ -1136,8 +1049,8 @@ impl Link for SimLink {
             keys: keys.to_vec(),
             hash: fences.hash.to_owned(),
             fields: fences.fields.to_vec(),
-            token: token.expose().to_owned(),
-            fence: fence.get(),
+            token: token.clone(),
+            fence,
         })
     }
 }
@@ -1171,6 +1084,17 @@ impl Runtime for SimRuntime {
 
     fn random_u64(&self) -> u64 {
         lock(&self.world.jitter_rng).next_u64()
+    }
+
+    /// From the seed, like every token of the run: a replay must see the
+    /// very same values.
+    fn fill_secret(&self, dest: &mut [u8]) {
+        lock(&self.world.jitter_rng).fill_bytes(dest);
+    }
+
+    /// A fixed holder: the simulation's clients are tasks of one process.
+    fn holder(&self, label: Option<&str>) -> Holder {
+        Holder::new("sim", 1, 0, label)
     }
 
     /// On the run's own single-threaded runtime: background releases

@@ -14,7 +14,7 @@
 //! * [`fresh_builder`]: the builder every test uses for masters the harness
 //!   just started empty for it alone.
 
-use redlock_core::{Redlock, RedlockBuilder};
+use redlock_tokio::{LockManager, LockManagerBuilder};
 
 pub mod checker;
 pub mod events;
@@ -26,12 +26,12 @@ pub mod sys;
 /// whole TTL; its documentation allows turning it off in exactly this case
 /// (nobody else ever held a lock on them). The guard's own tests in
 /// `tests/guards.rs` and the chaos run build their managers themselves.
-pub fn fresh_builder<I, S>(urls: I) -> RedlockBuilder
+pub fn fresh_builder<I, S>(urls: I) -> LockManagerBuilder
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    Redlock::builder(urls).danger_disable_restart_guard(true)
+    LockManager::builder(urls).settings(|s| s.danger_disable_restart_guard(true))
 }
 
 /// The keys matching `pattern` left on the masters once background

@@ -5,17 +5,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redlock_core::{
-    AcquireError, AcquireOptions, ConfigError, ExtendError, FredMaster, MasterFailure, Redlock,
-    ReleaseError, ResourceSet, RetryPolicy, Token, TokioRuntime, VoteOutcome,
+    AcquireError, AcquireOptions, ConfigError, ExtendError, MasterFailure, Redlock, ReleaseError,
+    ResourceSet, RetryPolicy, Token, VoteOutcome,
 };
 use redlock_harness::{Masters, RedisServer, ServerOptions};
 use redlock_tests::fresh_builder;
+use redlock_tokio::{FredMaster, TokioRuntime};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;
 
 async fn manager(masters: &Masters) -> Manager {
     fresh_builder(masters.urls())
-        .connect()
+        .connect_core()
         .await
         .expect("connect to harness masters")
 }
@@ -48,8 +49,8 @@ async fn lock_is_set_on_every_master_with_ttl_and_released_everywhere() {
     let masters = Masters::start(5);
     let rl = manager(&masters).await;
     let lock = rl.try_acquire("orders").await.expect("free lock");
-    assert!(lock.is_valid());
-    assert!(lock.remaining() <= Duration::from_secs(10));
+    assert!(lock.is_valid_at(redlock_tokio::now()));
+    assert!(lock.remaining_at(redlock_tokio::now()) <= Duration::from_secs(10));
     // All five answer on loopback, but the decision is taken at the third:
     // the other two may still be in flight. Give them a moment.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -75,13 +76,15 @@ async fn contenders_never_overlap() {
     for _ in 0..3 {
         managers.push(Arc::new(
             fresh_builder(masters.urls())
-                .ttl(TTL)
-                .retry(RetryPolicy::unbounded(
-                    Duration::from_millis(2),
-                    Duration::from_millis(20),
-                ))
-                .wait(Some(Duration::from_secs(60)))
-                .connect()
+                .settings(|s| {
+                    s.ttl(TTL)
+                        .retry(RetryPolicy::unbounded(
+                            Duration::from_millis(2),
+                            Duration::from_millis(20),
+                        ))
+                        .wait(Some(Duration::from_secs(60)))
+                })
+                .connect_core()
                 .await
                 .expect("connect"),
         ));
@@ -105,7 +108,7 @@ async fn contenders_never_overlap() {
                     .acquire("shared")
                     .await
                     .expect("acquire within the deadline");
-                assert!(lock.is_valid());
+                assert!(lock.is_valid_at(redlock_tokio::now()));
                 if holders.fetch_add(1, Ordering::SeqCst) != 0 {
                     overlaps.fetch_add(1, Ordering::SeqCst);
                 }
@@ -186,9 +189,11 @@ async fn paused_minority_master_does_not_delay_the_answer() {
     // A long per-master timeout: if the answer waited for the paused master
     // it would take 20 s. The vote report shows it was not waited for.
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_secs(60))
-        .master_timeout(Duration::from_secs(20))
-        .connect()
+        .settings(|s| {
+            s.ttl(Duration::from_secs(60))
+                .master_timeout(Duration::from_secs(20))
+        })
+        .connect_core()
         .await
         .expect("connect");
     masters[2].pause();
@@ -245,8 +250,8 @@ async fn per_master_timeout_bounds_a_paused_single_master() {
     // per-command timeout (a regression to fred's default would hang here).
     let masters = Masters::start(1);
     let rl = fresh_builder(masters.urls())
-        .master_timeout(Duration::from_millis(200))
-        .connect()
+        .settings(|s| s.master_timeout(Duration::from_millis(200)))
+        .connect_core()
         .await
         .expect("connect");
     masters[0].pause();
@@ -266,9 +271,11 @@ async fn per_master_timeout_bounds_a_paused_single_master() {
 async fn timed_out_set_landing_after_resume_is_cleaned_up() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_secs(60))
-        .master_timeout(Duration::from_millis(200))
-        .connect()
+        .settings(|s| {
+            s.ttl(Duration::from_secs(60))
+                .master_timeout(Duration::from_millis(200))
+        })
+        .connect_core()
         .await
         .expect("connect");
     // Another owner holds the resource on masters 1 and 2.
@@ -305,8 +312,8 @@ async fn timed_out_set_landing_after_resume_is_cleaned_up() {
 async fn extend_keeps_a_lock_past_its_first_ttl() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_millis(400))
-        .connect()
+        .settings(|s| s.ttl(Duration::from_millis(400)))
+        .connect_core()
         .await
         .expect("connect");
     let mut lock = rl.try_acquire("long-job").await.expect("free");
@@ -319,7 +326,7 @@ async fn extend_keeps_a_lock_past_its_first_ttl() {
             .expect("extend while valid");
     }
     assert!(lock.valid_until() > first_until + Duration::from_millis(700));
-    assert!(lock.is_valid());
+    assert!(lock.is_valid_at(redlock_tokio::now()));
     let err = rl.try_acquire("long-job").await.expect_err("still held");
     assert!(err.is_contended(), "{err}");
     for m in masters.iter() {
@@ -338,13 +345,13 @@ async fn extend_keeps_a_lock_past_its_first_ttl() {
 async fn extend_after_expiry_fails() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_millis(150))
-        .connect()
+        .settings(|s| s.ttl(Duration::from_millis(150)))
+        .connect_core()
         .await
         .expect("connect");
     let mut lock = rl.try_acquire("short").await.expect("free");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!lock.is_valid());
+    assert!(!lock.is_valid_at(redlock_tokio::now()));
     let err = rl.extend(&mut lock, None).await.expect_err("expired");
     assert!(matches!(err, ExtendError::Expired { .. }), "{err}");
     // The keys expired on the masters too: nothing to leak.
@@ -388,7 +395,7 @@ async fn release_by_a_non_owner_token_does_not_delete() {
     let lock = rl.try_acquire("mine").await.expect("free");
     let resources = ResourceSet::try_from("mine").expect("valid");
     let report = rl
-        .release_token(&resources, &Token::random())
+        .release_token(&resources, &Token::random(&TokioRuntime))
         .await
         .expect("no master failed");
     assert_eq!(report.released(), 0);
@@ -449,7 +456,8 @@ async fn retry_until_deadline_then_succeed_after_release() {
                 ))
                 .wait(Some(Duration::from_secs(20)));
             let set = ResourceSet::try_from("queue").expect("valid");
-            rl.acquire_with(&set, &opts, Token::random()).await
+            rl.acquire_with(&set, &opts, Token::random(&TokioRuntime))
+                .await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -469,7 +477,7 @@ async fn retry_until_deadline_then_succeed_after_release() {
         .wait(Some(Duration::from_millis(300)));
     let set = ResourceSet::try_from("queue").expect("valid");
     let err = rl
-        .acquire_with(&set, &opts, Token::random())
+        .acquire_with(&set, &opts, Token::random(&TokioRuntime))
         .await
         .expect_err("deadline");
     match &err {
@@ -607,7 +615,7 @@ async fn paused_master_at_startup_does_not_hold_connect() {
     let t0 = Instant::now();
     let rl = fresh_builder(masters.urls())
         .connect_timeout(Duration::from_secs(20))
-        .connect()
+        .connect_core()
         .await
         .expect("a quorum is usable");
     let took = t0.elapsed();
@@ -636,7 +644,7 @@ async fn paused_master_at_startup_does_not_hold_connect() {
 
 async fn connect_err(urls: Vec<String>) -> ConfigError {
     fresh_builder(urls)
-        .connect()
+        .connect_core()
         .await
         .expect_err("must be rejected")
 }
@@ -718,8 +726,8 @@ async fn invalid_settings_rejected() {
     let masters = Masters::start(4);
     let urls = masters.urls();
     let err = fresh_builder(urls.clone())
-        .quorum(2)
-        .connect()
+        .settings(|s| s.quorum(2))
+        .connect_core()
         .await
         .expect_err("2 of 4 is not a majority");
     assert!(
@@ -733,27 +741,26 @@ async fn invalid_settings_rejected() {
         "{err}"
     );
     let err = fresh_builder(urls.clone())
-        .ttl(Duration::ZERO)
-        .connect()
+        .settings(|s| s.ttl(Duration::ZERO))
+        .connect_core()
         .await
         .expect_err("zero ttl");
     assert!(matches!(err, ConfigError::TtlZero), "{err}");
     let err = fresh_builder(urls.clone())
-        .ttl(Duration::from_secs(u64::MAX / 1000))
-        .connect()
+        .settings(|s| s.ttl(Duration::from_secs(u64::MAX / 1000)))
+        .connect_core()
         .await
         .expect_err("huge ttl");
     assert!(matches!(err, ConfigError::TtlTooLarge { .. }), "{err}");
     let err = fresh_builder(urls.clone())
-        .ttl(Duration::from_millis(100))
-        .drift_factor(0.99)
-        .connect()
+        .settings(|s| s.ttl(Duration::from_millis(100)).drift_factor(0.99))
+        .connect_core()
         .await
         .expect_err("drift");
     assert!(matches!(err, ConfigError::DriftConsumesTtl { .. }), "{err}");
     let err = fresh_builder(urls.clone())
-        .drift_factor(f64::NAN)
-        .connect()
+        .settings(|s| s.drift_factor(f64::NAN))
+        .connect_core()
         .await
         .expect_err("nan");
     assert!(
@@ -762,7 +769,7 @@ async fn invalid_settings_rejected() {
     );
 
     // Per-call checks on a good manager.
-    let rl = fresh_builder(urls).connect().await.expect("connect");
+    let rl = fresh_builder(urls).connect_core().await.expect("connect");
     for bad in [
         "".to_owned(),
         "x".repeat(redlock_core::MAX_RESOURCE_LEN + 1),
@@ -785,7 +792,11 @@ async fn invalid_settings_rejected() {
         Duration::from_micros(1500),
     ] {
         let err = rl
-            .acquire_with(&set, &AcquireOptions::once().ttl(ttl), Token::random())
+            .acquire_with(
+                &set,
+                &AcquireOptions::once().ttl(ttl),
+                Token::random(&TokioRuntime),
+            )
             .await
             .expect_err("bad ttl");
         assert!(matches!(err, AcquireError::Invalid(_)), "{err}");
@@ -808,7 +819,7 @@ async fn wrong_password_rejected() {
         assert!(!err.to_string().contains("wrong@"), "{err}");
     }
     let rl = fresh_builder([format!("redis://:s3cret@127.0.0.1:{port}")])
-        .connect()
+        .connect_core()
         .await
         .expect("right password");
     let lock = rl.try_acquire("authed").await.expect("free");
@@ -873,7 +884,7 @@ async fn too_few_reachable_masters_rejected_at_connect() {
     masters.get_mut(1).kill();
     let err = fresh_builder(masters.urls())
         .connect_timeout(Duration::from_millis(500))
-        .connect()
+        .connect_core()
         .await
         .expect_err("1 of 3");
     assert!(
@@ -897,8 +908,8 @@ async fn extend_never_shortens_a_key() {
     // have (found by the simulation).
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_secs(10))
-        .connect()
+        .settings(|s| s.ttl(Duration::from_secs(10)))
+        .connect_core()
         .await
         .expect("connect");
     let mut lock = rl.try_acquire("no-shorten").await.expect("free");
@@ -906,7 +917,7 @@ async fn extend_never_shortens_a_key() {
         .await
         .expect("extend");
     assert!(
-        lock.remaining() <= Duration::from_millis(500),
+        lock.remaining_at(redlock_tokio::now()) <= Duration::from_millis(500),
         "validity follows the asked TTL"
     );
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,17 +5,17 @@
 
 use std::time::Duration;
 
-use redlock_core::{AcquireOptions, Fence, FredMaster, Redlock, ResourceSet, TokioRuntime};
+use redlock_core::{AcquireOptions, Fence, Redlock, ResourceSet};
 use redlock_harness::{Masters, RedisServer};
 use redlock_tests::fresh_builder;
+use redlock_tokio::{FredMaster, TokioRuntime};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;
 
 async fn fenced_manager(masters: &Masters, ttl: Duration) -> Manager {
     fresh_builder(masters.urls())
-        .ttl(ttl)
-        .fencing(true)
-        .connect()
+        .settings(|s| s.ttl(ttl).fencing(true))
+        .connect_core()
         .await
         .expect("connect")
 }
@@ -77,7 +77,7 @@ async fn multi_resource_fence_exceeds_every_resource_fence() {
         .acquire_with(
             &both,
             &AcquireOptions::once(),
-            redlock_core::Token::random(),
+            redlock_core::Token::random(&TokioRuntime),
         )
         .await
         .expect("free");
@@ -95,7 +95,7 @@ async fn multi_resource_fence_exceeds_every_resource_fence() {
 async fn fencing_is_opt_in_per_acquire() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .connect()
+        .connect_core()
         .await
         .expect("connect");
     let plain = rl.try_acquire("opt").await.expect("free");
@@ -104,7 +104,7 @@ async fn fencing_is_opt_in_per_acquire() {
     let opts = AcquireOptions::once().fenced(true);
     let set = ResourceSet::try_from("opt").expect("valid");
     let fenced = rl
-        .acquire_with(&set, &opts, redlock_core::Token::random())
+        .acquire_with(&set, &opts, redlock_core::Token::random(&TokioRuntime))
         .await
         .expect("free");
     assert_eq!(fenced.fence().map(Fence::get), Some(1));
@@ -153,7 +153,7 @@ async fn stale_holder_after_a_pause_is_refused_by_the_fenced_store() {
     let fence_a = fence_of(&a);
     // A stalls (a GC pause) until its lock expired on the masters.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(!a.is_valid());
+    assert!(!a.is_valid_at(redlock_tokio::now()));
     let b = rl.try_acquire("stock").await.expect("A's keys expired");
     let fence_b = fence_of(&b);
     assert!(fence_b > fence_a);
@@ -175,7 +175,7 @@ async fn guards_of_the_adapter_carry_increasing_fences() {
     use redlock_tokio::{LockManager, LockOptions};
     let masters = Masters::start(3);
     let core = fresh_builder(masters.urls())
-        .connect()
+        .connect_core()
         .await
         .expect("connect");
     let locks = LockManager::new(core);

@@ -4,21 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use redlock_core::{FredMaster, MasterFailure, Redlock, TokioRuntime, VoteOutcome};
+use redlock_core::{MasterFailure, Redlock, VoteOutcome};
 use redlock_harness::Masters;
+use redlock_tokio::{FredMaster, LockManager, TokioRuntime};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;
 
 const TTL: Duration = Duration::from_secs(2);
 
 async fn manager(masters: &Masters, guard: bool) -> Manager {
-    Redlock::builder(masters.urls())
-        .ttl(TTL)
+    LockManager::builder(masters.urls())
         // The deployment's maximum TTL is the guard's window: short here,
         // so the tests need not wait the default minute.
-        .max_ttl(TTL)
-        .danger_disable_restart_guard(!guard)
-        .connect()
+        .settings(|s| s.ttl(TTL).max_ttl(TTL).danger_disable_restart_guard(!guard))
+        .connect_core()
         .await
         .expect("connect")
 }
@@ -91,7 +90,9 @@ async fn restart_hole(guard: bool) -> (bool, String) {
     let b = manager(&masters, guard).await;
     let result = b.try_acquire("hole").await;
     let overlap = match &result {
-        Ok(lock_b) => lock_a.is_valid() && lock_b.is_valid(),
+        Ok(lock_b) => {
+            lock_a.is_valid_at(redlock_tokio::now()) && lock_b.is_valid_at(redlock_tokio::now())
+        }
         Err(_) => false,
     };
     let report = match &result {
@@ -160,8 +161,8 @@ async fn replica_is_rejected_at_build_time() {
     masters[2]
         .cmd(&["REPLICAOF", "127.0.0.1", &primary])
         .expect("REPLICAOF");
-    let err = Redlock::builder(masters.urls())
-        .connect()
+    let err = LockManager::builder(masters.urls())
+        .connect_core()
         .await
         .expect_err("a replica is not a master");
     assert!(
@@ -174,12 +175,12 @@ async fn replica_is_rejected_at_build_time() {
 async fn clock_check_samples_and_judges_healthy_masters_healthy() {
     let masters = Masters::start(3);
     let rl = redlock_tests::fresh_builder(masters.urls())
-        .check_master_clocks(true)
-        .connect()
+        .settings(|s| s.check_master_clocks(true))
+        .connect_core()
         .await
         .expect("connect");
-    let off = Redlock::builder(masters.urls())
-        .connect()
+    let off = LockManager::builder(masters.urls())
+        .connect_core()
         .await
         .expect("connect");
     assert!(off.masters().iter().all(|m| m.clock_verdict().is_none()));
@@ -200,7 +201,7 @@ async fn clock_check_samples_and_judges_healthy_masters_healthy() {
             Some(redlock_core::ClockVerdict::Healthy { rate }) => {
                 assert!((rate - 1.0).abs() < 0.01, "rate {rate}")
             }
-            other => panic!("{}: {other:?}", m.address_str()),
+            other => panic!("{}: {other:?}", redlock_core::Master::address(m)),
         }
     }
 }

@@ -5,15 +5,18 @@ use std::time::Duration;
 use redlock_core::{KeyState, MasterFailure, ResourceSet, Token};
 use redlock_harness::Masters;
 use redlock_tests::fresh_builder;
+use redlock_tokio::TokioRuntime;
 
 #[tokio::test]
 async fn inspect_shows_the_holder_its_ttl_and_the_fence() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_secs(30))
-        .fencing(true)
-        .holder_label("report job")
-        .connect()
+        .settings(|s| {
+            s.ttl(Duration::from_secs(30))
+                .fencing(true)
+                .holder_label("report job")
+        })
+        .connect_core()
         .await
         .expect("connect");
     let free = rl.inspect("report").await.expect("valid name");
@@ -57,7 +60,7 @@ async fn inspect_shows_the_holder_its_ttl_and_the_fence() {
 async fn inspect_reports_wrong_types_and_unreachable_masters() {
     let mut masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .connect()
+        .connect_core()
         .await
         .expect("connect");
     masters[0]
@@ -84,8 +87,8 @@ async fn inspect_reports_wrong_types_and_unreachable_masters() {
 async fn unlock_by_token_removes_only_that_holder_and_force_removes_any() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_secs(60))
-        .connect()
+        .settings(|s| s.ttl(Duration::from_secs(60)))
+        .connect_core()
         .await
         .expect("connect");
     let stuck = rl.try_acquire("stuck").await.expect("free");
@@ -94,7 +97,7 @@ async fn unlock_by_token_removes_only_that_holder_and_force_removes_any() {
     drop(stuck);
     let set = ResourceSet::try_from("stuck").expect("valid");
     // A wrong token removes nothing.
-    rl.release_token(&set, &Token::random())
+    rl.release_token(&set, &Token::random(&TokioRuntime))
         .await
         .expect("answered");
     rl.background_idle().await;

@@ -25,8 +25,10 @@ async fn metrics_follow_acquire_contention_hold_and_loss() {
 
     let mut masters = Masters::start(3);
     let locks = LockManager::builder(masters.urls())
-        .map_core(|b| b.danger_disable_restart_guard(true))
-        .ttl(Duration::from_millis(500))
+        .settings(|s| {
+            s.danger_disable_restart_guard(true)
+                .ttl(Duration::from_millis(500))
+        })
         .connect()
         .await
         .expect("connect");

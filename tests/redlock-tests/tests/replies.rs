@@ -15,7 +15,7 @@ fn server_error(outcome: Option<&VoteOutcome>, prefix: &str) -> bool {
 async fn out_of_memory_master_is_a_failed_vote() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .connect()
+        .connect_core()
         .await
         .expect("connect");
     for args in [
@@ -53,8 +53,8 @@ async fn busy_master_is_a_failed_vote() {
         .expect("CONFIG SET")
         .is_ok());
     let rl = fresh_builder(masters.urls())
-        .master_timeout(Duration::from_millis(500))
-        .connect()
+        .settings(|s| s.master_timeout(Duration::from_millis(500)))
+        .connect_core()
         .await
         .expect("connect");
     // A script that spins for 1.5 s on the server, from another connection.
@@ -90,7 +90,7 @@ async fn busy_master_is_a_failed_vote() {
 async fn master_demoted_to_replica_after_connect_is_a_failed_vote() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .connect()
+        .connect_core()
         .await
         .expect("connect");
     let primary = masters[1].port().to_string();

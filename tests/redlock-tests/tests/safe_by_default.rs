@@ -13,17 +13,18 @@
 //! Clients that play the *first* holder on masters the harness has just
 //! started use [`fresh_builder`] (restart guard off: nobody ever held a
 //! lock there). Clients whose safety is under test use
-//! [`Redlock::builder`]'s defaults.
+//! the production builder's defaults (`LockManager::builder`).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redlock_core::{
-    AcquireError, AcquireOptions, FredMaster, Lock, MasterFailure, Redlock, ResourceSet, Token,
-    TokioRuntime, VoteOutcome, Votes,
+    AcquireError, AcquireOptions, Lock, MasterFailure, Redlock, ResourceSet, Token, VoteOutcome,
+    Votes,
 };
 use redlock_harness::Masters;
 use redlock_tests::fresh_builder;
 use redlock_tests::proxy::{Fault, Mode, Proxy};
+use redlock_tokio::{FredMaster, LockManager, TokioRuntime};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;
 
@@ -108,14 +109,14 @@ enum Second {
 async fn judge_second(first: &Lock, second: Result<Lock, AcquireError>, rl: &Manager) -> Second {
     // Read right after the attempt returned: if the first lock is still
     // valid now, it was valid during the whole attempt.
-    let first_valid = first.is_valid();
-    let first_left = first.remaining();
+    let first_valid = first.is_valid_at(redlock_tokio::now());
+    let first_left = first.remaining_at(redlock_tokio::now());
     match second {
         Err(_) if first_valid => Second::Refused,
         Err(e) => Second::Inconclusive(format!("refused ({e}), but only after A expired")),
         Ok(lock) => {
             let votes = lock.votes().to_string();
-            let second_left = lock.remaining();
+            let second_left = lock.remaining_at(redlock_tokio::now());
             rl.release(lock).await.ok();
             assert!(
                 !first_valid,
@@ -157,8 +158,8 @@ async fn restart_guard_window_covers_other_clients_longer_ttls() {
     let mut masters = Masters::start(3);
     third_owner(&masters, 2, "redlock:hole", 300);
     let a = fresh_builder(masters.urls())
-        .ttl(Duration::from_secs(8))
-        .connect()
+        .settings(|s| s.ttl(Duration::from_secs(8)))
+        .connect_core()
         .await
         .expect("connect A");
     let lock_a = a.try_acquire("hole").await.expect("A gets masters 0 and 1");
@@ -178,9 +179,9 @@ async fn restart_guard_window_covers_other_clients_longer_ttls() {
     .await;
     assert_eq!(masters[2].get("redlock:hole"), None, "master 2 is free");
 
-    let b = Redlock::builder(masters.urls())
-        .ttl(Duration::from_secs(2))
-        .connect()
+    let b = LockManager::builder(masters.urls())
+        .settings(|s| s.ttl(Duration::from_secs(2)))
+        .connect_core()
         .await
         .expect("connect B");
     let second = b.try_acquire("hole").await;
@@ -229,10 +230,9 @@ async fn restart_guard_counts_uptime_granularity() {
         let resource = format!("granularity-{run}");
         let key = format!("redlock:{resource}");
         let a = fresh_builder(masters.urls())
-            .ttl(TTL)
             // After the fix (deployment-wide guard window), add:
-            .max_ttl(TTL)
-            .connect()
+            .settings(|s| s.ttl(TTL).max_ttl(TTL))
+            .connect_core()
             .await
             .expect("connect A");
         // A acquires at x.800 s of the wall clock, master 0 restarts right
@@ -259,11 +259,10 @@ async fn restart_guard_counts_uptime_granularity() {
         })
         .await;
 
-        let b = Redlock::builder(masters.urls())
-            .ttl(TTL)
+        let b = LockManager::builder(masters.urls())
             // After the fix (deployment-wide guard window), add:
-            .max_ttl(TTL)
-            .connect()
+            .settings(|s| s.ttl(TTL).max_ttl(TTL))
+            .connect_core()
             .await
             .expect("connect B");
         let second = b.try_acquire(resource.as_str()).await;
@@ -293,7 +292,7 @@ async fn misrouted_master_0() -> (Manager, Proxy, Masters) {
     let proxy = Proxy::start(masters[0].addr()).expect("proxy");
     let urls = vec![proxy.url(), masters[1].url(), masters[2].url()];
     let rl = fresh_builder(urls)
-        .connect()
+        .connect_core()
         .await
         .expect("three distinct servers");
     poll_votes(&rl, "clash", COME_BACK, |v| granted(v, 0))
@@ -402,7 +401,7 @@ async fn setup_fault_is_not_fatal(pattern: &[u8], fault: Fault, what: &str) {
     let urls = vec![masters[0].url(), masters[1].url(), proxy.url()];
     let connected = fresh_builder(urls)
         .connect_timeout(Duration::from_secs(1))
-        .connect()
+        .connect_core()
         .await;
     assert!(
         proxy.faults_triggered() >= 1,
@@ -457,9 +456,11 @@ async fn refusal_does_not_wait_for_a_paused_master() {
     const MASTER_TIMEOUT: Duration = Duration::from_secs(3);
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_secs(30))
-        .master_timeout(MASTER_TIMEOUT)
-        .connect()
+        .settings(|s| {
+            s.ttl(Duration::from_secs(30))
+                .master_timeout(MASTER_TIMEOUT)
+        })
+        .connect_core()
         .await
         .expect("connect");
     for i in [0, 1] {
@@ -468,7 +469,7 @@ async fn refusal_does_not_wait_for_a_paused_master() {
             .expect("SET");
     }
     masters[2].pause();
-    let token = Token::random();
+    let token = Token::random(&TokioRuntime);
     let set = ResourceSet::try_from("decided").expect("valid");
     let t0 = Instant::now();
     let result = rl
@@ -509,8 +510,8 @@ async fn refusal_does_not_wait_for_a_paused_master() {
 async fn resent_acquire_never_shortens_our_own_key() {
     let masters = Masters::start(3);
     let rl = fresh_builder(masters.urls())
-        .ttl(Duration::from_secs(5))
-        .connect()
+        .settings(|s| s.ttl(Duration::from_secs(5)))
+        .connect_core()
         .await
         .expect("connect");
     // One resource (the SET NX fast path, then the script) and two (the
@@ -518,7 +519,7 @@ async fn resent_acquire_never_shortens_our_own_key() {
     for names in [vec!["resent"], vec!["resent-a", "resent-b"]] {
         let set = ResourceSet::new(names.iter().copied()).expect("valid");
         let mut lock = rl
-            .acquire_with(&set, &AcquireOptions::once(), Token::random())
+            .acquire_with(&set, &AcquireOptions::once(), Token::random(&TokioRuntime))
             .await
             .expect("free");
         rl.extend(&mut lock, Some(Duration::from_secs(60)))

@@ -6,6 +6,7 @@ use std::time::Duration;
 use redlock_core::ConfigError;
 use redlock_harness::{Masters, RedisServer, ServerOptions};
 use redlock_tests::fresh_builder;
+use redlock_tokio::TokioRuntime;
 
 /// The exact ACL the library needs, documented in `docs/safety.md`:
 /// the three scripts (EVALSHA, EVAL for the NOSCRIPT fallback, SCRIPT LOAD),
@@ -51,8 +52,8 @@ async fn works_under_a_least_privilege_acl_user() {
         urls.push(format!("redis://locker:locker-pw@127.0.0.1:{}", m.port()));
     }
     let rl = fresh_builder(urls)
-        .ttl(Duration::from_secs(5))
-        .connect()
+        .settings(|s| s.ttl(Duration::from_secs(5)))
+        .connect_core()
         .await
         .expect("connect as locker");
     let mut lock = rl
@@ -75,7 +76,7 @@ async fn works_under_a_least_privilege_acl_user() {
         .acquire_with(
             &redlock_core::ResourceSet::try_from("acl:f").expect("valid"),
             &redlock_core::AcquireOptions::once().fenced(true),
-            redlock_core::Token::random(),
+            redlock_core::Token::random(&TokioRuntime),
         )
         .await
         .expect("fenced acquire as locker");
@@ -126,7 +127,7 @@ async fn a_user_without_the_prefix_gets_a_typed_failure_not_a_panic() {
         .expect("ACL SETUSER");
     assert!(reply.is_ok());
     let rl = fresh_builder([format!("redis://narrow:pw@127.0.0.1:{}", masters[0].port())])
-        .connect()
+        .connect_core()
         .await
         .expect("connect works: INFO and SCRIPT LOAD are allowed");
     let err = rl
@@ -148,7 +149,7 @@ async fn passwords_and_tokens_never_printed() {
     assert!(!shown.contains("hunter2"), "{shown}");
 
     let err = fresh_builder([bad.clone()])
-        .connect()
+        .connect_core()
         .await
         .expect_err("wrong password");
     assert!(matches!(err, ConfigError::Auth { .. }));
@@ -159,12 +160,12 @@ async fn passwords_and_tokens_never_printed() {
         "redis://:hunter2-x@127.0.0.1:{}:bad",
         server.port()
     )])
-    .connect()
+    .connect_core()
     .await
     .expect_err("malformed");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 
-    let rl = builder.connect().await.expect("right password");
+    let rl = builder.connect_core().await.expect("right password");
     assert!(!format!("{rl:?}").contains("hunter2"));
     let lock = rl.try_acquire("secret").await.expect("free");
     let token = lock.token().expose().to_owned();

@@ -19,10 +19,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use redlock_core::{
-    ConfigError, FredMaster, Redlock, RedlockBuilder, ReleaseError, TokioRuntime, VoteOutcome,
-};
+use redlock_core::{ConfigError, Redlock, ReleaseError, VoteOutcome};
 use redlock_harness::{RedisServer, ServerOptions};
+use redlock_tokio::{FredMaster, LockManagerBuilder, TokioRuntime};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;
 
@@ -187,16 +186,16 @@ fn all_keys(masters: &[TlsMaster]) -> Vec<(u16, String)> {
         .collect()
 }
 
-fn builder(urls: Vec<String>) -> RedlockBuilder {
+fn builder(urls: Vec<String>) -> LockManagerBuilder {
     redlock_tests::fresh_builder(urls)
-        .ttl(Duration::from_secs(10))
+        .settings(|s| s.ttl(Duration::from_secs(10)))
         // Short: a client that sends a TLS hello to a plain port may wait
         // for a reply that never comes.
         .connect_timeout(Duration::from_millis(750))
 }
 
-async fn connect_err(builder: RedlockBuilder) -> ConfigError {
-    match builder.connect().await {
+async fn connect_err(builder: LockManagerBuilder) -> ConfigError {
+    match builder.connect_core().await {
         Ok(_) => panic!("connect must fail"),
         Err(e) => e,
     }
@@ -232,7 +231,7 @@ async fn lock_over_tls_on_three_masters() {
     let masters = TlsMaster::start_n(&pki, 3);
     let rl = builder(tls_urls(&masters))
         .tls_ca_pem(pki.ca_pem.clone())
-        .connect()
+        .connect_core()
         .await
         .expect("connect over TLS with the test CA");
     for m in &masters {
@@ -251,7 +250,7 @@ async fn ca_from_a_file_and_mixed_schemes() {
     urls.push(masters[2].server.url());
     let rl = builder(urls)
         .tls_ca_file(pki.ca_file())
-        .connect()
+        .connect_core()
         .await
         .expect("connect to a mixed list");
     assert!(masters[0].tls_connections() >= 1);
@@ -396,8 +395,8 @@ async fn untrusted_certificate_after_a_restart_gets_no_key() {
         .tls_ca_pem(swapped.ca_pem.clone())
         // Without the restart guard a restarted master votes as soon as a
         // command reaches it: only certificate checking keeps it out.
-        .danger_disable_restart_guard(true)
-        .connect()
+        .settings(|s| s.danger_disable_restart_guard(true))
+        .connect_core()
         .await
         .expect("connect with both CAs");
     lock_roundtrip(&rl, &masters, "tls-swap").await;

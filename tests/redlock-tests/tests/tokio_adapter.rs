@@ -21,8 +21,7 @@ const LOSS_ALLOWANCE: Duration = Duration::from_millis(200);
 
 async fn manager(masters: &Masters, ttl: Duration) -> LockManager {
     LockManager::builder(masters.urls())
-        .map_core(|b| b.danger_disable_restart_guard(true))
-        .ttl(ttl)
+        .settings(|s| s.danger_disable_restart_guard(true).ttl(ttl))
         .connect()
         .await
         .expect("connect to harness masters")
@@ -104,9 +103,11 @@ async fn pausing_a_majority_fires_the_loss_no_later_than_validity_ends() {
     let masters = Masters::start(3);
     let ttl = Duration::from_millis(1000);
     let locks = LockManager::builder(masters.urls())
-        .map_core(|b| b.danger_disable_restart_guard(true))
-        .ttl(ttl)
-        .master_timeout(Duration::from_millis(50))
+        .settings(|s| {
+            s.danger_disable_restart_guard(true)
+                .ttl(ttl)
+                .master_timeout(Duration::from_millis(50))
+        })
         .connect()
         .await
         .expect("connect");
@@ -173,9 +174,11 @@ async fn dropping_an_acquire_future_mid_flight_leaves_no_key() {
     // A long per-master timeout keeps the vote pending while two masters
     // are paused; a long TTL rules out expiry as the cleaner.
     let locks = LockManager::builder(masters.urls())
-        .map_core(|b| b.danger_disable_restart_guard(true))
-        .ttl(Duration::from_secs(60))
-        .master_timeout(Duration::from_secs(3))
+        .settings(|s| {
+            s.danger_disable_restart_guard(true)
+                .ttl(Duration::from_secs(60))
+                .master_timeout(Duration::from_secs(3))
+        })
         .connect()
         .await
         .expect("connect");

@@ -204,17 +204,25 @@ async fn pings(client: &Client, rounds: u64, with_timeout: bool) -> u64 {
     let Client::Redlock(m) = client else {
         usage("--ping is for --impl redlock")
     };
-    let masters = m.core().masters();
+    let Some(clients) = redlock_benches::fanout::raw_clients(m.core().masters()).await else {
+        usage("--ping: a master did not connect")
+    };
+    let options = fred::types::config::Options {
+        timeout: Some(m.core().settings().master_timeout()),
+        max_attempts: Some(1),
+        fail_fast: true,
+        ..Default::default()
+    };
     let mut done = 0;
     for _ in 0..rounds {
-        let answers = futures::future::join_all(masters.iter().map(|x| async move {
-            if with_timeout {
-                x.client()
-                    .with_options(x.call_options())
-                    .ping::<String>(None)
-                    .await
-            } else {
-                x.client().ping::<String>(None).await
+        let answers = futures::future::join_all(clients.iter().map(|x| {
+            let options = &options;
+            async move {
+                if with_timeout {
+                    x.with_options(options).ping::<String>(None).await
+                } else {
+                    x.ping::<String>(None).await
+                }
             }
         }))
         .await;

@@ -13,8 +13,6 @@
 
 use std::time::{Duration, Instant};
 
-use fred::interfaces::ClientLike;
-use fred::types::{ClusterHash, CustomCommand};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -143,8 +141,8 @@ async fn paused(
 ) -> Result<(Workload, Lat), String> {
     let m = connect(global, urls, args).await?;
     let result = async {
-        let last = m.core().masters().last().ok_or("no masters")?;
-        let pid = server_pid(last.client(), last.call_options())
+        let last = urls.last().ok_or("no masters")?;
+        let pid = super::raw::server_pid(last, global.connect_timeout)
             .await
             .ok_or("the last master did not say its process id (INFO server)")?;
         if !stop::is_our_child(pid) {
@@ -243,24 +241,6 @@ async fn settle(m: &Locks, base: &str, warmup: u64) {
 /// of the benchmark outlives it.
 async fn finish(m: &Locks) {
     let _ = m.shutdown(Duration::from_secs(2)).await;
-}
-
-/// `process_id` from `INFO server`.
-async fn server_pid(
-    client: &fred::clients::Client,
-    opts: &fred::types::config::Options,
-) -> Option<u32> {
-    let info: String = client
-        .with_options(opts)
-        .custom(
-            CustomCommand::new_static("INFO", ClusterHash::Random, false),
-            vec!["server"],
-        )
-        .await
-        .ok()?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Where `host:port` sits in a `redis://[user:password@]host:port[/db]`

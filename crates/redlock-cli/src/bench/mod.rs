@@ -16,16 +16,15 @@
 mod faults;
 mod hist;
 pub(crate) mod proxy;
+mod raw;
 mod report;
 mod workload;
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use fred::interfaces::ClientLike;
-use fred::types::{ClusterHash, CustomCommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use redlock_core::{ResourceSet, Token};
+use redlock_tokio::{Master, ResourceSet, Token, TokioRuntime};
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, Global};
@@ -123,11 +122,15 @@ async fn bench(global: &Global, urls: &[String], args: &BenchArgs) -> Result<u8,
         .core()
         .masters()
         .iter()
-        .map(|m| m.address_str().to_owned())
+        .map(|m| m.address().to_string())
         .collect();
     // A run id keeps resource names apart from other runs on the same
     // masters (a previous run's keys may still be expiring).
-    let run_id: String = Token::random().expose().chars().take(8).collect();
+    let run_id: String = Token::random(&TokioRuntime)
+        .expose()
+        .chars()
+        .take(8)
+        .collect();
 
     let n = args.iterations;
     let c = args.concurrency;
@@ -204,7 +207,7 @@ async fn bench(global: &Global, urls: &[String], args: &BenchArgs) -> Result<u8,
     };
     progress.set_message("cleanup");
     for (name, m) in managers {
-        remove_fence(m, &fence_resource(&run_id, name)).await;
+        remove_fence(global, urls, m, &fence_resource(&run_id, name)).await;
         // Releases still finishing in the background (they return at a
         // quorum) must land before the runtime goes.
         let _ = m.shutdown(DRAIN).await;
@@ -324,23 +327,9 @@ fn fence_resource(run_id: &str, config: &str) -> String {
 /// the hash named by the key prefix) on every master: fences never expire,
 /// and a benchmark run must not leave anything behind. Safe only because
 /// the resource name carries this run's id: nobody else locks it.
-async fn remove_fence(m: &Locks, resource: &str) {
-    let core = m.core();
-    let prefix = core.settings().prefix().as_str().to_owned();
-    let hdel = core.masters().iter().map(|master| {
-        let args = vec![prefix.clone(), resource.to_owned()];
-        async move {
-            let _: Result<fred::types::Value, _> = master
-                .client()
-                .with_options(master.call_options())
-                .custom(
-                    CustomCommand::new_static("HDEL", ClusterHash::FirstKey, false),
-                    args,
-                )
-                .await;
-        }
-    });
-    futures::future::join_all(hdel).await;
+async fn remove_fence(global: &Global, urls: &[String], m: &Locks, resource: &str) {
+    let prefix = m.core().settings().prefix().as_str().to_owned();
+    raw::hdel_everywhere(urls, global.connect_timeout, &prefix, resource).await;
 }
 
 fn millis(d: Duration) -> u64 {

@@ -194,7 +194,7 @@ pub(crate) async fn cycle_loop(
                 continue;
             }
         };
-        let token = core.settings().new_token();
+        let token = core.settings().new_token(core.runtime());
         let t0 = Instant::now();
         match core.acquire_with(&set, &opts, token).await {
             Ok(lock) => {
@@ -349,7 +349,7 @@ pub(crate) async fn contended(
             let mut handoff_wait = Lat::new();
             let mut h = Hists::new();
             while shared.take_ticket() {
-                let token = core.settings().new_token();
+                let token = core.settings().new_token(core.runtime());
                 let t0 = Instant::now();
                 match core.acquire_with(&resource, &opts, token).await {
                     Ok(lock) => {

@@ -46,10 +46,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rand::Rng;
-use redlock_core::{AcquireError, Fence, Lock, Redlock, RetryPolicy};
+use redlock_core::{AcquireError, Fence, Lock, RetryPolicy};
 use redlock_harness::{Connection, Reply};
 use redlock_tests::events::{Event, EventLog};
 use redlock_tests::sys::{instant_to_ns, monotonic_ns};
+use redlock_tokio::LockManager;
 
 /// The counter's key on the counter Redis, unless `--counter-key` says
 /// otherwise.
@@ -376,7 +377,7 @@ fn failure_reason(e: &AcquireError) -> &'static str {
 /// before every side effect. The margin leaves room for the effect itself
 /// (a round trip to the counter) to complete within the validity.
 fn still_valid(lock: &Lock, margin: Duration) -> bool {
-    lock.remaining() > margin
+    lock.remaining_at(redlock_tokio::now()) > margin
 }
 
 async fn run(args: &Args) -> Result<(), Fatal> {
@@ -388,20 +389,22 @@ async fn run(args: &Args) -> Result<(), Fatal> {
     })?;
     let deadline = monotonic_ns().saturating_add(u64::try_from(args.run.as_nanos()).unwrap_or(0));
     let mut counter = Counter::connect(args.counter, &args.counter_key).map_err(Fatal::Broken)?;
-    let rl = Redlock::builder(args.masters.clone())
-        .ttl(args.ttl)
-        .master_timeout(args.master_timeout)
-        .retry(RetryPolicy::unbounded(
-            Duration::from_millis(args.retry.0),
-            Duration::from_millis(args.retry.1),
-        ))
-        .wait(Some(args.wait))
+    let rl = LockManager::builder(args.masters.clone())
         // Every worker uses the same TTL: that is the deployment's maximum,
         // and so the restart guard's window.
-        .max_ttl(args.ttl)
-        .fencing(args.fenced)
-        .danger_disable_restart_guard(!args.guard)
-        .connect()
+        .settings(|s| {
+            s.ttl(args.ttl)
+                .master_timeout(args.master_timeout)
+                .retry(RetryPolicy::unbounded(
+                    Duration::from_millis(args.retry.0),
+                    Duration::from_millis(args.retry.1),
+                ))
+                .wait(Some(args.wait))
+                .max_ttl(args.ttl)
+                .fencing(args.fenced)
+                .danger_disable_restart_guard(!args.guard)
+        })
+        .connect_core()
         .await
         .map_err(|e| Fatal::Setup(format!("connecting to the masters: {e}")))?;
     let mut rng = rand::thread_rng();

@@ -6,8 +6,7 @@
 use fred::error::{Error as FredError, ErrorKind};
 use fred::types::Value;
 
-use crate::inspect::KeyState;
-use crate::tally::MasterFailure;
+use redlock_core::{KeyState, MasterFailure};
 
 /// The integer a script returned, or why there is none.
 pub(crate) fn script_reply(reply: Result<Value, FredError>) -> Result<i64, MasterFailure> {

@@ -1,0 +1,220 @@
+//! The one builder: master URLs and how to reach them, the core's
+//! [`SettingsBuilder`] (which alone owns and checks the lock settings),
+//! and the guards' [`ExtendPolicy`].
+
+use std::time::Duration;
+
+use redlock_core::{ConfigError, Redlock, Settings, SettingsBuilder};
+use tokio::runtime::Handle;
+
+use crate::fred::{self, FredMaster};
+use crate::manager::LockManager;
+use crate::policy::ExtendPolicy;
+use crate::runtime::TokioRuntime;
+
+/// Builder of the production [`LockManager`] (or of the bare core
+/// [`Redlock`], with [`connect_core`](Self::connect_core)), from master
+/// URLs.
+///
+/// Lock settings (TTL, quorum, per-master timeout, retries, fencing,
+/// `danger_` switches, ...) are the core's [`SettingsBuilder`], reached
+/// through [`settings`](Self::settings) and checked once, by `connect`;
+/// this builder adds only what the production backend and the guards
+/// need: how to reach the masters and the watchdog policy.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), redlock_tokio::ConfigError> {
+/// use std::time::Duration;
+/// use redlock_tokio::{ExtendPolicy, LockManager};
+///
+/// let locks = LockManager::builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"])
+///     .settings(|s| s.ttl(Duration::from_secs(30)).master_timeout(Duration::from_millis(50)))
+///     .extend_policy(ExtendPolicy::new().max_hold(Duration::from_secs(3600)))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `connect` is awaited"]
+pub struct LockManagerBuilder {
+    urls: Vec<String>,
+    settings: SettingsBuilder,
+    policy: ExtendPolicy,
+    connect_timeout: Duration,
+    /// CAs trusted for `rediss://` masters; empty: the system roots.
+    #[cfg(feature = "tls")]
+    tls_cas: Vec<fred::tls::CaSource>,
+}
+
+impl std::fmt::Debug for LockManagerBuilder {
+    /// Shows the URLs with their passwords replaced by `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| fred::redact_url(u)).collect();
+        f.debug_struct("LockManagerBuilder")
+            .field("urls", &urls)
+            .field("settings", &self.settings)
+            .field("extend_policy", &self.policy)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockManager<FredMaster, TokioRuntime> {
+    /// Starts building a manager over the given master URLs
+    /// (`redis://[user:password@]host:port[/db]`, or `rediss://` with the
+    /// `tls` feature).
+    pub fn builder<I, S>(urls: I) -> LockManagerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        LockManagerBuilder {
+            urls: urls.into_iter().map(Into::into).collect(),
+            settings: Settings::builder(),
+            policy: ExtendPolicy::default(),
+            connect_timeout: Duration::from_secs(2),
+            #[cfg(feature = "tls")]
+            tls_cas: Vec::new(),
+        }
+    }
+}
+
+impl LockManagerBuilder {
+    /// Sets lock settings through the core's [`SettingsBuilder`]: TTL
+    /// (default 10 s), drift factor, quorum, per-master timeout (default
+    /// 50 ms), retry policy, wait deadline, key prefix, minimum validity,
+    /// `max_ttl` (the restart guard's window, default 60 s), holder
+    /// records, fencing, the clock check and the `danger_` switches. May be
+    /// called several times; each call continues from the last.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), redlock_tokio::ConfigError> {
+    /// use std::time::Duration;
+    /// use redlock_tokio::LockManager;
+    ///
+    /// let locks = LockManager::builder(["redis://127.0.0.1:7001"])
+    ///     .settings(|s| s.ttl(Duration::from_secs(5)).key_prefix("billing:lock:").fencing(true))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn settings(mut self, f: impl FnOnce(SettingsBuilder) -> SettingsBuilder) -> Self {
+        self.settings = f(self.settings);
+        self
+    }
+
+    /// Default watchdog policy of the guards (default: extend at half the
+    /// TTL left, no caps).
+    pub fn extend_policy(mut self, policy: ExtendPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long to wait for each master's first connection (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Trusts the CA certificate(s) in `pem` (one or more `CERTIFICATE`
+    /// blocks; other blocks, such as keys, are skipped) for the `rediss://`
+    /// masters, *instead of* the system roots. Call it again, or together
+    /// with [`tls_ca_file`](Self::tls_ca_file), to trust several CAs.
+    /// `redis://` masters stay plaintext.
+    ///
+    /// The servers are verified against these CAs and against the host of
+    /// their URL (a DNS name or IP address in the certificate's subject
+    /// alternative names). The PEM is checked by
+    /// [`connect`](Self::connect).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use redlock_tokio::LockManager;
+    ///
+    /// let ca = std::fs::read("/etc/redis/tls/ca.crt")?;
+    /// let locks = LockManager::builder([
+    ///     "rediss://redis-a.internal:6380",
+    ///     "rediss://redis-b.internal:6380",
+    ///     "rediss://redis-c.internal:6380",
+    /// ])
+    /// .tls_ca_pem(ca)
+    /// .connect()
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_cas.push(fred::tls::CaSource::Pem(pem.into()));
+        self
+    }
+
+    /// Like [`tls_ca_pem`](Self::tls_ca_pem), reading the PEM from `path`
+    /// when [`connect`](Self::connect) runs.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_cas.push(fred::tls::CaSource::File(path.into()));
+        self
+    }
+
+    /// Checks every setting and connects to every master (see
+    /// [`connect_core`](Self::connect_core)); guards follow the
+    /// [`extend_policy`](Self::extend_policy), and background tasks run on
+    /// the runtime this is awaited on.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_core`](Self::connect_core).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is locked yet; dropping it drops the
+    /// connections made so far.
+    ///
+    /// # Panics
+    ///
+    /// When awaited outside a tokio runtime.
+    pub async fn connect(self) -> Result<LockManager, ConfigError> {
+        let policy = self.policy.clone();
+        let redlock = self.connect_core().await?;
+        Ok(LockManager::with_handle(redlock, policy, Handle::current()))
+    }
+
+    /// Checks every setting, connects to every master in parallel, checks
+    /// their identities, and loads the scripts; returns the core manager
+    /// without guards (the extend policy is not used).
+    ///
+    /// Masters unreachable now are tolerated while a quorum is reachable:
+    /// their clients keep reconnecting in the background, and each is
+    /// checked (identity, role) before its first vote counts. `connect`
+    /// returns shortly after a quorum is usable.
+    ///
+    /// `rediss://` and `redis://` masters may be mixed in one list; each
+    /// `rediss://` master is reached over TLS only, never in plaintext.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the problem: bad settings or URLs, duplicate
+    /// masters (same address, or same server `run_id`), a replica in the
+    /// list, rejected credentials, a `rediss://` URL without the `tls`
+    /// feature, unusable CA certificates, a failed TLS handshake (even on
+    /// one master, like rejected credentials), a Redis Cluster node, a
+    /// database the server does not have, or fewer than a quorum usable.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is locked yet; dropping it drops the
+    /// connections made so far.
+    pub async fn connect_core(self) -> Result<Redlock<FredMaster, TokioRuntime>, ConfigError> {
+        let settings = self.settings.build(self.urls.len())?;
+        fred::connect(
+            &self.urls,
+            settings,
+            self.connect_timeout,
+            #[cfg(feature = "tls")]
+            &self.tls_cas,
+        )
+        .await
+    }
+}

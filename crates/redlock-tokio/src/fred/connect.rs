@@ -1,0 +1,495 @@
+//! Start-up: one client per master built for locks (see the module docs
+//! of [`fred`](super)), connected in parallel, each master identified
+//! (`INFO`) and its scripts loaded, and the answers recorded through the
+//! core's admission rules.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fred::clients::Client;
+use fred::error::{Error as FredError, ErrorKind};
+use fred::interfaces::{ClientLike, EventInterface};
+use fred::types::config::{
+    Config, ConnectionConfig, Options, PerformanceConfig, ReconnectPolicy, TcpConfig,
+    UnresponsiveConfig,
+};
+use fred::types::{Builder, ConnectHandle, Value};
+use futures::StreamExt;
+use redlock_core::{
+    Admission, Admitted, ConfigError, Link, Master, MasterFacts, MasterFailure, Redlock, Refusal,
+    Settings,
+};
+
+use super::link::{command, FredLink, FredMaster, Scripts, SharedScripts};
+use super::reply::map_error;
+use super::url::{parse_url, ParsedUrl};
+use crate::TokioRuntime;
+
+/// Connects to every master in parallel with checked `settings`, checks
+/// their identities through the admission rules, and loads the scripts
+/// (see [`LockManagerBuilder::connect_core`](crate::LockManagerBuilder::connect_core)).
+pub(crate) async fn connect(
+    urls: &[String],
+    settings: Settings,
+    connect_timeout: Duration,
+    #[cfg(feature = "tls")] tls_cas: &[super::tls::CaSource],
+) -> Result<Redlock<FredMaster, TokioRuntime>, ConfigError> {
+    let parsed = urls
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    #[cfg(feature = "tls")]
+    let parsed = super::tls::attach(parsed, tls_cas)?;
+    for (i, a) in parsed.iter().enumerate() {
+        if let Some(b) = parsed[..i].iter().find(|b| b.address == a.address) {
+            return Err(ConfigError::DuplicateMaster {
+                first: b.address.to_string(),
+                second: a.address.to_string(),
+                why: "same address".into(),
+            });
+        }
+    }
+    let scripts = Arc::new(Scripts::new());
+    let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
+    let options = call_options(&settings);
+    let attempts = connect_all(parsed, &settings, connect_timeout, &options, &scripts).await?;
+
+    // The answers are recorded through the same admission rules every
+    // later check uses; at start-up a replica or a duplicate in the list
+    // is a configuration error worth stopping for, while a master that
+    // is merely unreachable or flaky now joins when it answers.
+    let mut masters = Vec::with_capacity(attempts.len());
+    let mut not_usable = Vec::new();
+    for (i, (link, facts)) in attempts.into_iter().enumerate() {
+        let address = link.address().to_string();
+        let master = Admitted::new(link, i, Arc::clone(&admission));
+        match facts {
+            Ok((observed_at, facts)) => {
+                let verdict = lock_admission(&admission).verified(i, 0, observed_at, &facts);
+                match verdict {
+                    Ok(()) => {}
+                    Err(Refusal::NotMaster { role }) => {
+                        return Err(ConfigError::NotAMaster {
+                            master: address,
+                            role,
+                        })
+                    }
+                    Err(Refusal::SameServerAs { other, run_id }) => {
+                        return Err(ConfigError::DuplicateMaster {
+                            first: masters
+                                .get(other)
+                                .map_or_else(String::new, |m: &FredMaster| m.address().to_string()),
+                            second: address,
+                            why: format!("same run_id {run_id}"),
+                        })
+                    }
+                    Err(other) => not_usable.push(format!("{address} {}", other.to_failure())),
+                }
+            }
+            Err(failure) => not_usable.push(format!("{address} {failure}")),
+        }
+        masters.push(master);
+    }
+    let usable = masters.len() - not_usable.len();
+    if usable < settings.quorum().needed() {
+        return Err(ConfigError::Unreachable {
+            reachable: usable,
+            masters: masters.len(),
+            needed: settings.quorum().needed(),
+            details: not_usable.join("; "),
+        });
+    }
+    Redlock::with_masters(masters, settings, TokioRuntime)
+}
+
+fn call_options(settings: &Settings) -> Options {
+    Options {
+        max_attempts: Some(1),
+        timeout: Some(settings.master_timeout()),
+        fail_fast: true,
+        ..Options::default()
+    }
+}
+
+fn build_client(
+    mut config: Config,
+    settings: &Settings,
+    connect_timeout: Duration,
+    fail_fast: bool,
+) -> Result<Client, FredError> {
+    config.fail_fast = fail_fast;
+    let timeout = settings.master_timeout();
+    Builder::from_config(config)
+        // Never give up reconnecting: 10 ms doubling to 1 s.
+        .set_policy(ReconnectPolicy::new_exponential(0, 10, 1_000, 2))
+        .set_connection_config(ConnectionConfig {
+            connection_timeout: connect_timeout,
+            internal_command_timeout: connect_timeout,
+            max_command_attempts: 1,
+            tcp: TcpConfig {
+                nodelay: Some(true),
+                ..TcpConfig::default()
+            },
+            // A connection whose replies stall for this long is closed and
+            // re-opened. Well above the per-command timeout, so a release
+            // queued behind a timed-out acquire on a paused master is still
+            // written on the same connection, in order.
+            unresponsive: UnresponsiveConfig {
+                max_timeout: Some((timeout * 20).max(Duration::from_secs(2))),
+                interval: (timeout * 5).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            },
+            ..ConnectionConfig::default()
+        })
+        .set_performance_config(PerformanceConfig {
+            default_command_timeout: timeout,
+            ..PerformanceConfig::default()
+        })
+        .build()
+}
+
+/// How long `connect` keeps waiting for the other masters once a quorum is
+/// usable: a master that answers a moment later is still checked at
+/// start-up (a duplicate or a replica is then a configuration error), but
+/// one that is paused or black-holed does not hold the caller for the
+/// whole connect timeout. It joins in the background.
+const CONNECT_GRACE: Duration = Duration::from_millis(50);
+
+/// What one master's start-up gave: its link, and when and what it said
+/// about itself, or why it is not usable yet.
+type Attempt = (FredLink, Result<(Instant, MasterFacts), MasterFailure>);
+
+/// Connects every master in parallel and returns, in master order, as soon
+/// as a quorum is usable and [`CONNECT_GRACE`] has passed (or every master
+/// answered). Masters still connecting then get a client that keeps
+/// reconnecting in the background; they are checked before their first
+/// vote counts.
+async fn connect_all(
+    parsed: Vec<ParsedUrl>,
+    settings: &Settings,
+    connect_timeout: Duration,
+    options: &Options,
+    scripts: &SharedScripts,
+) -> Result<Vec<Attempt>, ConfigError> {
+    let needed = settings.quorum().needed();
+    let mut pending: futures::stream::FuturesUnordered<_> = parsed
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, p)| async move {
+            (
+                i,
+                connect_one(p, settings, connect_timeout, options, scripts).await,
+            )
+        })
+        .collect();
+    let mut done: Vec<Option<Attempt>> = (0..parsed.len()).map(|_| None).collect();
+    let mut usable = 0;
+    let mut grace_until: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match grace_until {
+            Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => pending.next().await,
+        };
+        let Some((i, attempt)) = next else { break };
+        let attempt = attempt?;
+        if attempt.1.is_ok() {
+            usable += 1;
+        }
+        done[i] = Some(attempt);
+        if usable >= needed && grace_until.is_none() {
+            grace_until = Some(tokio::time::Instant::now() + CONNECT_GRACE);
+        }
+    }
+    drop(pending);
+    parsed
+        .into_iter()
+        .zip(done)
+        .map(|(p, attempt)| match attempt {
+            Some(a) => Ok(a),
+            None => {
+                let address = Arc::clone(&p.address);
+                let client =
+                    build_client(p.config, settings, connect_timeout, false).map_err(|e| {
+                        ConfigError::Setup {
+                            master: address.to_string(),
+                            message: e.details().to_string(),
+                        }
+                    })?;
+                let reconnects = client.reconnect_rx();
+                let task = client.connect();
+                let link = FredLink::new(
+                    client,
+                    task,
+                    reconnects,
+                    options.clone(),
+                    address,
+                    Arc::clone(scripts),
+                );
+                Ok((
+                    link,
+                    Err(MasterFailure::Unreachable(
+                        "still connecting when a quorum was ready".into(),
+                    )),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// Connects one master. Returns its link and, when it answered, when and
+/// what it said about itself; a master that is unreachable or fails during
+/// setup (a reset, a timeout) is not an error here: its client keeps
+/// reconnecting in the background and it is verified before its first vote
+/// counts. Wrong credentials and failed TLS handshakes are errors: they do
+/// not heal by retrying.
+async fn connect_one(
+    parsed: ParsedUrl,
+    settings: &Settings,
+    connect_timeout: Duration,
+    options: &Options,
+    scripts: &SharedScripts,
+) -> Result<Attempt, ConfigError> {
+    let address = parsed.address;
+    let tls = parsed.tls;
+    if tls && !parsed.config.uses_tls() {
+        // `connect` attaches a connector to every `rediss://` master, so this
+        // is unreachable; checked anyway, as the alternative is plaintext.
+        return Err(ConfigError::TlsNotCompiled {
+            url: address.to_string(),
+        });
+    }
+    let make = |client: Client, task: ConnectHandle, reconnects| {
+        FredLink::new(
+            client,
+            task,
+            reconnects,
+            options.clone(),
+            Arc::clone(&address),
+            Arc::clone(scripts),
+        )
+    };
+    let setup_err = |e: FredError| ConfigError::Setup {
+        master: address.to_string(),
+        message: e.details().to_string(),
+    };
+    let auth_err = |e: &FredError| ConfigError::Auth {
+        master: address.to_string(),
+        message: e.details().to_string(),
+    };
+
+    let client =
+        build_client(parsed.config.clone(), settings, connect_timeout, true).map_err(setup_err)?;
+    // Subscribe before connecting, so no reconnect can slip between the
+    // first connection and the subscription.
+    let reconnects = client.reconnect_rx();
+    let first =
+        tokio::time::timeout(connect_timeout + Duration::from_millis(100), client.init()).await;
+    match first {
+        Ok(Ok(task)) => {
+            let link = make(client, task, reconnects);
+            // The first connection announces itself as a reconnect; the
+            // identity check below covers it and anything before it.
+            link.take_reconnects();
+            let setup = connect_options(connect_timeout);
+            let facts = match fetch_identity(link.client(), &setup).await {
+                Ok(facts) => facts,
+                Err(e) if e.kind() == &ErrorKind::Auth || is_auth_message(e.details()) => {
+                    return Err(auth_err(&e))
+                }
+                Err(e) if e.kind() == &ErrorKind::Cluster => {
+                    return Err(ConfigError::ClusterNode {
+                        master: address.to_string(),
+                    })
+                }
+                Err(e) => return Ok((link, Err(setup_failure(&e, &address)?))),
+            };
+            let observed_at = crate::now();
+            if let Err(e) = load_scripts(link.client(), &setup, scripts).await {
+                return Ok((link, Err(setup_failure(&e, &address)?)));
+            }
+            Ok((link, Ok((observed_at, facts))))
+        }
+        Ok(Err(e)) if e.kind() == &ErrorKind::Auth || is_auth_message(e.details()) => {
+            Err(auth_err(&e))
+        }
+        // fred sends SELECT on connect: a database the server does not
+        // have fails every connection, and would otherwise read as
+        // "unreachable".
+        Ok(Err(e)) if e.details().contains("DB index is out of range") => {
+            Err(ConfigError::NoSuchDatabase {
+                master: address.to_string(),
+                db: parsed.config.database.unwrap_or(0),
+            })
+        }
+        // A wrong CA or host name does not heal by retrying: fail now, with
+        // the reason, rather than count the master as merely unreachable.
+        #[cfg(feature = "tls")]
+        Ok(Err(e)) if tls && is_tls_failure(&e) => Err(ConfigError::Tls {
+            master: address.to_string(),
+            reason: tls_reason(e.details()),
+        }),
+        first => {
+            // Unreachable for now. Start a client that keeps trying in the
+            // background; it is verified before its first vote counts.
+            let mut why = match first {
+                Ok(Err(e)) => map_error(&e),
+                _ => MasterFailure::TimedOut,
+            };
+            if tls {
+                // A plaintext port answers a TLS hello with silence or
+                // garbage: say what to check rather than only "timed out".
+                why = MasterFailure::Unreachable(format!(
+                    "{why}; no TLS session was established: does this port serve TLS (rediss://)?"
+                ));
+            }
+            let _ = client.quit().await;
+            let client =
+                build_client(parsed.config, settings, connect_timeout, false).map_err(setup_err)?;
+            let reconnects = client.reconnect_rx();
+            let task = client.connect();
+            Ok((make(client, task, reconnects), Err(why)))
+        }
+    }
+}
+
+/// A failure while setting up a connected master: a transport problem (a
+/// reset, a timeout) makes the master "not yet usable", anything else (an
+/// ACL that forbids `INFO` or `SCRIPT`, a garbage reply) is a
+/// configuration error worth stopping for.
+fn setup_failure(e: &FredError, address: &str) -> Result<MasterFailure, ConfigError> {
+    match map_error(e) {
+        f @ (MasterFailure::TimedOut | MasterFailure::Unreachable(_)) => Ok(f),
+        _ => Err(ConfigError::Setup {
+            master: address.to_owned(),
+            message: e.details().to_string(),
+        }),
+    }
+}
+
+fn lock_admission(admission: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
+    admission
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a first connection over TLS failed in the handshake itself.
+///
+/// tokio-rustls reports every rustls error (unknown issuer, name mismatch,
+/// a peer that does not speak TLS) as an `io::Error` of kind `InvalidData`,
+/// which fred turns into `ErrorKind::IO` with the `Debug` text, e.g.
+/// `Custom { kind: InvalidData, error: InvalidCertificate(UnknownIssuer) }`;
+/// fred's own TLS errors (a host that is no valid server name) are
+/// `ErrorKind::Tls`. This only picks the error message: whatever the
+/// verdict, a client with a connector never falls back to plaintext.
+#[cfg(feature = "tls")]
+fn is_tls_failure(e: &FredError) -> bool {
+    e.kind() == &ErrorKind::Tls || e.details().contains("kind: InvalidData")
+}
+
+/// The rustls error out of fred's `io::Error` text, e.g.
+/// `InvalidCertificate(UnknownIssuer)`; the whole text if it has another
+/// shape.
+#[cfg(feature = "tls")]
+fn tls_reason(details: &str) -> String {
+    details
+        .strip_prefix("Custom { kind: InvalidData, error: ")
+        .and_then(|r| r.strip_suffix(" }"))
+        .unwrap_or(details)
+        .to_owned()
+}
+
+fn is_auth_message(details: &str) -> bool {
+    details.contains("WRONGPASS")
+        || details.contains("NOAUTH")
+        || details.contains("invalid username-password")
+}
+
+fn connect_options(connect_timeout: Duration) -> Options {
+    Options {
+        max_attempts: Some(1),
+        timeout: Some(connect_timeout),
+        fail_fast: true,
+        ..Options::default()
+    }
+}
+
+pub(super) async fn fetch_identity(
+    client: &Client,
+    options: &Options,
+) -> Result<MasterFacts, FredError> {
+    let info: String = client
+        .with_options(options)
+        .custom(command("INFO"), Vec::<Value>::new())
+        .await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .map(|v| v.trim().to_owned())
+    };
+    let run_id = field("run_id")
+        .ok_or_else(|| FredError::new(ErrorKind::Protocol, "INFO reply has no run_id"))?;
+    let role = field("role").unwrap_or_else(|| "unknown".into());
+    if field("cluster_enabled").as_deref() == Some("1") {
+        // Typed by kind, so start-up can name it; a vote reports it as a
+        // server error with this text.
+        return Err(FredError::new(
+            ErrorKind::Cluster,
+            "CLUSTER mode: this server is a Redis Cluster node (cluster_enabled:1); redlock needs independent single-node primaries",
+        ));
+    }
+    // As reported: whole seconds of wall clock. The admission rules add the
+    // granularity. A missing field reads as 0: the guard errs on waiting.
+    let uptime_secs = field("uptime_in_seconds")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok(MasterFacts {
+        run_id,
+        role,
+        uptime_secs,
+    })
+}
+
+/// Parses a `TIME` reply: `[seconds, microseconds]` as strings.
+pub(super) fn parse_time(v: Value) -> Option<Duration> {
+    let Value::Array(parts) = v else { return None };
+    let num = |v: &Value| match v {
+        Value::String(s) => s.parse::<u64>().ok(),
+        Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse::<u64>().ok(),
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        _ => None,
+    };
+    match parts.as_slice() {
+        [secs, micros] => {
+            Some(Duration::from_secs(num(secs)?) + Duration::from_micros(num(micros)?))
+        }
+        _ => None,
+    }
+}
+
+pub(super) async fn load_scripts(
+    client: &Client,
+    options: &Options,
+    scripts: &Scripts,
+) -> Result<(), FredError> {
+    // Sent together: they pipeline on the one connection, one round trip.
+    let all = scripts.all();
+    let client = client.with_options(options);
+    let shas = futures::future::join_all(
+        all.iter()
+            .map(|s| client.custom::<String, _>(command("SCRIPT"), vec!["LOAD", s.body])),
+    )
+    .await;
+    for (s, sha) in all.iter().zip(shas) {
+        let sha = sha?;
+        if sha != s.sha {
+            return Err(FredError::new(
+                ErrorKind::Protocol,
+                format!("SCRIPT LOAD returned {sha}, expected {}", s.sha),
+            ));
+        }
+    }
+    Ok(())
+}

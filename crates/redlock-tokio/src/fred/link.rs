@@ -1,0 +1,465 @@
+//! The link to one master: its fred client, the scripts, and the lock
+//! commands, each one round trip under the per-master timeout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use fred::clients::Client;
+use fred::interfaces::ClientLike;
+use fred::types::config::{Options, Server};
+use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
+use futures::future::BoxFuture;
+use redlock_core::{
+    Admitted, ClockSample, Fence, FenceKeys, KeyState, Link, Master, MasterFacts, MasterFailure,
+    Token, Ttl,
+};
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::broadcast::Receiver as BroadcastReceiver;
+
+use redlock_core::scripts;
+
+use super::connect::{fetch_identity, load_scripts, parse_time};
+use super::reply::{self, map_error, SetNxGet};
+
+/// A Lua script with its SHA1, computed locally once.
+#[derive(Debug)]
+pub(super) struct Script {
+    pub(super) body: &'static str,
+    pub(super) sha: String,
+}
+
+impl Script {
+    fn new(body: &'static str) -> Self {
+        Self {
+            body,
+            sha: fred::util::sha1_hash(body),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Scripts {
+    acquire: Script,
+    extend: Script,
+    release: Script,
+    acquire_fenced: Script,
+    set_fence: Script,
+    inspect: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            acquire: Script::new(scripts::ACQUIRE),
+            extend: Script::new(scripts::EXTEND),
+            release: Script::new(scripts::RELEASE),
+            acquire_fenced: Script::new(scripts::ACQUIRE_FENCED),
+            set_fence: Script::new(scripts::SET_FENCE),
+            inspect: Script::new(scripts::INSPECT),
+        }
+    }
+
+    pub(super) fn all(&self) -> [&Script; 6] {
+        [
+            &self.acquire,
+            &self.extend,
+            &self.release,
+            &self.acquire_fenced,
+            &self.set_fence,
+            &self.inspect,
+        ]
+    }
+}
+
+/// Shared by the links of one manager: the scripts and their SHAs.
+pub(super) type SharedScripts = Arc<Scripts>;
+
+/// One Redis master reached through one multiplexed fred client: the raw
+/// [`Link`] under the admission gate. [`FredMaster`] is the gated master
+/// the algorithm votes with.
+///
+/// Dropping it stops the client's connection task.
+pub struct FredLink {
+    client: Client,
+    options: Options,
+    address: Arc<str>,
+    scripts: SharedScripts,
+    /// fred's reconnect notifications, drained before and after calls.
+    reconnects: Mutex<BroadcastReceiver<Server>>,
+    /// Set once the server answered `SET ... NX GET` with a syntax error
+    /// (Redis before 7.0): single-key acquires use the script from then on.
+    no_set_get: AtomicBool,
+    task: Option<ConnectHandle>,
+}
+
+impl FredLink {
+    /// A link over a client whose connection task is `task`; `reconnects`
+    /// was subscribed before the client first connected, so no reconnect
+    /// slips between the two.
+    pub(super) fn new(
+        client: Client,
+        task: ConnectHandle,
+        reconnects: BroadcastReceiver<Server>,
+        options: Options,
+        address: Arc<str>,
+        scripts: SharedScripts,
+    ) -> Self {
+        Self {
+            client,
+            options,
+            address,
+            scripts,
+            reconnects: Mutex::new(reconnects),
+            no_set_get: AtomicBool::new(false),
+            task: Some(task),
+        }
+    }
+}
+
+/// The production master: a [`FredLink`] behind the admission rules
+/// (identity, replica, restart guard, reconnect generations, clock check).
+pub type FredMaster = Admitted<FredLink>;
+
+impl std::fmt::Debug for FredLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FredLink")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FredLink {
+    fn drop(&mut self) {
+        // The reconnect policy never gives up, so the connection task would
+        // outlive the manager; nothing can use this client any more.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A custom command: the only way fred 10.1 honours per-call options for
+/// scripts (see the module docs).
+pub(super) fn command(name: &'static str) -> CustomCommand {
+    CustomCommand::new_static(name, ClusterHash::FirstKey, false)
+}
+
+impl FredLink {
+    /// The client, for the start-up checks.
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[&str],
+    ) -> Result<i64, MasterFailure> {
+        // `first` is the SHA for EVALSHA or the body for EVAL; the rest is
+        // the same. Built per send, so the common EVALSHA path does not copy
+        // its arguments for a fallback that almost never happens.
+        let argv = |first: Value| {
+            let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+            argv.push(first);
+            argv.push(Value::Integer(keys.len() as i64));
+            argv.extend(keys.iter().map(|k| Value::from(k.as_str())));
+            argv.extend(args.iter().map(|a| Value::from(*a)));
+            argv
+        };
+        let client = self.client.with_options(&self.options);
+        let reply = match client
+            .custom::<Value, Value>(command("EVALSHA"), argv(Value::from(script.sha.as_str())))
+            .await
+        {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                // The master lost its script cache (restart, SCRIPT FLUSH).
+                // Reload all scripts in a task of their own: this future may
+                // be dropped by an early decision before the EVAL below is
+                // even sent, and a master that stays the slowest would then
+                // never get its cache back.
+                let (c, o, sh) = (
+                    self.client.clone(),
+                    self.options.clone(),
+                    Arc::clone(&self.scripts),
+                );
+                tokio::spawn(async move { load_scripts(&c, &o, &sh).await });
+                client
+                    .custom::<Value, Value>(command("EVAL"), argv(Value::from(script.body)))
+                    .await
+            }
+            other => other,
+        };
+        reply::script_reply(reply)
+    }
+
+    /// Acquires one key with `SET key token NX PX ttl GET`: one round
+    /// trip and no script for the master to run, whether the key is free
+    /// (set), ours (a late command of an earlier attempt with the same
+    /// token) or held by another token. `None` when the server is older
+    /// than Redis 7.0 and does not know `NX` with `GET`: the caller then
+    /// uses the script, from now on.
+    async fn set_nx_get(
+        &self,
+        key: &str,
+        token: &Token,
+        ttl: &str,
+    ) -> Option<Result<SetNxGet, MasterFailure>> {
+        let args = vec![key, token.expose(), "NX", "PX", ttl, "GET"];
+        let reply = self
+            .client
+            .with_options(&self.options)
+            .custom::<Value, _>(command("SET"), args)
+            .await;
+        if reply::is_syntax_error(&reply) {
+            self.no_set_get.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Some(reply::set_nx_get_outcome(reply, token.expose()))
+    }
+}
+
+impl Link for FredLink {
+    fn now(&self) -> Instant {
+        crate::now()
+    }
+
+    fn take_reconnects(&self) -> bool {
+        let mut seen = false;
+        let mut rx = self
+            .reconnects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // `Lagged` means more reconnects than the channel holds: still a
+        // reconnect.
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {
+            seen = true;
+        }
+        seen
+    }
+
+    fn identify(&self) -> BoxFuture<'static, Result<(Instant, MasterFacts), MasterFailure>> {
+        let (client, options, scripts) = (
+            self.client.clone(),
+            self.options.clone(),
+            Arc::clone(&self.scripts),
+        );
+        Box::pin(async move {
+            let facts = fetch_identity(&client, &options)
+                .await
+                .map_err(|e| map_error(&e))?;
+            // The server read its uptime before this instant.
+            let observed_at = crate::now();
+            // After a restart the script cache is empty.
+            load_scripts(&client, &options, &scripts)
+                .await
+                .map_err(|e| map_error(&e))?;
+            Ok((observed_at, facts))
+        })
+    }
+
+    fn sample_clock(&self) -> BoxFuture<'static, Option<ClockSample>> {
+        let (client, options) = (self.client.clone(), self.options.clone());
+        Box::pin(async move {
+            let sent = crate::now();
+            let reply = client
+                .with_options(&options)
+                .custom::<Value, Value>(command("TIME"), Vec::<Value>::new())
+                .await;
+            let received = crate::now();
+            let master = reply.ok().and_then(parse_time)?;
+            Some(ClockSample {
+                sent,
+                received,
+                master,
+            })
+        })
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
+}
+
+impl Master for FredLink {
+    fn address(&self) -> &Arc<str> {
+        &self.address
+    }
+
+    async fn close(&self) {
+        let _ = self.client.quit().await;
+    }
+
+    async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        // One resource, the common case: `SET NX GET` decides in one round
+        // trip without Lua. Only a key that already holds our token (a
+        // late command of an earlier attempt, whose expiry may be shorter
+        // than this attempt's) needs the script, which never shortens it.
+        if let [key] = keys {
+            if !self.no_set_get.load(Ordering::Relaxed) {
+                match self.set_nx_get(key, token, &ttl).await {
+                    Some(Ok(SetNxGet::Set)) => return Ok(()),
+                    Some(Ok(SetNxGet::Other)) => return Err(MasterFailure::Held),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(SetNxGet::Ours)) | None => {}
+                }
+            }
+        }
+        let reply = self
+            .eval(&self.scripts.acquire, keys, &[token.expose(), &ttl])
+            .await?;
+        reply::acquire_outcome(reply)
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &Token,
+        ttl: Ttl,
+        recreate: bool,
+    ) -> Result<(), MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        let recreate = if recreate { "1" } else { "0" };
+        let reply = self
+            .eval(
+                &self.scripts.extend,
+                keys,
+                &[token.expose(), &ttl, recreate],
+            )
+            .await?;
+        reply::extend_outcome(reply)
+    }
+
+    async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        let reply = self
+            .eval(&self.scripts.release, keys, &[token.expose()])
+            .await?;
+        reply::release_outcome(reply)
+    }
+
+    async fn inspect(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> Result<(KeyState, u64), MasterFailure> {
+        self.inspect_key(key, fences).await
+    }
+
+    async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
+        self.delete_keys(keys).await
+    }
+
+    async fn acquire_fenced(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        ttl: Ttl,
+    ) -> Result<u64, MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &ttl]);
+        let reply = self
+            .eval(&self.scripts.acquire_fenced, &keys, &args)
+            .await?;
+        reply::acquire_fenced_outcome(reply)
+    }
+
+    async fn set_fence(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        fence: Fence,
+    ) -> Result<(), MasterFailure> {
+        let fence = fence.get().to_string();
+        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &fence]);
+        let reply = self.eval(&self.scripts.set_fence, &keys, &args).await?;
+        reply::set_fence_outcome(reply)
+    }
+}
+
+impl FredLink {
+    /// Runs a script whose reply is not a single integer.
+    async fn eval_value(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<Value, fred::error::Error> {
+        let argv = |first: Value| {
+            let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+            argv.push(first);
+            argv.push(Value::Integer(keys.len() as i64));
+            argv.extend(keys.iter().map(|k| Value::from(*k)));
+            argv.extend(args.iter().map(|a| Value::from(*a)));
+            argv
+        };
+        let client = self.client.with_options(&self.options);
+        match client
+            .custom::<Value, Value>(command("EVALSHA"), argv(Value::from(script.sha.as_str())))
+            .await
+        {
+            // Rare (a restart or SCRIPT FLUSH) and read-only: the body.
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                client
+                    .custom::<Value, Value>(command("EVAL"), argv(Value::from(script.body)))
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// What this master holds under `key`, and the fence of the resource.
+    async fn inspect_key(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> Result<(KeyState, u64), MasterFailure> {
+        let field = fences.fields.first().map_or("", String::as_str);
+        let reply = self
+            .eval_value(&self.scripts.inspect, &[key, fences.hash], &[field])
+            .await;
+        reply::inspect_outcome(reply)
+    }
+
+    /// `DEL` of the keys, whoever holds them.
+    async fn delete_keys(&self, keys: &[String]) -> Result<(), MasterFailure> {
+        let args: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
+        self.client
+            .with_options(&self.options)
+            .custom::<Value, Value>(command("DEL"), args)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_error(&e))
+    }
+}
+
+/// `KEYS` and `ARGV` of the fence scripts: the lock keys then the fence
+/// hash; `head` then the resource names.
+fn fenced_argv<'a>(
+    keys: &[String],
+    fences: FenceKeys<'a>,
+    head: &[&'a str],
+) -> (Vec<String>, Vec<&'a str>) {
+    let mut all_keys = Vec::with_capacity(keys.len() + 1);
+    all_keys.extend_from_slice(keys);
+    all_keys.push(fences.hash.to_owned());
+    let mut args = Vec::with_capacity(head.len() + fences.fields.len());
+    args.extend_from_slice(head);
+    args.extend(fences.fields.iter().map(String::as_str));
+    (all_keys, args)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scripts_hash_like_redis() {
+        // SHA1 of the empty script, as `SCRIPT LOAD ""` answers.
+        assert_eq!(
+            fred::util::sha1_hash(""),
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        );
+    }
+}
