@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use redlock_core::{AcquireOptions, Fence, FredMaster, Redlock, ResourceSet, TokioRuntime};
-use redlock_harness::{Masters, RedisServer};
+use redlock_testing::{Masters, RedisServer};
 use redlock_tests::fresh_builder;
 
 type Manager = Redlock<FredMaster, TokioRuntime>;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use redlock_core::{FredMaster, MasterFailure, Redlock, TokioRuntime, VoteOutcome};
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 
 type Manager = Redlock<FredMaster, TokioRuntime>;
 

@@ -22,7 +22,7 @@ use rcgen::{
 use redlock_core::{
     ConfigError, FredMaster, Redlock, RedlockBuilder, ReleaseError, TokioRuntime, VoteOutcome,
 };
-use redlock_harness::{RedisServer, ServerOptions};
+use redlock_testing::{RedisServer, ServerOptions};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;
 

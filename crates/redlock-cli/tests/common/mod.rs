@@ -187,7 +187,7 @@ pub fn alive_named(pid: u32, name: &str) -> bool {
 
 /// How many times `master` ran `command` (lowercase, e.g. `set`), from
 /// `INFO commandstats`; 0 before the first call.
-pub fn calls(master: &redlock_harness::RedisServer, command: &str) -> u64 {
+pub fn calls(master: &redlock_testing::RedisServer, command: &str) -> u64 {
     let reply = master
         .cmd(&["INFO", "commandstats"])
         .expect("INFO commandstats");
