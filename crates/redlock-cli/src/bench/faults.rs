@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use fred::interfaces::ClientLike;
 use fred::types::{ClusterHash, CustomCommand};
 use indicatif::ProgressBar;
+use redlock_testing::{Mode, Proxy};
 use serde::Serialize;
 
 use super::hist::{Lat, Span};
-use super::proxy::DelayProxy;
 use super::workload::{cycle_loop, Cycles, Workload};
 use super::Locks;
 use crate::cli::{BenchArgs, Global};
@@ -98,7 +98,7 @@ pub(crate) async fn run(
     (faults, curves)
 }
 
-/// The last master behind a [`DelayProxy`] adding `--slow-by` each way.
+/// The last master behind a [`Proxy`] adding `--slow-by` each way.
 async fn slowed(
     global: &Global,
     urls: &[String],
@@ -119,7 +119,7 @@ async fn slowed(
     .ok()
     .flatten()
     .ok_or("cannot resolve the last master's address")?;
-    let proxy = DelayProxy::start(target, args.slow_by)
+    let proxy = Proxy::start_with_mode(target, Mode::Delay(args.slow_by))
         .map_err(|e| format!("cannot start the delaying proxy: {e}"))?;
     let url = with_host_port(last, &proxy.addr().to_string())
         .ok_or("cannot rewrite the last master's URL")?;
