@@ -287,9 +287,9 @@ fn with_host_port(url: &str, host_port: &str) -> Option<String> {
 
 /// Stopping and resuming a spawned server.
 mod stop {
-    #![allow(unsafe_code)]
-
     use std::io;
+
+    use redlock_testing::{signal, Signal};
 
     /// Whether `pid` is a child of this process (Linux: from
     /// `/proc/<pid>/stat`; elsewhere never, so nothing is paused). A child
@@ -309,33 +309,21 @@ mod stop {
 
     /// A server stopped with `SIGSTOP`; dropping it sends `SIGCONT` (also
     /// when the benchmark is interrupted: the run's future is dropped).
+    /// The pid is our own child's, checked by the caller with
+    /// `is_our_child`.
     #[derive(Debug)]
-    pub(super) struct Stopped(libc::pid_t);
+    pub(super) struct Stopped(u32);
 
     impl Stopped {
         pub(super) fn new(pid: u32) -> io::Result<Self> {
-            let pid = libc::pid_t::try_from(pid)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
-            signal(pid, libc::SIGSTOP)?;
+            signal(pid, Signal::STOP)?;
             Ok(Self(pid))
         }
     }
 
     impl Drop for Stopped {
         fn drop(&mut self) {
-            let _ = signal(self.0, libc::SIGCONT);
-        }
-    }
-
-    fn signal(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
-        // A positive pid names one process: our own child, checked by
-        // the caller with `is_our_child`.
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        let rc = unsafe { libc::kill(pid, sig) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
+            let _ = signal(self.0, Signal::CONT);
         }
     }
 }
