@@ -5,9 +5,9 @@
 //! Through safe wrappers: `rustix` for everything it covers, and `nix` for
 //! the two calls rustix offers no safe form of, the thread's signal mask
 //! (`pthread_sigmask`: rustix only has the raw, `unsafe` kernel call, which
-//! bypasses libc's own bookkeeping of reserved signals) and `raise`. The
-//! parent-death signal is `redlock-testing`'s, which the spawned servers
-//! use too.
+//! bypasses libc's own bookkeeping of reserved signals) and `raise`.
+//! Signalling CMD's group and the parent-death signal are
+//! `redlock-testing`'s, which uses them for the spawned servers too.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -18,34 +18,20 @@ use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
 pub(crate) use redlock_testing::die_with_parent;
 
-/// `pid` as a [`Pid`] that names one process (or the group it leads):
-/// never 0 (our own group) or 1 (init; and `-1`, every process we may
-/// signal).
-fn positive_pid(pid: u32) -> io::Result<Pid> {
-    i32::try_from(pid)
-        .ok()
-        .filter(|&p| p > 1)
-        .and_then(Pid::from_raw)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("refusing to signal process (group) {pid}"),
-            )
-        })
+/// `pid` (of CMD) as a [`Pid`]; `None` for 0 or out of range.
+fn to_pid(pid: u32) -> Option<Pid> {
+    Pid::from_raw(i32::try_from(pid).ok()?)
 }
 
 /// Sends `sig` to every process of the process group `pgid`.
 ///
 /// Callers pass the pid of a child they spawned as the leader of a new
-/// process group (`process_group(0)`) and have not reaped yet: while the
-/// leader is unreaped its pid names no other process, and Linux never hands
-/// out a pid that is still in use as a process group id, so the group
-/// cannot be someone else's.
+/// process group (`process_group(0)`) and have not reaped yet (see
+/// [`redlock_testing::signal_group`], which refuses groups 0 and 1).
 pub(crate) fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
-    let pgid = positive_pid(pgid)?;
     let sig = Signal::from_named_raw(sig)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no signal {sig}")))?;
-    Ok(rustix::process::kill_process_group(pgid, sig)?)
+    redlock_testing::signal_group(pgid, sig)
 }
 
 /// The controlling terminal of `redlock`, when it has one.
@@ -88,13 +74,15 @@ impl Terminal {
 
     /// Makes `pgid` the terminal's foreground group.
     pub(crate) fn give_to(&self, pgid: u32) -> io::Result<()> {
-        set_foreground(self.tty.as_fd(), positive_pid(pgid)?)
+        let pgid = to_pid(pgid)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pgid out of range"))?;
+        set_foreground(self.tty.as_fd(), pgid)
     }
 
     /// Takes the foreground back for our own group if `pgid` (CMD's) still
     /// has it; leaves it alone if someone else (the shell) took it since.
     pub(crate) fn take_back_from(&self, pgid: u32) {
-        let Ok(pgid) = positive_pid(pgid) else {
+        let Some(pgid) = to_pid(pgid) else {
             return;
         };
         if rustix::termios::tcgetpgrp(&self.tty).is_ok_and(|p| p == pgid) {
@@ -186,7 +174,7 @@ impl Drop for TtouBlocked {
 /// stop report (`WSTOPPED` without `WEXITED`): its exit status stays for
 /// tokio, which reaps it.
 pub(crate) fn stop_signal(pid: u32) -> Option<i32> {
-    let pid = positive_pid(pid).ok()?;
+    let pid = to_pid(pid)?;
     let status = rustix::process::waitid(
         WaitId::Pid(pid),
         WaitIdOptions::STOPPED | WaitIdOptions::NOHANG,
@@ -265,9 +253,12 @@ mod tests {
 
     #[test]
     fn refuses_group_pids() {
-        assert!(kill_group(0, 0).is_err());
-        assert!(kill_group(1, 0).is_err());
-        assert!(kill_group(u32::MAX, 0).is_err());
+        // SIGCONT, a real signal: the refusal is for the group alone.
+        for pgid in [0, 1, u32::MAX] {
+            let err = kill_group(pgid, SIGCONT).expect_err("must refuse");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pgid}");
+        }
+        assert!(kill_group(12345, 0).is_err(), "signal 0 is no signal");
     }
 
     #[test]

@@ -15,4 +15,4 @@ pub use resp::{Connection, Reply};
 pub use rustix::process::Signal;
 pub use server::{Persistence, RedisServer, ServerOptions};
 pub use spawn::redis_server_path;
-pub use sys::{die_with_parent, signal};
+pub use sys::{die_with_parent, signal, signal_group};

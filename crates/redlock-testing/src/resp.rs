@@ -182,6 +182,9 @@ pub struct Connection {
 impl Connection {
     /// Connects to `addr`; `timeout` bounds the connect and every later read
     /// and write. Sends nothing.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] or [`Error::Io`] when the connection fails.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Connection, Error> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
@@ -193,6 +196,9 @@ impl Connection {
     }
 
     /// Changes the read/write timeout of the connection.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the socket refuses the setting.
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         let stream = self.reader.get_ref();
         stream.set_read_timeout(Some(timeout))?;
@@ -202,6 +208,9 @@ impl Connection {
 
     /// Sends `AUTH password` and fails with [`Error::Auth`] if the
     /// server rejects it.
+    ///
+    /// # Errors
+    /// [`Error::Auth`] when refused; otherwise as [`call`](Self::call).
     pub fn auth(&mut self, password: &str) -> Result<(), Error> {
         match self.call(&["AUTH", password])? {
             Reply::Simple(_) => Ok(()),
@@ -212,11 +221,19 @@ impl Connection {
 
     /// Sends one command and reads its reply. Error replies are returned as
     /// `Ok(Reply::Error(..))`; `Err` means the transport failed.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when the server does not answer in time (paused),
+    /// [`Error::Io`] when the connection fails (refused: killed),
+    /// [`Error::Protocol`] for bytes that are not RESP2.
     pub fn call(&mut self, args: &[&str]) -> Result<Reply, Error> {
         self.call_bytes(args)
     }
 
     /// Like [`Connection::call`], for binary arguments.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
     pub fn call_bytes<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, Error> {
         let stream = self.reader.get_mut();
         stream.write_all(&encode(args))?;

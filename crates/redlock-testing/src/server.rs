@@ -40,7 +40,7 @@ pub enum Persistence {
 /// Options for starting a [`RedisServer`].
 #[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
-    /// `requirepass`; the harness' own client authenticates with it.
+    /// `requirepass`; the crate's own client authenticates with it.
     pub password: Option<String>,
     /// Persistence mode.
     pub persistence: Persistence,
@@ -338,11 +338,17 @@ impl RedisServer {
 
     /// An authenticated (if a password is configured) connection with a
     /// 5 s timeout.
+    ///
+    /// # Errors
+    /// As [`Connection::connect`] and [`Connection::auth`].
     pub fn connection(&self) -> Result<Connection, Error> {
         self.connection_timeout(CMD_TIMEOUT)
     }
 
     /// Like [`connection`](Self::connection) with a custom timeout.
+    ///
+    /// # Errors
+    /// As [`Connection::connect`] and [`Connection::auth`].
     pub fn connection_timeout(&self, timeout: Duration) -> Result<Connection, Error> {
         let mut conn = Connection::connect(self.addr(), timeout)?;
         if let Some(pw) = &self.opts.password {
@@ -352,14 +358,21 @@ impl RedisServer {
     }
 
     /// Runs one command on a fresh connection (5 s timeouts), authenticating
-    /// first if a password is configured. Uses the harness' own RESP2 client,
+    /// first if a password is configured. Uses the crate's own RESP2 client,
     /// independent from the system under test.
+    ///
+    /// # Errors
+    /// As [`connection`](Self::connection) and [`Connection::call`]; an
+    /// error *reply* is `Ok(Reply::Error(..))`.
     pub fn cmd(&self, args: &[&str]) -> Result<Reply, Error> {
         self.connection()?.call(args)
     }
 
     /// Like [`cmd`](Self::cmd) with a custom connect/read/write timeout; a
     /// paused server yields [`Error::Timeout`].
+    ///
+    /// # Errors
+    /// As [`cmd`](Self::cmd).
     pub fn cmd_timeout(&self, args: &[&str], timeout: Duration) -> Result<Reply, Error> {
         self.connection_timeout(timeout)?.call(args)
     }

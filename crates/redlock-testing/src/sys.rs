@@ -25,12 +25,23 @@ use rustix::process::{Pid, Signal};
 /// process groups or every process, 1 is init: never), or the error of
 /// kill(2).
 pub fn signal(pid: u32, sig: Signal) -> io::Result<()> {
-    kill_process(pid, sig)
+    Ok(rustix::process::kill_process(child_pid(pid)?, sig)?)
 }
 
-fn kill_process(pid: u32, sig: Signal) -> io::Result<()> {
-    let pid = child_pid(pid)?;
-    rustix::process::kill_process(pid, sig).map_err(io::Error::from)
+/// Sends `sig` to every process of the process group `pgid`.
+///
+/// Pass the pid of a child you spawned as the leader of a new process
+/// group (`CommandExt::process_group(0)`) and have not reaped yet: while
+/// the leader is unreaped its pid names no other process, and Linux never
+/// hands out a pid still in use as a process group id, so the group cannot
+/// be someone else's. (The `redlock` CLI signals CMD's group this way.)
+///
+/// # Errors
+///
+/// As [`signal`]: a group id of 0 (our own group) or 1 (with kill(2)'s
+/// `-1`, every process we may signal) is refused.
+pub fn signal_group(pgid: u32, sig: Signal) -> io::Result<()> {
+    Ok(rustix::process::kill_process_group(child_pid(pgid)?, sig)?)
 }
 
 /// `pid` as a [`Pid`], refusing what could name anything but one child.
@@ -105,6 +116,8 @@ mod tests {
     fn refuses_pids_that_are_not_one_child() {
         for pid in [0, 1, u32::MAX] {
             let err = signal(pid, Signal::CONT).expect_err("must refuse");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pid}");
+            let err = signal_group(pid, Signal::CONT).expect_err("must refuse");
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pid}");
         }
     }

@@ -1,4 +1,4 @@
-//! Tests of the harness itself, against real `redis-server` processes.
+//! Tests of the spawner and the RESP client, against real `redis-server` processes.
 
 use std::collections::HashSet;
 use std::net::TcpStream;
