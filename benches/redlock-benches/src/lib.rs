@@ -4,10 +4,6 @@
 //! This library holds what the criterion benches (`benches/redlock.rs`) and
 //! the percentile report (`src/bin/bench_report.rs`) share:
 //!
-//! - `proxy::DelayProxy`: a TCP proxy that delays every chunk, to slow one
-//!   master without touching it (the same source file as `redlock bench`'s
-//!   proxy, compiled here with `#[path]`: one copy of the tool, and no
-//!   dependency between the two crates);
 //! - [`scenario`]: N masters (1, 3 or 5), healthy or with the last one slowed
 //!   or paused, and a client of either implementation;
 //! - [`workload`]: the workloads (uncontended sequential cycles,
@@ -24,8 +20,6 @@
 
 pub mod charts;
 pub mod fanout;
-#[path = "../../../crates/redlock-cli/src/bench/proxy.rs"]
-pub(crate) mod proxy;
 pub mod scenario;
 pub mod stats;
 pub mod targets;

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redlock_core::Lock;
-use redlock_harness::Masters;
+use redlock_testing::{Masters, Mode, Proxy};
 use redlock_tokio::{LockGuard, LockManager};
-
-use crate::proxy::DelayProxy;
 
 /// TTL of every lock taken by the benchmarks: far above any cycle, so no
 /// lock expires while held and validity never fails an acquire.
@@ -356,7 +354,7 @@ pub struct Env {
     pub client: Arc<Client>,
     // Field order is drop order: the client's connections close before
     // the proxy and the servers go away.
-    _proxies: Vec<DelayProxy>,
+    _proxies: Vec<Proxy>,
     masters: Masters,
 }
 
@@ -401,7 +399,8 @@ impl Env {
                 _ => None,
             };
             if let Some(extra) = extra {
-                let p = DelayProxy::start(masters[i].addr(), scenario.net + extra)
+                let delay = Mode::Delay(scenario.net + extra);
+                let p = Proxy::start_with_mode(masters[i].addr(), delay)
                     .expect("proxy binds a loopback port");
                 *url = format!("redis://{}", p.addr());
                 proxies.push(p);
@@ -476,21 +475,10 @@ pub fn process_cpu(path: &str) -> Option<Duration> {
 }
 
 /// CPU time (user + system) used so far by this process (client, runtime,
-/// and any proxy threads), from `getrusage`: precise to the microsecond,
-/// unlike the clock ticks of `/proc/<pid>/stat`.
-#[allow(unsafe_code)]
+/// and any proxy threads), from `CLOCK_PROCESS_CPUTIME_ID`: precise to the
+/// microsecond, unlike the clock ticks of `/proc/<pid>/stat`.
 pub fn own_cpu() -> Duration {
-    // SAFETY: `rusage` is plain data, all-zero is a valid value, and
-    // getrusage only writes into the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; RUSAGE_SELF is always valid.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    if rc != 0 {
-        return process_cpu("/proc/self/stat").unwrap_or_default();
-    }
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::from_secs(u64::try_from(ts.tv_sec).unwrap_or(0))
+        + Duration::from_nanos(u64::try_from(ts.tv_nsec).unwrap_or(0))
 }

@@ -468,7 +468,7 @@ fn spawn(
     // If redlock dies without a chance to clean up (SIGKILL), nobody
     // extends the lock any more: CMD is told to stop (CMD itself: the
     // kernel's parent-death signal reaches one process, not its group).
-    sys::die_with_parent(cmd.as_std_mut(), sys::SIGTERM);
+    sys::die_with_parent(cmd.as_std_mut(), rustix::process::Signal::TERM);
     cmd.spawn().map_err(|e| {
         let shown = quote_input(&program.to_string_lossy());
         match e.kind() {
@@ -519,7 +519,7 @@ mod tests {
     fn statuses_like_a_shell() {
         assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
         assert_eq!(exit_code(ExitStatus::from_raw(7 << 8)), 7);
-        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 137);
-        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGTERM)), 143);
+        assert_eq!(exit_code(ExitStatus::from_raw(sys::SIGKILL)), 137);
+        assert_eq!(exit_code(ExitStatus::from_raw(sys::SIGTERM)), 143);
     }
 }

@@ -45,7 +45,7 @@ fn run() -> Result<u8, Failure> {
     // Spawned on the main thread, before the runtime exists: the servers'
     // parent-death signal is tied to the spawning thread.
     let spawned = match source {
-        MasterSource::Spawn(n) => Some(spawn::Spawned::start(n)?),
+        MasterSource::Spawn(n) => Some(spawn::start(n)?),
         MasterSource::Urls(_) => None,
     };
     let urls = match (&spawned, source) {

@@ -8,21 +8,27 @@
 use std::future::poll_fn;
 use std::task::Poll;
 
+use rustix::process::Signal as Sig;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::output::Failure;
 
 /// Signals that stop `bench` and `inspect`.
-pub(crate) const STOP: &[i32] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+pub(crate) const STOP: &[i32] = &[
+    Sig::INT.as_raw(),
+    Sig::TERM.as_raw(),
+    Sig::HUP.as_raw(),
+    Sig::QUIT.as_raw(),
+];
 
 /// Signals `exec` forwards to CMD.
 pub(crate) const FORWARD: &[i32] = &[
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
+    Sig::INT.as_raw(),
+    Sig::TERM.as_raw(),
+    Sig::HUP.as_raw(),
+    Sig::QUIT.as_raw(),
+    Sig::USR1.as_raw(),
+    Sig::USR2.as_raw(),
 ];
 
 /// Handlers for a set of signals.

@@ -1,37 +1,37 @@
-//! The only module that calls into libc: signals to our own children and
-//! their process groups, asking Linux to kill a child when we die, and
-//! handing the terminal to CMD's process group and back.
-#![allow(unsafe_code)]
+//! The system calls of `redlock` itself: signals to our own children and
+//! their process groups, handing the terminal to CMD's process group and
+//! back, and our CPU time.
+//!
+//! Through safe wrappers: `rustix` for everything it covers, and `nix` for
+//! the two calls rustix offers no safe form of, the thread's signal mask
+//! (`pthread_sigmask`: rustix only has the raw, `unsafe` kernel call, which
+//! bypasses libc's own bookkeeping of reserved signals) and `raise`.
+//! Signalling CMD's group and the parent-death signal are
+//! `redlock-testing`'s, which uses them for the spawned servers too.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal as NixSignal};
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+
+pub(crate) use redlock_testing::die_with_parent;
+
+/// `pid` (of CMD) as a [`Pid`]; `None` for 0 or out of range.
+fn to_pid(pid: u32) -> Option<Pid> {
+    Pid::from_raw(i32::try_from(pid).ok()?)
+}
 
 /// Sends `sig` to every process of the process group `pgid`.
 ///
 /// Callers pass the pid of a child they spawned as the leader of a new
-/// process group (`process_group(0)`) and have not reaped yet: while the
-/// leader is unreaped its pid names no other process, and Linux never hands
-/// out a pid that is still in use as a process group id, so the group
-/// cannot be someone else's.
+/// process group (`process_group(0)`) and have not reaped yet (see
+/// [`redlock_testing::signal_group`], which refuses groups 0 and 1).
 pub(crate) fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
-    let pgid = libc::pid_t::try_from(pgid)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pgid out of range"))?;
-    if pgid <= 1 {
-        // kill(0) is our own group, kill(-1) every process we may signal.
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "refusing to signal process group 0 or 1",
-        ));
-    }
-    // SAFETY: kill(2) takes two integers and touches no memory of ours.
-    // `-pgid` with `pgid > 1` addresses exactly the group the caller
-    // guarantees is its own child's.
-    let rc = unsafe { libc::kill(-pgid, sig) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let sig = Signal::from_named_raw(sig)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no signal {sig}")))?;
+    redlock_testing::signal_group(pgid, sig)
 }
 
 /// The controlling terminal of `redlock`, when it has one.
@@ -45,57 +45,48 @@ pub(crate) fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
 #[derive(Debug)]
 pub(crate) struct Terminal {
     /// `/dev/tty`, opened close-on-exec (CMD never inherits it).
-    tty: std::fs::File,
-    own_group: libc::pid_t,
+    tty: OwnedFd,
+    own_group: Pid,
 }
 
 impl Terminal {
     /// Our controlling terminal; `None` without one (cron, services,
     /// `setsid`).
     pub(crate) fn controlling() -> Option<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
+        use rustix::fs::{Mode, OFlags};
         // /dev/tty is the controlling terminal whatever stdin, stdout and
         // stderr are redirected to; opening it fails without one.
-        let tty = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY)
-            .open("/dev/tty")
-            .ok()?;
-        // SAFETY: getpgrp(2) takes nothing and cannot fail.
-        let own_group = unsafe { libc::getpgrp() };
+        let tty = rustix::fs::open(
+            "/dev/tty",
+            OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let own_group = rustix::process::getpgrp();
         Some(Self { tty, own_group })
-    }
-
-    fn fd(&self) -> RawFd {
-        use std::os::fd::AsRawFd;
-        self.tty.as_raw_fd()
     }
 
     /// Whether our own group has the terminal's foreground now (after a
     /// `bg`, it does not).
     pub(crate) fn ours(&self) -> bool {
-        // SAFETY: tcgetpgrp(3) only queries an fd we own; an error is a
-        // return value, not undefined behaviour.
-        unsafe { libc::tcgetpgrp(self.fd()) == self.own_group }
+        rustix::termios::tcgetpgrp(&self.tty).is_ok_and(|p| p == self.own_group)
     }
 
     /// Makes `pgid` the terminal's foreground group.
     pub(crate) fn give_to(&self, pgid: u32) -> io::Result<()> {
-        let pgid = libc::pid_t::try_from(pgid)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pgid out of range"))?;
-        set_foreground(self.fd(), pgid)
+        let pgid = to_pid(pgid)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pgid out of range"))?;
+        set_foreground(self.tty.as_fd(), pgid)
     }
 
     /// Takes the foreground back for our own group if `pgid` (CMD's) still
     /// has it; leaves it alone if someone else (the shell) took it since.
     pub(crate) fn take_back_from(&self, pgid: u32) {
-        let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        let Some(pgid) = to_pid(pgid) else {
             return;
         };
-        // SAFETY: as in `ours`.
-        if unsafe { libc::tcgetpgrp(self.fd()) } == pgid {
-            let _ = set_foreground(self.fd(), self.own_group);
+        if rustix::termios::tcgetpgrp(&self.tty).is_ok_and(|p| p == pgid) {
+            let _ = set_foreground(self.tty.as_fd(), self.own_group);
         }
     }
 
@@ -106,43 +97,43 @@ impl Terminal {
     /// failure is ignored: CMD then runs in the background of the terminal.
     pub(crate) fn hand_to_child(&self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
-        // The fd is close-on-exec but still open between fork and exec.
-        let fd = self.fd();
-        // SAFETY: the closure runs in the forked child before exec, where
-        // only async-signal-safe functions may be called: getpid(2),
-        // tcsetpgrp(3) (an ioctl) and pthread_sigmask(3) are, and it
-        // allocates nothing. It captures one integer.
+        // A duplicate for the hook to own (close-on-exec like the
+        // original): still open between fork and exec, closed with `cmd`.
+        let Ok(tty) = self.tty.try_clone() else {
+            return;
+        };
+        let hook = move || -> io::Result<()> {
+            let _ = set_foreground(tty.as_fd(), rustix::process::getpid());
+            Ok(())
+        };
+        // SAFETY: `pre_exec` is unsafe because the hook runs in the forked
+        // child before exec, where only async-signal-safe operations are
+        // allowed: getpid(2), tcsetpgrp(3) (an ioctl) and pthread_sigmask(3)
+        // are, and the hook allocates nothing. It owns one file descriptor.
+        // std offers no safe way to run code in the child.
+        #[allow(unsafe_code)]
         unsafe {
-            cmd.pre_exec(move || {
-                let _ = set_foreground(fd, libc::getpid());
-                Ok(())
-            });
+            cmd.pre_exec(hook);
         }
     }
+}
+
+/// SIGTTOU alone.
+fn ttou() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(NixSignal::SIGTTOU);
+    set
 }
 
 /// tcsetpgrp(3) with SIGTTOU blocked in the calling thread: from a
 /// background group the call would otherwise stop us (the kernel lets it
 /// through when SIGTTOU is blocked). Restores the thread's mask after.
-fn set_foreground(fd: RawFd, pgid: libc::pid_t) -> io::Result<()> {
-    // SAFETY: `set` and `old` are plain C structs on our stack, initialised
-    // by sigemptyset/pthread_sigmask before they are read; tcsetpgrp(3)
-    // only takes integers.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTTOU);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-        let rc = libc::tcsetpgrp(fd, pgid);
-        let err = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(err)
-        }
-    }
+fn set_foreground(tty: BorrowedFd<'_>, pgid: Pid) -> io::Result<()> {
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou()), Some(&mut old))?;
+    let result = rustix::termios::tcsetpgrp(tty, pgid);
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    Ok(result?)
 }
 
 /// Blocks SIGTTOU in the calling thread until dropped.
@@ -154,7 +145,7 @@ fn set_foreground(fd: RawFd, pgid: libc::pid_t) -> io::Result<()> {
 /// spawned: a child inherits the mask of the thread that forks it.
 #[derive(Debug)]
 pub(crate) struct TtouBlocked {
-    old: libc::sigset_t,
+    old: SigSet,
     /// A signal mask belongs to a thread: restore it on the same one.
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -162,28 +153,19 @@ pub(crate) struct TtouBlocked {
 impl TtouBlocked {
     /// Blocks SIGTTOU in this thread.
     pub(crate) fn new() -> Self {
-        // SAFETY: `set` and `old` are plain C structs on our stack,
-        // initialised by sigemptyset/pthread_sigmask before they are read.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTTOU);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-            Self {
-                old,
-                _not_send: std::marker::PhantomData,
-            }
+        let mut old = SigSet::empty();
+        // pthread_sigmask(3) fails only for an invalid `how`.
+        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou()), Some(&mut old));
+        Self {
+            old,
+            _not_send: std::marker::PhantomData,
         }
     }
 }
 
 impl Drop for TtouBlocked {
     fn drop(&mut self) {
-        // SAFETY: restores the mask saved by `new`, a valid sigset_t.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut());
-        }
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.old), None);
     }
 }
 
@@ -191,33 +173,20 @@ impl Drop for TtouBlocked {
 /// since the last call, the signal that stopped it. Consumes only the
 /// stop report (`WSTOPPED` without `WEXITED`): its exit status stays for
 /// tokio, which reaps it.
-#[cfg(target_os = "linux")]
 pub(crate) fn stop_signal(pid: u32) -> Option<i32> {
-    let pid = libc::id_t::try_from(pid).ok()?;
-    // SAFETY: `info` is a plain C struct we own, zeroed as waitid(2) asks
-    // for WNOHANG ("si_pid is 0 when no child changed state"); waitid only
-    // writes into it. `pid` is our own unreaped child, so no other process.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(libc::P_PID, pid, &mut info, libc::WSTOPPED | libc::WNOHANG);
-        if rc == 0 && info.si_pid() != 0 && info.si_code == libc::CLD_STOPPED {
-            Some(info.si_status())
-        } else {
-            None
-        }
-    }
-}
-
-/// Elsewhere a stopped CMD is not noticed (see the Linux version).
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn stop_signal(_pid: u32) -> Option<i32> {
-    None
+    let pid = to_pid(pid)?;
+    let status = rustix::process::waitid(
+        WaitId::Pid(pid),
+        WaitIdOptions::STOPPED | WaitIdOptions::NOHANG,
+    )
+    .ok()??;
+    status.stopping_signal()
 }
 
 /// Whether `sig` stops a process for using the terminal from the
 /// background (SIGTTIN, SIGTTOU).
 pub(crate) fn is_terminal_stop(sig: i32) -> bool {
-    sig == libc::SIGTTIN || sig == libc::SIGTTOU
+    sig == Signal::TTIN.as_raw() || sig == Signal::TTOU.as_raw()
 }
 
 /// Stops `redlock` itself with SIGTSTP, as Ctrl-Z would, and returns once
@@ -226,104 +195,56 @@ pub(crate) fn is_terminal_stop(sig: i32) -> bool {
 pub(crate) fn stop_self() {
     // raise(3) signals the calling thread, so the stop takes effect before
     // it returns (kill(2) to our pid could pick another thread and return
-    // first). SAFETY: no memory is touched.
-    unsafe {
-        libc::raise(libc::SIGTSTP);
-    }
-}
-
-/// Makes the kernel send `sig` to the child spawned by `cmd` when the thread
-/// that spawned it exits (Linux only; a no-op elsewhere).
-///
-/// Used so that throwaway `redis-server`s and CMD never outlive a `redlock`
-/// killed with SIGKILL, when no destructor can run. The death signal is tied
-/// to the *thread* that forks, so callers spawn from the main thread.
-pub(crate) fn die_with_parent(cmd: &mut std::process::Command, sig: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        let parent = std::process::id();
-        // SAFETY: the closure runs in the forked child before exec, where
-        // only async-signal-safe functions may be called: prctl(2) and
-        // getppid(2) are plain system calls that allocate nothing and take
-        // no locks. It captures only two integers.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::c_ulong::try_from(sig).unwrap_or(9),
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                // The parent may have died between fork and prctl: then the
-                // death signal will never come, so give up now.
-                if u32::try_from(libc::getppid()).ok() != Some(parent) {
-                    return Err(io::Error::other("parent exited during spawn"));
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (cmd, sig);
-    }
+    // first).
+    let _ = nix::sys::signal::raise(NixSignal::SIGTSTP);
 }
 
 /// CPU time (user + system) used so far by this process, all threads,
-/// children excluded; `None` if the kernel refuses.
-pub(crate) fn process_cpu_time() -> Option<std::time::Duration> {
-    // SAFETY: `rusage` is a plain C struct of integers, for which all-zero
-    // bytes are a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage(2) writes one `rusage` through the pointer, which
-    // points to a live, aligned `rusage` we own exclusively.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    if rc != 0 {
-        return None;
-    }
-    let tv = |t: libc::timeval| {
-        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
-        let micros = u64::try_from(t.tv_usec).unwrap_or(0);
-        std::time::Duration::from_secs(secs)
-            .saturating_add(std::time::Duration::from_micros(micros))
-    };
-    Some(tv(usage.ru_utime).saturating_add(tv(usage.ru_stime)))
+/// children excluded (`CLOCK_PROCESS_CPUTIME_ID`); `None` if the kernel
+/// reports a negative time.
+pub(crate) fn process_cpu_time() -> Option<Duration> {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec).ok()?;
+    Some(Duration::from_secs(secs).saturating_add(Duration::from_nanos(nanos)))
 }
 
 /// `SIGTERM`.
-pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+pub(crate) const SIGTERM: i32 = Signal::TERM.as_raw();
 /// `SIGKILL`.
-pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+pub(crate) const SIGKILL: i32 = Signal::KILL.as_raw();
 /// `SIGCONT`.
-pub(crate) const SIGCONT: i32 = libc::SIGCONT;
+pub(crate) const SIGCONT: i32 = Signal::CONT.as_raw();
+
+/// Signals by their conventional names, for messages.
+const NAMES: &[(Signal, &str)] = &[
+    (Signal::HUP, "SIGHUP"),
+    (Signal::INT, "SIGINT"),
+    (Signal::QUIT, "SIGQUIT"),
+    (Signal::ILL, "SIGILL"),
+    (Signal::ABORT, "SIGABRT"),
+    (Signal::FPE, "SIGFPE"),
+    (Signal::KILL, "SIGKILL"),
+    (Signal::SEGV, "SIGSEGV"),
+    (Signal::PIPE, "SIGPIPE"),
+    (Signal::ALARM, "SIGALRM"),
+    (Signal::TERM, "SIGTERM"),
+    (Signal::USR1, "SIGUSR1"),
+    (Signal::USR2, "SIGUSR2"),
+    (Signal::BUS, "SIGBUS"),
+    (Signal::CONT, "SIGCONT"),
+    (Signal::STOP, "SIGSTOP"),
+    (Signal::TSTP, "SIGTSTP"),
+    (Signal::TTIN, "SIGTTIN"),
+    (Signal::TTOU, "SIGTTOU"),
+];
 
 /// The conventional name of a signal number, for messages.
 pub(crate) fn signal_name(signo: i32) -> String {
-    let name = match signo {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGCONT => "SIGCONT",
-        libc::SIGSTOP => "SIGSTOP",
-        libc::SIGTSTP => "SIGTSTP",
-        libc::SIGTTIN => "SIGTTIN",
-        libc::SIGTTOU => "SIGTTOU",
-        _ => return format!("signal {signo}"),
-    };
-    name.to_owned()
+    NAMES
+        .iter()
+        .find(|(sig, _)| sig.as_raw() == signo)
+        .map_or_else(|| format!("signal {signo}"), |(_, name)| (*name).to_owned())
 }
 
 #[cfg(test)]
@@ -332,9 +253,12 @@ mod tests {
 
     #[test]
     fn refuses_group_pids() {
-        assert!(kill_group(0, 0).is_err());
-        assert!(kill_group(1, 0).is_err());
-        assert!(kill_group(u32::MAX, 0).is_err());
+        // SIGCONT, a real signal: the refusal is for the group alone.
+        for pgid in [0, 1, u32::MAX] {
+            let err = kill_group(pgid, SIGCONT).expect_err("must refuse");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pgid}");
+        }
+        assert!(kill_group(12345, 0).is_err(), "signal 0 is no signal");
     }
 
     #[test]

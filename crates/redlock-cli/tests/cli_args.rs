@@ -286,7 +286,7 @@ fn a_ttl_above_max_ttl_is_one_usage_line_naming_both_options() {
 
 #[test]
 fn a_larger_max_ttl_allows_a_longer_ttl() {
-    let masters = redlock_harness::Masters::start(1);
+    let masters = redlock_testing::Masters::start(1);
     let ok = |args: &[&str]| {
         let mut all = vec!["--masters".to_owned(), masters.urls_csv()];
         all.extend(args.iter().map(|a| (*a).to_owned()));

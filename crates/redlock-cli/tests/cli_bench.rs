@@ -4,7 +4,7 @@
 mod common;
 
 use common::{run, TempDir};
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 use serde_json::Value;
 
 fn latency_ok(l: &Value, count: u64, what: &str) {

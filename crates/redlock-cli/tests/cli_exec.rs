@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{finish, read, redlock, run, signal, start, wait_until, TempDir};
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 
 fn no_keys(masters: &Masters) {
     assert_eq!(
@@ -1235,7 +1235,7 @@ fn messages_show_human_durations_and_short_names() {
 fn cmd_never_sees_a_master_password() {
     let masters = Masters::start_with(
         3,
-        redlock_harness::ServerOptions::default().with_password("hunter2"),
+        redlock_testing::ServerOptions::default().with_password("hunter2"),
     );
     let tmp = TempDir::new();
     let file = tmp.file("masters");

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{finish, hostname, read, redlock, run, start, wait_until, TempDir};
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 
 #[test]
 fn inspect_shows_the_holder_on_each_master_and_the_quorum() {

@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::{finish, hostname, read, redlock, run, start, wait_until, TempDir};
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 
 /// A `redlock exec` holding `resource` until `go` exists; returns it and
 /// its token (the whole value of the key).

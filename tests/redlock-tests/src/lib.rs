@@ -7,9 +7,9 @@
 //!   signals (SIGSTOP/SIGCONT) to our own child processes;
 //! * [`events`]: the workers' event log, one line per event;
 //! * [`checker`]: finds overlapping holds, overlapping protected actions
-//!   and lost counter updates in those logs;
-//! * [`proxy`]: a TCP proxy that delays, blackholes, cuts or refuses the
-//!   traffic to one master.
+//!   and lost counter updates in those logs.
+//!
+//! The servers and the fault proxy come from `redlock-testing`.
 
 //! * [`fresh_builder`]: the builder every test uses for masters the harness
 //!   just started empty for it alone.
@@ -18,7 +18,6 @@ use redlock_tokio::{LockManager, LockManagerBuilder};
 
 pub mod checker;
 pub mod events;
-pub mod proxy;
 pub mod sys;
 
 /// A builder for masters the harness has just started, empty, for one
@@ -41,7 +40,7 @@ where
 /// returns. Polls until none is left, for at most 5 s (each background
 /// release is bounded by the per-master timeout, far below that), and
 /// returns what is left then.
-pub async fn keys_left(masters: &redlock_harness::Masters, pattern: &str) -> Vec<(usize, String)> {
+pub async fn keys_left(masters: &redlock_testing::Masters, pattern: &str) -> Vec<(usize, String)> {
     keys_left_within(masters, pattern, std::time::Duration::from_secs(5)).await
 }
 
@@ -49,7 +48,7 @@ pub async fn keys_left(masters: &redlock_harness::Masters, pattern: &str) -> Vec
 /// release may be cut on purpose (a connection reset under it), so our
 /// key may stay until its TTL, never longer.
 pub async fn keys_left_within(
-    masters: &redlock_harness::Masters,
+    masters: &redlock_testing::Masters,
     pattern: &str,
     bound: std::time::Duration,
 ) -> Vec<(usize, String)> {

@@ -1,28 +1,20 @@
-//! The only call into libc of this crate, the system-wide monotonic clock,
-//! and (re-exported from the harness) signals to our own child processes.
+//! The system-wide monotonic clock, and (re-exported from
+//! `redlock-testing`) signals to our own child processes.
 //!
 //! The chaos run compares timestamps taken by many processes, so it needs a
 //! clock that is one timeline for all of them. On Linux `CLOCK_MONOTONIC` is
 //! system-wide (it counts from boot, unaffected by wall-clock changes), and
 //! it is also the clock behind [`std::time::Instant`], which does not expose
 //! its raw value.
-#![allow(unsafe_code)]
 
 use std::time::{Duration, Instant};
+
+use rustix::time::{clock_gettime, ClockId};
 
 /// Nanoseconds on `CLOCK_MONOTONIC`: comparable across the processes of
 /// one machine.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, exclusively borrowed `timespec` for the whole
-    // call; clock_gettime(2) only writes into it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    // CLOCK_MONOTONIC always exists on Linux and the pointer is valid, so
-    // the call cannot fail (EINVAL/EFAULT are its only errors).
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    let ts = clock_gettime(ClockId::Monotonic);
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
@@ -54,9 +46,14 @@ fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-// Signals to our own children: the harness's one implementation, which
-// the chaos run uses for its workers as the harness does for servers.
-pub use redlock_harness::{signal, SIGCONT, SIGSTOP};
+// Signals to our own children: `redlock-testing`'s one implementation,
+// which the chaos run uses for its workers as it does for servers.
+pub use redlock_testing::{signal, Signal};
+
+/// `SIGSTOP`: freezes a process (it cannot be caught or ignored).
+pub const SIGSTOP: Signal = Signal::STOP;
+/// `SIGCONT`: resumes a stopped process.
+pub const SIGCONT: Signal = Signal::CONT;
 
 #[cfg(test)]
 mod tests {

@@ -65,10 +65,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use redlock_harness::{Connection, Persistence, RedisServer, Reply, ServerOptions};
+use redlock_testing::{Connection, Mode, Persistence, Proxy, RedisServer, Reply, ServerOptions};
 use redlock_tests::checker::{self, Pause, Report, WorkerLog};
 use redlock_tests::events::parse_log;
-use redlock_tests::proxy::{Mode, Proxy};
 use redlock_tests::sys;
 
 /// The one resource every worker contends for.

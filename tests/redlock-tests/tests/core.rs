@@ -8,7 +8,7 @@ use redlock_core::{
     AcquireError, AcquireOptions, ConfigError, ExtendError, MasterFailure, Redlock, ReleaseError,
     ResourceSet, RetryPolicy, Token, VoteOutcome,
 };
-use redlock_harness::{Masters, RedisServer, ServerOptions};
+use redlock_testing::{Masters, RedisServer, ServerOptions};
 use redlock_tests::fresh_builder;
 use redlock_tokio::{FredMaster, TokioRuntime};
 
@@ -683,7 +683,7 @@ async fn malformed_urls_rejected() {
 
 #[tokio::test]
 async fn cluster_nodes_and_missing_databases_are_named_not_unreachable() {
-    use redlock_harness::{RedisServer, ServerOptions};
+    use redlock_testing::{RedisServer, ServerOptions};
     let masters = Masters::start(2);
     let node = RedisServer::start_with(ServerOptions::default().with_arg("cluster-enabled", "yes"));
     let err = connect_err(vec![masters[0].url(), masters[1].url(), node.url()]).await;

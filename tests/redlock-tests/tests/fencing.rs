@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use redlock_core::{AcquireOptions, Fence, Redlock, ResourceSet};
-use redlock_harness::{Masters, RedisServer};
+use redlock_testing::{Masters, RedisServer};
 use redlock_tests::fresh_builder;
 use redlock_tokio::{FredMaster, TokioRuntime};
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use redlock_core::{MasterFailure, Redlock, VoteOutcome};
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 use redlock_tokio::{FredMaster, LockManager, TokioRuntime};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use redlock_core::{KeyState, MasterFailure, ResourceSet, Token};
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 use redlock_tests::fresh_builder;
 use redlock_tokio::TokioRuntime;
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 use redlock_tokio::{LockManager, LockOptions};
 
 fn value(rendered: &str, line_start: &str) -> Option<f64> {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use redlock_core::{MasterFailure, VoteOutcome};
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 use redlock_tests::fresh_builder;
 
 fn server_error(outcome: Option<&VoteOutcome>, prefix: &str) -> bool {
@@ -61,7 +61,7 @@ async fn busy_master_is_a_failed_vote() {
     let addr = masters[0].addr();
     let spinner = std::thread::spawn(move || {
         let mut conn =
-            redlock_harness::Connection::connect(addr, Duration::from_secs(5)).expect("connect");
+            redlock_testing::Connection::connect(addr, Duration::from_secs(5)).expect("connect");
         conn.set_timeout(Duration::from_secs(10)).expect("timeout");
         let script = "local t0 = redis.call('TIME') \
                       while true do \

@@ -21,9 +21,9 @@ use redlock_core::{
     AcquireError, AcquireOptions, Lock, MasterFailure, Redlock, ResourceSet, Token, VoteOutcome,
     Votes,
 };
-use redlock_harness::Masters;
+use redlock_testing::Masters;
+use redlock_testing::{Fault, Mode, Proxy};
 use redlock_tests::fresh_builder;
-use redlock_tests::proxy::{Fault, Mode, Proxy};
 use redlock_tokio::{FredMaster, LockManager, TokioRuntime};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;

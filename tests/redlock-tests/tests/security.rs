@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use redlock_core::ConfigError;
-use redlock_harness::{Masters, RedisServer, ServerOptions};
+use redlock_testing::{Masters, RedisServer, ServerOptions};
 use redlock_tests::fresh_builder;
 use redlock_tokio::TokioRuntime;
 

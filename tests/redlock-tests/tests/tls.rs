@@ -20,7 +20,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use redlock_core::{ConfigError, Redlock, ReleaseError, VoteOutcome};
-use redlock_harness::{RedisServer, ServerOptions};
+use redlock_testing::{RedisServer, ServerOptions};
 use redlock_tokio::{FredMaster, LockManagerBuilder, TokioRuntime};
 
 type Manager = Redlock<FredMaster, TokioRuntime>;

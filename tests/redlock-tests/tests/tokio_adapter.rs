@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redlock_harness::Masters;
+use redlock_testing::Masters;
 use redlock_tokio::{
     AcquireError, LockManager, LockOptions, LossReason, RetryPolicy, WithLockError,
 };

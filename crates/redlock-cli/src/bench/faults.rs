@@ -14,10 +14,10 @@
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
+use redlock_testing::{Mode, Proxy};
 use serde::Serialize;
 
 use super::hist::{Lat, Span};
-use super::proxy::DelayProxy;
 use super::workload::{cycle_loop, Cycles, Workload};
 use super::Locks;
 use crate::cli::{BenchArgs, Global};
@@ -96,7 +96,7 @@ pub(crate) async fn run(
     (faults, curves)
 }
 
-/// The last master behind a [`DelayProxy`] adding `--slow-by` each way.
+/// The last master behind a [`Proxy`] adding `--slow-by` each way.
 async fn slowed(
     global: &Global,
     urls: &[String],
@@ -117,7 +117,7 @@ async fn slowed(
     .ok()
     .flatten()
     .ok_or("cannot resolve the last master's address")?;
-    let proxy = DelayProxy::start(target, args.slow_by)
+    let proxy = Proxy::start_with_mode(target, Mode::Delay(args.slow_by))
         .map_err(|e| format!("cannot start the delaying proxy: {e}"))?;
     let url = with_host_port(last, &proxy.addr().to_string())
         .ok_or("cannot rewrite the last master's URL")?;
@@ -267,9 +267,9 @@ fn with_host_port(url: &str, host_port: &str) -> Option<String> {
 
 /// Stopping and resuming a spawned server.
 mod stop {
-    #![allow(unsafe_code)]
-
     use std::io;
+
+    use redlock_testing::{signal, Signal};
 
     /// Whether `pid` is a child of this process (Linux: from
     /// `/proc/<pid>/stat`; elsewhere never, so nothing is paused). A child
@@ -289,33 +289,21 @@ mod stop {
 
     /// A server stopped with `SIGSTOP`; dropping it sends `SIGCONT` (also
     /// when the benchmark is interrupted: the run's future is dropped).
+    /// The pid is our own child's, checked by the caller with
+    /// `is_our_child`.
     #[derive(Debug)]
-    pub(super) struct Stopped(libc::pid_t);
+    pub(super) struct Stopped(u32);
 
     impl Stopped {
         pub(super) fn new(pid: u32) -> io::Result<Self> {
-            let pid = libc::pid_t::try_from(pid)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
-            signal(pid, libc::SIGSTOP)?;
+            signal(pid, Signal::STOP)?;
             Ok(Self(pid))
         }
     }
 
     impl Drop for Stopped {
         fn drop(&mut self) {
-            let _ = signal(self.0, libc::SIGCONT);
-        }
-    }
-
-    fn signal(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
-        // A positive pid names one process: our own child, checked by
-        // the caller with `is_our_child`.
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        let rc = unsafe { libc::kill(pid, sig) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
+            let _ = signal(self.0, Signal::CONT);
         }
     }
 }

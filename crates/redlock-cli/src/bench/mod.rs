@@ -10,12 +10,11 @@
 //!
 //! Modules: [`hist`] (histograms, wall and CPU spans), [`workload`] (what
 //! the tasks do), [`faults`] (slowed and paused master), [`report`] (the
-//! table), [`proxy`] (the delaying TCP proxy, shared with the benches
-//! crate). Nothing here asserts a speed: the numbers are for people.
+//! table); the slowed master's delaying proxy is `redlock-testing`'s.
+//! Nothing here asserts a speed: the numbers are for people.
 
 mod faults;
 mod hist;
-pub(crate) mod proxy;
 mod raw;
 mod report;
 mod workload;

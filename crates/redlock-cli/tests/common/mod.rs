@@ -5,7 +5,6 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -107,34 +106,24 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
 }
 
 /// A fresh temporary directory, removed on drop.
-pub struct TempDir(PathBuf);
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "redlock-cli-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).expect("create temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("redlock-cli-test-")
+            .tempdir()
+            .expect("create temp dir");
         Self(dir)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+        self.0.path().join(name)
     }
 
     /// The path of `name` as a `&str` for shell commands.
     pub fn file(&self, name: &str) -> String {
         self.path(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -187,7 +176,7 @@ pub fn alive_named(pid: u32, name: &str) -> bool {
 
 /// How many times `master` ran `command` (lowercase, e.g. `set`), from
 /// `INFO commandstats`; 0 before the first call.
-pub fn calls(master: &redlock_harness::RedisServer, command: &str) -> u64 {
+pub fn calls(master: &redlock_testing::RedisServer, command: &str) -> u64 {
     let reply = master
         .cmd(&["INFO", "commandstats"])
         .expect("INFO commandstats");
@@ -268,20 +257,12 @@ impl Drop for Session {
 /// A pipe whose buffer is full: the first write to the writer blocks until
 /// the reader is read. Returns the reader, the writer and the number of
 /// filler bytes (`#`) to skip when reading.
-#[allow(unsafe_code)]
 pub fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter, usize) {
     use std::io::Write;
-    use std::os::fd::AsRawFd;
     let (reader, mut writer) = std::io::pipe().expect("pipe");
-    let fd = writer.as_raw_fd();
-    // SAFETY: fcntl(2) with F_GETFL/F_SETFL takes integers and touches no
-    // memory; `fd` is the writer we own. O_NONBLOCK lives on the open file
-    // description, so it goes off again before the writer is handed on.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    assert!(flags >= 0, "F_GETFL");
-    // SAFETY: as above.
-    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
-    assert_eq!(rc, 0, "F_SETFL O_NONBLOCK");
+    // O_NONBLOCK lives on the open file description, so it goes off again
+    // before the writer is handed on.
+    rustix::io::ioctl_fionbio(&writer, true).expect("FIONBIO on");
     let chunk = [b'#'; 4096];
     let mut filled = 0;
     loop {
@@ -292,9 +273,7 @@ pub fn full_pipe() -> (std::io::PipeReader, std::io::PipeWriter, usize) {
             Err(e) => panic!("filling the pipe: {e}"),
         }
     }
-    // SAFETY: as above.
-    let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
-    assert_eq!(rc, 0, "F_SETFL");
+    rustix::io::ioctl_fionbio(&writer, false).expect("FIONBIO off");
     (reader, writer, filled)
 }
 

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use redlock_core::{AcquireError, Fence, Lock, RetryPolicy};
-use redlock_harness::{Connection, Reply};
+use redlock_testing::{Connection, Reply};
 use redlock_tests::events::{Event, EventLog};
 use redlock_tests::sys::{instant_to_ns, monotonic_ns};
 use redlock_tokio::LockManager;

@@ -1,94 +1,29 @@
 //! One `redis-server` child process.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::process::Child;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::resp::{Connection, Reply};
-use crate::{sys, HarnessError};
+use rustix::process::Signal;
+use tempfile::TempDir;
 
-/// How long a server may take to answer after being spawned.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::resp::{Connection, Reply};
+use crate::spawn::{
+    lock, log_report, read_from, release_port, spawn, tail, wait_ready, Launched, LogMark, Ready,
+    StartFailure, REDIS_LOG,
+};
+use crate::{redis_server_path, sys, Error};
+
 /// How long [`RedisServer::restart`] keeps retrying while its port is busy.
 const RESTART_PORT_WAIT: Duration = Duration::from_secs(5);
-/// How many fresh ports [`RedisServer::start_with`] tries.
-const START_ATTEMPTS: usize = 5;
 /// Connect/read/write timeout of [`RedisServer::cmd`].
 const CMD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Timeout of the readiness probe while starting.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long pause/resume wait for the kernel to report the new state.
 const SIGNAL_SETTLE: Duration = Duration::from_secs(2);
-/// Log file names inside the server directory.
-const REDIS_LOG: &str = "redis.log";
-const STDIO_LOG: &str = "stdio.log";
-
-/// Ports held by live servers of this process, so that two servers started
-/// concurrently in this process never pick the same port and a killed
-/// server's port is not handed out again before its `restart`.
-static RESERVED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-/// Makes temp dir names unique within this process.
-static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of our locks leaves consistent data; keep
-    // going (Drop must work during unwinding).
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn reserve_port(port: u16) -> bool {
-    lock(&RESERVED_PORTS)
-        .get_or_insert_with(HashSet::new)
-        .insert(port)
-}
-
-fn release_port(port: u16) {
-    if let Some(set) = lock(&RESERVED_PORTS).as_mut() {
-        set.remove(&port);
-    }
-}
-
-/// A loopback port that was free a moment ago and is not used by another
-/// server of this process.
-fn pick_free_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .expect("binding 127.0.0.1:0 to find a free port");
-        let port = listener
-            .local_addr()
-            .expect("local_addr of a bound listener")
-            .port();
-        drop(listener);
-        if reserve_port(port) {
-            return port;
-        }
-    }
-}
-
-/// Locates `redis-server` on `PATH`.
-///
-/// Returns [`HarnessError::RedisServerNotFound`] (whose message tells how to
-/// install it) when it is missing. [`RedisServer::start`] panics with that
-/// message: tests never skip silently.
-pub fn redis_server_path() -> Result<PathBuf, HarnessError> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").ok_or(HarnessError::RedisServerNotFound)?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("redis-server"))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
-        .ok_or(HarnessError::RedisServerNotFound)
-}
 
 /// Durability settings of a server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,13 +40,17 @@ pub enum Persistence {
 /// Options for starting a [`RedisServer`].
 #[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
-    /// `requirepass`; the harness' own client authenticates with it.
+    /// `requirepass`; the crate's own client authenticates with it.
     pub password: Option<String>,
     /// Persistence mode.
     pub persistence: Persistence,
     /// Extra raw arguments appended to the command line, e.g.
     /// `["--maxmemory-policy", "noeviction"]`.
     pub extra_args: Vec<String>,
+    /// Signal the kernel sends the server when the thread that spawned it
+    /// exits (Linux; ignored elsewhere); see
+    /// [`with_parent_death_signal`](Self::with_parent_death_signal).
+    pub parent_death_signal: Option<Signal>,
 }
 
 impl ServerOptions {
@@ -138,6 +77,22 @@ impl ServerOptions {
         self.extra_args.push(value.to_owned());
         self
     }
+
+    /// Has the kernel send `sig` (`Signal::KILL`, say) to the server when
+    /// the thread that spawned it exits, so that a parent killed with
+    /// `SIGKILL`, when no destructor runs, leaves no server behind. Linux
+    /// only; ignored elsewhere.
+    ///
+    /// The signal is tied to the spawning *thread* (see
+    /// [`die_with_parent`](crate::die_with_parent)): start the servers, and
+    /// [`restart`](RedisServer::restart) them, from a thread that lives as
+    /// long as they should, such as the main thread. Off by default, because
+    /// a test that starts servers on a pool thread (tokio's
+    /// `spawn_blocking`, say) would lose them when that thread retires.
+    pub fn with_parent_death_signal(mut self, sig: Signal) -> Self {
+        self.parent_death_signal = Some(sig);
+        self
+    }
 }
 
 #[derive(Debug)]
@@ -156,202 +111,12 @@ struct ProcState {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
-    dir: PathBuf,
+    /// Removed when the server is dropped, after the process is reaped
+    /// (fields drop after `Drop::drop`).
+    dir: TempDir,
     opts: ServerOptions,
     bin: PathBuf,
     state: Mutex<ProcState>,
-}
-
-/// Why a spawn attempt did not produce a ready server.
-enum StartFailure {
-    /// The process exited; `port_busy` if its log says the port was taken.
-    Exited { status: ExitStatus, port_busy: bool },
-    /// It did not become ready before the deadline (it has been killed).
-    Timeout,
-    /// `spawn` itself failed.
-    Spawn(std::io::Error),
-}
-
-/// Byte offsets into the log files, to look only at what one attempt wrote.
-#[derive(Clone, Copy)]
-struct LogMark {
-    redis: u64,
-    stdio: u64,
-}
-
-impl LogMark {
-    fn now(dir: &Path) -> LogMark {
-        let len = |name| fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
-        LogMark {
-            redis: len(REDIS_LOG),
-            stdio: len(STDIO_LOG),
-        }
-    }
-}
-
-fn read_from(path: &Path, offset: u64) -> String {
-    let mut out = Vec::new();
-    if let Ok(mut f) = File::open(path) {
-        if f.seek(SeekFrom::Start(offset)).is_ok() {
-            let _ = f.read_to_end(&mut out);
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The log output of one attempt, for panic messages.
-fn log_report(dir: &Path, mark: LogMark) -> String {
-    format!(
-        "--- {REDIS_LOG} (tail) ---\n{}\n--- stdout/stderr (tail) ---\n{}",
-        tail(&read_from(&dir.join(REDIS_LOG), mark.redis), 40),
-        tail(&read_from(&dir.join(STDIO_LOG), mark.stdio), 40),
-    )
-}
-
-fn port_busy_in_log(dir: &Path, mark: LogMark) -> bool {
-    let text =
-        read_from(&dir.join(REDIS_LOG), mark.redis) + &read_from(&dir.join(STDIO_LOG), mark.stdio);
-    text.contains("Address already in use") || text.contains("Failed listening on port")
-}
-
-fn new_dir(port: u16) -> PathBuf {
-    let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "redlock-harness-{}-{}-{}",
-        std::process::id(),
-        n,
-        port
-    ));
-    // A leftover from an earlier process with the same pid: not ours to keep.
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)
-        .unwrap_or_else(|e| panic!("creating redis temp dir {}: {e}", dir.display()));
-    dir
-}
-
-fn build_args(port: u16, dir: &Path, opts: &ServerOptions) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "--port".into(),
-        port.to_string(),
-        "--bind".into(),
-        "127.0.0.1".into(),
-        "--dir".into(),
-        dir.display().to_string(),
-        "--daemonize".into(),
-        "no".into(),
-        "--protected-mode".into(),
-        "no".into(),
-        "--logfile".into(),
-        dir.join(REDIS_LOG).display().to_string(),
-        "--save".into(),
-        String::new(),
-    ];
-    match opts.persistence {
-        Persistence::None => args.extend(["--appendonly".into(), "no".into()]),
-        Persistence::AppendFsyncAlways => args.extend([
-            "--appendonly".into(),
-            "yes".into(),
-            "--appendfsync".into(),
-            "always".into(),
-        ]),
-    }
-    if let Some(pw) = &opts.password {
-        args.extend(["--requirepass".into(), pw.clone()]);
-    }
-    args.extend(opts.extra_args.iter().cloned());
-    args
-}
-
-fn spawn(bin: &Path, port: u16, dir: &Path, opts: &ServerOptions) -> std::io::Result<Child> {
-    let stdio = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(STDIO_LOG))?;
-    Command::new(bin)
-        .args(build_args(port, dir, opts))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(stdio.try_clone()?)
-        .stderr(stdio)
-        .spawn()
-}
-
-/// Asks the server on `port` who it is; `Some(pid)` once it is fully loaded
-/// and answers `PING`.
-fn probe(port: u16, password: Option<&str>) -> Option<u32> {
-    let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
-    let mut conn = Connection::connect(addr, PROBE_TIMEOUT).ok()?;
-    if let Some(pw) = password {
-        conn.auth(pw).ok()?;
-    }
-    let info = conn.call(&["INFO", "server"]).ok()?;
-    let pid = info
-        .as_str()?
-        .lines()
-        .find_map(|l| l.strip_prefix("process_id:"))?
-        .trim()
-        .parse::<u32>()
-        .ok()?;
-    // PING is refused with -LOADING while the AOF is being replayed.
-    match conn.call(&["PING"]).ok()? {
-        Reply::Simple(s) if s == "PONG" => Some(pid),
-        _ => None,
-    }
-}
-
-/// Spawns a server and waits until *it* (checked by pid, not just "something
-/// on that port") answers.
-fn spawn_and_wait(
-    bin: &Path,
-    port: u16,
-    dir: &Path,
-    opts: &ServerOptions,
-    mark: LogMark,
-) -> Result<Child, StartFailure> {
-    let mut child = spawn(bin, port, dir, opts).map_err(StartFailure::Spawn)?;
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    let mut sleep = Duration::from_millis(5);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                return Err(StartFailure::Exited {
-                    status,
-                    port_busy: port_busy_in_log(dir, mark),
-                })
-            }
-            Ok(None) => {}
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(StartFailure::Timeout);
-            }
-        }
-        if probe(port, opts.password.as_deref()) == Some(child.id()) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(StartFailure::Timeout);
-        }
-        thread::sleep(sleep);
-        sleep = (sleep * 2).min(Duration::from_millis(50));
-    }
-}
-
-fn describe(failure: &StartFailure) -> String {
-    match failure {
-        StartFailure::Exited { status, .. } => format!("redis-server exited early ({status})"),
-        StartFailure::Timeout => {
-            format!("redis-server did not answer PING within {STARTUP_TIMEOUT:?} (killed it)")
-        }
-        StartFailure::Spawn(e) => format!("spawning redis-server failed: {e}"),
-    }
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -384,48 +149,36 @@ impl RedisServer {
     /// If `redis-server` is not on `PATH`, or it cannot be started within a
     /// few attempts (the message includes its log).
     pub fn start_with(opts: ServerOptions) -> RedisServer {
-        let bin = redis_server_path().unwrap_or_else(|e| panic!("{e}"));
-        let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            let port = pick_free_port();
-            let dir = new_dir(port);
-            let mark = LogMark::now(&dir);
-            match spawn_and_wait(&bin, port, &dir, &opts, mark) {
-                Ok(child) => {
-                    let pid = child.id();
-                    return RedisServer {
-                        port,
-                        dir,
-                        opts,
-                        bin,
-                        state: Mutex::new(ProcState {
-                            child: Some(child),
-                            pid,
-                            paused: false,
-                        }),
-                    };
-                }
-                Err(failure) => {
-                    let report = log_report(&dir, mark);
-                    let _ = fs::remove_dir_all(&dir);
-                    release_port(port);
-                    if let StartFailure::Exited {
-                        port_busy: true, ..
-                    } = failure
-                    {
-                        // Someone grabbed the port between our probe and the
-                        // bind: try another one.
-                        last = format!("port {port} busy: {}\n{report}", describe(&failure));
-                        continue;
-                    }
-                    panic!(
-                        "could not start redis-server on 127.0.0.1:{port}: {}\n{report}",
-                        describe(&failure)
-                    );
-                }
-            }
+        RedisServer::try_start_with(opts).unwrap_or_else(|e| panic!("{}", report(&e)))
+    }
+
+    /// As [`start_with`](Self::start_with), returning the failure instead of
+    /// panicking.
+    ///
+    /// # Errors
+    /// [`Error::RedisServerNotFound`], [`Error::Setup`] (no directory, port
+    /// or process) or [`Error::Start`] (it did not become ready; the error
+    /// holds its log).
+    pub fn try_start_with(opts: ServerOptions) -> Result<RedisServer, Error> {
+        let bin = redis_server_path()?;
+        let ready = Launched::spawn(&bin, &opts)?.ready(&bin, &opts)?;
+        Ok(RedisServer::from_ready(ready, opts, bin))
+    }
+
+    pub(crate) fn from_ready(ready: Ready, opts: ServerOptions, bin: PathBuf) -> RedisServer {
+        let Ready { port, dir, child } = ready;
+        let pid = child.id();
+        RedisServer {
+            port,
+            dir,
+            opts,
+            bin,
+            state: Mutex::new(ProcState {
+                child: Some(child),
+                pid,
+                paused: false,
+            }),
         }
-        panic!("could not start redis-server after {START_ATTEMPTS} attempts (ports kept being taken); last:\n{last}");
     }
 
     /// The TCP port (stable across [`restart`](Self::restart)).
@@ -459,15 +212,15 @@ impl RedisServer {
 
     /// Its private working directory (AOF files, logs).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// The tail (last `lines` lines) of the server's log file.
     pub fn log_tail(&self, lines: usize) -> String {
-        tail(&read_from(&self.dir.join(REDIS_LOG), 0), lines)
+        tail(&read_from(&self.dir().join(REDIS_LOG), 0), lines)
     }
 
-    fn signal_and_settle(&self, sig: libc::c_int, stopped: bool, what: &str) {
+    fn signal_and_settle(&self, sig: Signal, stopped: bool, what: &str) {
         let mut st = lock(&self.state);
         let Some(child) = st.child.as_mut() else {
             panic!(
@@ -500,7 +253,7 @@ impl RedisServer {
     /// # Panics
     /// If the server is not running.
     pub fn pause(&self) {
-        self.signal_and_settle(sys::SIGSTOP, true, "pause");
+        self.signal_and_settle(Signal::STOP, true, "pause");
     }
 
     /// Resumes a paused process with `SIGCONT`.
@@ -508,7 +261,7 @@ impl RedisServer {
     /// # Panics
     /// If the server is not running.
     pub fn resume(&self) {
-        self.signal_and_settle(sys::SIGCONT, false, "resume");
+        self.signal_and_settle(Signal::CONT, false, "resume");
     }
 
     /// Whether [`pause`](Self::pause) was called without a later
@@ -555,9 +308,12 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         let deadline = Instant::now() + RESTART_PORT_WAIT;
+        let dir = self.dir.path();
         loop {
-            let mark = LogMark::now(&self.dir);
-            match spawn_and_wait(&self.bin, self.port, &self.dir, &self.opts, mark) {
+            let mark = LogMark::now(dir);
+            let started = spawn(&self.bin, self.port, dir, &self.opts)
+                .and_then(|child| wait_ready(child, self.port, dir, &self.opts, mark));
+            match started {
                 Ok(child) => {
                     let mut st = lock(&self.state);
                     st.pid = child.id();
@@ -573,8 +329,8 @@ impl RedisServer {
                 Err(failure) => panic!(
                     "could not restart redis-server on 127.0.0.1:{}: {}\n{}",
                     self.port,
-                    describe(&failure),
-                    log_report(&self.dir, mark)
+                    failure.describe(),
+                    log_report(dir, mark)
                 ),
             }
         }
@@ -582,12 +338,18 @@ impl RedisServer {
 
     /// An authenticated (if a password is configured) connection with a
     /// 5 s timeout.
-    pub fn connection(&self) -> Result<Connection, HarnessError> {
+    ///
+    /// # Errors
+    /// As [`Connection::connect`] and [`Connection::auth`].
+    pub fn connection(&self) -> Result<Connection, Error> {
         self.connection_timeout(CMD_TIMEOUT)
     }
 
     /// Like [`connection`](Self::connection) with a custom timeout.
-    pub fn connection_timeout(&self, timeout: Duration) -> Result<Connection, HarnessError> {
+    ///
+    /// # Errors
+    /// As [`Connection::connect`] and [`Connection::auth`].
+    pub fn connection_timeout(&self, timeout: Duration) -> Result<Connection, Error> {
         let mut conn = Connection::connect(self.addr(), timeout)?;
         if let Some(pw) = &self.opts.password {
             conn.auth(pw)?;
@@ -596,15 +358,22 @@ impl RedisServer {
     }
 
     /// Runs one command on a fresh connection (5 s timeouts), authenticating
-    /// first if a password is configured. Uses the harness' own RESP2 client,
+    /// first if a password is configured. Uses the crate's own RESP2 client,
     /// independent from the system under test.
-    pub fn cmd(&self, args: &[&str]) -> Result<Reply, HarnessError> {
+    ///
+    /// # Errors
+    /// As [`connection`](Self::connection) and [`Connection::call`]; an
+    /// error *reply* is `Ok(Reply::Error(..))`.
+    pub fn cmd(&self, args: &[&str]) -> Result<Reply, Error> {
         self.connection()?.call(args)
     }
 
     /// Like [`cmd`](Self::cmd) with a custom connect/read/write timeout; a
-    /// paused server yields [`HarnessError::Timeout`].
-    pub fn cmd_timeout(&self, args: &[&str], timeout: Duration) -> Result<Reply, HarnessError> {
+    /// paused server yields [`Error::Timeout`].
+    ///
+    /// # Errors
+    /// As [`cmd`](Self::cmd).
+    pub fn cmd_timeout(&self, args: &[&str], timeout: Duration) -> Result<Reply, Error> {
         self.connection_timeout(timeout)?.call(args)
     }
 
@@ -723,20 +492,28 @@ impl Drop for RedisServer {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(mut child) = st.child.take() {
             if st.paused && matches!(child.try_wait(), Ok(None)) {
-                let _ = sys::signal(child.id(), sys::SIGCONT);
+                let _ = sys::signal(child.id(), Signal::CONT);
             }
             let _ = child.kill();
             let _ = child.wait();
         }
         st.paused = false;
-        let _ = fs::remove_dir_all(&self.dir);
         release_port(self.port);
+    }
+}
+
+/// A panic message for `e`, with the server's log when there is one.
+pub(crate) fn report(e: &Error) -> String {
+    match e {
+        Error::Start { log, .. } if !log.is_empty() => format!("{e}\n{log}"),
+        _ => e.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spawn::build_args;
 
     #[test]
     fn url_encoding() {

@@ -1,12 +1,18 @@
 //! A TCP proxy for fault injection between clients and one Redis master.
 //!
 //! It listens on `127.0.0.1:0` and forwards every accepted connection to
-//! the upstream address, one thread per direction. Its [`Mode`] can be
+//! the upstream address, on plain OS threads (two per direction), outside
+//! any async runtime of the system under test. Its [`Mode`] can be
 //! switched at any time and applies to all connections:
 //!
 //! * [`Mode::Pass`] forwards at once;
-//! * [`Mode::Delay`] holds every chunk for a while before forwarding it (a
-//!   slow link);
+//! * [`Mode::Delay`] forwards every chunk a fixed time after it was read (a
+//!   slow or distant link). Chunks are delayed independently (a reader
+//!   stamps each one, a writer sleeps until it is due), so pipelined
+//!   commands are each delayed once rather than queueing behind each
+//!   other's delays: the proxy adds latency, not a throughput limit, with
+//!   the precision of `std::thread::sleep`. `redlock bench` and the
+//!   benchmarks slow a master this way;
 //! * [`Mode::Blackhole`] stops forwarding without closing anything (a
 //!   partition); what was held is delivered, in order, when the mode
 //!   changes back, as TCP would after a short partition heals;
@@ -33,16 +39,19 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::spawn::lock;
 
 /// How the proxy treats traffic; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Forward at once.
     Pass,
-    /// Hold every chunk this long before forwarding it.
+    /// Forward every chunk this long after it was read.
     Delay(Duration),
     /// Forward nothing, close nothing.
     Blackhole,
@@ -98,12 +107,6 @@ struct Inner {
     accepted: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The data behind these locks stays consistent even if a pump thread
-    // panicked while holding one.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Inner {
     fn mode(&self) -> Mode {
         *lock(&self.mode)
@@ -143,12 +146,22 @@ impl Proxy {
     ///
     /// Binding or configuring the listener failed.
     pub fn start(upstream: SocketAddr) -> io::Result<Proxy> {
+        Proxy::start_with_mode(upstream, Mode::Pass)
+    }
+
+    /// Starts a proxy to `upstream` on a free loopback port, in `mode` from
+    /// its first connection on (`Mode::Delay(one_way)` for a slowed master).
+    ///
+    /// # Errors
+    ///
+    /// Binding or configuring the listener failed.
+    pub fn start_with_mode(upstream: SocketAddr, mode: Mode) -> io::Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             upstream: Mutex::new(upstream),
-            mode: Mutex::new(Mode::Pass),
+            mode: Mutex::new(mode),
             trigger: Mutex::new(None),
             frozen: Mutex::new(Vec::new()),
             faults: AtomicU64::new(0),
@@ -370,14 +383,31 @@ fn check_fault(inner: &Inner, tail: &mut Vec<u8>, chunk: &[u8]) -> Hit {
 /// Copies `from` to `to` in the proxy's current mode until either side
 /// ends, then closes the whole connection. `from_client`: this is the
 /// client-to-server direction, where armed faults look for their pattern.
+///
+/// This thread reads and stamps each chunk with the time it was read; a
+/// writer thread forwards it when the mode lets it (see [`forward`]).
 fn pump(
     mut from: TcpStream,
-    mut to: TcpStream,
-    inner: &Inner,
-    dead: &AtomicBool,
+    to: TcpStream,
+    inner: &Arc<Inner>,
+    dead: &Arc<AtomicBool>,
     id: u64,
     from_client: bool,
 ) {
+    // Unbounded: what is in flight is what the peer sends during a delay
+    // or a blackhole, a few small commands for a lock client.
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let writer = {
+        let (inner, dead) = (Arc::clone(inner), Arc::clone(dead));
+        thread::Builder::new()
+            .name("proxy-write".into())
+            .spawn(move || forward(&rx, to, &inner, &dead, id))
+    };
+    if writer.is_err() {
+        close_conn(inner, id);
+        dead.store(true, Ordering::Release);
+        return;
+    }
     let mut buf = vec![0u8; 16 * 1024];
     let mut tail = Vec::new();
     loop {
@@ -399,28 +429,55 @@ fn pump(
                 }
             }
         }
-        // Hold the chunk while blackholed; deliver it afterwards.
+        if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    // The writer forwards what was read before this point, then closes
+    // the connection (it sees the channel end).
+    drop(tx);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+/// The writer of one direction: forwards each chunk once the mode lets it
+/// (held while blackholed, `d` after it was read in `Delay(d)`), then
+/// closes the whole connection when the reader ended or a write failed.
+fn forward(
+    rx: &mpsc::Receiver<(Instant, Vec<u8>)>,
+    mut to: TcpStream,
+    inner: &Inner,
+    dead: &AtomicBool,
+    id: u64,
+) {
+    'chunks: while let Ok((read_at, chunk)) = rx.recv() {
+        // Hold the chunk while blackholed; deliver it afterwards. A chunk
+        // held back counts as read when the partition heals, so a delay
+        // still applies to it in full.
+        let mut ready_at = read_at;
         let mode = loop {
             if dead.load(Ordering::Acquire) {
-                break None;
+                break 'chunks;
             }
             match inner.mode() {
-                Mode::Blackhole => thread::sleep(POLL),
-                m => break Some(m),
+                Mode::Blackhole => {
+                    thread::sleep(POLL);
+                    ready_at = Instant::now();
+                }
+                m => break m,
             }
         };
-        match mode {
-            None => break,
-            Some(Mode::Delay(d)) => thread::sleep(d),
-            Some(_) => {}
+        if let Mode::Delay(d) = mode {
+            let due = ready_at.checked_add(d).unwrap_or(ready_at);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
         }
-        if dead.load(Ordering::Acquire) || to.write_all(&buf[..n]).is_err() {
+        if dead.load(Ordering::Acquire) || to.write_all(&chunk).is_err() {
             break;
         }
     }
     close_conn(inner, id);
     dead.store(true, Ordering::Release);
-    let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
 
@@ -557,5 +614,36 @@ mod tests {
         assert!(matches!(s.read_to_end(&mut rest), Ok(0) | Err(_)));
         let mut s = client(&p);
         assert_eq!(roundtrip(&mut s, b"HANG").expect("cleared"), b"HANG");
+    }
+
+    /// A round trip through `Delay(d)` takes at least twice `d`, bytes
+    /// arrive intact and in order, and chunks sent back to back are each
+    /// delayed once, not one after the other's delay.
+    #[test]
+    fn delay_is_latency_per_chunk_in_both_directions() {
+        let one_way = Duration::from_millis(100);
+        let p = Proxy::start_with_mode(echo(), Mode::Delay(one_way)).expect("proxy");
+        assert_eq!(p.mode(), Mode::Delay(one_way));
+        let mut s = client(&p);
+        let t = Instant::now();
+        for word in [&b"one "[..], b"two ", b"three ", b"four"] {
+            s.write_all(word).expect("write");
+            thread::sleep(Duration::from_millis(5));
+        }
+        let mut got = vec![0u8; 18];
+        s.read_exact(&mut got).expect("read");
+        let rtt = t.elapsed();
+        assert_eq!(&got, b"one two three four");
+        assert!(
+            rtt >= 2 * one_way,
+            "round trip {rtt:?} below 2 x {one_way:?}"
+        );
+        // Queued behind each other, the last of four chunks would arrive
+        // after 5 x d (4 delays out, the last one back).
+        assert!(rtt < 4 * one_way, "round trip {rtt:?}: delays queued");
+        drop(p);
+        // After drop, the forwarded connection is closed.
+        let mut rest = [0u8; 1];
+        assert!(matches!(s.read(&mut rest), Ok(0) | Err(_)));
     }
 }

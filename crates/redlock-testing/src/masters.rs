@@ -2,7 +2,9 @@
 
 use std::ops::{Index, IndexMut};
 
-use crate::{RedisServer, ServerOptions};
+use crate::server::report;
+use crate::spawn::Launched;
+use crate::{redis_server_path, Error, RedisServer, ServerOptions};
 
 /// `N` independent masters (no replication), each its own process on its own
 /// port — the deployment Redlock assumes.
@@ -25,10 +27,33 @@ impl Masters {
     /// # Panics
     /// If any of them cannot be started (those already started are stopped).
     pub fn start_with(n: usize, opts: ServerOptions) -> Masters {
-        let servers = (0..n)
-            .map(|_| RedisServer::start_with(opts.clone()))
-            .collect();
-        Masters { servers }
+        Masters::try_start_with(n, opts).unwrap_or_else(|e| panic!("{}", report(&e)))
+    }
+
+    /// Starts `n` masters, all with `opts`, returning the failure instead
+    /// of panicking.
+    ///
+    /// All `n` are spawned first, then awaited, so the start-up time is
+    /// paid once rather than `n` times. They are spawned from the calling
+    /// thread, which matters with
+    /// [`ServerOptions::with_parent_death_signal`].
+    ///
+    /// # Errors
+    /// As [`RedisServer::try_start_with`]. Servers already started are
+    /// stopped (and their directories removed) before it returns.
+    pub fn try_start_with(n: usize, opts: ServerOptions) -> Result<Masters, Error> {
+        let bin = redis_server_path()?;
+        // Each launched server is owned from its spawn on: an early return
+        // drops (kills, reaps) every one started so far.
+        let launched = (0..n)
+            .map(|_| Launched::spawn(&bin, &opts))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut servers = Vec::with_capacity(n);
+        for l in launched {
+            let ready = l.ready(&bin, &opts)?;
+            servers.push(RedisServer::from_ready(ready, opts.clone(), bin.clone()));
+        }
+        Ok(Masters { servers })
     }
 
     /// The URL of every master, in index order.

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::HarnessError;
+use crate::Error;
 
 /// A RESP2 reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,37 +97,37 @@ pub(crate) fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
     out
 }
 
-fn read_line<R: BufRead>(r: &mut R) -> Result<String, HarnessError> {
+fn read_line<R: BufRead>(r: &mut R) -> Result<String, Error> {
     let mut buf = Vec::new();
     let n = r.read_until(b'\n', &mut buf)?;
     if n == 0 {
-        return Err(HarnessError::Io(std::io::Error::new(
+        return Err(Error::Io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "connection closed by redis",
         )));
     }
     if !buf.ends_with(b"\r\n") {
-        return Err(HarnessError::Protocol(format!(
+        return Err(Error::Protocol(format!(
             "line not terminated by CRLF: {:?}",
             String::from_utf8_lossy(&buf)
         )));
     }
     buf.truncate(buf.len() - 2);
-    String::from_utf8(buf).map_err(|e| HarnessError::Protocol(format!("non UTF-8 line: {e}")))
+    String::from_utf8(buf).map_err(|e| Error::Protocol(format!("non UTF-8 line: {e}")))
 }
 
-fn parse_len(s: &str) -> Result<i64, HarnessError> {
+fn parse_len(s: &str) -> Result<i64, Error> {
     s.parse::<i64>()
-        .map_err(|_| HarnessError::Protocol(format!("bad length/integer {s:?}")))
+        .map_err(|_| Error::Protocol(format!("bad length/integer {s:?}")))
 }
 
 /// Reads one RESP2 reply.
-pub(crate) fn read_reply<R: BufRead>(r: &mut R) -> Result<Reply, HarnessError> {
+pub(crate) fn read_reply<R: BufRead>(r: &mut R) -> Result<Reply, Error> {
     let line = read_line(r)?;
     let mut chars = line.chars();
     let kind = chars
         .next()
-        .ok_or_else(|| HarnessError::Protocol("empty reply line".to_owned()))?;
+        .ok_or_else(|| Error::Protocol("empty reply line".to_owned()))?;
     let rest = chars.as_str();
     match kind {
         '+' => Ok(Reply::Simple(rest.to_owned())),
@@ -139,11 +139,11 @@ pub(crate) fn read_reply<R: BufRead>(r: &mut R) -> Result<Reply, HarnessError> {
                 return Ok(Reply::Bulk(None));
             }
             let len = usize::try_from(len)
-                .map_err(|_| HarnessError::Protocol(format!("bulk length {len} too large")))?;
+                .map_err(|_| Error::Protocol(format!("bulk length {len} too large")))?;
             let mut data = vec![0u8; len + 2];
             r.read_exact(&mut data)?;
             if !data.ends_with(b"\r\n") {
-                return Err(HarnessError::Protocol(
+                return Err(Error::Protocol(
                     "bulk string not terminated by CRLF".to_owned(),
                 ));
             }
@@ -156,14 +156,14 @@ pub(crate) fn read_reply<R: BufRead>(r: &mut R) -> Result<Reply, HarnessError> {
                 return Ok(Reply::Array(None));
             }
             let len = usize::try_from(len)
-                .map_err(|_| HarnessError::Protocol(format!("array length {len} too large")))?;
+                .map_err(|_| Error::Protocol(format!("array length {len} too large")))?;
             let mut items = Vec::with_capacity(len.min(1024));
             for _ in 0..len {
                 items.push(read_reply(r)?);
             }
             Ok(Reply::Array(Some(items)))
         }
-        other => Err(HarnessError::Protocol(format!(
+        other => Err(Error::Protocol(format!(
             "unknown RESP2 type byte {other:?} in line {line:?}"
         ))),
     }
@@ -182,7 +182,10 @@ pub struct Connection {
 impl Connection {
     /// Connects to `addr`; `timeout` bounds the connect and every later read
     /// and write. Sends nothing.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Connection, HarnessError> {
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] or [`Error::Io`] when the connection fails.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Connection, Error> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
@@ -193,33 +196,45 @@ impl Connection {
     }
 
     /// Changes the read/write timeout of the connection.
-    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), HarnessError> {
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the socket refuses the setting.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         let stream = self.reader.get_ref();
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         Ok(())
     }
 
-    /// Sends `AUTH password` and fails with [`HarnessError::Auth`] if the
+    /// Sends `AUTH password` and fails with [`Error::Auth`] if the
     /// server rejects it.
-    pub fn auth(&mut self, password: &str) -> Result<(), HarnessError> {
+    ///
+    /// # Errors
+    /// [`Error::Auth`] when refused; otherwise as [`call`](Self::call).
+    pub fn auth(&mut self, password: &str) -> Result<(), Error> {
         match self.call(&["AUTH", password])? {
             Reply::Simple(_) => Ok(()),
-            Reply::Error(e) => Err(HarnessError::Auth(e)),
-            other => Err(HarnessError::Protocol(format!(
-                "unexpected AUTH reply {other:?}"
-            ))),
+            Reply::Error(e) => Err(Error::Auth(e)),
+            other => Err(Error::Protocol(format!("unexpected AUTH reply {other:?}"))),
         }
     }
 
     /// Sends one command and reads its reply. Error replies are returned as
     /// `Ok(Reply::Error(..))`; `Err` means the transport failed.
-    pub fn call(&mut self, args: &[&str]) -> Result<Reply, HarnessError> {
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when the server does not answer in time (paused),
+    /// [`Error::Io`] when the connection fails (refused: killed),
+    /// [`Error::Protocol`] for bytes that are not RESP2.
+    pub fn call(&mut self, args: &[&str]) -> Result<Reply, Error> {
         self.call_bytes(args)
     }
 
     /// Like [`Connection::call`], for binary arguments.
-    pub fn call_bytes<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, HarnessError> {
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub fn call_bytes<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, Error> {
         let stream = self.reader.get_mut();
         stream.write_all(&encode(args))?;
         stream.flush()?;
@@ -232,7 +247,7 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    fn parse(bytes: &[u8]) -> Result<Reply, HarnessError> {
+    fn parse(bytes: &[u8]) -> Result<Reply, Error> {
         read_reply(&mut Cursor::new(bytes.to_vec()))
     }
 
@@ -269,10 +284,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_eof() {
-        assert!(matches!(parse(b"?x\r\n"), Err(HarnessError::Protocol(_))));
-        assert!(matches!(parse(b":12"), Err(HarnessError::Protocol(_))));
-        assert!(matches!(parse(b""), Err(HarnessError::Io(_))));
-        assert!(matches!(parse(b"$3\r\nab"), Err(HarnessError::Io(_))));
+        assert!(matches!(parse(b"?x\r\n"), Err(Error::Protocol(_))));
+        assert!(matches!(parse(b":12"), Err(Error::Protocol(_))));
+        assert!(matches!(parse(b""), Err(Error::Io(_))));
+        assert!(matches!(parse(b"$3\r\nab"), Err(Error::Io(_))));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Tests of the harness itself, against real `redis-server` processes.
+//! Tests of the spawner and the RESP client, against real `redis-server` processes.
 
 use std::collections::HashSet;
 use std::net::TcpStream;
@@ -6,9 +6,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use redlock_harness::{
-    redis_server_path, Connection, HarnessError, Masters, Persistence, RedisServer, Reply,
-    ServerOptions,
+use redlock_testing::{
+    redis_server_path, Connection, Error, Masters, Persistence, RedisServer, Reply, ServerOptions,
 };
 
 fn proc_exists(pid: u32) -> bool {
@@ -231,7 +230,7 @@ fn password_is_required_and_used_by_the_harness() {
         "{reply:?}"
     );
     let mut wrong = Connection::connect(server.addr(), Duration::from_secs(5)).expect("connect");
-    assert!(matches!(wrong.auth("nope"), Err(HarnessError::Auth(_))));
+    assert!(matches!(wrong.auth("nope"), Err(Error::Auth(_))));
 }
 
 #[test]
@@ -344,5 +343,55 @@ fn handles_can_be_shared_across_threads_and_tasks() {
     assert_send_sync::<RedisServer>();
     assert_send_sync::<Masters>();
     assert_send_sync::<Reply>();
-    assert_send_sync::<HarnessError>();
+    assert_send_sync::<Error>();
+}
+
+#[test]
+fn a_failed_start_is_an_error_with_the_servers_own_words() {
+    let err = Masters::try_start_with(
+        2,
+        ServerOptions::default().with_arg("no-such-directive", "x"),
+    )
+    .expect_err("redis-server refuses an unknown directive");
+    let Error::Start { reason, log, .. } = &err else {
+        panic!("expected Error::Start, got {err:?}");
+    };
+    assert!(reason.contains("exited early"), "{reason}");
+    assert!(log.contains("no-such-directive"), "{log}");
+    assert!(
+        err.to_string().contains("could not start redis-server"),
+        "{err}"
+    );
+}
+
+#[test]
+fn try_start_gives_a_working_server() {
+    let server = RedisServer::try_start_with(ServerOptions::default()).expect("start");
+    assert_eq!(ping(&server), Reply::Simple("PONG".into()));
+}
+
+/// The parent-death signal is tied to the spawning thread: servers
+/// started from a thread that then ends are killed by the kernel, with no
+/// destructor involved (the `redlock` CLI relies on this when SIGKILLed).
+#[cfg(target_os = "linux")]
+#[test]
+fn parent_death_signal_kills_servers_when_their_spawning_thread_ends() {
+    let opts = ServerOptions::default().with_parent_death_signal(redlock_testing::Signal::KILL);
+    let masters = std::thread::spawn(move || Masters::start_with(2, opts))
+        .join()
+        .expect("thread");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while masters.iter().any(RedisServer::is_running) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "servers outlived the thread that spawned them"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Without the option, the same servers live on.
+    let masters = std::thread::spawn(|| Masters::start(1))
+        .join()
+        .expect("thread");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(masters[0].is_running());
 }
