@@ -18,7 +18,7 @@ use fred::types::{ClusterHash, CustomCommand};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use super::hist::{Lat, Span};
+use super::hist::{Latency, Span};
 use super::proxy::DelayProxy;
 use super::workload::{cycle_loop, Cycles, Workload};
 use super::Locks;
@@ -50,8 +50,8 @@ pub(crate) struct Faults {
 /// Cycle histograms of the fault scenarios, for the plot.
 #[derive(Debug, Default)]
 pub(crate) struct FaultCurves {
-    pub(crate) slowed: Option<Lat>,
-    pub(crate) paused: Option<Lat>,
+    pub(crate) slowed: Option<Latency>,
+    pub(crate) paused: Option<Latency>,
 }
 
 /// Runs both scenarios against the last of `urls`.
@@ -105,7 +105,7 @@ async fn slowed(
     args: &BenchArgs,
     run_id: &str,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), String> {
+) -> Result<(Workload, Latency), String> {
     let (last, others) = urls.split_last().ok_or("no masters")?;
     let hostport = authority_host_port(last)
         .ok_or_else(|| "cannot read host:port from the last master's URL".to_owned())?
@@ -140,7 +140,7 @@ async fn paused(
     args: &BenchArgs,
     run_id: &str,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), String> {
+) -> Result<(Workload, Latency), String> {
     let m = connect(global, urls, args).await?;
     let result = async {
         let last = m.core().masters().last().ok_or("no masters")?;
@@ -181,7 +181,7 @@ async fn measure(
     args: &BenchArgs,
     base: &str,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), String> {
+) -> Result<(Workload, Latency), String> {
     settle(m, base, args.warmup).await;
     timed(m, base, args, progress).await
 }
@@ -191,7 +191,7 @@ async fn timed(
     base: &str,
     args: &BenchArgs,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), String> {
+) -> Result<(Workload, Latency), String> {
     let how = Cycles {
         fenced: false,
         deadline: Instant::now().checked_add(FAULT_CAP),
