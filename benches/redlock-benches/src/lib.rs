@@ -2,7 +2,7 @@
 //! by side with the [`rslock`] crate on the same machine in the same run.
 //!
 //! This library holds what the criterion benches (`benches/redlock.rs`) and
-//! the percentile report (`src/bin/bench_report.rs`) share:
+//! the percentile report (`src/bin/bench_report/`) share:
 //!
 //! - `proxy::DelayProxy`: a TCP proxy that delays every chunk, to slow one
 //!   master without touching it (the same source file as `redlock bench`'s
@@ -18,11 +18,12 @@
 //!   performance targets are stated in (scenarios A to F);
 //! - [`fanout`]: the cost of a bare parallel `PING` to N masters, the floor
 //!   under any quorum operation on the machine;
-//! - [`stats`] and [`charts`]: percentiles and the SVG charts of the report.
+//! - [`stats`]: medians and ranges of per-round numbers; the latency
+//!   histogram is `redlock_cli::latency::Latency`, and the report's SVG
+//!   charts are `redlock_cli::charts`: the ones `redlock bench` uses.
 //!
 //! Results and how to reproduce them are in `docs/benchmarks.md`.
 
-pub mod charts;
 pub mod fanout;
 #[path = "../../../crates/redlock-cli/src/bench/proxy.rs"]
 pub(crate) mod proxy;
