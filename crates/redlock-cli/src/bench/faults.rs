@@ -64,29 +64,29 @@ pub(crate) async fn run(
     progress: &ProgressBar,
 ) -> (Faults, FaultCurves) {
     let mut curves = FaultCurves::default();
-    let n = args.iterations;
+    // A scenario that ran gives its workload and curve; one that could
+    // not run gives the reason, and its share of the progress bar.
+    let split =
+        |outcome: Result<(Workload, Latency), String>, curve: &mut Option<Latency>| match outcome {
+            Ok((w, l)) => {
+                *curve = Some(l);
+                (Some(w), None)
+            }
+            Err(why) => {
+                progress.inc(args.iterations);
+                (None, Some(why))
+            }
+        };
     progress.set_message("faults, slowed");
-    let (slowed, slowed_skipped) = match slowed(global, urls, args, run_id, progress).await {
-        Ok((w, l)) => {
-            curves.slowed = Some(l);
-            (Some(w), None)
-        }
-        Err(why) => {
-            progress.inc(n);
-            (None, Some(why))
-        }
-    };
+    let (slowed, slowed_skipped) = split(
+        slowed(global, urls, args, run_id, progress).await,
+        &mut curves.slowed,
+    );
     progress.set_message("faults, paused");
-    let (paused, paused_skipped) = match paused(global, urls, args, run_id, progress).await {
-        Ok((w, l)) => {
-            curves.paused = Some(l);
-            (Some(w), None)
-        }
-        Err(why) => {
-            progress.inc(n);
-            (None, Some(why))
-        }
-    };
+    let (paused, paused_skipped) = split(
+        paused(global, urls, args, run_id, progress).await,
+        &mut curves.paused,
+    );
     let faults = Faults {
         master,
         slow_one_way_ms: args.slow_by.as_secs_f64() * 1000.0,

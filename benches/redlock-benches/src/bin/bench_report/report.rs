@@ -164,26 +164,22 @@ pub(crate) fn print_report(args: &Args, machine: &[(String, String)], r: &Result
     let hp = |imp, pick: fn(&Healthy) -> &Vec<f64>| {
         move |n| r.h(&Scenario::healthy(imp, n)).map(|x| pick(x).clone())
     };
-    row(
-        "redlock cycle p50, loopback",
-        &hp(Impl::Redlock, |x| &x.cycles.cycle_p50s),
-    );
-    row(
-        "redlock acquire p50, loopback",
-        &hp(Impl::Redlock, |x| &x.cycles.acquire_p50s),
-    );
-    row(
-        "redlock release p50, loopback",
-        &hp(Impl::Redlock, |x| &x.cycles.release_p50s),
-    );
-    row(
-        "PING fan-out (all replies) p50, loopback",
-        &hp(Impl::Redlock, |x| &x.fan_all_p50s),
-    );
-    row(
-        "rslock cycle p50, loopback",
-        &hp(Impl::Rslock, |x| &x.cycles.cycle_p50s),
-    );
+    let loopback: [(&str, Impl, fn(&Healthy) -> &Vec<f64>); 5] = [
+        ("redlock cycle p50", Impl::Redlock, |x| &x.cycles.cycle_p50s),
+        ("redlock acquire p50", Impl::Redlock, |x| {
+            &x.cycles.acquire_p50s
+        }),
+        ("redlock release p50", Impl::Redlock, |x| {
+            &x.cycles.release_p50s
+        }),
+        ("PING fan-out (all replies) p50", Impl::Redlock, |x| {
+            &x.fan_all_p50s
+        }),
+        ("rslock cycle p50", Impl::Rslock, |x| &x.cycles.cycle_p50s),
+    ];
+    for (what, imp, pick) in loopback {
+        row(&format!("{what}, loopback"), &hp(imp, pick));
+    }
     let net = args.net();
     let dp = |imp, pick: fn(&Phases) -> &Vec<f64>| {
         move |n| {
@@ -191,18 +187,16 @@ pub(crate) fn print_report(args: &Args, machine: &[(String, String)], r: &Result
                 .map(|x| pick(x).clone())
         }
     };
-    row(
-        &format!("redlock cycle p50, +{net:?} each way"),
-        &dp(Impl::Redlock, |x| &x.cycles.cycle_p50s),
-    );
-    row(
-        &format!("redlock acquire p50, +{net:?} each way"),
-        &dp(Impl::Redlock, |x| &x.cycles.acquire_p50s),
-    );
-    row(
-        &format!("rslock cycle p50, +{net:?} each way"),
-        &dp(Impl::Rslock, |x| &x.cycles.cycle_p50s),
-    );
+    let distant: [(&str, Impl, fn(&Phases) -> &Vec<f64>); 3] = [
+        ("redlock cycle p50", Impl::Redlock, |x| &x.cycles.cycle_p50s),
+        ("redlock acquire p50", Impl::Redlock, |x| {
+            &x.cycles.acquire_p50s
+        }),
+        ("rslock cycle p50", Impl::Rslock, |x| &x.cycles.cycle_p50s),
+    ];
+    for (what, imp, pick) in distant {
+        row(&format!("{what}, +{net:?} each way"), &dp(imp, pick));
+    }
 
     println!("\n### Simulated network: every master behind a proxy adding {net:?} each way (ms)\n");
     phase_table(r, &distant_scenarios(net), None);
