@@ -745,38 +745,54 @@ fn chain(mut actions: Vec<Action>, excused: &[Span], final_counter: i64) -> Vec<
 mod tests {
     use super::*;
 
+    /// A worker's log: `Start`, each cycle's events followed by its
+    /// release (1 and 2 ns after the cycle's last event), and `End`.
+    fn log(id: usize, cycles: impl IntoIterator<Item = Vec<Event>>) -> WorkerLog {
+        let mut events = vec![Event::Start { t: 0, pid: 1 }];
+        for mut cycle in cycles {
+            let end = cycle.last().map_or(0, Event::t);
+            cycle.extend([
+                Event::Releasing { t: end + 1 },
+                Event::Released {
+                    t: end + 2,
+                    ok: true,
+                },
+            ]);
+            events.extend(cycle);
+        }
+        events.push(Event::End { t: u64::MAX / 2 });
+        WorkerLog { worker: id, events }
+    }
+
     /// A worker log of committed actions `(acquired, check, read, value
     /// read, recheck, commit)`, each released 1 ns after its commit, with
     /// a validity of 1 s.
     fn worker(id: usize, actions: &[(u64, u64, u64, i64, u64, u64)]) -> WorkerLog {
-        let mut events = vec![Event::Start { t: 0, pid: 1 }];
-        for &(acq, check, read_t, read, recheck, commit) in actions {
-            events.extend([
-                Event::Acquired {
-                    t: acq,
-                    valid_until: acq + 1_000_000_000,
-                    fence: None,
-                },
-                Event::CheckOk { t: check },
-                Event::Read {
-                    t: read_t,
-                    value: read,
-                },
-                Event::RecheckOk { t: recheck },
-                Event::Commit {
-                    t: commit,
-                    value: read + 1,
-                    fence: None,
-                },
-                Event::Releasing { t: commit + 1 },
-                Event::Released {
-                    t: commit + 2,
-                    ok: true,
-                },
-            ]);
-        }
-        events.push(Event::End { t: u64::MAX / 2 });
-        WorkerLog { worker: id, events }
+        log(
+            id,
+            actions
+                .iter()
+                .map(|&(acq, check, read_t, read, recheck, commit)| {
+                    vec![
+                        Event::Acquired {
+                            t: acq,
+                            valid_until: acq + 1_000_000_000,
+                            fence: None,
+                        },
+                        Event::CheckOk { t: check },
+                        Event::Read {
+                            t: read_t,
+                            value: read,
+                        },
+                        Event::RecheckOk { t: recheck },
+                        Event::Commit {
+                            t: commit,
+                            value: read + 1,
+                            fence: None,
+                        },
+                    ]
+                }),
+        )
     }
 
     #[test]
@@ -937,48 +953,34 @@ mod tests {
     /// lock is valid until 980 ms after its acquire returned (attempt
     /// began 10 ms before, 10 ms of drift, a 1 s TTL).
     fn fenced_worker(id: usize, cycles: &[(u64, u64, i64, Fin)]) -> WorkerLog {
-        let mut events = vec![Event::Start { t: 0, pid: 1 }];
-        for (acq, fence, read, fin) in cycles {
-            let (acq, fence, read) = (*acq, *fence, *read);
-            events.extend([
-                Event::Acquired {
-                    t: acq,
-                    valid_until: acq + 980 * MS,
-                    fence: Some(fence),
-                },
-                Event::CheckOk { t: acq + 1 },
-                Event::Read {
-                    t: acq + 2,
-                    value: read,
-                },
-            ]);
-            let end = match *fin {
-                Fin::Commit(t) => {
-                    events.push(Event::Commit {
-                        t,
-                        value: read + 1,
+        log(
+            id,
+            cycles.iter().map(|&(acq, fence, read, ref fin)| {
+                vec![
+                    Event::Acquired {
+                        t: acq,
+                        valid_until: acq + 980 * MS,
                         fence: Some(fence),
-                    });
-                    t
-                }
-                Fin::FencedOut(t) => {
-                    events.push(Event::Abort {
-                        t,
-                        reason: "fenced-out".into(),
-                    });
-                    t
-                }
-            };
-            events.extend([
-                Event::Releasing { t: end + 1 },
-                Event::Released {
-                    t: end + 2,
-                    ok: true,
-                },
-            ]);
-        }
-        events.push(Event::End { t: u64::MAX / 2 });
-        WorkerLog { worker: id, events }
+                    },
+                    Event::CheckOk { t: acq + 1 },
+                    Event::Read {
+                        t: acq + 2,
+                        value: read,
+                    },
+                    match *fin {
+                        Fin::Commit(t) => Event::Commit {
+                            t,
+                            value: read + 1,
+                            fence: Some(fence),
+                        },
+                        Fin::FencedOut(t) => Event::Abort {
+                            t,
+                            reason: "fenced-out".into(),
+                        },
+                    },
+                ]
+            }),
+        )
     }
 
     #[test]
