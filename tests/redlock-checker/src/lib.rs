@@ -49,8 +49,13 @@ pub struct Interval<T> {
 /// violation.
 ///
 /// Pairs come out ordered by `first`'s start (ties by end, then owner,
-/// then index), then by `second`'s.
-pub fn overlaps<T: Ord + Copy>(intervals: &[Interval<T>]) -> Vec<(usize, usize)> {
+/// then index), then by `second`'s. `interval` reads each item's
+/// interval, so that callers keep their own record types.
+pub fn overlaps<S, T: Ord + Copy>(
+    items: &[S],
+    interval: impl Fn(&S) -> Interval<T>,
+) -> Vec<(usize, usize)> {
+    let intervals: Vec<Interval<T>> = items.iter().map(interval).collect();
     let mut order: Vec<usize> = (0..intervals.len()).collect();
     order.sort_by_key(|&i| {
         let s = &intervals[i];
@@ -117,8 +122,13 @@ pub struct FenceBreach {
 ///
 /// Also returns how many grants had such an earlier grant to be above:
 /// what the order check actually compared (a run where attempts always
-/// overlap would compare nothing).
-pub fn fence_order<T: Ord + Copy>(grants: &[Grant<T>]) -> (Vec<FenceBreach>, usize) {
+/// overlap would compare nothing). `grant` reads each item's grant;
+/// the breaches name items by their index.
+pub fn fence_order<S, T: Ord + Copy>(
+    items: &[S],
+    grant: impl Fn(&S) -> Grant<T>,
+) -> (Vec<FenceBreach>, usize) {
+    let grants: Vec<Grant<T>> = items.iter().map(grant).collect();
     let mut breaches = Vec::new();
     let mut by_fence: Vec<usize> = (0..grants.len()).collect();
     by_fence.sort_by_key(|&i| (grants[i].fence, grants[i].granted, i));
@@ -226,12 +236,12 @@ mod tests {
     fn handoffs_are_not_overlaps_and_every_overlap_is_found() {
         // Owners 0 then 1 end to start; owner 2 starts inside 1's and 3's.
         let v = [iv(0, 0, 10), iv(1, 10, 20), iv(3, 12, 30), iv(2, 15, 16)];
-        assert_eq!(overlaps(&v), [(1, 2), (1, 3), (2, 3)]);
+        assert_eq!(overlaps(&v, |i| *i), [(1, 2), (1, 3), (2, 3)]);
         // One owner's intervals are never compared.
-        assert!(overlaps(&[iv(0, 0, 10), iv(0, 5, 8)]).is_empty());
+        assert!(overlaps(&[iv(0, 0, 10), iv(0, 5, 8)], |i| *i).is_empty());
         // A point inside another owner's interval counts; at its end not.
-        assert_eq!(overlaps(&[iv(0, 0, 10), iv(1, 5, 5)]), [(0, 1)]);
-        assert!(overlaps(&[iv(0, 0, 10), iv(1, 10, 10)]).is_empty());
+        assert_eq!(overlaps(&[iv(0, 0, 10), iv(1, 5, 5)], |i| *i), [(0, 1)]);
+        assert!(overlaps(&[iv(0, 0, 10), iv(1, 10, 10)], |i| *i).is_empty());
     }
 
     fn g(began: u64, granted: u64, fence: u64) -> Grant<u64> {
@@ -252,7 +262,7 @@ mod tests {
             // Began after both were granted: must be above both.
             g(250, 300, 3),
         ];
-        let (breaches, compared) = fence_order(&grants);
+        let (breaches, compared) = fence_order(&grants, |g| *g);
         assert_eq!(
             breaches,
             [
@@ -269,7 +279,7 @@ mod tests {
             ]
         );
         assert_eq!(compared, 1);
-        let (breaches, compared) = fence_order(&[g(0, 1, 1), g(2, 3, 2), g(4, 5, 3)]);
+        let (breaches, compared) = fence_order(&[g(0, 1, 1), g(2, 3, 2), g(4, 5, 3)], |g| *g);
         assert!(breaches.is_empty());
         assert_eq!(compared, 2);
     }

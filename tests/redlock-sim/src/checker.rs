@@ -389,15 +389,12 @@ impl History {
         let mut out = Vec::new();
 
         let beliefs = self.beliefs();
-        let intervals: Vec<Interval<Duration>> = beliefs
-            .iter()
-            .map(|b| Interval {
-                owner: b.holder,
-                from: b.from,
-                to: b.until,
-            })
-            .collect();
-        for (a, b) in overlaps(&intervals) {
+        let belief = |b: &Holding| Interval {
+            owner: b.holder,
+            from: b.from,
+            to: b.until,
+        };
+        for (a, b) in overlaps(&beliefs, belief) {
             out.push(Violation::ValidityOverlap {
                 first: beliefs[a].clone(),
                 second: beliefs[b].clone(),
@@ -411,16 +408,12 @@ impl History {
         // of `restart_with_persistence` with closed intervals). A read
         // that precedes a write of the same tick is a real race, and the
         // counter check catches it as a lost update.
-        let spans: Vec<Interval<Duration>> = self
-            .actions
-            .iter()
-            .map(|a| Interval {
-                owner: a.holder,
-                from: a.check_at,
-                to: a.write_at,
-            })
-            .collect();
-        for (a, b) in overlaps(&spans) {
+        let span = |a: &ActionSpan| Interval {
+            owner: a.holder,
+            from: a.check_at,
+            to: a.write_at,
+        };
+        for (a, b) in overlaps(&self.actions, span) {
             out.push(Violation::ActionOverlap {
                 first: self.actions[a].clone(),
                 second: self.actions[b].clone(),
@@ -465,15 +458,11 @@ impl History {
             }
         }
         let fenced = self.fenced_holders();
-        let grants: Vec<Grant<Duration>> = fenced
-            .iter()
-            .map(|h| Grant {
-                began: h.began,
-                granted: h.granted,
-                fence: h.fence,
-            })
-            .collect();
-        let (breaches, compared) = fence_order(&grants);
+        let (breaches, compared) = fence_order(&fenced, |h| Grant {
+            began: h.began,
+            granted: h.granted,
+            fence: h.fence,
+        });
         for breach in breaches {
             let (earlier, later) = (fenced[breach.earlier].clone(), fenced[breach.later].clone());
             out.push(match breach.rule {

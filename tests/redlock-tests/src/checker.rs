@@ -490,19 +490,16 @@ fn fence_order(holds: &[Hold], ttl: Duration) -> Vec<FenceBreak> {
         .iter()
         .filter_map(|h| h.fence.map(|f| (*h, f)))
         .collect();
-    let grants: Vec<Grant<u64>> = fenced
-        .iter()
-        .map(|&(h, fence)| Grant {
-            began: h.valid_until.saturating_sub(ttl),
-            granted: h.acquired,
-            fence,
-        })
-        .collect();
+    let grant = |&(h, fence): &(Hold, u64)| Grant {
+        began: h.valid_until.saturating_sub(ttl),
+        granted: h.acquired,
+        fence,
+    };
     let at = |i: usize| {
         let (h, fence) = fenced[i];
         (h.worker, h.acquired, fence)
     };
-    fence_rules(&grants)
+    fence_rules(&fenced, grant)
         .0
         .into_iter()
         .map(|breach| FenceBreak {
@@ -694,15 +691,12 @@ fn read_worker(
 /// left out.
 fn overlaps(mut spans: Vec<Span>) -> Vec<Overlap> {
     spans.retain(|s| s.from < s.to);
-    let intervals: Vec<Interval<u64>> = spans
-        .iter()
-        .map(|s| Interval {
-            owner: s.worker,
-            from: s.from,
-            to: s.to,
-        })
-        .collect();
-    overlap_pairs(&intervals)
+    let interval = |s: &Span| Interval {
+        owner: s.worker,
+        from: s.from,
+        to: s.to,
+    };
+    overlap_pairs(&spans, interval)
         .into_iter()
         .map(|(a, b)| Overlap {
             first: spans[a],

@@ -91,6 +91,10 @@ fn ratio(a: &[f64], b: &[f64]) -> f64 {
     median(a) / median(b).max(1e-9)
 }
 
+/// A row of the quorum-cost table: its label, the implementation, and
+/// which per-round series of a configuration it compares.
+type Series<M> = (&'static str, Impl, fn(&M) -> &Vec<f64>);
+
 pub(crate) fn print_report(args: &Args, machine: &[(String, String)], r: &Results, took: Duration) {
     println!("### Machine and run\n");
     println!("| | |\n|---|---|");
@@ -164,7 +168,7 @@ pub(crate) fn print_report(args: &Args, machine: &[(String, String)], r: &Result
     let hp = |imp, pick: fn(&Healthy) -> &Vec<f64>| {
         move |n| r.h(&Scenario::healthy(imp, n)).map(|x| pick(x).clone())
     };
-    let loopback: [(&str, Impl, fn(&Healthy) -> &Vec<f64>); 5] = [
+    let loopback: [Series<Healthy>; 5] = [
         ("redlock cycle p50", Impl::Redlock, |x| &x.cycles.cycle_p50s),
         ("redlock acquire p50", Impl::Redlock, |x| {
             &x.cycles.acquire_p50s
@@ -187,7 +191,7 @@ pub(crate) fn print_report(args: &Args, machine: &[(String, String)], r: &Result
                 .map(|x| pick(x).clone())
         }
     };
-    let distant: [(&str, Impl, fn(&Phases) -> &Vec<f64>); 3] = [
+    let distant: [Series<Phases>; 3] = [
         ("redlock cycle p50", Impl::Redlock, |x| &x.cycles.cycle_p50s),
         ("redlock acquire p50", Impl::Redlock, |x| {
             &x.cycles.acquire_p50s
