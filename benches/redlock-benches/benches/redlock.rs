@@ -44,6 +44,20 @@ fn bench_env<F>(
     drop(env);
 }
 
+/// Benchmarks `routine` for each implementation over 1, 3 and 5 healthy
+/// masters, as `impl/n` in `group`.
+fn bench_healthy<F>(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, mut routine: F)
+where
+    F: FnMut(&mut criterion::Bencher<'_, WallTime>, &Env, &Runtime),
+{
+    for imp in Impl::ALL {
+        for n in [1, 3, 5] {
+            let id = format!("{}/{n}", imp.name());
+            bench_env(group, rt, &id, Scenario::healthy(imp, n), &mut routine);
+        }
+    }
+}
+
 /// Which phase of a cycle a benchmark times.
 #[derive(Clone, Copy)]
 enum Phase {
@@ -75,20 +89,9 @@ fn uncontended(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("uncontended_cycle");
     group.throughput(Throughput::Elements(1));
-    for imp in Impl::ALL {
-        for n in [1, 3, 5] {
-            let id = format!("{}/{n}", imp.name());
-            bench_env(
-                &mut group,
-                &rt,
-                &id,
-                Scenario::healthy(imp, n),
-                |b, env, rt| {
-                    bench_phase(b, env, rt, Phase::Cycle);
-                },
-            );
-        }
-    }
+    bench_healthy(&mut group, &rt, |b, env, rt| {
+        bench_phase(b, env, rt, Phase::Cycle);
+    });
     group.finish();
 }
 
@@ -96,29 +99,18 @@ fn concurrent(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group(format!("concurrent_{TASKS}_tasks"));
     group.throughput(Throughput::Elements(1));
-    for imp in Impl::ALL {
-        for n in [1, 3, 5] {
-            let id = format!("{}/{n}", imp.name());
-            bench_env(
-                &mut group,
-                &rt,
-                &id,
-                Scenario::healthy(imp, n),
-                |b, env, rt| {
-                    b.to_async(rt).iter_custom(|iters| async move {
-                        let run = workload::concurrent(&env.client, TASKS, iters).await;
-                        if run.failed_acquires > 0 {
-                            eprintln!(
-                                "warning: {}: {} acquires failed on distinct resources",
-                                env.scenario, run.failed_acquires
-                            );
-                        }
-                        run.elapsed
-                    });
-                },
-            );
-        }
-    }
+    bench_healthy(&mut group, &rt, |b, env, rt| {
+        b.to_async(rt).iter_custom(|iters| async move {
+            let run = workload::concurrent(&env.client, TASKS, iters).await;
+            if run.failed_acquires > 0 {
+                eprintln!(
+                    "warning: {}: {} acquires failed on distinct resources",
+                    env.scenario, run.failed_acquires
+                );
+            }
+            run.elapsed
+        });
+    });
     group.finish();
 }
 
@@ -130,30 +122,14 @@ fn contended(c: &mut Criterion) {
     // samples measure them better than many short ones.
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(20);
-    for imp in Impl::ALL {
-        for n in [1, 3, 5] {
-            let id = format!("{}/{n}", imp.name());
-            bench_env(
-                &mut group,
-                &rt,
-                &id,
-                Scenario::healthy(imp, n),
-                |b, env, rt| {
-                    b.to_async(rt).iter_custom(|iters| async move {
-                        let run = workload::contended(
-                            &env.client,
-                            TASKS,
-                            Stop::Cycles(iters),
-                            Retry::Library,
-                        )
-                        .await;
-                        assert_eq!(run.violations, 0, "{}: two holders at once", env.scenario);
-                        run.elapsed
-                    });
-                },
-            );
-        }
-    }
+    bench_healthy(&mut group, &rt, |b, env, rt| {
+        b.to_async(rt).iter_custom(|iters| async move {
+            let run =
+                workload::contended(&env.client, TASKS, Stop::Cycles(iters), Retry::Library).await;
+            assert_eq!(run.violations, 0, "{}: two holders at once", env.scenario);
+            run.elapsed
+        });
+    });
     group.finish();
 }
 

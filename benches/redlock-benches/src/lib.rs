@@ -2,7 +2,7 @@
 //! by side with the [`rslock`] crate on the same machine in the same run.
 //!
 //! This library holds what the criterion benches (`benches/redlock.rs`) and
-//! the percentile report (`src/bin/bench_report.rs`) share:
+//! the percentile report (`src/bin/bench_report/`) share:
 //!
 //! - [`scenario`]: N masters (1, 3 or 5), healthy or with the last one slowed
 //!   or paused, and a client of either implementation;
@@ -14,11 +14,12 @@
 //!   performance targets are stated in (scenarios A to F);
 //! - [`fanout`]: the cost of a bare parallel `PING` to N masters, the floor
 //!   under any quorum operation on the machine;
-//! - [`stats`] and [`charts`]: percentiles and the SVG charts of the report.
+//! - [`stats`]: medians and ranges of per-round numbers; the latency
+//!   histogram is `redlock_cli::latency::Latency`, and the report's SVG
+//!   charts are `redlock_cli::charts`: the ones `redlock bench` uses.
 //!
 //! Results and how to reproduce them are in `docs/benchmarks.md`.
 
-pub mod charts;
 pub mod fanout;
 pub mod scenario;
 pub mod stats;

@@ -1,24 +1,21 @@
 //! `redlock bench --plot FILE.svg`: latency distributions of single vs
 //! quorum, one panel per workload, and (when the fault scenarios ran) the
 //! healthy quorum against the quorum with one master slowed or paused,
-//! readable without the table.
-//!
-//! Each panel is a CDF on a logarithmic latency axis: a curve further right
-//! is slower, a curve that bends late has a long tail, and the dashed guides
-//! at 50% and 99% read off p50 and p99 directly. The legend repeats both
-//! numbers so the chart stands alone.
+//! readable without the table. What goes in the panels is decided here;
+//! how a CDF panel is drawn is [`redlock_cli::charts::cdf_panels`], shared
+//! with the benchmark report.
 
 use std::path::Path;
 
-use hdrhistogram::Histogram;
-use plotters::prelude::*;
+use plotters::style::RGBColor;
+use redlock_cli::charts::{cdf_panels, CdfLayout, CdfLine, CdfPanel};
+use redlock_cli::latency::Latency;
 
 use crate::bench::{Curves, FaultCurves};
 use crate::output::Failure;
 
 const SINGLE_COLOR: RGBColor = RGBColor(31, 119, 180);
 const QUORUM_COLOR: RGBColor = RGBColor(214, 39, 40);
-const GUIDE_COLOR: RGBColor = RGBColor(160, 160, 160);
 const SLOWED_COLOR: RGBColor = RGBColor(255, 127, 14);
 const PAUSED_COLOR: RGBColor = RGBColor(44, 160, 44);
 
@@ -34,7 +31,18 @@ pub(crate) fn write_svg(
     faults: Option<&FaultCurves>,
     masters: &[String],
 ) -> Result<(), Failure> {
-    draw(path, &panels(curves, faults), masters)
+    let title = format!(
+        "redlock bench: one master vs a quorum of {} — latency distribution (CDF; further right = slower)",
+        masters.len()
+    );
+    let panels = panels(curves, faults);
+    // One row, each panel its own latency range.
+    let layout = CdfLayout {
+        columns: panels.len(),
+        panel_size: (520, 560),
+        shared_x: false,
+    };
+    cdf_panels(path, &title, layout, &panels)
         .map_err(|e| Failure::software(format_args!("cannot write plot {}: {e}", path.display())))
 }
 
@@ -68,23 +76,9 @@ pub(crate) fn check_writable(path: &Path) -> Result<(), Failure> {
     }
 }
 
-/// One line of a panel.
-struct Line<'a> {
-    label: String,
-    color: RGBColor,
-    hist: &'a Histogram<u64>,
-}
-
-/// One panel: a caption, the x-axis description, its lines.
-struct Panel<'a> {
-    caption: &'static str,
-    x_desc: &'static str,
-    lines: Vec<Line<'a>>,
-}
-
 /// The panels: one per healthy workload (single vs quorum), then the
 /// fault panel (healthy quorum, slowed, paused) when there is one.
-fn panels<'a>(curves: &'a [Curves], faults: Option<&'a FaultCurves>) -> Vec<Panel<'a>> {
+fn panels<'a>(curves: &'a [Curves], faults: Option<&'a FaultCurves>) -> Vec<CdfPanel<'a>> {
     let color = |c: &Curves| {
         if c.label.starts_with("single") {
             SINGLE_COLOR
@@ -92,194 +86,56 @@ fn panels<'a>(curves: &'a [Curves], faults: Option<&'a FaultCurves>) -> Vec<Pane
             QUORUM_COLOR
         }
     };
-    let per_config = |pick: fn(&Curves) -> &Histogram<u64>| -> Vec<Line<'a>> {
+    let per_config = |pick: fn(&Curves) -> &Latency| -> Vec<CdfLine<'a>> {
         curves
             .iter()
-            .map(|c| Line {
+            .map(|c| CdfLine {
                 label: c.label.clone(),
                 color: color(c),
-                hist: pick(c),
+                latency: pick(c),
             })
             .collect()
     };
     let mut panels = vec![
-        Panel {
-            caption: "sequential: acquire + release",
-            x_desc: "cycle latency (log scale)",
-            lines: per_config(|c| c.sequential.histogram()),
+        CdfPanel {
+            caption: "sequential: acquire + release".into(),
+            x_desc: "cycle latency (log scale)".into(),
+            lines: per_config(|c| &c.sequential),
         },
-        Panel {
-            caption: "concurrent: acquire + release",
-            x_desc: "cycle latency (log scale)",
-            lines: per_config(|c| c.concurrent.histogram()),
+        CdfPanel {
+            caption: "concurrent: acquire + release".into(),
+            x_desc: "cycle latency (log scale)".into(),
+            lines: per_config(|c| &c.concurrent),
         },
-        Panel {
-            caption: "contended: wait for the lock",
-            x_desc: "wait until held (log scale)",
-            lines: per_config(|c| c.contended.histogram()),
+        CdfPanel {
+            caption: "contended: wait for the lock".into(),
+            x_desc: "wait until held (log scale)".into(),
+            lines: per_config(|c| &c.contended),
         },
     ];
     if let (Some(f), Some(q)) = (faults, curves.last()) {
-        let mut lines = vec![Line {
+        let mut lines = vec![CdfLine {
             label: format!("{}, healthy", q.label),
             color: QUORUM_COLOR,
-            hist: q.sequential.histogram(),
+            latency: &q.sequential,
         }];
         for (what, color, lat) in [
             ("one slowed", SLOWED_COLOR, &f.slowed),
             ("one paused", PAUSED_COLOR, &f.paused),
         ] {
             if let Some(l) = lat {
-                lines.push(Line {
+                lines.push(CdfLine {
                     label: format!("{}, {what}", q.label),
                     color,
-                    hist: l.histogram(),
+                    latency: l,
                 });
             }
         }
-        panels.push(Panel {
-            caption: "one master slowed or paused: acquire + release",
-            x_desc: "cycle latency (log scale)",
+        panels.push(CdfPanel {
+            caption: "one master slowed or paused: acquire + release".into(),
+            x_desc: "cycle latency (log scale)".into(),
             lines,
         });
     }
     panels
-}
-
-fn draw(
-    path: &Path,
-    panels: &[Panel<'_>],
-    masters: &[String],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let width = 520 * u32::try_from(panels.len()).unwrap_or(3);
-    let root = SVGBackend::new(path, (width, 560)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let title = format!(
-        "redlock bench: one master vs a quorum of {} — latency distribution (CDF; further right = slower)",
-        masters.len()
-    );
-    let root = root.titled(&title, ("sans-serif", 22))?;
-    let areas = root.split_evenly((1, panels.len()));
-    for (area, panel) in areas.iter().zip(panels) {
-        let hists: Vec<&Histogram<u64>> = panel.lines.iter().map(|l| l.hist).collect();
-        let lo = hists
-            .iter()
-            .filter(|h| !h.is_empty())
-            .map(|h| h.min())
-            .min()
-            .unwrap_or(1)
-            .max(1) as f64;
-        let hi = hists
-            .iter()
-            .filter(|h| !h.is_empty())
-            .map(|h| h.max())
-            .max()
-            .unwrap_or(10)
-            .max(2) as f64;
-        let mut chart = ChartBuilder::on(area)
-            .caption(panel.caption, ("sans-serif", 17))
-            .margin(14)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d((lo / 1.25..hi * 1.25).log_scale(), 0f64..1.0)?;
-        chart
-            .configure_mesh()
-            .x_desc(panel.x_desc)
-            .y_desc("fraction of operations ≤ x")
-            .x_label_formatter(&|v| format_us(*v))
-            .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
-            .draw()?;
-        for (q, label) in [(0.5, "p50"), (0.99, "p99")] {
-            chart.draw_series(DashedLineSeries::new(
-                [(lo / 1.25, q), (hi * 1.25, q)],
-                4,
-                4,
-                GUIDE_COLOR.stroke_width(1),
-            ))?;
-            chart.draw_series(std::iter::once(Text::new(
-                label,
-                (lo / 1.2, q + 0.015),
-                ("sans-serif", 13).into_font().color(&GUIDE_COLOR),
-            )))?;
-        }
-        for line in &panel.lines {
-            let hist = line.hist;
-            let color = line.color;
-            let label = if hist.is_empty() {
-                format!("{}: no data", line.label)
-            } else {
-                format!(
-                    "{}: p50 {}, p99 {}",
-                    line.label,
-                    format_us(hist.value_at_quantile(0.5) as f64),
-                    format_us(hist.value_at_quantile(0.99) as f64)
-                )
-            };
-            chart
-                .draw_series(LineSeries::new(cdf(hist), color.stroke_width(2)))?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
-    }
-    root.present()?;
-    Ok(())
-}
-
-/// The CDF of a histogram as (latency µs, cumulative fraction) points.
-fn cdf(h: &Histogram<u64>) -> Vec<(f64, f64)> {
-    if h.is_empty() {
-        return Vec::new();
-    }
-    let mut points = vec![(h.min().max(1) as f64, 0.0)];
-    points.extend(h.iter_recorded().map(|v| {
-        (
-            v.value_iterated_to().max(1) as f64,
-            v.quantile_iterated_to(),
-        )
-    }));
-    points
-}
-
-/// `850 µs`, `1.2 ms`, `3.4 s`.
-fn format_us(us: f64) -> String {
-    if us >= 1_000_000.0 {
-        format!("{:.1} s", us / 1_000_000.0)
-    } else if us >= 1000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cdf_ends_at_one() {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000, 3).expect("valid bounds");
-        for v in [10, 20, 20, 30] {
-            h.record(v).expect("in range");
-        }
-        let points = cdf(&h);
-        assert_eq!(points.first(), Some(&(10.0, 0.0)));
-        assert_eq!(points.last().map(|p| p.1), Some(1.0));
-        assert!(points.windows(2).all(|w| w[0].1 <= w[1].1));
-    }
-
-    #[test]
-    fn units_read_naturally() {
-        assert_eq!(format_us(850.0), "850 µs");
-        assert_eq!(format_us(1234.0), "1.2 ms");
-        assert_eq!(format_us(3_400_000.0), "3.4 s");
-    }
 }

@@ -699,6 +699,75 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `redlock exec --resource RESOURCE --ttl 30s -- sh -c CMD` over
+/// `masters`, quoted as a line to type into a shell.
+fn exec_line(masters: &Masters, resource: &str, cmd: &str) -> String {
+    [
+        env!("CARGO_BIN_EXE_redlock"),
+        "--danger-disable-restart-guard",
+        "--masters",
+        &masters.urls_csv(),
+        "exec",
+        "--resource",
+        resource,
+        "--ttl",
+        "30s",
+        "--",
+        "sh",
+        "-c",
+        cmd,
+    ]
+    .map(sh_quote)
+    .join(" ")
+}
+
+/// script(1) with `args`, without our masters in its environment, its
+/// standard streams piped.
+fn script(args: &[&str]) -> std::process::Command {
+    let mut script = std::process::Command::new("script");
+    script
+        .args(args)
+        .env_remove("REDLOCK_MASTERS")
+        .env_remove("REDLOCK_PREFIX")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    script
+}
+
+/// Starts `script`: the session, and the keyboard of its terminal.
+fn on_a_terminal(mut script: std::process::Command) -> (common::Session, std::process::ChildStdin) {
+    let mut session = common::Session::new(script.spawn().expect("spawn script(1)"));
+    let keys = session.child_mut().stdin.take().expect("piped stdin");
+    (session, keys)
+}
+
+/// An interactive shell with job control on a pseudo terminal, typed to
+/// as a person would.
+fn job_control_shell() -> (common::Session, std::process::ChildStdin) {
+    let mut shell = script(&["-q", "-c", "bash --norc --noprofile -i", "/dev/null"]);
+    shell.env("PS1", "$ ");
+    on_a_terminal(shell)
+}
+
+/// Waits for CMD to write `$$ $PPID` to `ready`: CMD's pid and redlock's.
+fn started_pids(tmp: &TempDir) -> (u32, u32) {
+    wait_until(Duration::from_secs(20), "CMD to start", || {
+        tmp.path("ready").exists()
+    });
+    pids_in(&tmp.path("ready"))
+}
+
+/// The two pids CMD wrote to `path` (`$$ $PPID`): CMD's and redlock's.
+fn pids_in(path: &std::path::Path) -> (u32, u32) {
+    let pids = read(path);
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    (pids[0], pids[1])
+}
+
 #[test]
 fn in_a_terminal_cmd_gets_the_foreground_and_one_ctrl_c() {
     use std::io::Write;
@@ -722,36 +791,11 @@ fn in_a_terminal_cmd_gets_the_foreground_and_one_ctrl_c() {
          read line; echo \"got:$line\" > {out}; echo ok > {armed}; \
          while [ ! -e {go} ]; do sleep 0.05; done"
     );
-    let redlock_cmd = [
-        env!("CARGO_BIN_EXE_redlock"),
-        "--danger-disable-restart-guard",
-        "--masters",
-        &masters.urls_csv(),
-        "exec",
-        "--resource",
-        "tty",
-        "--ttl",
-        "30s",
-        "--",
-        "sh",
-        "-c",
-        &cmd,
-    ]
-    .map(sh_quote)
-    .join(" ");
+    let redlock_cmd = exec_line(&masters, "tty", &cmd);
     // script(1) runs the command in a new session on a fresh pseudo
     // terminal, in its foreground group, and copies our bytes to it as if
     // typed: "\x03" is a Ctrl-C.
-    let mut script = std::process::Command::new("script");
-    script
-        .args(["-q", "-e", "-c", &redlock_cmd, "/dev/null"])
-        .env_remove("REDLOCK_MASTERS")
-        .env_remove("REDLOCK_PREFIX")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut session = common::Session::new(script.spawn().expect("spawn script(1)"));
-    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    let (session, mut keys) = on_a_terminal(script(&["-q", "-e", "-c", &redlock_cmd, "/dev/null"]));
     wait_until(Duration::from_secs(20), "CMD to start", || {
         tmp.path("ready").exists()
     });
@@ -800,47 +844,13 @@ fn ctrl_z_in_a_job_control_shell_stops_redlock_with_cmd_and_fg_resumes_both() {
         "echo \"$$ $PPID\" > {ready}.tmp; mv {ready}.tmp {ready}; \
          while [ ! -e {go} ]; do sleep 0.05; done; echo done > {finished}"
     );
-    let line = [
-        env!("CARGO_BIN_EXE_redlock"),
-        "--danger-disable-restart-guard",
-        "--masters",
-        &masters.urls_csv(),
-        "exec",
-        "--resource",
-        "job",
-        "--ttl",
-        "30s",
-        "--",
-        "sh",
-        "-c",
-        &cmd,
-    ]
-    .map(sh_quote)
-    .join(" ");
+    let line = exec_line(&masters, "job", &cmd);
     // An interactive shell with job control on a pseudo terminal, typed to
     // as a person would.
-    let mut shell = std::process::Command::new("script");
-    shell
-        .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
-        .env("PS1", "$ ")
-        .env_remove("REDLOCK_MASTERS")
-        .env_remove("REDLOCK_PREFIX")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut session = common::Session::new(shell.spawn().expect("spawn script(1)"));
-    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    let (session, mut keys) = job_control_shell();
     keys.write_all(format!("{line}\n").as_bytes())
         .expect("type the command");
-    wait_until(Duration::from_secs(20), "CMD to start", || {
-        tmp.path("ready").exists()
-    });
-    let pids = read(&tmp.path("ready"));
-    let pids: Vec<u32> = pids
-        .split_whitespace()
-        .map(|p| p.parse().expect("pid"))
-        .collect();
-    let (cmd_pid, redlock_pid) = (pids[0], pids[1]);
+    let (cmd_pid, redlock_pid) = started_pids(&tmp);
     keys.write_all(b"\x1a").expect("type Ctrl-Z");
     // The shell knows only redlock's group: redlock stops too, so the
     // shell sees its job stopped and takes the terminal back.
@@ -1308,45 +1318,14 @@ fn a_cmd_that_stops_at_once_stops_redlock_too() {
     let cmd = format!(
         "echo \"$$ $PPID\" > {ready}.tmp; kill -STOP $$; mv {ready}.tmp {ready}; echo done > {finished}"
     );
-    let line = [
-        env!("CARGO_BIN_EXE_redlock"),
-        "--danger-disable-restart-guard",
-        "--masters",
-        &masters.urls_csv(),
-        "exec",
-        "--resource",
-        "early",
-        "--ttl",
-        "30s",
-        "--",
-        "sh",
-        "-c",
-        &cmd,
-    ]
-    .map(sh_quote)
-    .join(" ");
-    let mut shell = std::process::Command::new("script");
-    shell
-        .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
-        .env("PS1", "$ ")
-        .env_remove("REDLOCK_MASTERS")
-        .env_remove("REDLOCK_PREFIX")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut session = common::Session::new(shell.spawn().expect("spawn script(1)"));
-    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    let line = exec_line(&masters, "early", &cmd);
+    let (session, mut keys) = job_control_shell();
     keys.write_all(format!("{line}\n").as_bytes())
         .expect("type the command");
     wait_until(Duration::from_secs(20), "CMD to start", || {
         !read(&tmp.path("ready.tmp")).is_empty()
     });
-    let pids = read(&tmp.path("ready.tmp"));
-    let pids: Vec<u32> = pids
-        .split_whitespace()
-        .map(|p| p.parse().expect("pid"))
-        .collect();
-    let (cmd_pid, redlock_pid) = (pids[0], pids[1]);
+    let (cmd_pid, redlock_pid) = pids_in(&tmp.path("ready.tmp"));
     wait_until(Duration::from_secs(20), "CMD and redlock to stop", || {
         state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')
     });
@@ -1372,46 +1351,12 @@ fn started_in_the_background_cmd_gets_the_terminal_on_fg() {
     let cmd = format!(
         "echo \"$$ $PPID\" > {ready}.tmp; mv {ready}.tmp {ready}; read line; echo \"got:$line\" > {out_file}"
     );
-    let line = [
-        env!("CARGO_BIN_EXE_redlock"),
-        "--danger-disable-restart-guard",
-        "--masters",
-        &masters.urls_csv(),
-        "exec",
-        "--resource",
-        "bg",
-        "--ttl",
-        "30s",
-        "--",
-        "sh",
-        "-c",
-        &cmd,
-    ]
-    .map(sh_quote)
-    .join(" ");
-    let mut shell = std::process::Command::new("script");
-    shell
-        .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
-        .env("PS1", "$ ")
-        .env_remove("REDLOCK_MASTERS")
-        .env_remove("REDLOCK_PREFIX")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut session = common::Session::new(shell.spawn().expect("spawn script(1)"));
-    let mut keys = session.child_mut().stdin.take().expect("piped stdin");
+    let line = exec_line(&masters, "bg", &cmd);
+    let (session, mut keys) = job_control_shell();
     // `&`: a background job, whose CMD then reads the terminal.
     keys.write_all(format!("{line} &\n").as_bytes())
         .expect("type the command");
-    wait_until(Duration::from_secs(20), "CMD to start", || {
-        tmp.path("ready").exists()
-    });
-    let pids = read(&tmp.path("ready"));
-    let pids: Vec<u32> = pids
-        .split_whitespace()
-        .map(|p| p.parse().expect("pid"))
-        .collect();
-    let (cmd_pid, redlock_pid) = (pids[0], pids[1]);
+    let (cmd_pid, redlock_pid) = started_pids(&tmp);
     // SIGTTIN stops CMD; redlock stops too, so the shell sees a stopped job.
     wait_until(Duration::from_secs(20), "the job to stop", || {
         state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')

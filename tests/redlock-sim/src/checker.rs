@@ -28,9 +28,17 @@
 //!    read). Lost updates there = accepted writes - final value; with
 //!    fences that never repeat it is zero, whatever the holders' clocks
 //!    and pauses did, which is the point of fencing.
+//!
+//! The rules themselves (half-open overlaps, the fence order, the fenced
+//! store) are `redlock_checker`'s, shared with the chaos runs against real
+//! masters; this module records the simulated history and names what the
+//! rules find.
 
 use std::fmt;
 use std::time::Duration;
+
+pub use redlock_checker::FencedStore;
+use redlock_checker::{fence_order, overlaps, FenceRule, Grant, Interval};
 
 /// One holder's belief interval.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,58 +135,6 @@ pub struct FencedHolder {
     pub granted: Duration,
     /// Its fence.
     pub fence: u64,
-}
-
-/// The fenced protected resource: a counter that remembers the highest
-/// fence that touched it, and refuses a read or a write with a lower one.
-///
-/// Refusing at the read as well matters for a read-modify-write: a
-/// holder that read with fence 5, then paused while a holder with fence 6
-/// read and wrote, has its write refused (6 touched the resource since
-/// its read). Two accepted writes whose read-write spans interleave need
-/// equal fences, so with fences that never repeat nothing is lost.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FencedStore {
-    /// The value.
-    pub value: u64,
-    /// The highest fence seen (read or write).
-    pub max_fence: u64,
-    /// Writes accepted.
-    pub accepted: u64,
-    /// Reads refused (a higher fence touched the resource first).
-    pub refused_reads: u64,
-    /// Writes refused (a higher fence touched it since the read).
-    pub refused_writes: u64,
-}
-
-impl FencedStore {
-    /// Reads with `fence`: the value, or `None` if a higher fence was seen.
-    pub fn read(&mut self, fence: u64) -> Option<u64> {
-        if fence < self.max_fence {
-            self.refused_reads += 1;
-            return None;
-        }
-        self.max_fence = fence;
-        Some(self.value)
-    }
-
-    /// Writes `value` with `fence`; `false` (refused) if a higher fence
-    /// was seen.
-    pub fn write(&mut self, fence: u64, value: u64) -> bool {
-        if fence < self.max_fence {
-            self.refused_writes += 1;
-            return false;
-        }
-        self.max_fence = fence;
-        self.value = value;
-        self.accepted += 1;
-        true
-    }
-
-    /// Lost updates: accepted writes the value does not count.
-    pub fn lost_updates(&self) -> u64 {
-        self.accepted.saturating_sub(self.value)
-    }
 }
 
 fn ms(d: Duration) -> String {
@@ -433,38 +389,35 @@ impl History {
         let mut out = Vec::new();
 
         let beliefs = self.beliefs();
-        for (i, a) in beliefs.iter().enumerate() {
-            for b in beliefs[i + 1..].iter().take_while(|b| b.from < a.until) {
-                if a.holder != b.holder {
-                    out.push(Violation::ValidityOverlap {
-                        first: a.clone(),
-                        second: b.clone(),
-                    });
-                }
-            }
+        let belief = |b: &Holding| Interval {
+            owner: b.holder,
+            from: b.from,
+            to: b.until,
+        };
+        for (a, b) in overlaps(&beliefs, belief) {
+            out.push(Violation::ValidityOverlap {
+                first: beliefs[a].clone(),
+                second: beliefs[b].clone(),
+            });
         }
 
-        let mut actions = self.actions.clone();
-        actions.sort_by_key(|a| (a.check_at, a.holder));
-        for (i, a) in actions.iter().enumerate() {
-            // Half-open `[check, write)`, like the belief intervals. Within
-            // one virtual millisecond events are still causally ordered: a
-            // holder can write, release over 0 ms links, and the next one
-            // acquire, check and read in that same tick (found on seed 325
-            // of `restart_with_persistence` with closed intervals). A read
-            // that precedes a write of the same tick is a real race, and the
-            // counter check catches it as a lost update.
-            for b in actions[i + 1..]
-                .iter()
-                .take_while(|b| b.check_at < a.write_at)
-            {
-                if a.holder != b.holder {
-                    out.push(Violation::ActionOverlap {
-                        first: a.clone(),
-                        second: b.clone(),
-                    });
-                }
-            }
+        // Half-open `[check, write)`, like the belief intervals. Within
+        // one virtual millisecond events are still causally ordered: a
+        // holder can write, release over 0 ms links, and the next one
+        // acquire, check and read in that same tick (found on seed 325
+        // of `restart_with_persistence` with closed intervals). A read
+        // that precedes a write of the same tick is a real race, and the
+        // counter check catches it as a lost update.
+        let span = |a: &ActionSpan| Interval {
+            owner: a.holder,
+            from: a.check_at,
+            to: a.write_at,
+        };
+        for (a, b) in overlaps(&self.actions, span) {
+            out.push(Violation::ActionOverlap {
+                first: self.actions[a].clone(),
+                second: self.actions[b].clone(),
+            });
         }
 
         let completed = self.actions.len() as u64;
@@ -505,41 +458,20 @@ impl History {
             }
         }
         let fenced = self.fenced_holders();
-        // Twice: even holders outside each other's order (overlapping
-        // attempts) never share a fence.
-        let mut by_fence: Vec<&FencedHolder> = fenced.iter().collect();
-        by_fence.sort_by_key(|h| (h.fence, h.granted, h.holder));
-        for w in by_fence.windows(2) {
-            if w[0].fence == w[1].fence {
-                out.push(Violation::FenceRepeated {
-                    first: w[0].clone(),
-                    second: w[1].clone(),
-                });
-            }
-        }
-        // In order: the highest fence among the holders granted strictly
-        // before `b`'s attempt began must be below `b`'s. `best[i]` is the
-        // holder with the highest fence among the first `i + 1` granted.
-        let mut best: Vec<&FencedHolder> = Vec::with_capacity(fenced.len());
-        for h in &fenced {
-            let next = match best.last() {
-                Some(top) if top.fence >= h.fence => top,
-                _ => h,
-            };
-            best.push(next);
-        }
-        let mut compared = 0;
-        for b in &fenced {
-            let before = fenced.partition_point(|a| a.granted < b.began);
-            if let Some(a) = before.checked_sub(1).map(|i| best[i]) {
-                compared += 1;
-                if a.fence >= b.fence {
-                    out.push(Violation::FenceNotAbove {
-                        earlier: a.clone(),
-                        later: b.clone(),
-                    });
-                }
-            }
+        let (breaches, compared) = fence_order(&fenced, |h| Grant {
+            began: h.began,
+            granted: h.granted,
+            fence: h.fence,
+        });
+        for breach in breaches {
+            let (earlier, later) = (fenced[breach.earlier].clone(), fenced[breach.later].clone());
+            out.push(match breach.rule {
+                FenceRule::Repeated => Violation::FenceRepeated {
+                    first: earlier,
+                    second: later,
+                },
+                FenceRule::NotAbove => Violation::FenceNotAbove { earlier, later },
+            });
         }
         if store.lost_updates() > 0 {
             out.push(Violation::FencedLostUpdates {
@@ -547,7 +479,7 @@ impl History {
                 value: store.value,
             });
         }
-        (out, compared)
+        (out, compared as u64)
     }
 
     /// The fences handed out, and the highest.
@@ -599,24 +531,6 @@ mod tests {
         assert!(h.check(2).is_empty(), "{:?}", h.check(2));
         // The same timing with B's read before A's write loses an update.
         assert_eq!(h.check(1).len(), 1);
-    }
-
-    #[test]
-    fn fenced_store_refuses_a_write_after_a_higher_fence_read() {
-        let mut st = FencedStore::default();
-        // Holder 5 reads, pauses; holder 6 reads and writes; 5's write is
-        // refused, and nothing is lost.
-        assert_eq!(st.read(5), Some(0));
-        assert_eq!(st.read(6), Some(0));
-        assert!(st.write(6, 1));
-        assert!(!st.write(5, 1));
-        assert_eq!(st.read(5), None);
-        assert_eq!((st.value, st.lost_updates()), (1, 0));
-        // Equal fences interleaving (what a repeated fence allows) lose one.
-        assert_eq!(st.read(7), Some(1));
-        assert_eq!(st.read(7), Some(1));
-        assert!(st.write(7, 2) && st.write(7, 2));
-        assert_eq!(st.lost_updates(), 1);
     }
 
     #[test]

@@ -351,6 +351,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Fails the test when a class of fault the scenario claims to inject
+    /// was never injected (`count` is its total over the seeds): a fault
+    /// model that is not exercised proves nothing.
+    ///
+    /// # Panics
+    ///
+    /// When `count` is 0.
+    pub fn assert_injected(&self, what: &str, count: u64) {
+        assert!(
+            count > 0,
+            "[{}] no {what} injected over {} seeds: the scenario does not exercise it",
+            self.scenario,
+            self.seeds()
+        );
+    }
+
     /// Number of seeds run.
     pub fn seeds(&self) -> usize {
         self.reports.len()
@@ -503,6 +519,18 @@ fn env_u64(name: &str) -> Option<u64> {
         Ok(n) => Some(n),
         Err(e) => panic!("{name}={v:?} is not a number: {e}"),
     }
+}
+
+/// The [`TestName`] of `test` in the integration test target this is
+/// expanded in (`env!("CARGO_CRATE_NAME")` is read there, not here).
+#[macro_export]
+macro_rules! test_name {
+    ($test:expr) => {
+        $crate::TestName {
+            target: env!("CARGO_CRATE_NAME"),
+            test: $test,
+        }
+    };
 }
 
 /// Where a test lives, for the replay command it prints.

@@ -9,19 +9,12 @@
 //! `REDLOCK_SIM_SEED=S` replays one seed with its full trace.
 
 use redlock_sim::{
-    assert_caught_by, assert_fences_hold, assert_no_violations, Scenario, Summary, TestName,
+    assert_caught_by, assert_fences_hold, assert_no_violations, test_name, Scenario, Summary,
     Violation,
 };
 
 /// "Most seeds".
 const MOST: f64 = 0.5;
-
-fn name(test: &'static str) -> TestName {
-    TestName {
-        target: env!("CARGO_CRATE_NAME"),
-        test,
-    }
-}
 
 /// The fence checks had work to do: fences were handed out, and compared
 /// with earlier holders' (a check that compared nothing proves nothing).
@@ -39,42 +32,25 @@ fn assert_fences_checked(s: &Summary) {
     );
 }
 
-fn assert_injected(summary: &Summary, what: &str, count: u64) {
-    assert!(
-        count > 0,
-        "[{}] no {what} injected over {} seeds: the scenario does not exercise it",
-        summary.scenario,
-        summary.seeds()
-    );
-}
-
 /// Inside the model with every fault class (persisted restarts only):
 /// no violation of any kind, fences strictly increasing.
 #[test]
 fn fenced_within_model_fences_strictly_increase() {
     let s = assert_no_violations(
         &Scenario::fenced_within_model(),
-        name("fenced_within_model_fences_strictly_increase"),
+        test_name!("fenced_within_model_fences_strictly_increase"),
         200,
     );
     assert_fences_checked(&s);
     let t = &s.totals;
-    assert_injected(&s, "crash with persistence", t.faults.crashes_persisted);
-    assert_injected(&s, "master pause", t.faults.master_pauses);
-    assert_injected(&s, "partition", t.faults.partitions);
-    assert_injected(&s, "lost message", t.messages_lost);
-    assert_injected(
-        &s,
-        "command applied after its caller's timeout",
-        t.late_applies,
-    );
-    assert_injected(
-        &s,
-        "command queued on a paused master",
-        t.queued_while_paused,
-    );
-    assert_injected(&s, "guard refusal", t.guard_refusals);
-    assert_injected(&s, "forward clock jump", t.faults.clock_jumps_forward);
+    s.assert_injected("crash with persistence", t.faults.crashes_persisted);
+    s.assert_injected("master pause", t.faults.master_pauses);
+    s.assert_injected("partition", t.faults.partitions);
+    s.assert_injected("lost message", t.messages_lost);
+    s.assert_injected("command applied after its caller's timeout", t.late_applies);
+    s.assert_injected("command queued on a paused master", t.queued_while_paused);
+    s.assert_injected("guard refusal", t.guard_refusals);
+    s.assert_injected("forward clock jump", t.faults.clock_jumps_forward);
 }
 
 /// Twelve persisted restarts a second with the restart guard on.
@@ -82,16 +58,12 @@ fn fenced_within_model_fences_strictly_increase() {
 fn fenced_restart_with_persistence_fences_strictly_increase() {
     let s = assert_no_violations(
         &Scenario::fenced_restart_with_persistence(),
-        name("fenced_restart_with_persistence_fences_strictly_increase"),
+        test_name!("fenced_restart_with_persistence_fences_strictly_increase"),
         200,
     );
     assert_fences_checked(&s);
-    assert_injected(
-        &s,
-        "crash with persistence",
-        s.totals.faults.crashes_persisted,
-    );
-    assert_injected(&s, "guard refusal", s.totals.guard_refusals);
+    s.assert_injected("crash with persistence", s.totals.faults.crashes_persisted);
+    s.assert_injected("guard refusal", s.totals.guard_refusals);
 }
 
 /// Outside the lock's envelope: pauses between the validity check and the
@@ -101,7 +73,7 @@ fn fenced_restart_with_persistence_fences_strictly_increase() {
 fn fenced_pause_after_check_loses_no_update() {
     let s = assert_fences_hold(
         &Scenario::fenced_pause_after_validity_check(),
-        name("fenced_pause_after_check_loses_no_update"),
+        test_name!("fenced_pause_after_check_loses_no_update"),
         200,
         MOST,
     );
@@ -119,7 +91,7 @@ fn fenced_pause_after_check_loses_no_update() {
 fn fenced_pause_mid_action_loses_no_update() {
     let s = assert_fences_hold(
         &Scenario::fenced_pause_mid_action(),
-        name("fenced_pause_mid_action_loses_no_update"),
+        test_name!("fenced_pause_mid_action_loses_no_update"),
         200,
         MOST,
     );
@@ -138,7 +110,7 @@ fn fenced_pause_mid_action_loses_no_update() {
 fn negative_control_mutant_no_fence_write_back_is_caught() {
     let s = assert_caught_by(
         &Scenario::mutant_no_fence_write_back(),
-        name("negative_control_mutant_no_fence_write_back_is_caught"),
+        test_name!("negative_control_mutant_no_fence_write_back_is_caught"),
         200,
         MOST,
         Violation::is_monotonicity,
@@ -155,7 +127,7 @@ fn negative_control_mutant_no_fence_write_back_is_caught() {
 fn fenced_empty_restart_breaks_fences_outside_their_envelope() {
     let s = assert_caught_by(
         &Scenario::fenced_empty_restart(),
-        name("fenced_empty_restart_breaks_fences_outside_their_envelope"),
+        test_name!("fenced_empty_restart_breaks_fences_outside_their_envelope"),
         200,
         0.0,
         Violation::is_monotonicity,

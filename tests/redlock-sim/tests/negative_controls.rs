@@ -6,23 +6,16 @@
 //! the model's boundary. `REDLOCK_SIM_CONTROL_SEEDS=N` changes the number
 //! of seeds; `REDLOCK_SIM_SEED=S` replays one seed with its trace.
 
-use redlock_sim::{assert_caught, Scenario, TestName};
+use redlock_sim::{assert_caught, test_name, Scenario};
 
 /// "Most seeds".
 const MOST: f64 = 0.5;
-
-fn name(test: &'static str) -> TestName {
-    TestName {
-        target: env!("CARGO_CRATE_NAME"),
-        test,
-    }
-}
 
 #[test]
 fn negative_control_mutant_no_elapsed_check_is_caught() {
     let s = assert_caught(
         &Scenario::mutant_no_elapsed_check(),
-        name("negative_control_mutant_no_elapsed_check_is_caught"),
+        test_name!("negative_control_mutant_no_elapsed_check_is_caught"),
         100,
         MOST,
     );
@@ -38,7 +31,7 @@ fn negative_control_mutant_no_elapsed_check_is_caught() {
 fn negative_control_immediate_restart_without_persistence_is_caught() {
     let s = assert_caught(
         &Scenario::immediate_restart_without_persistence(),
-        name("negative_control_immediate_restart_without_persistence_is_caught"),
+        test_name!("negative_control_immediate_restart_without_persistence_is_caught"),
         100,
         MOST,
     );
@@ -49,7 +42,7 @@ fn negative_control_immediate_restart_without_persistence_is_caught() {
 fn negative_control_clock_jump_beyond_drift_is_caught() {
     let s = assert_caught(
         &Scenario::clock_jump_beyond_drift(),
-        name("negative_control_clock_jump_beyond_drift_is_caught"),
+        test_name!("negative_control_clock_jump_beyond_drift_is_caught"),
         100,
         MOST,
     );
@@ -60,7 +53,7 @@ fn negative_control_clock_jump_beyond_drift_is_caught() {
 fn negative_control_pause_after_validity_check_is_caught() {
     let s = assert_caught(
         &Scenario::pause_after_validity_check(),
-        name("negative_control_pause_after_validity_check_is_caught"),
+        test_name!("negative_control_pause_after_validity_check_is_caught"),
         100,
         MOST,
     );
@@ -76,7 +69,7 @@ fn negative_control_pause_after_validity_check_is_caught() {
 fn negative_control_guard_window_from_own_ttl_is_caught() {
     let s = assert_caught(
         &Scenario::mutant_guard_window_from_own_ttl(),
-        name("negative_control_guard_window_from_own_ttl_is_caught"),
+        test_name!("negative_control_guard_window_from_own_ttl_is_caught"),
         100,
         MOST,
     );
@@ -92,7 +85,7 @@ fn negative_control_guard_window_from_own_ttl_is_caught() {
 fn negative_control_uptime_without_granularity_margin_is_caught() {
     let s = assert_caught(
         &Scenario::mutant_no_uptime_margin(),
-        name("negative_control_uptime_without_granularity_margin_is_caught"),
+        test_name!("negative_control_uptime_without_granularity_margin_is_caught"),
         100,
         MOST,
     );

@@ -3,65 +3,38 @@
 //! `REDLOCK_SIM_SEEDS=N` runs N seeds instead of the CI default (long mode);
 //! `REDLOCK_SIM_SEED=S` replays one seed with its full trace.
 
-use redlock_sim::{assert_no_violations, Scenario, Summary, TestName};
-
-fn name(test: &'static str) -> TestName {
-    TestName {
-        target: env!("CARGO_CRATE_NAME"),
-        test,
-    }
-}
-
-/// Fails the test when a class of fault the scenario claims to inject was
-/// never injected: a fault model that is not exercised proves nothing.
-fn assert_injected(summary: &Summary, what: &str, count: u64) {
-    assert!(
-        count > 0,
-        "[{}] no {what} injected over {} seeds: the scenario does not exercise it",
-        summary.scenario,
-        summary.seeds()
-    );
-}
+use redlock_sim::{assert_no_violations, test_name, Scenario};
 
 #[test]
 fn within_model_no_violation_over_500_seeds() {
     let s = assert_no_violations(
         &Scenario::within_model(),
-        name("within_model_no_violation_over_500_seeds"),
+        test_name!("within_model_no_violation_over_500_seeds"),
         500,
     );
     let t = &s.totals;
     // Every fault class of the model was actually injected, and did bite:
     // commands applied after their caller gave up, calls that waited on a
     // paused master, calls refused by a crashed one.
-    assert_injected(&s, "crash with persistence", t.faults.crashes_persisted);
-    assert_injected(
-        &s,
+    s.assert_injected("crash with persistence", t.faults.crashes_persisted);
+    s.assert_injected(
         "crash with an empty restart after the TTL",
         t.faults.crashes_empty_after_ttl,
     );
-    assert_injected(&s, "master pause", t.faults.master_pauses);
-    assert_injected(&s, "partition", t.faults.partitions);
-    assert_injected(&s, "forward clock jump", t.faults.clock_jumps_forward);
-    assert_injected(&s, "backward clock jump", t.faults.clock_jumps_backward);
-    assert_injected(&s, "lost message", t.messages_lost);
-    assert_injected(
-        &s,
-        "command applied after its caller's timeout",
-        t.late_applies,
-    );
-    assert_injected(
-        &s,
-        "command queued on a paused master",
-        t.queued_while_paused,
-    );
-    assert_injected(&s, "call refused by a down master", t.refused_while_down);
-    assert_injected(&s, "client pause", t.client_pauses);
-    assert_injected(&s, "failed extend", t.extends_failed);
+    s.assert_injected("master pause", t.faults.master_pauses);
+    s.assert_injected("partition", t.faults.partitions);
+    s.assert_injected("forward clock jump", t.faults.clock_jumps_forward);
+    s.assert_injected("backward clock jump", t.faults.clock_jumps_backward);
+    s.assert_injected("lost message", t.messages_lost);
+    s.assert_injected("command applied after its caller's timeout", t.late_applies);
+    s.assert_injected("command queued on a paused master", t.queued_while_paused);
+    s.assert_injected("call refused by a down master", t.refused_while_down);
+    s.assert_injected("client pause", t.client_pauses);
+    s.assert_injected("failed extend", t.extends_failed);
     // Masters failing a client's start-up, and joining later.
-    assert_injected(&s, "set-up failure", t.setup_failures);
-    assert_injected(&s, "late join after a set-up failure", t.late_joins);
-    assert_injected(&s, "reconnect after a restart", t.reconnects);
+    s.assert_injected("set-up failure", t.setup_failures);
+    s.assert_injected("late join after a set-up failure", t.late_joins);
+    s.assert_injected("reconnect after a restart", t.reconnects);
     // And the locks were contended and used: the checks had work to do.
     assert!(
         t.acquisitions >= 5 * s.seeds() as u64,
@@ -77,25 +50,20 @@ fn within_model_no_violation_over_500_seeds() {
 fn restart_with_persistence_no_violation() {
     let s = assert_no_violations(
         &Scenario::restart_with_persistence(),
-        name("restart_with_persistence_no_violation"),
+        test_name!("restart_with_persistence_no_violation"),
         200,
     );
-    assert_injected(
-        &s,
-        "crash with persistence",
-        s.totals.faults.crashes_persisted,
-    );
+    s.assert_injected("crash with persistence", s.totals.faults.crashes_persisted);
 }
 
 #[test]
 fn restart_delayed_past_max_ttl_no_violation() {
     let s = assert_no_violations(
         &Scenario::restart_delayed_past_ttl(),
-        name("restart_delayed_past_max_ttl_no_violation"),
+        test_name!("restart_delayed_past_max_ttl_no_violation"),
         200,
     );
-    assert_injected(
-        &s,
+    s.assert_injected(
         "crash with an empty restart after the TTL",
         s.totals.faults.crashes_empty_after_ttl,
     );
@@ -105,34 +73,30 @@ fn restart_delayed_past_max_ttl_no_violation() {
 fn clock_jump_within_drift_margin_no_violation() {
     let s = assert_no_violations(
         &Scenario::clock_jump_within_margin(),
-        name("clock_jump_within_drift_margin_no_violation"),
+        test_name!("clock_jump_within_drift_margin_no_violation"),
         200,
     );
-    assert_injected(
-        &s,
-        "forward clock jump",
-        s.totals.faults.clock_jumps_forward,
-    );
+    s.assert_injected("forward clock jump", s.totals.faults.clock_jumps_forward);
 }
 
 #[test]
 fn client_pause_before_validity_check_no_violation() {
     let s = assert_no_violations(
         &Scenario::pause_before_validity_check(),
-        name("client_pause_before_validity_check_no_violation"),
+        test_name!("client_pause_before_validity_check_no_violation"),
         200,
     );
-    assert_injected(&s, "client pause", s.totals.client_pauses);
+    s.assert_injected("client pause", s.totals.client_pauses);
 }
 
 #[test]
 fn slow_acquires_real_algorithm_no_violation() {
     let s = assert_no_violations(
         &Scenario::slow_acquires_real_algorithm(),
-        name("slow_acquires_real_algorithm_no_violation"),
+        test_name!("slow_acquires_real_algorithm_no_violation"),
         200,
     );
-    assert_injected(&s, "call timeout", s.totals.timeouts);
+    s.assert_injected("call timeout", s.totals.timeouts);
 }
 
 /// The scenario in which the simulation found the core's only bug so far:
@@ -143,11 +107,11 @@ fn slow_acquires_real_algorithm_no_violation() {
 fn extend_with_shorter_ttl_no_violation() {
     let s = assert_no_violations(
         &Scenario::extend_with_shorter_ttl(),
-        name("extend_with_shorter_ttl_no_violation"),
+        test_name!("extend_with_shorter_ttl_no_violation"),
         200,
     );
     // Failed extends are the case the bug needed: make sure they happened.
-    assert_injected(&s, "failed extend", s.totals.extends_failed);
+    s.assert_injected("failed extend", s.totals.extends_failed);
 }
 
 /// The restart guard closes the immediate-restart hole: the same empty
@@ -158,20 +122,18 @@ fn extend_with_shorter_ttl_no_violation() {
 fn restart_guard_closes_immediate_restart_hole_no_violation() {
     let s = assert_no_violations(
         &Scenario::immediate_restart_with_restart_guard(),
-        name("restart_guard_closes_immediate_restart_hole_no_violation"),
+        test_name!("restart_guard_closes_immediate_restart_hole_no_violation"),
         200,
     );
-    assert_injected(
-        &s,
+    s.assert_injected(
         "empty restart at once",
         s.totals.faults.crashes_empty_immediately,
     );
-    assert_injected(&s, "guard refusal", s.totals.guard_refusals);
+    s.assert_injected("guard refusal", s.totals.guard_refusals);
     // Twelve crashes a second: an INFO answer now and then arrives after
     // the reconnect that replaced its connection (stale, by the core's
     // generation rule).
-    assert_injected(
-        &s,
+    s.assert_injected(
         "INFO answer arriving after a reconnect",
         s.totals.verifications_raced_by_reconnect,
     );
@@ -188,51 +150,34 @@ fn restart_guard_closes_immediate_restart_hole_no_violation() {
 fn within_model_guarded_mixed_ttl_empty_restarts_no_violation_over_500_seeds() {
     let s = assert_no_violations(
         &Scenario::within_model_guarded_mixed_ttl(),
-        name("within_model_guarded_mixed_ttl_empty_restarts_no_violation_over_500_seeds"),
+        test_name!("within_model_guarded_mixed_ttl_empty_restarts_no_violation_over_500_seeds"),
         500,
     );
     let t = &s.totals;
-    assert_injected(&s, "crash with persistence", t.faults.crashes_persisted);
-    assert_injected(
-        &s,
+    s.assert_injected("crash with persistence", t.faults.crashes_persisted);
+    s.assert_injected(
         "crash with an empty restart after the TTL",
         t.faults.crashes_empty_after_ttl,
     );
-    assert_injected(
-        &s,
-        "empty restart at once",
-        t.faults.crashes_empty_immediately,
-    );
-    assert_injected(&s, "master pause", t.faults.master_pauses);
-    assert_injected(&s, "partition", t.faults.partitions);
-    assert_injected(&s, "forward clock jump", t.faults.clock_jumps_forward);
-    assert_injected(&s, "backward clock jump", t.faults.clock_jumps_backward);
-    assert_injected(&s, "lost message", t.messages_lost);
-    assert_injected(
-        &s,
-        "command applied after its caller's timeout",
-        t.late_applies,
-    );
-    assert_injected(
-        &s,
-        "command queued on a paused master",
-        t.queued_while_paused,
-    );
-    assert_injected(&s, "client pause", t.client_pauses);
-    assert_injected(&s, "failed extend", t.extends_failed);
+    s.assert_injected("empty restart at once", t.faults.crashes_empty_immediately);
+    s.assert_injected("master pause", t.faults.master_pauses);
+    s.assert_injected("partition", t.faults.partitions);
+    s.assert_injected("forward clock jump", t.faults.clock_jumps_forward);
+    s.assert_injected("backward clock jump", t.faults.clock_jumps_backward);
+    s.assert_injected("lost message", t.messages_lost);
+    s.assert_injected("command applied after its caller's timeout", t.late_applies);
+    s.assert_injected("command queued on a paused master", t.queued_while_paused);
+    s.assert_injected("client pause", t.client_pauses);
+    s.assert_injected("failed extend", t.extends_failed);
     // The admission gate's inputs, each exercised.
-    assert_injected(&s, "guard refusal", t.guard_refusals);
-    assert_injected(
-        &s,
-        "uptime reported above the true uptime",
-        t.uptime_overstated,
-    );
-    assert_injected(&s, "reconnect after a restart", t.reconnects);
+    s.assert_injected("guard refusal", t.guard_refusals);
+    s.assert_injected("uptime reported above the true uptime", t.uptime_overstated);
+    s.assert_injected("reconnect after a restart", t.reconnects);
     // (An INFO answer overtaken by a reconnect needs a slow reply, a crash
     // and a reconnect to line up; `tests/scripted.rs` builds that race
     // exactly, and the crash-heavy twins see it by chance.)
-    assert_injected(&s, "set-up failure", t.setup_failures);
-    assert_injected(&s, "late join after a set-up failure", t.late_joins);
+    s.assert_injected("set-up failure", t.setup_failures);
+    s.assert_injected("late join after a set-up failure", t.late_joins);
     assert!(
         t.acquisitions >= 2 * s.seeds() as u64,
         "too few acquisitions: {t}"
@@ -251,16 +196,12 @@ fn within_model_guarded_mixed_ttl_empty_restarts_no_violation_over_500_seeds() {
 fn mixed_ttl_empty_restart_guard_window_is_max_ttl_no_violation() {
     let s = assert_no_violations(
         &Scenario::mixed_ttl_empty_restart_guarded(),
-        name("mixed_ttl_empty_restart_guard_window_is_max_ttl_no_violation"),
+        test_name!("mixed_ttl_empty_restart_guard_window_is_max_ttl_no_violation"),
         100,
     );
     let t = &s.totals;
-    assert_injected(
-        &s,
-        "empty restart at once",
-        t.faults.crashes_empty_immediately,
-    );
-    assert_injected(&s, "guard refusal", t.guard_refusals);
+    s.assert_injected("empty restart at once", t.faults.crashes_empty_immediately);
+    s.assert_injected("guard refusal", t.guard_refusals);
     assert!(
         t.acquisitions >= s.seeds() as u64,
         "too few acquisitions: {t}"
@@ -275,21 +216,13 @@ fn mixed_ttl_empty_restart_guard_window_is_max_ttl_no_violation() {
 fn whole_second_uptime_with_granularity_margin_no_violation() {
     let s = assert_no_violations(
         &Scenario::whole_second_uptime_guarded(),
-        name("whole_second_uptime_with_granularity_margin_no_violation"),
+        test_name!("whole_second_uptime_with_granularity_margin_no_violation"),
         100,
     );
     let t = &s.totals;
-    assert_injected(
-        &s,
-        "empty restart at once",
-        t.faults.crashes_empty_immediately,
-    );
-    assert_injected(
-        &s,
-        "uptime reported above the true uptime",
-        t.uptime_overstated,
-    );
-    assert_injected(&s, "guard refusal", t.guard_refusals);
+    s.assert_injected("empty restart at once", t.faults.crashes_empty_immediately);
+    s.assert_injected("uptime reported above the true uptime", t.uptime_overstated);
+    s.assert_injected("guard refusal", t.guard_refusals);
     assert!(
         t.acquisitions >= s.seeds() as u64,
         "too few acquisitions: {t}"

@@ -57,10 +57,17 @@
 //! Overlapping actions are not checked: a stale holder acting while its
 //! successor does is the case under test, and the store, not the clock,
 //! decides which of them counts.
+//!
+//! The rules (half-open overlaps, the fence order, the fenced store's
+//! refusal of a lower fence) are `redlock_checker`'s, shared with the
+//! simulator; this module reads the logs and reports what they find.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
+
+use redlock_checker::{fence_order as fence_rules, overlaps as overlap_pairs};
+use redlock_checker::{FenceRule, FencedStore, Grant, Interval};
 
 use crate::events::Event;
 
@@ -474,68 +481,52 @@ pub fn check_fenced(logs: &[WorkerLog], ttl: Duration, final_counter: i64) -> Re
 }
 
 /// Check 2 of a fenced run: no fence twice, and a lock whose attempt began
-/// after another's acquire returned has the higher fence.
+/// after another's acquire returned has the higher fence. When the attempt
+/// began is bounded by the validity: `valid_until - ttl` is the attempt's
+/// start minus the drift margin.
 fn fence_order(holds: &[Hold], ttl: Duration) -> Vec<FenceBreak> {
     let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
-    let at = |h: &Hold, fence: u64| (h.worker, h.acquired, fence);
-    let mut fenced: Vec<(Hold, u64)> = holds
+    let fenced: Vec<(Hold, u64)> = holds
         .iter()
         .filter_map(|h| h.fence.map(|f| (*h, f)))
         .collect();
-    let mut breaks = Vec::new();
-    // Twice: any two locks of a run are ordered by who held the key first
-    // on a master both quorums share, so even overlapping attempts never
-    // share a fence.
-    fenced.sort_by_key(|(h, f)| (*f, h.acquired));
-    for pair in fenced.windows(2) {
-        let ((a, fa), (b, fb)) = (pair[0], pair[1]);
-        if fa == fb {
-            breaks.push(FenceBreak {
-                what: "fence handed out twice",
-                earlier: at(&a, fa),
-                later: at(&b, fb),
-            });
-        }
-    }
-    // In order: with the locks sorted by the time their acquire returned,
-    // the highest fence among those that returned before `b`'s attempt
-    // began must be below `b`'s.
-    fenced.sort_by_key(|(h, _)| h.acquired);
-    // `best[i]`: the lock with the highest fence among the first i + 1.
-    let mut best: Vec<(Hold, u64)> = Vec::with_capacity(fenced.len());
-    for &(h, f) in &fenced {
-        let next = match best.last() {
-            Some(&top) if top.1 >= f => top,
-            _ => (h, f),
-        };
-        best.push(next);
-    }
-    for &(b, fb) in &fenced {
-        let began = b.valid_until.saturating_sub(ttl);
-        let before = fenced.partition_point(|(h, _)| h.acquired < began);
-        if let Some(&(a, fa)) = before.checked_sub(1).map(|i| &best[i]) {
-            if fa >= fb {
-                breaks.push(FenceBreak {
-                    what: "fence not above an earlier lock's",
-                    earlier: at(&a, fa),
-                    later: at(&b, fb),
-                });
-            }
-        }
-    }
-    breaks
+    let grant = |&(h, fence): &(Hold, u64)| Grant {
+        began: h.valid_until.saturating_sub(ttl),
+        granted: h.acquired,
+        fence,
+    };
+    let at = |i: usize| {
+        let (h, fence) = fenced[i];
+        (h.worker, h.acquired, fence)
+    };
+    fence_rules(&fenced, grant)
+        .0
+        .into_iter()
+        .map(|breach| FenceBreak {
+            what: match breach.rule {
+                FenceRule::Repeated => "fence handed out twice",
+                FenceRule::NotAbove => "fence not above an earlier lock's",
+            },
+            earlier: at(breach.earlier),
+            later: at(breach.later),
+        })
+        .collect()
 }
 
 /// Check 3 of a fenced run: the commits sorted by the value they wrote
 /// form one chain from 0 to the final counter, each reading what the
-/// previous one wrote, with fences that never decrease along it.
+/// previous one wrote; and replayed in that order through a
+/// [`FencedStore`], every write is accepted (the real counter must not
+/// have accepted a fence below one it had already seen).
 fn chain_by_value(actions: &[Action], final_counter: i64) -> (Vec<ChainBreak>, Vec<FenceBreak>) {
     let mut sorted: Vec<&Action> = actions.iter().collect();
     sorted.sort_by_key(|a| (a.written, a.commit_t));
     let mut breaks = Vec::new();
     let mut fences = Vec::new();
     let mut expected = 0;
-    let mut prev: Option<&Action> = None;
+    let mut store = FencedStore::default();
+    // The accepted write that set the store's highest fence.
+    let mut top: Option<&Action> = None;
     for a in sorted {
         if a.read != expected {
             breaks.push(ChainBreak {
@@ -544,17 +535,20 @@ fn chain_by_value(actions: &[Action], final_counter: i64) -> (Vec<ChainBreak>, V
                 at: Some((a.worker, a.read_t)),
             });
         }
-        if let (Some(p), Some(pf), Some(af)) = (prev, prev.and_then(|p| p.fence), a.fence) {
-            if af < pf {
+        // Commits without a fence are log errors already.
+        if let Some(af) = a.fence {
+            // The store keeps values as u64; only the fence matters here.
+            if store.write(af, 0) {
+                top = Some(a);
+            } else if let Some((t, tf)) = top.and_then(|t| t.fence.map(|f| (t, f))) {
                 fences.push(FenceBreak {
                     what: "counter accepted a lower fence after a higher one",
-                    earlier: (p.worker, p.commit_t, pf),
+                    earlier: (t.worker, t.commit_t, tf),
                     later: (a.worker, a.commit_t, af),
                 });
             }
         }
         expected = a.written;
-        prev = Some(a);
     }
     if final_counter != expected {
         breaks.push(ChainBreak {
@@ -691,30 +685,24 @@ fn read_worker(
     }
 }
 
-/// Every span that starts inside a span of another worker. Spans of one
-/// worker never overlap each other (a worker does one thing at a time), so
-/// it is enough to compare each span with the latest span of every other
-/// worker seen so far, in order of start.
+/// Every span that starts inside a span of another worker (the shared
+/// half-open rule). Spans that end before they begin (a lock whose
+/// validity ran out before its acquire returned) hold nothing and are
+/// left out.
 fn overlaps(mut spans: Vec<Span>) -> Vec<Overlap> {
     spans.retain(|s| s.from < s.to);
-    spans.sort_by_key(|s| (s.from, s.to, s.worker));
-    let mut latest: BTreeMap<usize, Span> = BTreeMap::new();
-    let mut found = Vec::new();
-    for s in spans {
-        for (w, prev) in &latest {
-            if *w != s.worker && s.from < prev.to {
-                found.push(Overlap {
-                    first: *prev,
-                    second: s,
-                });
-            }
-        }
-        let slot = latest.entry(s.worker).or_insert(s);
-        if s.to >= slot.to {
-            *slot = s;
-        }
-    }
-    found
+    let interval = |s: &Span| Interval {
+        owner: s.worker,
+        from: s.from,
+        to: s.to,
+    };
+    overlap_pairs(&spans, interval)
+        .into_iter()
+        .map(|(a, b)| Overlap {
+            first: spans[a],
+            second: spans[b],
+        })
+        .collect()
 }
 
 /// Check 3: each in-model action read what the previous one wrote, and the
@@ -751,38 +739,54 @@ fn chain(mut actions: Vec<Action>, excused: &[Span], final_counter: i64) -> Vec<
 mod tests {
     use super::*;
 
+    /// A worker's log: `Start`, each cycle's events followed by its
+    /// release (1 and 2 ns after the cycle's last event), and `End`.
+    fn log(id: usize, cycles: impl IntoIterator<Item = Vec<Event>>) -> WorkerLog {
+        let mut events = vec![Event::Start { t: 0, pid: 1 }];
+        for mut cycle in cycles {
+            let end = cycle.last().map_or(0, Event::t);
+            cycle.extend([
+                Event::Releasing { t: end + 1 },
+                Event::Released {
+                    t: end + 2,
+                    ok: true,
+                },
+            ]);
+            events.extend(cycle);
+        }
+        events.push(Event::End { t: u64::MAX / 2 });
+        WorkerLog { worker: id, events }
+    }
+
     /// A worker log of committed actions `(acquired, check, read, value
     /// read, recheck, commit)`, each released 1 ns after its commit, with
     /// a validity of 1 s.
     fn worker(id: usize, actions: &[(u64, u64, u64, i64, u64, u64)]) -> WorkerLog {
-        let mut events = vec![Event::Start { t: 0, pid: 1 }];
-        for &(acq, check, read_t, read, recheck, commit) in actions {
-            events.extend([
-                Event::Acquired {
-                    t: acq,
-                    valid_until: acq + 1_000_000_000,
-                    fence: None,
-                },
-                Event::CheckOk { t: check },
-                Event::Read {
-                    t: read_t,
-                    value: read,
-                },
-                Event::RecheckOk { t: recheck },
-                Event::Commit {
-                    t: commit,
-                    value: read + 1,
-                    fence: None,
-                },
-                Event::Releasing { t: commit + 1 },
-                Event::Released {
-                    t: commit + 2,
-                    ok: true,
-                },
-            ]);
-        }
-        events.push(Event::End { t: u64::MAX / 2 });
-        WorkerLog { worker: id, events }
+        log(
+            id,
+            actions
+                .iter()
+                .map(|&(acq, check, read_t, read, recheck, commit)| {
+                    vec![
+                        Event::Acquired {
+                            t: acq,
+                            valid_until: acq + 1_000_000_000,
+                            fence: None,
+                        },
+                        Event::CheckOk { t: check },
+                        Event::Read {
+                            t: read_t,
+                            value: read,
+                        },
+                        Event::RecheckOk { t: recheck },
+                        Event::Commit {
+                            t: commit,
+                            value: read + 1,
+                            fence: None,
+                        },
+                    ]
+                }),
+        )
     }
 
     #[test]
@@ -943,48 +947,34 @@ mod tests {
     /// lock is valid until 980 ms after its acquire returned (attempt
     /// began 10 ms before, 10 ms of drift, a 1 s TTL).
     fn fenced_worker(id: usize, cycles: &[(u64, u64, i64, Fin)]) -> WorkerLog {
-        let mut events = vec![Event::Start { t: 0, pid: 1 }];
-        for (acq, fence, read, fin) in cycles {
-            let (acq, fence, read) = (*acq, *fence, *read);
-            events.extend([
-                Event::Acquired {
-                    t: acq,
-                    valid_until: acq + 980 * MS,
-                    fence: Some(fence),
-                },
-                Event::CheckOk { t: acq + 1 },
-                Event::Read {
-                    t: acq + 2,
-                    value: read,
-                },
-            ]);
-            let end = match *fin {
-                Fin::Commit(t) => {
-                    events.push(Event::Commit {
-                        t,
-                        value: read + 1,
+        log(
+            id,
+            cycles.iter().map(|&(acq, fence, read, ref fin)| {
+                vec![
+                    Event::Acquired {
+                        t: acq,
+                        valid_until: acq + 980 * MS,
                         fence: Some(fence),
-                    });
-                    t
-                }
-                Fin::FencedOut(t) => {
-                    events.push(Event::Abort {
-                        t,
-                        reason: "fenced-out".into(),
-                    });
-                    t
-                }
-            };
-            events.extend([
-                Event::Releasing { t: end + 1 },
-                Event::Released {
-                    t: end + 2,
-                    ok: true,
-                },
-            ]);
-        }
-        events.push(Event::End { t: u64::MAX / 2 });
-        WorkerLog { worker: id, events }
+                    },
+                    Event::CheckOk { t: acq + 1 },
+                    Event::Read {
+                        t: acq + 2,
+                        value: read,
+                    },
+                    match *fin {
+                        Fin::Commit(t) => Event::Commit {
+                            t,
+                            value: read + 1,
+                            fence: Some(fence),
+                        },
+                        Fin::FencedOut(t) => Event::Abort {
+                            t,
+                            reason: "fenced-out".into(),
+                        },
+                    },
+                ]
+            }),
+        )
     }
 
     #[test]

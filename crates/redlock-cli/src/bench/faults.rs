@@ -17,7 +17,7 @@ use indicatif::ProgressBar;
 use redlock_testing::{Mode, Proxy};
 use serde::Serialize;
 
-use super::hist::{Lat, Span};
+use super::hist::{Latency, Span};
 use super::workload::{cycle_loop, Cycles, Workload};
 use super::Locks;
 use crate::cli::{BenchArgs, Global};
@@ -48,8 +48,8 @@ pub(crate) struct Faults {
 /// Cycle histograms of the fault scenarios, for the plot.
 #[derive(Debug, Default)]
 pub(crate) struct FaultCurves {
-    pub(crate) slowed: Option<Lat>,
-    pub(crate) paused: Option<Lat>,
+    pub(crate) slowed: Option<Latency>,
+    pub(crate) paused: Option<Latency>,
 }
 
 /// Runs both scenarios against the last of `urls`.
@@ -62,29 +62,29 @@ pub(crate) async fn run(
     progress: &ProgressBar,
 ) -> (Faults, FaultCurves) {
     let mut curves = FaultCurves::default();
-    let n = args.iterations;
+    // A scenario that ran gives its workload and curve; one that could
+    // not run gives the reason, and its share of the progress bar.
+    let split =
+        |outcome: Result<(Workload, Latency), String>, curve: &mut Option<Latency>| match outcome {
+            Ok((w, l)) => {
+                *curve = Some(l);
+                (Some(w), None)
+            }
+            Err(why) => {
+                progress.inc(args.iterations);
+                (None, Some(why))
+            }
+        };
     progress.set_message("faults, slowed");
-    let (slowed, slowed_skipped) = match slowed(global, urls, args, run_id, progress).await {
-        Ok((w, l)) => {
-            curves.slowed = Some(l);
-            (Some(w), None)
-        }
-        Err(why) => {
-            progress.inc(n);
-            (None, Some(why))
-        }
-    };
+    let (slowed, slowed_skipped) = split(
+        slowed(global, urls, args, run_id, progress).await,
+        &mut curves.slowed,
+    );
     progress.set_message("faults, paused");
-    let (paused, paused_skipped) = match paused(global, urls, args, run_id, progress).await {
-        Ok((w, l)) => {
-            curves.paused = Some(l);
-            (Some(w), None)
-        }
-        Err(why) => {
-            progress.inc(n);
-            (None, Some(why))
-        }
-    };
+    let (paused, paused_skipped) = split(
+        paused(global, urls, args, run_id, progress).await,
+        &mut curves.paused,
+    );
     let faults = Faults {
         master,
         slow_one_way_ms: args.slow_by.as_secs_f64() * 1000.0,
@@ -103,7 +103,7 @@ async fn slowed(
     args: &BenchArgs,
     run_id: &str,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), String> {
+) -> Result<(Workload, Latency), String> {
     let (last, others) = urls.split_last().ok_or("no masters")?;
     let hostport = authority_host_port(last)
         .ok_or_else(|| "cannot read host:port from the last master's URL".to_owned())?
@@ -138,7 +138,7 @@ async fn paused(
     args: &BenchArgs,
     run_id: &str,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), String> {
+) -> Result<(Workload, Latency), String> {
     let m = connect(global, urls, args).await?;
     let result = async {
         let last = urls.last().ok_or("no masters")?;
@@ -179,7 +179,7 @@ async fn measure(
     args: &BenchArgs,
     base: &str,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), String> {
+) -> Result<(Workload, Latency), String> {
     settle(m, base, args.warmup).await;
     timed(m, base, args, progress).await
 }
@@ -189,7 +189,7 @@ async fn timed(
     base: &str,
     args: &BenchArgs,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), String> {
+) -> Result<(Workload, Latency), String> {
     let how = Cycles {
         fenced: false,
         deadline: Instant::now().checked_add(FAULT_CAP),

@@ -8,10 +8,11 @@
 //! scenarios (3 masters or more) connect managers of their own and run
 //! last, after every healthy workload.
 //!
-//! Modules: [`hist`] (histograms, wall and CPU spans), [`workload`] (what
-//! the tasks do), [`faults`] (slowed and paused master), [`report`] (the
-//! table); the slowed master's delaying proxy is `redlock-testing`'s.
-//! Nothing here asserts a speed: the numbers are for people.
+//! Modules: [`hist`] (rates, wall and CPU spans; the histograms are
+//! `redlock_cli::latency`), [`workload`] (what the tasks do), [`faults`]
+//! (slowed and paused master), [`report`] (the table); the slowed master's
+//! delaying proxy is `redlock-testing`'s. Nothing here asserts a speed:
+//! the numbers are for people.
 
 mod faults;
 mod hist;
@@ -31,7 +32,7 @@ use crate::output::{print_stdout, Failure};
 use crate::signals::{Signals, STOP};
 pub(crate) use faults::FaultCurves;
 use faults::Faults;
-pub(crate) use hist::Lat;
+pub(crate) use hist::Latency;
 use hist::Span;
 use workload::{Contended, Cycles, Queued, Workload};
 
@@ -84,11 +85,11 @@ pub(crate) struct Curves {
     /// Label of the configuration, e.g. `quorum (3 of 5)`.
     pub(crate) label: String,
     /// Full acquire + release cycles, sequential.
-    pub(crate) sequential: Lat,
+    pub(crate) sequential: Latency,
     /// Full cycles, concurrent on distinct resources.
-    pub(crate) concurrent: Lat,
+    pub(crate) concurrent: Latency,
     /// Wait of a contender until it holds the lock.
-    pub(crate) contended: Lat,
+    pub(crate) contended: Latency,
 }
 
 /// Runs `bench`.
@@ -298,7 +299,7 @@ async fn sequential(
     n: u64,
     how: Cycles,
     progress: &ProgressBar,
-) -> Result<(Workload, Lat), Failure> {
+) -> Result<(Workload, Latency), Failure> {
     let span = Span::start();
     let hists = tokio::spawn(workload::cycle_loop(
         m.clone(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::hist::LatSummary;
+use super::hist::LatencySummary;
 use super::workload::Workload;
 use super::{Config, Document, NAMES};
 use crate::cli::BenchArgs;
@@ -139,7 +139,7 @@ fn workload_rows(t: &mut Table, workload: &str, config: &str, w: &Workload) {
     cpu(t, w.client_cpu_us_per_cycle, "cycle");
 }
 
-fn lat_row(t: &mut Table, names: [&str; 3], l: &LatSummary, rate: String) {
+fn lat_row(t: &mut Table, names: [&str; 3], l: &LatencySummary, rate: String) {
     let mut cells: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
     cells.extend([
         l.p50_us.to_string(),

@@ -12,7 +12,7 @@ use redlock_core::{AcquireOptions, ResourceSet, RetryPolicy};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::hist::{per_sec, round1, Lat, LatSummary, Span};
+use super::hist::{per_sec, round1, Latency, LatencySummary, Span};
 use super::Locks;
 
 /// How long a contender may wait for the lock before the cycle counts as
@@ -29,9 +29,9 @@ pub(crate) struct Workload {
     pub(crate) elapsed_ms: f64,
     pub(crate) cycles_per_sec: f64,
     pub(crate) client_cpu_us_per_cycle: f64,
-    pub(crate) acquire: LatSummary,
-    pub(crate) release: LatSummary,
-    pub(crate) cycle: LatSummary,
+    pub(crate) acquire: LatencySummary,
+    pub(crate) release: LatencySummary,
+    pub(crate) cycle: LatencySummary,
     #[serde(skip)]
     pub(crate) first_error: Option<String>,
 }
@@ -51,9 +51,9 @@ pub(crate) struct Contended {
     pub(crate) client_cpu_us_per_acquisition: f64,
     pub(crate) owner_changes: u64,
     pub(crate) handoffs_per_sec: f64,
-    pub(crate) wait: LatSummary,
-    pub(crate) handoff_wait: LatSummary,
-    pub(crate) release: LatSummary,
+    pub(crate) wait: LatencySummary,
+    pub(crate) handoff_wait: LatencySummary,
+    pub(crate) release: LatencySummary,
     #[serde(skip)]
     pub(crate) first_error: Option<String>,
 }
@@ -79,8 +79,8 @@ pub(crate) struct Queued {
     /// Times a task entered the critical section while another was in it.
     /// Must be 0.
     pub(crate) exclusion_violations: u64,
-    pub(crate) wait: LatSummary,
-    pub(crate) release: LatSummary,
+    pub(crate) wait: LatencySummary,
+    pub(crate) release: LatencySummary,
     #[serde(skip)]
     pub(crate) first_error: Option<String>,
 }
@@ -88,9 +88,9 @@ pub(crate) struct Queued {
 /// Histograms of one uncontended loop.
 #[derive(Debug)]
 pub(crate) struct Hists {
-    pub(crate) acquire: Lat,
-    pub(crate) release: Lat,
-    pub(crate) cycle: Lat,
+    pub(crate) acquire: Latency,
+    pub(crate) release: Latency,
+    pub(crate) cycle: Latency,
     pub(crate) cycles: u64,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
@@ -99,9 +99,9 @@ pub(crate) struct Hists {
 impl Hists {
     pub(crate) fn new() -> Self {
         Self {
-            acquire: Lat::new(),
-            release: Lat::new(),
-            cycle: Lat::new(),
+            acquire: Latency::new(),
+            release: Latency::new(),
+            cycle: Latency::new(),
             cycles: 0,
             errors: 0,
             first_error: None,
@@ -126,7 +126,7 @@ impl Hists {
         }
     }
 
-    pub(crate) fn into_workload(self, tasks: u64, span: &Span) -> (Workload, Lat) {
+    pub(crate) fn into_workload(self, tasks: u64, span: &Span) -> (Workload, Latency) {
         let (elapsed, cpu) = span.finish(self.cycles + self.errors);
         let secs = elapsed.as_secs_f64();
         let w = Workload {
@@ -240,7 +240,7 @@ pub(crate) async fn concurrent(
     n: u64,
     c: u64,
     progress: &ProgressBar,
-) -> (Workload, Lat) {
+) -> (Workload, Latency) {
     let mut set = JoinSet::new();
     let span = Span::start();
     for task in 0..c {
@@ -322,7 +322,7 @@ pub(crate) async fn contended(
     n: u64,
     c: u64,
     progress: &ProgressBar,
-) -> (Contended, Lat) {
+) -> (Contended, Latency) {
     // What a caller of the core's `acquire` gets by default (the default
     // backoff, equal jitter), without the retry count, so that only the
     // deadline ends a wait.
@@ -345,8 +345,8 @@ pub(crate) async fn contended(
         );
         set.spawn(async move {
             let core = m.core();
-            let mut wait = Lat::new();
-            let mut handoff_wait = Lat::new();
+            let mut wait = Latency::new();
+            let mut handoff_wait = Latency::new();
             let mut h = Hists::new();
             while shared.take_ticket() {
                 let token = core.settings().new_token(core.runtime());
@@ -374,8 +374,8 @@ pub(crate) async fn contended(
             (wait, handoff_wait, h)
         });
     }
-    let mut wait = Lat::new();
-    let mut handoff_wait = Lat::new();
+    let mut wait = Latency::new();
+    let mut handoff_wait = Latency::new();
     let mut total = Hists::new();
     while let Some(joined) = set.join_next().await {
         match joined {
@@ -418,7 +418,7 @@ pub(crate) async fn queued(
     n: u64,
     c: u64,
     progress: &ProgressBar,
-) -> (Queued, Lat) {
+) -> (Queued, Latency) {
     let shared = Shared::new(n);
     let span = Span::start();
     let mut set = JoinSet::new();
@@ -431,7 +431,7 @@ pub(crate) async fn queued(
             Arc::clone(&shared),
         );
         set.spawn(async move {
-            let mut wait = Lat::new();
+            let mut wait = Latency::new();
             let mut h = Hists::new();
             while shared.take_ticket() {
                 let t0 = Instant::now();
@@ -457,7 +457,7 @@ pub(crate) async fn queued(
             (wait, h)
         });
     }
-    let mut wait = Lat::new();
+    let mut wait = Latency::new();
     let mut total = Hists::new();
     let mut per_task = Vec::new();
     while let Some(joined) = set.join_next().await {
