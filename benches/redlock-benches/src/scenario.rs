@@ -31,13 +31,13 @@ pub enum Impl {
 
 impl Impl {
     /// Both, in table order.
-    pub const ALL: [Impl; 2] = [Impl::Redlock, Impl::Rslock];
+    pub const ALL: [Self; 2] = [Self::Redlock, Self::Rslock];
 
     /// Short name for tables and benchmark ids.
     pub fn name(self) -> &'static str {
         match self {
-            Impl::Redlock => "redlock",
-            Impl::Rslock => "rslock",
+            Self::Redlock => "redlock",
+            Self::Rslock => "rslock",
         }
     }
 }
@@ -63,20 +63,20 @@ impl Fault {
     /// Short name for tables and benchmark ids.
     pub fn name(self) -> &'static str {
         match self {
-            Fault::None => "healthy",
-            Fault::Proxied => "one proxied, no delay",
-            Fault::Slowed => "one slowed",
-            Fault::Paused => "one paused",
+            Self::None => "healthy",
+            Self::Proxied => "one proxied, no delay",
+            Self::Slowed => "one slowed",
+            Self::Paused => "one paused",
         }
     }
 
     /// Name without spaces, for benchmark ids and file names.
     pub fn id(self) -> &'static str {
         match self {
-            Fault::None => "healthy",
-            Fault::Proxied => "proxied",
-            Fault::Slowed => "slowed",
-            Fault::Paused => "paused",
+            Self::None => "healthy",
+            Self::Proxied => "proxied",
+            Self::Slowed => "slowed",
+            Self::Paused => "paused",
         }
     }
 }
@@ -215,9 +215,9 @@ pub enum AcquireFailed {
 impl fmt::Display for AcquireFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AcquireFailed::Redlock(e) => e.fmt(f),
-            AcquireFailed::Tokio(e) => e.fmt(f),
-            AcquireFailed::Rslock(e) => e.fmt(f),
+            Self::Redlock(e) => e.fmt(f),
+            Self::Tokio(e) => e.fmt(f),
+            Self::Rslock(e) => e.fmt(f),
         }
     }
 }
@@ -233,7 +233,7 @@ impl Client {
     /// nothing to measure).
     pub async fn connect(imp: Impl, urls: &[String]) -> Self {
         match imp {
-            Impl::Redlock => Client::Redlock(LockManager::new(
+            Impl::Redlock => Self::Redlock(LockManager::new(
                 LockManager::builder(urls.iter().cloned())
                     // The harness started these masters empty for this run
                     // alone: the restart guard would only hold them back.
@@ -248,7 +248,7 @@ impl Client {
                 let mut once = retrying.clone();
                 // `current_try < retry_count` gates the retry: 1 means one try.
                 once.set_retry(1, Duration::from_millis(200));
-                Client::Rslock { once, retrying }
+                Self::Rslock { once, retrying }
             }
         }
     }
@@ -260,13 +260,13 @@ impl Client {
     /// When the quorum was not reached (held elsewhere, or masters failed).
     pub async fn try_acquire(&self, resource: &str) -> Result<Held, AcquireFailed> {
         match self {
-            Client::Redlock(r) => r
+            Self::Redlock(r) => r
                 .core()
                 .try_acquire(resource)
                 .await
                 .map(Held::Redlock)
                 .map_err(AcquireFailed::Redlock),
-            Client::Rslock { once, .. } => once
+            Self::Rslock { once, .. } => once
                 .lock(resource, TTL)
                 .await
                 .map(Held::Rslock)
@@ -283,12 +283,12 @@ impl Client {
     /// When the retries ran out.
     pub async fn acquire(&self, resource: &str) -> Result<Held, AcquireFailed> {
         match self {
-            Client::Redlock(r) => r
+            Self::Redlock(r) => r
                 .acquire(resource)
                 .await
                 .map(Held::Guard)
                 .map_err(AcquireFailed::Tokio),
-            Client::Rslock { retrying, .. } => retrying
+            Self::Rslock { retrying, .. } => retrying
                 .lock(resource, TTL)
                 .await
                 .map(Held::Rslock)
@@ -302,9 +302,9 @@ impl Client {
     /// and reports nothing: always true).
     pub async fn release(&self, held: Held) -> bool {
         match (self, held) {
-            (Client::Redlock(r), Held::Redlock(lock)) => r.core().release(lock).await.is_ok(),
-            (Client::Redlock(_), Held::Guard(guard)) => guard.release().await.is_ok(),
-            (Client::Rslock { once, .. }, Held::Rslock(lock)) => {
+            (Self::Redlock(r), Held::Redlock(lock)) => r.core().release(lock).await.is_ok(),
+            (Self::Redlock(_), Held::Guard(guard)) => guard.release().await.is_ok(),
+            (Self::Rslock { once, .. }, Held::Rslock(lock)) => {
                 once.unlock(&lock).await;
                 true
             }
@@ -317,8 +317,8 @@ impl Client {
     /// Which implementation this is.
     pub fn imp(&self) -> Impl {
         match self {
-            Client::Redlock(_) => Impl::Redlock,
-            Client::Rslock { .. } => Impl::Rslock,
+            Self::Redlock(_) => Impl::Redlock,
+            Self::Rslock { .. } => Impl::Rslock,
         }
     }
 
@@ -328,7 +328,7 @@ impl Client {
     /// the middle of a measurement. rslock connects to every master on its
     /// first command and waits for all of them each time.
     async fn settle(&self) {
-        let Client::Redlock(r) = self else { return };
+        let Self::Redlock(r) = self else { return };
         let core = r.core();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         for i in 0u64.. {
@@ -419,7 +419,7 @@ impl Env {
         if scenario.fault == Fault::Paused {
             masters[last].pause();
         }
-        Env {
+        Self {
             scenario,
             client: Arc::new(client),
             _proxies: proxies,

@@ -313,12 +313,9 @@ pub async fn contended(client: &Arc<Client>, tasks: usize, stop: Stop, retry: Re
                         }
                     },
                 };
-                let held = match held {
-                    Ok(h) => h,
-                    Err(_) => {
-                        shared.gave_up.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
+                let Ok(held) = held else {
+                    shared.gave_up.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 };
                 let waited = t0.elapsed();
                 // The critical section: check mutual exclusion and who held

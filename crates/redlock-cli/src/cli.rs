@@ -127,7 +127,7 @@ pub(crate) struct Global {
     /// rediss:// URLs. Without it, the system's roots are trusted. A
     /// failed TLS handshake is an error, never a plaintext retry.
     #[arg(long, global = true, env = "REDLOCK_TLS_CA", value_name = "FILE")]
-    pub(crate) tls_ca: Option<std::path::PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
 }
 
 /// The subcommands.

@@ -55,7 +55,7 @@ impl Latency {
     }
 
     /// Adds every sample of `other`.
-    pub fn merge(&mut self, other: &Latency) {
+    pub fn merge(&mut self, other: &Self) {
         // Same bounds everywhere, so adding cannot fail; if it ever did,
         // dropping one task's samples is better than aborting the run.
         let _ = self.0.add(&other.0);

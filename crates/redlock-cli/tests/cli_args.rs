@@ -417,7 +417,7 @@ fn help_and_version_succeed() {
 #[test]
 fn missing_redis_server_names_the_install_step() {
     let empty = TempDir::new();
-    let out = common::finish(common::start(redlock().env("PATH", empty.file("")).args([
+    let out = finish(start(redlock().env("PATH", empty.file("")).args([
         "--spawn",
         "1",
         "inspect",
@@ -501,7 +501,7 @@ fn spawned_servers_are_stopped_when_redlock_is_terminated() {
 
 #[test]
 fn unusable_tls_ca_is_one_line_and_a_usage_error() {
-    let out = common::run(&[
+    let out = run(&[
         "--masters",
         "rediss://127.0.0.1:1",
         "--tls-ca",

@@ -1251,7 +1251,7 @@ fn cmd_never_sees_a_master_password() {
     let file = tmp.file("masters");
     // The URLs (passwords included) come from the environment, which CMD
     // inherits: the variable must be replaced, not passed on.
-    let out = common::finish(start(
+    let out = finish(start(
         redlock()
             .env("REDLOCK_MASTERS", masters.urls_csv())
             .args(["exec", "-r", "secret", "--ttl", "5s", "-c"])

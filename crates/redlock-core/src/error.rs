@@ -289,7 +289,7 @@ pub enum AcquireError {
         /// Time waited.
         waited: Duration,
         /// The last attempt's failure.
-        last: Box<AcquireError>,
+        last: Box<Self>,
     },
 }
 

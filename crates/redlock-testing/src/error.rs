@@ -59,12 +59,12 @@ impl Error {
     /// Whether this is a "connection refused" error, i.e. nothing listens on
     /// the port (typically: the server was killed).
     pub fn is_connection_refused(&self) -> bool {
-        matches!(self, Error::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused)
+        matches!(self, Self::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused)
     }
 
     /// Whether this is a timeout (typically: the server is paused).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout)
+        matches!(self, Self::Timeout)
     }
 }
 
@@ -74,8 +74,8 @@ impl From<io::Error> for Error {
     /// [`Error::Timeout`], anything else [`Error::Io`].
     fn from(e: io::Error) -> Self {
         match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-            _ => Error::Io(e),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::Timeout,
+            _ => Self::Io(e),
         }
     }
 }

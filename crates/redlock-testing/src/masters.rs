@@ -18,16 +18,16 @@ impl Masters {
     ///
     /// # Panics
     /// If any of them cannot be started (those already started are stopped).
-    pub fn start(n: usize) -> Masters {
-        Masters::start_with(n, ServerOptions::default())
+    pub fn start(n: usize) -> Self {
+        Self::start_with(n, ServerOptions::default())
     }
 
     /// Starts `n` masters, all with `opts`.
     ///
     /// # Panics
     /// If any of them cannot be started (those already started are stopped).
-    pub fn start_with(n: usize, opts: ServerOptions) -> Masters {
-        Masters::try_start_with(n, opts).unwrap_or_else(|e| panic!("{}", report(&e)))
+    pub fn start_with(n: usize, opts: ServerOptions) -> Self {
+        Self::try_start_with(n, opts).unwrap_or_else(|e| panic!("{}", report(&e)))
     }
 
     /// Starts `n` masters, all with `opts`, returning the failure instead
@@ -41,7 +41,7 @@ impl Masters {
     /// # Errors
     /// As [`RedisServer::try_start_with`]. Servers already started are
     /// stopped (and their directories removed) before it returns.
-    pub fn try_start_with(n: usize, opts: ServerOptions) -> Result<Masters, Error> {
+    pub fn try_start_with(n: usize, opts: ServerOptions) -> Result<Self, Error> {
         let bin = redis_server_path()?;
         // Each launched server is owned from its spawn on: an early return
         // drops (kills, reaps) every one started so far.
@@ -53,7 +53,7 @@ impl Masters {
             let ready = l.ready(&bin, &opts)?;
             servers.push(RedisServer::from_ready(ready, opts.clone(), bin.clone()));
         }
-        Ok(Masters { servers })
+        Ok(Self { servers })
     }
 
     /// The URL of every master, in index order.

@@ -145,8 +145,8 @@ impl Proxy {
     /// # Errors
     ///
     /// Binding or configuring the listener failed.
-    pub fn start(upstream: SocketAddr) -> io::Result<Proxy> {
-        Proxy::start_with_mode(upstream, Mode::Pass)
+    pub fn start(upstream: SocketAddr) -> io::Result<Self> {
+        Self::start_with_mode(upstream, Mode::Pass)
     }
 
     /// Starts a proxy to `upstream` on a free loopback port, in `mode` from
@@ -155,7 +155,7 @@ impl Proxy {
     /// # Errors
     ///
     /// Binding or configuring the listener failed.
-    pub fn start_with_mode(upstream: SocketAddr, mode: Mode) -> io::Result<Proxy> {
+    pub fn start_with_mode(upstream: SocketAddr, mode: Mode) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -176,7 +176,7 @@ impl Proxy {
                 .name(format!("proxy-{}", addr.port()))
                 .spawn(move || accept_loop(&listener, &inner))?
         };
-        Ok(Proxy {
+        Ok(Self {
             inner,
             addr,
             acceptor: Some(acceptor),

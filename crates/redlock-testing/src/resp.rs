@@ -21,15 +21,15 @@ pub enum Reply {
     /// Bulk string (`$3\r\nfoo`); `None` is the nil bulk (`$-1`).
     Bulk(Option<Vec<u8>>),
     /// Array (`*2 ...`); `None` is the nil array (`*-1`).
-    Array(Option<Vec<Reply>>),
+    Array(Option<Vec<Self>>),
 }
 
 impl Reply {
     /// The text of a simple string or of a UTF-8 bulk string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
-            Reply::Simple(s) => Some(s),
-            Reply::Bulk(Some(b)) => std::str::from_utf8(b).ok(),
+            Self::Simple(s) => Some(s),
+            Self::Bulk(Some(b)) => std::str::from_utf8(b).ok(),
             _ => None,
         }
     }
@@ -37,7 +37,7 @@ impl Reply {
     /// The value of an integer reply.
     pub fn as_int(&self) -> Option<i64> {
         match self {
-            Reply::Int(i) => Some(*i),
+            Self::Int(i) => Some(*i),
             _ => None,
         }
     }
@@ -45,16 +45,16 @@ impl Reply {
     /// The bytes of a non-nil bulk string (or of a simple string).
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
-            Reply::Simple(s) => Some(s.as_bytes()),
-            Reply::Bulk(Some(b)) => Some(b),
+            Self::Simple(s) => Some(s.as_bytes()),
+            Self::Bulk(Some(b)) => Some(b),
             _ => None,
         }
     }
 
     /// The elements of a non-nil array.
-    pub fn as_array(&self) -> Option<&[Reply]> {
+    pub fn as_array(&self) -> Option<&[Self]> {
         match self {
-            Reply::Array(Some(items)) => Some(items),
+            Self::Array(Some(items)) => Some(items),
             _ => None,
         }
     }
@@ -62,24 +62,24 @@ impl Reply {
     /// The message of an error reply.
     pub fn as_error(&self) -> Option<&str> {
         match self {
-            Reply::Error(e) => Some(e),
+            Self::Error(e) => Some(e),
             _ => None,
         }
     }
 
     /// Whether this is an error reply.
     pub fn is_error(&self) -> bool {
-        matches!(self, Reply::Error(_))
+        matches!(self, Self::Error(_))
     }
 
     /// Whether this is a nil bulk string or nil array.
     pub fn is_nil(&self) -> bool {
-        matches!(self, Reply::Bulk(None) | Reply::Array(None))
+        matches!(self, Self::Bulk(None) | Self::Array(None))
     }
 
     /// Whether this is the simple string `OK`.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Reply::Simple(s) if s == "OK")
+        matches!(self, Self::Simple(s) if s == "OK")
     }
 }
 
@@ -185,12 +185,12 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::Timeout`] or [`Error::Io`] when the connection fails.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Connection, Error> {
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, Error> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
-        Ok(Connection {
+        Ok(Self {
             reader: BufReader::new(stream),
         })
     }

@@ -138,8 +138,8 @@ impl RedisServer {
     /// # Panics
     /// If `redis-server` is not on `PATH`, or it cannot be started within a
     /// few attempts (the message includes its log).
-    pub fn start() -> RedisServer {
-        RedisServer::start_with(ServerOptions::default())
+    pub fn start() -> Self {
+        Self::start_with(ServerOptions::default())
     }
 
     /// Starts a server with `opts` on a free loopback port and waits until it
@@ -148,8 +148,8 @@ impl RedisServer {
     /// # Panics
     /// If `redis-server` is not on `PATH`, or it cannot be started within a
     /// few attempts (the message includes its log).
-    pub fn start_with(opts: ServerOptions) -> RedisServer {
-        RedisServer::try_start_with(opts).unwrap_or_else(|e| panic!("{}", report(&e)))
+    pub fn start_with(opts: ServerOptions) -> Self {
+        Self::try_start_with(opts).unwrap_or_else(|e| panic!("{}", report(&e)))
     }
 
     /// As [`start_with`](Self::start_with), returning the failure instead of
@@ -159,16 +159,16 @@ impl RedisServer {
     /// [`Error::RedisServerNotFound`], [`Error::Setup`] (no directory, port
     /// or process) or [`Error::Start`] (it did not become ready; the error
     /// holds its log).
-    pub fn try_start_with(opts: ServerOptions) -> Result<RedisServer, Error> {
+    pub fn try_start_with(opts: ServerOptions) -> Result<Self, Error> {
         let bin = redis_server_path()?;
         let ready = Launched::spawn(&bin, &opts)?.ready(&bin, &opts)?;
-        Ok(RedisServer::from_ready(ready, opts, bin))
+        Ok(Self::from_ready(ready, opts, bin))
     }
 
-    pub(crate) fn from_ready(ready: Ready, opts: ServerOptions, bin: PathBuf) -> RedisServer {
+    pub(crate) fn from_ready(ready: Ready, opts: ServerOptions, bin: PathBuf) -> Self {
         let Ready { port, dir, child } = ready;
         let pid = child.id();
-        RedisServer {
+        Self {
             port,
             dir,
             opts,

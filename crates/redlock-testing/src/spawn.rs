@@ -87,18 +87,18 @@ pub(crate) enum StartFailure {
 impl StartFailure {
     pub(crate) fn describe(&self) -> String {
         match self {
-            StartFailure::Exited { status, .. } => format!("redis-server exited early ({status})"),
-            StartFailure::Timeout => {
+            Self::Exited { status, .. } => format!("redis-server exited early ({status})"),
+            Self::Timeout => {
                 format!("redis-server did not answer PING within {STARTUP_TIMEOUT:?} (killed it)")
             }
-            StartFailure::Spawn(e) => format!("spawning redis-server failed: {e}"),
+            Self::Spawn(e) => format!("spawning redis-server failed: {e}"),
         }
     }
 
     /// The crate error for this failure on `port`, with the attempt's log.
     pub(crate) fn into_error(self, port: u16, dir: &Path, mark: LogMark) -> Error {
         match self {
-            StartFailure::Spawn(e) => Error::Setup(e),
+            Self::Spawn(e) => Error::Setup(e),
             other => Error::Start {
                 port,
                 reason: other.describe(),
@@ -116,9 +116,9 @@ pub(crate) struct LogMark {
 }
 
 impl LogMark {
-    pub(crate) fn now(dir: &Path) -> LogMark {
+    pub(crate) fn now(dir: &Path) -> Self {
         let len = |name| fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
-        LogMark {
+        Self {
             redis: len(REDIS_LOG),
             stdio: len(STDIO_LOG),
         }
@@ -307,9 +307,9 @@ pub(crate) struct Ready {
 impl Launched {
     /// Reserves a free port, creates a directory and spawns the server
     /// there, without waiting for it: several can start at once.
-    pub(crate) fn spawn(bin: &Path, opts: &ServerOptions) -> Result<Launched, Error> {
+    pub(crate) fn spawn(bin: &Path, opts: &ServerOptions) -> Result<Self, Error> {
         let port = pick_free_port().map_err(Error::Setup)?;
-        let mut launched = Launched {
+        let mut launched = Self {
             port,
             dir: None,
             child: None,
@@ -365,7 +365,7 @@ impl Launched {
                     // bind: try another one.
                     attempt += 1;
                     drop(dir);
-                    self = Launched::spawn(bin, opts)?;
+                    self = Self::spawn(bin, opts)?;
                 }
             }
         }

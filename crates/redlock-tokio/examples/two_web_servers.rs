@@ -889,15 +889,12 @@ async fn buy(State(b): State<Backend>, headers: HeaderMap) -> Json<Purchase> {
         done_at_us: now_us(),
         detail,
     };
-    let locks = match (&b.locks, use_lock) {
-        (Some(locks), true) => locks,
-        _ => {
-            return Json(
-                sell(&b, work, None)
-                    .await
-                    .unwrap_or_else(|e| purchase(Outcome::Error, Some(e.to_string()))),
-            )
-        }
+    let (Some(locks), true) = (&b.locks, use_lock) else {
+        return Json(
+            sell(&b, work, None)
+                .await
+                .unwrap_or_else(|e| purchase(Outcome::Error, Some(e.to_string()))),
+        );
     };
     // Wait a little for a busy lock (jittered backoff, not a spin), then
     // give up: the client is told "refused" rather than kept waiting.

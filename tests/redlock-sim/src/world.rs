@@ -102,14 +102,14 @@ pub(crate) enum Op {
 impl Op {
     fn name(&self) -> &'static str {
         match self {
-            Op::Acquire { .. } => "acquire",
-            Op::Extend { .. } => "extend",
-            Op::Release { .. } => "release",
-            Op::Info => "INFO",
-            Op::ScriptLoad => "SCRIPT LOAD",
-            Op::Time => "TIME",
-            Op::AcquireFenced { .. } => "fenced acquire",
-            Op::SetFence { .. } => "fence write-back",
+            Self::Acquire { .. } => "acquire",
+            Self::Extend { .. } => "extend",
+            Self::Release { .. } => "release",
+            Self::Info => "INFO",
+            Self::ScriptLoad => "SCRIPT LOAD",
+            Self::Time => "TIME",
+            Self::AcquireFenced { .. } => "fenced acquire",
+            Self::SetFence { .. } => "fence write-back",
         }
     }
 }

@@ -132,36 +132,36 @@ impl Event {
     /// The event's time.
     pub fn t(&self) -> u64 {
         match self {
-            Event::Start { t, .. }
-            | Event::Acquired { t, .. }
-            | Event::AcquireFailed { t, .. }
-            | Event::CheckOk { t }
-            | Event::Read { t, .. }
-            | Event::RecheckOk { t }
-            | Event::Commit { t, .. }
-            | Event::Abort { t, .. }
-            | Event::Releasing { t }
-            | Event::Released { t, .. }
-            | Event::CounterError { t, .. }
-            | Event::End { t } => *t,
+            Self::Start { t, .. }
+            | Self::Acquired { t, .. }
+            | Self::AcquireFailed { t, .. }
+            | Self::CheckOk { t }
+            | Self::Read { t, .. }
+            | Self::RecheckOk { t }
+            | Self::Commit { t, .. }
+            | Self::Abort { t, .. }
+            | Self::Releasing { t }
+            | Self::Released { t, .. }
+            | Self::CounterError { t, .. }
+            | Self::End { t } => *t,
         }
     }
 
     /// The event's name, as it starts its line.
     pub fn name(&self) -> &'static str {
         match self {
-            Event::Start { .. } => "start",
-            Event::Acquired { .. } => "acquired",
-            Event::AcquireFailed { .. } => "acquire_failed",
-            Event::CheckOk { .. } => "check_ok",
-            Event::Read { .. } => "read",
-            Event::RecheckOk { .. } => "recheck_ok",
-            Event::Commit { .. } => "commit",
-            Event::Abort { .. } => "abort",
-            Event::Releasing { .. } => "releasing",
-            Event::Released { .. } => "released",
-            Event::CounterError { .. } => "counter_error",
-            Event::End { .. } => "end",
+            Self::Start { .. } => "start",
+            Self::Acquired { .. } => "acquired",
+            Self::AcquireFailed { .. } => "acquire_failed",
+            Self::CheckOk { .. } => "check_ok",
+            Self::Read { .. } => "read",
+            Self::RecheckOk { .. } => "recheck_ok",
+            Self::Commit { .. } => "commit",
+            Self::Abort { .. } => "abort",
+            Self::Releasing { .. } => "releasing",
+            Self::Released { .. } => "released",
+            Self::CounterError { .. } => "counter_error",
+            Self::End { .. } => "end",
         }
     }
 }
@@ -183,31 +183,31 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.name(), self.t())?;
         match self {
-            Event::Start { pid, .. } => write!(f, " {pid}"),
-            Event::Acquired {
+            Self::Start { pid, .. } => write!(f, " {pid}"),
+            Self::Acquired {
                 valid_until, fence, ..
             } => {
                 write!(f, " {valid_until}")?;
                 fence.map_or(Ok(()), |n| write!(f, " {n}"))
             }
-            Event::AcquireFailed { reason, .. } | Event::Abort { reason, .. } => {
+            Self::AcquireFailed { reason, .. } | Self::Abort { reason, .. } => {
                 write!(f, " {}", one_word(reason))
             }
-            Event::Read { value, .. } => write!(f, " {value}"),
-            Event::Commit { value, fence, .. } => {
+            Self::Read { value, .. } => write!(f, " {value}"),
+            Self::Commit { value, fence, .. } => {
                 write!(f, " {value}")?;
                 fence.map_or(Ok(()), |n| write!(f, " {n}"))
             }
-            Event::Released { ok, .. } => {
+            Self::Released { ok, .. } => {
                 write!(f, " {}", if *ok { "ok" } else { "incomplete" })
             }
-            Event::CounterError { message, .. } => {
+            Self::CounterError { message, .. } => {
                 write!(f, " {}", message.replace(['\n', '\r'], " "))
             }
-            Event::CheckOk { .. }
-            | Event::RecheckOk { .. }
-            | Event::Releasing { .. }
-            | Event::End { .. } => Ok(()),
+            Self::CheckOk { .. }
+            | Self::RecheckOk { .. }
+            | Self::Releasing { .. }
+            | Self::End { .. } => Ok(()),
         }
     }
 }
@@ -250,38 +250,38 @@ impl FromStr for Event {
             }
         };
         Ok(match name {
-            "start" => Event::Start {
+            "start" => Self::Start {
                 t,
                 pid: u32::try_from(num(rest)?).map_err(|_| bad())?,
             },
             "acquired" => {
                 let (until, fence) = fenced(rest)?;
-                Event::Acquired {
+                Self::Acquired {
                     t,
                     valid_until: u64::try_from(until).map_err(|_| bad())?,
                     fence,
                 }
             }
-            "acquire_failed" => Event::AcquireFailed {
+            "acquire_failed" => Self::AcquireFailed {
                 t,
                 reason: word(rest)?,
             },
-            "check_ok" => none(rest).map(|()| Event::CheckOk { t })?,
-            "read" => Event::Read {
+            "check_ok" => none(rest).map(|()| Self::CheckOk { t })?,
+            "read" => Self::Read {
                 t,
                 value: num(rest)?,
             },
-            "recheck_ok" => none(rest).map(|()| Event::RecheckOk { t })?,
+            "recheck_ok" => none(rest).map(|()| Self::RecheckOk { t })?,
             "commit" => {
                 let (value, fence) = fenced(rest)?;
-                Event::Commit { t, value, fence }
+                Self::Commit { t, value, fence }
             }
-            "abort" => Event::Abort {
+            "abort" => Self::Abort {
                 t,
                 reason: word(rest)?,
             },
-            "releasing" => none(rest).map(|()| Event::Releasing { t })?,
-            "released" => Event::Released {
+            "releasing" => none(rest).map(|()| Self::Releasing { t })?,
+            "released" => Self::Released {
                 t,
                 ok: match rest {
                     Some("ok") => true,
@@ -289,11 +289,11 @@ impl FromStr for Event {
                     _ => return Err(bad()),
                 },
             },
-            "counter_error" => Event::CounterError {
+            "counter_error" => Self::CounterError {
                 t,
                 message: rest.unwrap_or_default().to_owned(),
             },
-            "end" => none(rest).map(|()| Event::End { t })?,
+            "end" => none(rest).map(|()| Self::End { t })?,
             _ => return Err(bad()),
         })
     }
@@ -330,13 +330,13 @@ impl EventLog {
     /// # Errors
     ///
     /// The error of opening the file.
-    pub fn create(path: &Path) -> io::Result<EventLog> {
+    pub fn create(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .open(path)?;
-        Ok(EventLog { file })
+        Ok(Self { file })
     }
 
     /// Appends one event as one line.

@@ -52,7 +52,7 @@ struct Pki {
 }
 
 impl Pki {
-    fn generate(name: &str) -> Pki {
+    fn generate(name: &str) -> Self {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -82,7 +82,7 @@ impl Pki {
             DIR_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir_all(&dir).expect("creating the PKI temp dir");
-        let pki = Pki {
+        let pki = Self {
             dir,
             ca_pem: ca.pem(),
         };
@@ -130,7 +130,7 @@ impl TlsMaster {
     /// Starts a server presenting `pki`'s server certificate on a TLS port.
     /// Retries with another TLS port if one was taken in the meantime (the
     /// harness only retries its own plain port).
-    fn start(pki: &Pki) -> TlsMaster {
+    fn start(pki: &Pki) -> Self {
         let mut last = None;
         for _ in 0..3 {
             let tls_port = free_tls_port();
@@ -141,15 +141,15 @@ impl TlsMaster {
                 .with_arg("tls-ca-cert-file", &pki.path("ca.pem"))
                 .with_arg("tls-auth-clients", "no");
             match catch_unwind(AssertUnwindSafe(|| RedisServer::start_with(opts))) {
-                Ok(server) => return TlsMaster { server, tls_port },
+                Ok(server) => return Self { server, tls_port },
                 Err(panic) => last = Some(panic),
             }
         }
         std::panic::resume_unwind(last.expect("three failed attempts"))
     }
 
-    fn start_n(pki: &Pki, n: usize) -> Vec<TlsMaster> {
-        (0..n).map(|_| TlsMaster::start(pki)).collect()
+    fn start_n(pki: &Pki, n: usize) -> Vec<Self> {
+        (0..n).map(|_| Self::start(pki)).collect()
     }
 
     fn tls_url(&self) -> String {

@@ -108,7 +108,7 @@ impl Hists {
         }
     }
 
-    fn merge(&mut self, o: &Hists) {
+    fn merge(&mut self, o: &Self) {
         self.acquire.merge(&o.acquire);
         self.release.merge(&o.release);
         self.cycle.merge(&o.cycle);
@@ -157,7 +157,7 @@ pub(crate) struct Cycles {
 
 impl Cycles {
     /// Plain cycles, no deadline.
-    pub(crate) const PLAIN: Cycles = Cycles {
+    pub(crate) const PLAIN: Self = Self {
         fenced: false,
         deadline: None,
     };

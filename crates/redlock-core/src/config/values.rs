@@ -98,7 +98,7 @@ pub struct DriftFactor(f64);
 
 impl DriftFactor {
     /// The default: 1% of the TTL, as in the Redlock description.
-    pub const DEFAULT: DriftFactor = DriftFactor(0.01);
+    pub const DEFAULT: Self = Self(0.01);
 
     /// Checks that `factor` is finite and in `[0, 1)`.
     ///
@@ -366,9 +366,9 @@ impl TryFrom<Vec<String>> for ResourceSet {
     }
 }
 
-impl TryFrom<&ResourceSet> for ResourceSet {
+impl TryFrom<&Self> for ResourceSet {
     type Error = ConfigError;
-    fn try_from(s: &ResourceSet) -> Result<Self, ConfigError> {
+    fn try_from(s: &Self) -> Result<Self, ConfigError> {
         Ok(s.clone())
     }
 }

@@ -137,7 +137,7 @@ fn ms(v: &str) -> Result<Duration, String> {
 }
 
 impl Args {
-    fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    fn parse(mut it: impl Iterator<Item = String>) -> Result<Self, String> {
         let mut masters = None;
         let mut counter = None;
         let mut resource = None;
@@ -199,7 +199,7 @@ impl Args {
             }
         }
         let need = |name: &str| format!("missing {name}");
-        Ok(Args {
+        Ok(Self {
             masters: masters.ok_or_else(|| need("--masters"))?,
             counter: counter.ok_or_else(|| need("--counter"))?,
             resource: resource.ok_or_else(|| need("--resource"))?,
@@ -280,12 +280,12 @@ struct Counter {
 }
 
 impl Counter {
-    fn connect(addr: SocketAddr, key: &str) -> Result<Counter, String> {
+    fn connect(addr: SocketAddr, key: &str) -> Result<Self, String> {
         // Generous: the counter is never faulted, and a worker frozen
         // mid-call must not see a timeout when it resumes.
         let conn = Connection::connect(addr, Duration::from_secs(30))
             .map_err(|e| format!("connecting to the counter: {e}"))?;
-        Ok(Counter {
+        Ok(Self {
             conn,
             key: key.to_owned(),
         })

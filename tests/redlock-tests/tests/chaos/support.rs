@@ -218,8 +218,8 @@ impl Drop for Slot<'_> {
 }
 
 impl Budget {
-    fn new() -> Budget {
-        Budget {
+    fn new() -> Self {
+        Self {
             faulty: Mutex::new(0),
             freed: Condvar::new(),
         }
@@ -264,12 +264,12 @@ enum MasterFault {
 impl MasterFault {
     fn kind(&self) -> &'static str {
         match self {
-            MasterFault::Pause(_) => "pause_master",
-            MasterFault::KillRestartAof => "kill_restart_aof_immediate",
-            MasterFault::KillRestartEmpty(_) => "kill_restart_empty_after_ttl",
-            MasterFault::Delay { .. } => "proxy_delay",
-            MasterFault::Blackhole(_) => "proxy_blackhole",
-            MasterFault::Cut(_) => "proxy_cut",
+            Self::Pause(_) => "pause_master",
+            Self::KillRestartAof => "kill_restart_aof_immediate",
+            Self::KillRestartEmpty(_) => "kill_restart_empty_after_ttl",
+            Self::Delay { .. } => "proxy_delay",
+            Self::Blackhole(_) => "proxy_blackhole",
+            Self::Cut(_) => "proxy_cut",
         }
     }
 }
@@ -428,8 +428,8 @@ struct Tails {
 }
 
 impl Tails {
-    fn new(paths: &[PathBuf]) -> Tails {
-        Tails {
+    fn new(paths: &[PathBuf]) -> Self {
+        Self {
             files: paths
                 .iter()
                 .map(|p| (p.clone(), None, String::new(), None))
@@ -644,8 +644,8 @@ struct Probe {
 }
 
 impl Probe {
-    fn new(masters: &[RedisServer]) -> Probe {
-        Probe {
+    fn new(masters: &[RedisServer]) -> Self {
+        Self {
             addrs: masters.iter().map(RedisServer::addr).collect(),
             conns: masters.iter().map(|_| None).collect(),
         }
@@ -824,14 +824,14 @@ struct LogDir {
 }
 
 impl LogDir {
-    fn new(name: &str) -> LogDir {
+    fn new(name: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
             "redlock-chaos-{}-{name}-{}",
             std::process::id(),
             sys::monotonic_ns()
         ));
         fs::create_dir_all(&path).expect("create the chaos log dir");
-        LogDir {
+        Self {
             path,
             keep: std::env::var_os("REDLOCK_CHAOS_KEEP_LOGS").is_some(),
         }
