@@ -113,6 +113,16 @@ impl<L: Link> Admitted<L> {
     /// whenever this master is the slowest, and a verification dropped
     /// halfway would leave the master unverified, so the slowest again,
     /// for ever.
+    ///
+    /// # Errors
+    ///
+    /// The [`MasterFailure`] of the `INFO` or script load, or of the
+    /// admission rules' verdict on the answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the verification runs in a task of its own and records
+    /// its answer even when this future is dropped.
     pub async fn verify(&self, generation: u64) -> Result<(), MasterFailure> {
         let (tx, rx) = futures::channel::oneshot::channel();
         let identify = self.link.identify();

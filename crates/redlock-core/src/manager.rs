@@ -15,70 +15,11 @@ use crate::fence::{Fence, FenceKeys};
 use crate::inspect::{Inspection, MasterView};
 use crate::lock::Lock;
 use crate::master::{Master, Runtime};
+use crate::options::AcquireOptions;
 use crate::release::{ReleaseReport, ReleaseTally};
-use crate::retry::RetryPolicy;
 use crate::tally::{Decision, MasterFailure, Tally, VoteOutcome, Votes};
 use crate::token::Token;
 use crate::validity;
-
-/// Per-call overrides of the manager's settings for
-/// [`Redlock::acquire_with`].
-#[derive(Clone, Debug, Default)]
-pub struct AcquireOptions {
-    ttl: Option<Duration>,
-    retry: Option<RetryPolicy>,
-    wait: Option<Option<Duration>>,
-    fenced: Option<bool>,
-}
-
-impl AcquireOptions {
-    /// Uses the manager's settings.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// TTL of this lock.
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-
-    /// Retry policy of this call.
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = Some(retry);
-        self
-    }
-
-    /// Overall wait deadline of this call (`None`: the retry count alone).
-    pub fn wait(mut self, wait: Option<Duration>) -> Self {
-        self.wait = Some(wait);
-        self
-    }
-
-    /// Whether this lock gets a fencing token ([`Lock::fence`]); default:
-    /// the manager's [`fencing`](crate::SettingsBuilder::fencing) setting.
-    /// It costs a second round trip to a quorum.
-    pub fn fenced(mut self, on: bool) -> Self {
-        self.fenced = Some(on);
-        self
-    }
-
-    /// A single attempt: no retries, no deadline.
-    pub fn once() -> Self {
-        Self::default().retry(RetryPolicy::never()).wait(None)
-    }
-
-    /// The retry policy of this call, if it overrides the manager's.
-    pub fn retry_override(&self) -> Option<&RetryPolicy> {
-        self.retry.as_ref()
-    }
-
-    /// The wait deadline of this call, if it overrides the manager's
-    /// (`Some(None)`: no deadline).
-    pub fn wait_override(&self) -> Option<Option<Duration>> {
-        self.wait
-    }
-}
 
 /// Why one attempt failed; becomes an [`AcquireError`] with the attempt
 /// count once retries are exhausted.
@@ -750,15 +691,30 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         token: &Token,
         wait_all: bool,
     ) -> Result<ReleaseReport, ReleaseError> {
-        let mut answers = self.spawn_releases(keys, token, |_| true);
+        // Polled here, in the caller's task, until decided: no task hop on
+        // the way to the answer (a spawned task and a channel cost a
+        // wake-up on another worker per release). What is still running
+        // then, or when this future is dropped, goes on in the background.
+        let mut answers = Unfinished {
+            pending: (0..self.masters.len())
+                .map(|i| {
+                    let (masters, keys, token) =
+                        (Arc::clone(&self.masters), Arc::clone(keys), token.clone());
+                    async move { (i, masters[i].release(&keys, &token).await) }
+                })
+                .collect(),
+            runtime: &self.runtime,
+            background: &self.background,
+        };
         let mut tally = ReleaseTally::new(self.settings.quorum);
-        while let Some((i, outcome)) = answers.0.next().await {
+        while let Some((i, outcome)) = answers.pending.next().await {
             let decision = tally.record(i, outcome);
             let waited_enough = !wait_all || tally.complete();
             if decision != Decision::Pending && waited_enough {
                 break;
             }
         }
+        drop(answers);
         let report = tally.report(&self.addresses);
         tracing::debug!(%report, "release decided");
         let ok = if wait_all {
@@ -771,6 +727,35 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         } else {
             Err(ReleaseError::Incomplete { report })
         }
+    }
+}
+
+/// Releases being polled by the caller; whatever has not answered when
+/// this is dropped (decided early, or the caller's future dropped) is
+/// finished by a background task, each bounded by the per-master timeout.
+struct Unfinished<
+    'a,
+    R: Runtime,
+    F: Future<Output = (usize, Result<(), MasterFailure>)> + Send + 'static,
+> {
+    pending: FuturesUnordered<F>,
+    runtime: &'a R,
+    background: &'a Arc<Background>,
+}
+
+impl<R: Runtime, F: Future<Output = (usize, Result<(), MasterFailure>)> + Send + 'static> Drop
+    for Unfinished<'_, R, F>
+{
+    fn drop(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let ticket = self.background.enter();
+        self.runtime.spawn(Box::pin(async move {
+            let _ticket = ticket;
+            while pending.next().await.is_some() {}
+        }));
     }
 }
 

@@ -142,8 +142,9 @@ pub trait Runtime: Send + Sync + 'static {
     fn random_u64(&self) -> u64;
 
     /// Fills `dest` with unpredictable bytes for a lock token. Whoever can
-    /// guess a token can release someone else's lock, so production reads
-    /// the operating system's CSPRNG here; a simulation may use its seed.
+    /// guess a token can release someone else's lock, so production uses a
+    /// cryptographically secure generator seeded by the operating system;
+    /// a simulation may use its seed.
     fn fill_secret(&self, dest: &mut [u8]);
 
     /// Who is acquiring, for the holder record stored with each lock

@@ -33,6 +33,13 @@ pub enum AcquireError {
         /// Time waited in the queue.
         waited: std::time::Duration,
     },
+    /// A single attempt ([`LockManager::try_acquire`](crate::LockManager::try_acquire)
+    /// or no retries) found another task of this process holding these
+    /// resources or asking the masters for them: the masters would refuse
+    /// it (or it would race that task), so it was refused here, without a
+    /// round trip.
+    #[error("another task of this process holds or is acquiring the same resources")]
+    HeldInProcess,
 }
 
 impl AcquireError {
@@ -42,7 +49,7 @@ impl AcquireError {
             Self::Lock(e) => e.is_contended(),
             Self::ShutDown => false,
             // Another task of this process holds or waits for it.
-            Self::QueuedTooLong { .. } => true,
+            Self::QueuedTooLong { .. } | Self::HeldInProcess => true,
         }
     }
 
@@ -50,7 +57,7 @@ impl AcquireError {
     pub fn votes(&self) -> Option<&Votes> {
         match self {
             Self::Lock(e) => e.votes(),
-            Self::ShutDown | Self::QueuedTooLong { .. } => None,
+            Self::ShutDown | Self::QueuedTooLong { .. } | Self::HeldInProcess => None,
         }
     }
 }

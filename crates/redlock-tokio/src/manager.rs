@@ -387,7 +387,10 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
     ) -> Result<LockGuard<M, R>, AcquireError> {
         // A call that may wait queues behind the other tasks of this
         // process waiting for the same resources; a single attempt does not
-        // wait, so it does not queue (the masters answer it).
+        // wait: if another task of this process holds the queue's head (it
+        // holds the lock, or is asking the masters for it), the masters
+        // would refuse this attempt or it would race that task, so it is
+        // refused here without a round trip.
         let settings = self.inner.redlock.settings();
         let retry = opts
             .acquire
@@ -417,7 +420,10 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
             }
             Some(slot)
         } else {
-            None
+            match self.inner.queues.queue(&resources).try_lock_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => return Err(AcquireError::HeldInProcess),
+            }
         };
         // The token is chosen here, before anything is sent, so that a
         // cancelled call can be cleaned up by token (the core's hook for
@@ -469,7 +475,7 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
             commands: rx,
             policy,
             acquired_at,
-            _queue_slot: queue_slot,
+            queue_slot,
         };
         self.inner.tracker.spawn_on(task.run(), &self.inner.handle);
         drop(registry);

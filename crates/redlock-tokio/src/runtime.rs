@@ -3,16 +3,16 @@
 //! tokio. `redlock-core` reads none of them itself.
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use rand::rngs::OsRng;
 use rand::RngCore;
 use redlock_core::{Holder, Runtime};
 
 /// The production runtime: the suspend-aware clock [`now`], tokio's timer
-/// and spawner, the thread-local RNG for retry jitter, and the operating
-/// system's CSPRNG for lock tokens.
+/// and spawner, the thread-local RNG for retry jitter, and a CSPRNG seeded
+/// by the operating system for lock tokens.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioRuntime;
 
@@ -30,19 +30,26 @@ impl Runtime for TokioRuntime {
     }
 
     fn fill_secret(&self, dest: &mut [u8]) {
-        // getrandom(2): a token must not be guessable by another client.
-        OsRng.fill_bytes(dest);
+        // A token must not be guessable by another client. rand's
+        // `ThreadRng` is a CSPRNG (ChaCha12) seeded from the operating
+        // system and reseeded periodically and after a fork; it spares
+        // every acquisition a getrandom(2) system call.
+        rand::thread_rng().fill_bytes(dest);
     }
 
     fn holder(&self, label: Option<&str>) -> Holder {
-        let host = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned();
+        // The host name is read once (uname(2)), not at every acquisition.
+        static HOST: OnceLock<String> = OnceLock::new();
+        let host = HOST.get_or_init(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        });
         let since_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Holder::new(&host, std::process::id(), since_unix_ms, label)
+        Holder::new(host, std::process::id(), since_unix_ms, label)
     }
 
     fn spawn(&self, task: BoxFuture<'static, ()>) {
@@ -68,7 +75,6 @@ impl Runtime for TokioRuntime {
 pub fn now() -> Instant {
     #[cfg(target_os = "linux")]
     {
-        use std::sync::OnceLock;
         fn boottime() -> Duration {
             let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
             // The kernel's boot time is never negative.

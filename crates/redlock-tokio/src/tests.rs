@@ -10,7 +10,8 @@ use redlock_core::testing::{Fault, MemMaster};
 use redlock_core::Settings;
 
 use crate::{
-    Cap, ExtendPolicy, LockManager, LockOptions, LossReason, Redlock, Runtime, WithLockError,
+    AcquireError, Cap, ExtendPolicy, LockManager, LockOptions, LossReason, Redlock, Runtime,
+    WithLockError,
 };
 
 const TTL: Duration = Duration::from_secs(1);
@@ -106,6 +107,29 @@ fn setup(policy: ExtendPolicy) -> (LockManager<MemMaster, VirtualClock>, Fakes) 
 /// Lets spawned tasks run without moving the paused clock much.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_attempt_is_refused_in_process_while_another_task_holds_it() {
+    let (locks, fakes) = setup(ExtendPolicy::new());
+    let guard = locks.acquire("job").await.expect("free");
+    let held = fakes.value(0, "redlock:job");
+    assert!(held.is_some());
+    // Another task of this process: refused without a round trip, as a
+    // contention, with no votes (nothing was asked).
+    let err = locks.try_acquire("job").await.expect_err("held in process");
+    assert!(matches!(err, AcquireError::HeldInProcess), "{err}");
+    assert!(err.is_contended());
+    assert!(err.votes().is_none());
+    assert_eq!(fakes.value(0, "redlock:job"), held);
+    // Other resources are not affected, and once released it is free.
+    let other = locks.try_acquire("other").await.expect("free");
+    drop(other);
+    guard.release().await.expect("release");
+    let again = locks.try_acquire("job").await.expect("free again");
+    drop(again);
+    settle().await;
+    assert_eq!(fakes.live_keys(), 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -29,9 +29,10 @@ pub(crate) struct Watchdog<M: Master, R: Runtime> {
     pub(crate) policy: ExtendPolicy,
     pub(crate) acquired_at: Instant,
     /// This lock's place at the head of the in-process queue for its
-    /// resources: held until the watchdog ends (released or lost), then
-    /// the next waiting task of this process asks the masters.
-    pub(crate) _queue_slot: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// resources: held until the release is queued on every master (or
+    /// the lock is lost), then the next waiting task of this process asks
+    /// the masters.
+    pub(crate) queue_slot: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 /// What woke the watchdog while the lock was held.
@@ -96,11 +97,21 @@ impl<M: Master, R: Runtime> Watchdog<M, R> {
         // Always by token, even for a lost lock: it deletes only keys that
         // still hold our token (a minority left over, or keys a paused
         // master kept), never another owner's.
-        let result = self
+        let mut release = std::pin::pin!(self
             .inner
             .redlock
-            .release_token(&self.shared.resources, &self.shared.token)
-            .await;
+            .release_token(&self.shared.resources, &self.shared.token));
+        // The next task of this process waiting for these resources may go
+        // as soon as our release is queued on every master's connection
+        // (the first poll sends it), not only once a quorum answered: each
+        // connection delivers our delete before its attempt, so it finds
+        // the keys gone, one round trip earlier.
+        let first = futures::poll!(release.as_mut());
+        drop(self.queue_slot.take());
+        let result = match first {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => release.await,
+        };
         match &result {
             Ok(report) => {
                 tracing::debug!(resources = %self.shared.resources, %report, "lock released")

@@ -547,20 +547,28 @@ async fn master_restarted_empty_votes_again_and_scripts_reload() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let loaded = masters[1]
-        .cmd(&[
-            "SCRIPT",
-            "EXISTS",
-            &fred_sha(redlock_core::scripts::ACQUIRE),
-        ])
-        .expect("SCRIPT EXISTS");
-    assert_eq!(
-        loaded
+    // The reload runs in the background (started by the NOSCRIPT answer,
+    // which may come after the release was decided by the other masters):
+    // wait for it, boundedly.
+    let sha = fred_sha(redlock_core::scripts::ACQUIRE);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let loaded = masters[1]
+            .cmd(&["SCRIPT", "EXISTS", &sha])
+            .expect("SCRIPT EXISTS");
+        let loaded = loaded
             .as_array()
             .and_then(|a| a.first())
-            .and_then(|r| r.as_int()),
-        Some(1)
-    );
+            .and_then(|r| r.as_int());
+        if loaded == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scripts were not reloaded on master 1: SCRIPT EXISTS says {loaded:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(redlock_tests::keys_left(&masters, "redlock:*")
         .await
         .is_empty());
