@@ -352,7 +352,7 @@ async fn shutdown_releases_everything_and_refuses_new_locks() {
     }
     assert!(matches!(
         locks.try_acquire("e").await,
-        Err(crate::AcquireError::ShutDown)
+        Err(AcquireError::ShutDown)
     ));
     // Guards outliving the shutdown are inert.
     let report = a.release().await.expect("nothing to do");
