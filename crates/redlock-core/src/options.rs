@@ -38,7 +38,7 @@ impl AcquireOptions {
         self
     }
 
-    /// Whether this lock gets a fencing token ([`Lock::fence`]); default:
+    /// Whether this lock gets a fencing token ([`Lock::fence`](crate::Lock::fence)); default:
     /// the manager's [`fencing`](crate::SettingsBuilder::fencing) setting.
     /// It costs a second round trip to a quorum.
     pub fn fenced(mut self, on: bool) -> Self {
