@@ -834,15 +834,34 @@ fn state(pid: u32) -> Option<char> {
     stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
+/// Field `n` (0-based, after the command name) of `/proc/pid/stat`: 0 the
+/// state, 2 the process group, 5 the terminal's foreground group.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(n)
+        .map(str::to_owned)
+}
+
 #[test]
 fn ctrl_z_in_a_job_control_shell_stops_redlock_with_cmd_and_fg_resumes_both() {
     use std::io::Write;
     let masters = Masters::start(3);
     let tmp = TempDir::new();
     let (ready, go, finished) = (tmp.file("ready"), tmp.file("go"), tmp.file("finished"));
+    // CMD waits by opening a FIFO, not by polling with `sleep`: a shell
+    // that vforks `sleep` just as Ctrl-Z arrives waits uninterruptibly for
+    // a child that stopped before its exec, and so never stops itself
+    // (with or without redlock; seen here about once in ten runs).
+    let mkfifo = std::process::Command::new("mkfifo")
+        .arg(tmp.path("go"))
+        .status()
+        .expect("mkfifo");
+    assert!(mkfifo.success(), "mkfifo failed");
     let cmd = format!(
         "echo \"$$ $PPID\" > {ready}.tmp; mv {ready}.tmp {ready}; \
-         while [ ! -e {go} ]; do sleep 0.05; done; echo done > {finished}"
+         read x < {go}; echo done > {finished}"
     );
     let line = exec_line(&masters, "job", &cmd);
     // An interactive shell with job control on a pseudo terminal, typed to
@@ -854,14 +873,30 @@ fn ctrl_z_in_a_job_control_shell_stops_redlock_with_cmd_and_fg_resumes_both() {
     keys.write_all(b"\x1a").expect("type Ctrl-Z");
     // The shell knows only redlock's group: redlock stops too, so the
     // shell sees its job stopped and takes the terminal back.
-    wait_until(Duration::from_secs(20), "CMD and redlock to stop", || {
-        state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')
-    });
-    std::fs::write(tmp.path("go"), "").expect("write go");
+    let stopped = || state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T');
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stopped() {
+        assert!(
+            Instant::now() < deadline,
+            "CMD and redlock did not both stop: CMD {:?}, redlock {:?}, terminal foreground group {:?} (CMD's group {:?}, redlock's {:?})",
+            state(cmd_pid),
+            state(redlock_pid),
+            stat_field(cmd_pid, 5),
+            stat_field(cmd_pid, 2),
+            stat_field(redlock_pid, 2),
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     keys.write_all(b"fg\n").expect("type fg");
+    // Opening the FIFO for writing waits for CMD to open it for reading,
+    // which it does once continued: from a thread of its own, so that a
+    // CMD that never continues fails the wait below instead of hanging.
+    let go_path = tmp.path("go");
+    let writer = std::thread::spawn(move || std::fs::write(go_path, "go\n"));
     wait_until(Duration::from_secs(20), "CMD to finish after fg", || {
         tmp.path("finished").exists()
     });
+    writer.join().expect("FIFO writer").expect("write go");
     keys.write_all(b"exit\n").expect("type exit");
     drop(keys);
     let out = session.finish();
