@@ -48,6 +48,11 @@ fn run() -> Result<u8, Failure> {
         MasterSource::Spawn(n) => Some(spawn::start(n)?),
         MasterSource::Urls(_) => None,
     };
+    // The benchmark pauses the last master only if it is one of these.
+    let spawned_pids: Vec<u32> = spawned
+        .as_ref()
+        .map(|m| m.iter().map(redlock_testing::RedisServer::pid).collect())
+        .unwrap_or_default();
     let urls = match (&spawned, source) {
         (Some(s), _) => s.urls(),
         (None, MasterSource::Urls(urls)) => urls,
@@ -77,7 +82,7 @@ fn run() -> Result<u8, Failure> {
     let result = runtime.block_on(async move {
         match command {
             Cmd::Exec(args) => exec::run(&global, &urls, args).await,
-            Cmd::Bench(args) => bench::run(&global, &urls, args).await,
+            Cmd::Bench(args) => bench::run(&global, &urls, &spawned_pids, args).await,
             Cmd::Inspect(args) => inspect::run(&global, &urls, args).await,
             Cmd::Unlock(args) => unlock::run(&global, &urls, args).await,
         }

@@ -266,6 +266,12 @@ impl<L: Link> Master for Admitted<L> {
         self.link.force_delete(keys).await
     }
 
+    async fn forget_fences(&self, fences: FenceKeys<'_>) -> Result<(), MasterFailure> {
+        // Like a force-delete: an operator's write that needs no vote.
+        self.admit(Intent::Release).await?;
+        self.link.forget_fences(fences).await
+    }
+
     async fn close(&self) {
         self.link.close().await;
     }

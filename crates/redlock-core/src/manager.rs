@@ -613,6 +613,47 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         let keys = resources.keys(&self.settings.prefix);
         let answers =
             futures::future::join_all(self.masters.iter().map(|m| m.force_delete(&keys))).await;
+        self.every_master_confirmed(answers)
+    }
+
+    /// Deletes the fence counters of `resources` on every master: the next
+    /// fenced holder of each starts again from fence 1.
+    ///
+    /// Dangerous by design: a protected resource that still remembers a
+    /// higher fence from an earlier holder will refuse every new holder
+    /// until it is reset too, and a holder fenced before the reset
+    /// compares as newer than one fenced after. For resources retired for
+    /// good, and for tests and benchmarks that must leave nothing behind
+    /// (fence counters never expire).
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::Incomplete`] when some master could not confirm
+    /// (its counters stay).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it may leave the counters on the masters not reached yet.
+    pub async fn danger_forget_fences(
+        &self,
+        resources: &ResourceSet,
+    ) -> Result<ReleaseReport, ReleaseError> {
+        let fields: Vec<String> = resources.iter().map(|r| r.as_str().to_owned()).collect();
+        let fences = FenceKeys {
+            hash: self.settings.prefix.as_str(),
+            fields: &fields,
+        };
+        let answers =
+            futures::future::join_all(self.masters.iter().map(|m| m.forget_fences(fences))).await;
+        self.every_master_confirmed(answers)
+    }
+
+    /// The report of an operator's write sent to every master: complete
+    /// only if every master confirmed.
+    fn every_master_confirmed(
+        &self,
+        answers: Vec<Result<(), MasterFailure>>,
+    ) -> Result<ReleaseReport, ReleaseError> {
         let mut tally = ReleaseTally::new(self.settings.quorum);
         for (i, answer) in answers.into_iter().enumerate() {
             tally.record(i, answer);

@@ -106,6 +106,20 @@ pub trait Master: Send + Sync + 'static {
         )))
     }
 
+    /// Deletes the stored fence of every field of `fences`, whoever holds
+    /// the resources: the operator's reset
+    /// ([`Redlock::danger_forget_fences`](crate::Redlock::danger_forget_fences)).
+    /// The default answers that this master does not keep fences.
+    fn forget_fences(
+        &self,
+        fences: FenceKeys<'_>,
+    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
+        let _ = fences;
+        std::future::ready(Err(MasterFailure::Server(
+            "this master does not keep fences".into(),
+        )))
+    }
+
     /// Closes the connection to this master (see
     /// [`Redlock::quit`](crate::Redlock::quit)). The default does nothing.
     fn close(&self) -> impl Future<Output = ()> + Send {

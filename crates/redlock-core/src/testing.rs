@@ -263,6 +263,15 @@ impl<T: Copy + Ord + Add<Duration, Output = T>> MemStore<T> {
             .unwrap_or(0)
     }
 
+    /// Deletes the stored fence of every field of `fences`.
+    pub fn forget_fences(&mut self, fences: FenceKeys<'_>) {
+        if let Some(stored) = self.fences.get_mut(fences.hash) {
+            for f in fences.fields {
+                stored.remove(f);
+            }
+        }
+    }
+
     /// Deletes `keys` whoever holds them.
     pub fn force_delete(&mut self, keys: &[String]) {
         for k in keys {
@@ -492,6 +501,16 @@ impl Master for MemMaster {
             s.set_fence(now, keys, fences, token, fence)
         })
     }
+
+    fn forget_fences(
+        &self,
+        fences: FenceKeys<'_>,
+    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
+        self.run(false, move |s, _| {
+            s.forget_fences(fences);
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -573,6 +592,11 @@ mod tests {
         assert_eq!(s.release(later, &k, &b), Err(MasterFailure::NotHeld));
         assert_eq!(s.release(later, &k, &a), Ok(()));
         assert_eq!(s.inspect(later, "x", fences), (KeyState::Free, 7));
+        // An operator's reset forgets them.
+        s.forget_fences(fences);
+        assert_eq!(s.highest_fence(fences), 0);
+        s.set_fence(later, &k, fences, &a, lower)
+            .expect_err("released: not ours");
         // Fences outlive the keys, not an empty restart.
         s.clear();
         assert_eq!(s.highest_fence(fences), 0);

@@ -56,6 +56,29 @@ async fn fences_strictly_increase_across_holders_and_managers() {
 }
 
 #[tokio::test]
+async fn forgetting_a_fence_resets_its_counter_on_every_master_and_nothing_else() {
+    let masters = Masters::start(3);
+    let rl = fenced_manager(&masters, Duration::from_secs(5)).await;
+    for resource in ["retired", "kept", "retired", "retired"] {
+        let lock = rl.try_acquire(resource).await.expect("free");
+        rl.release(lock).await.expect("release");
+    }
+    let set = ResourceSet::try_from("retired").expect("resource");
+    let report = rl.danger_forget_fences(&set).await.expect("every master");
+    assert_eq!(report.failed(), 0, "{report}");
+    for m in masters.iter() {
+        let retired = m.cmd(&["HEXISTS", "redlock:", "retired"]).expect("HEXISTS");
+        assert_eq!(retired.as_int(), Some(0), "master {}", m.port());
+        let kept = m.cmd(&["HGET", "redlock:", "kept"]).expect("HGET");
+        assert!(kept.as_str().is_some(), "the other resource's fence stays");
+    }
+    // The next holder starts again from 1.
+    let lock = rl.try_acquire("retired").await.expect("free");
+    assert_eq!(fence_of(&lock).get(), 1);
+    rl.release(lock).await.expect("release");
+}
+
+#[tokio::test]
 async fn multi_resource_fence_exceeds_every_resource_fence() {
     let masters = Masters::start(3);
     let rl = fenced_manager(&masters, Duration::from_secs(5)).await;

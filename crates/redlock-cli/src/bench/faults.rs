@@ -56,6 +56,7 @@ pub(crate) struct FaultCurves {
 pub(crate) async fn run(
     global: &Global,
     urls: &[String],
+    spawned_pids: &[u32],
     master: String,
     args: &BenchArgs,
     run_id: &str,
@@ -82,7 +83,7 @@ pub(crate) async fn run(
     );
     progress.set_message("faults, paused");
     let (paused, paused_skipped) = split(
-        paused(global, urls, args, run_id, progress).await,
+        paused(global, urls, spawned_pids, args, run_id, progress).await,
         &mut curves.paused,
     );
     let faults = Faults {
@@ -135,23 +136,26 @@ async fn slowed(
 async fn paused(
     global: &Global,
     urls: &[String],
+    spawned_pids: &[u32],
     args: &BenchArgs,
     run_id: &str,
     progress: &ProgressBar,
 ) -> Result<(Workload, Latency), String> {
     let m = connect(global, urls, args).await?;
     let result = async {
-        let last = urls.last().ok_or("no masters")?;
-        let pid = super::raw::server_pid(last, global.connect_timeout)
-            .await
-            .ok_or("the last master did not say its process id (INFO server)")?;
-        if !stop::is_our_child(pid) {
+        // The spawner knows its servers' pids: no command outside the
+        // lock protocol is needed to find the one to pause.
+        let pid = spawned_pids
+            .get(urls.len().wrapping_sub(1))
+            .copied()
+            .filter(|&pid| stop::is_our_child(pid));
+        let Some(pid) = pid else {
             return Err(
                 "the last master is not a redis-server this redlock started (--spawn); \
                  only its own children are paused"
                     .to_owned(),
             );
-        }
+        };
         let base = format!("bench:{run_id}:paused");
         settle(&m, &base, args.warmup).await;
         let stopped = stop::Stopped::new(pid).map_err(|e| format!("cannot pause it: {e}"))?;

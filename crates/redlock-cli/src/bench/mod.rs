@@ -16,7 +16,6 @@
 
 mod faults;
 mod hist;
-mod raw;
 mod report;
 mod workload;
 
@@ -98,10 +97,17 @@ pub(crate) struct Curves {
 ///
 /// Masters unavailable (69), a workload in which every cycle failed (69),
 /// or a plot that cannot be written (70).
-pub(crate) async fn run(global: &Global, urls: &[String], args: BenchArgs) -> Result<u8, Failure> {
+/// `spawned_pids`: the servers `--spawn` started, in `urls` order (empty
+/// for `--masters`); only such a server is ever paused.
+pub(crate) async fn run(
+    global: &Global,
+    urls: &[String],
+    spawned_pids: &[u32],
+    args: BenchArgs,
+) -> Result<u8, Failure> {
     let mut signals = Signals::install(STOP)?;
     tokio::select! {
-        r = bench(global, urls, &args) => r,
+        r = bench(global, urls, spawned_pids, &args) => r,
         // Dropping the benchmark aborts its tasks (JoinSet) and resumes a
         // paused master; their keys carry the benchmark TTL and expire on
         // their own.
@@ -112,7 +118,12 @@ pub(crate) async fn run(global: &Global, urls: &[String], args: BenchArgs) -> Re
 /// The configurations, in table order.
 const NAMES: [&str; 2] = ["single", "quorum"];
 
-async fn bench(global: &Global, urls: &[String], args: &BenchArgs) -> Result<u8, Failure> {
+async fn bench(
+    global: &Global,
+    urls: &[String],
+    spawned_pids: &[u32],
+    args: &BenchArgs,
+) -> Result<u8, Failure> {
     let first = urls
         .first()
         .ok_or_else(|| Failure::usage("bench needs at least one master"))?;
@@ -200,14 +211,15 @@ async fn bench(global: &Global, urls: &[String], args: &BenchArgs) -> Result<u8,
     }
     let (faults, fault_curves) = if faults_skipped.is_none() {
         let master = addresses.last().cloned().unwrap_or_default();
-        let (f, curves) = faults::run(global, urls, master, args, &run_id, &progress).await;
+        let (f, curves) =
+            faults::run(global, urls, spawned_pids, master, args, &run_id, &progress).await;
         (Some(f), Some(curves))
     } else {
         (None, None)
     };
     progress.set_message("cleanup");
     for (name, m) in managers {
-        remove_fence(global, urls, m, &fence_resource(&run_id, name)).await;
+        remove_fence(m, &fence_resource(&run_id, name)).await;
         // Releases still finishing in the background (they return at a
         // quorum) must land before the runtime goes.
         let _ = m.shutdown(DRAIN).await;
@@ -327,9 +339,10 @@ fn fence_resource(run_id: &str, config: &str) -> String {
 /// the hash named by the key prefix) on every master: fences never expire,
 /// and a benchmark run must not leave anything behind. Safe only because
 /// the resource name carries this run's id: nobody else locks it.
-async fn remove_fence(global: &Global, urls: &[String], m: &Locks, resource: &str) {
-    let prefix = m.core().settings().prefix().as_str().to_owned();
-    raw::hdel_everywhere(urls, global.connect_timeout, &prefix, resource).await;
+async fn remove_fence(m: &Locks, resource: &str) {
+    if let Ok(set) = ResourceSet::try_from(resource) {
+        let _ = m.core().danger_forget_fences(&set).await;
+    }
 }
 
 fn millis(d: Duration) -> u64 {

@@ -351,6 +351,18 @@ impl Master for FredLink {
         self.delete_keys(keys).await
     }
 
+    async fn forget_fences(&self, fences: FenceKeys<'_>) -> Result<(), MasterFailure> {
+        let mut args: Vec<Value> = Vec::with_capacity(1 + fences.fields.len());
+        args.push(Value::from(fences.hash));
+        args.extend(fences.fields.iter().map(|f| Value::from(f.as_str())));
+        self.client
+            .with_options(&self.options)
+            .custom::<Value, Value>(command("HDEL"), args)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_error(&e))
+    }
+
     async fn acquire_fenced(
         &self,
         keys: &[String],
