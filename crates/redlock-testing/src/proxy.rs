@@ -86,6 +86,8 @@ struct Conn {
 }
 
 impl Conn {
+    /// Marks the connection dead and shuts both sockets, which ends its two
+    /// pump threads.
     fn close(&self) {
         self.dead.store(true, Ordering::Release);
         let _ = self.client.shutdown(Shutdown::Both);
@@ -93,6 +95,7 @@ impl Conn {
     }
 }
 
+/// What the proxy's handle, its accept loop and its pump threads share.
 struct Inner {
     upstream: Mutex<SocketAddr>,
     mode: Mutex<Mode>,
@@ -108,10 +111,13 @@ struct Inner {
 }
 
 impl Inner {
+    /// The current mode; each chunk reads it again, so a change applies to
+    /// connections already open.
     fn mode(&self) -> Mode {
         *lock(&self.mode)
     }
 
+    /// Where new connections go (the server can be switched at run time).
     fn upstream(&self) -> SocketAddr {
         *lock(&self.upstream)
     }
@@ -277,6 +283,9 @@ impl Drop for Proxy {
     }
 }
 
+/// Accepts connections until the proxy stops (polling a non-blocking
+/// listener, so that `stop` is seen); in `Mode::Refuse` each is closed at
+/// once, otherwise it is opened on a thread of its own.
 fn accept_loop(listener: &TcpListener, inner: &Arc<Inner>) {
     while !inner.stop.load(Ordering::Acquire) {
         match listener.accept() {
@@ -299,6 +308,9 @@ fn accept_loop(listener: &TcpListener, inner: &Arc<Inner>) {
     }
 }
 
+/// Connects one accepted client to the upstream server and starts the
+/// two pump threads (one per direction); a client whose upstream cannot
+/// be reached within a second is closed.
 fn open(client: TcpStream, inner: &Arc<Inner>) {
     let Ok(upstream) = TcpStream::connect_timeout(&inner.upstream(), Duration::from_secs(1)) else {
         let _ = client.shutdown(Shutdown::Both);
@@ -481,6 +493,7 @@ fn forward(
     let _ = to.shutdown(Shutdown::Both);
 }
 
+/// Closes and forgets connection `id`.
 fn close_conn(inner: &Inner, id: u64) {
     let mut conns = lock(&inner.conns);
     if let Some(i) = conns.iter().position(|c| c.id == id) {

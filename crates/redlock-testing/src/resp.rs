@@ -97,6 +97,9 @@ pub(crate) fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
     out
 }
 
+/// One `\r\n`-terminated line of the protocol, without its terminator:
+/// an end of stream is an I/O error (`UnexpectedEof`), a line without
+/// CRLF or not in UTF-8 a protocol error.
 fn read_line<R: BufRead>(r: &mut R) -> Result<String, Error> {
     let mut buf = Vec::new();
     let n = r.read_until(b'\n', &mut buf)?;
@@ -116,6 +119,7 @@ fn read_line<R: BufRead>(r: &mut R) -> Result<String, Error> {
     String::from_utf8(buf).map_err(|e| Error::Protocol(format!("non UTF-8 line: {e}")))
 }
 
+/// A length or integer field of the protocol.
 fn parse_len(s: &str) -> Result<i64, Error> {
     s.parse::<i64>()
         .map_err(|_| Error::Protocol(format!("bad length/integer {s:?}")))

@@ -96,6 +96,8 @@ impl ServerOptions {
 }
 
 #[derive(Debug)]
+/// The server process as the handle knows it, behind one lock: its
+/// child, its pid, whether it is paused.
 struct ProcState {
     /// `None` once killed (and reaped) or after it exited by itself.
     child: Option<Child>,
@@ -220,6 +222,9 @@ impl RedisServer {
         tail(&read_from(&self.dir().join(REDIS_LOG), 0), lines)
     }
 
+    /// Sends `sig` to the server and waits until `/proc` shows it stopped
+    /// (or running again): a test that pauses a master must not race the
+    /// signal. Panics if the server is not running.
     fn signal_and_settle(&self, sig: Signal, stopped: bool, what: &str) {
         let mut st = lock(&self.state);
         let Some(child) = st.child.as_mut() else {
@@ -377,6 +382,8 @@ impl RedisServer {
         self.connection_timeout(timeout)?.call(args)
     }
 
+    /// [`cmd`](Self::cmd) for the helpers whose callers want the reply or a
+    /// test failure: an error reply panics too, naming the port.
     fn cmd_or_panic(&self, args: &[&str]) -> Reply {
         match self.cmd(args) {
             Ok(Reply::Error(e)) => panic!("redis on port {}: {args:?} failed: {e}", self.port),

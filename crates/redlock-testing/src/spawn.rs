@@ -32,18 +32,21 @@ const STDIO_LOG: &str = "stdio.log";
 /// server's port is not handed out again before its `restart`.
 static RESERVED_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
+/// Locks `m`, ignoring poison (see the comment inside).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of our locks leaves consistent data; keep
     // going (Drop must work during unwinding).
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Reserves `port` for a server of this process; `false` if one has it.
 fn reserve_port(port: u16) -> bool {
     lock(&RESERVED_PORTS)
         .get_or_insert_with(HashSet::new)
         .insert(port)
 }
 
+/// Gives `port` back (the server was dropped).
 pub(crate) fn release_port(port: u16) {
     if let Some(set) = lock(&RESERVED_PORTS).as_mut() {
         set.remove(&port);

@@ -102,6 +102,11 @@ pub(crate) async fn connect(
     Redlock::with_masters(masters, settings, TokioRuntime)
 }
 
+/// Per-call options of every lock command: one write attempt (a command
+/// is never re-sent after a reconnect behind our back), fred's own
+/// timeout at the per-master timeout (an outer timeout alone would let a
+/// dropped command be written later), and `fail_fast` so that a command
+/// to a disconnected master fails at once instead of queueing.
 fn call_options(settings: &Settings) -> Options {
     Options {
         max_attempts: Some(1),
@@ -111,6 +116,11 @@ fn call_options(settings: &Settings) -> Options {
     }
 }
 
+/// A fred client for one master, configured for locks (see the module
+/// docs): a reconnect policy that never gives up, one attempt per
+/// command, TCP nodelay, and the unresponsive-connection check.
+/// `fail_fast` is off for a master that is not reachable yet, whose
+/// client must keep trying in the background.
 fn build_client(
     mut config: Config,
     settings: &Settings,
@@ -369,6 +379,8 @@ fn setup_failure(e: &FredError, address: &str) -> Result<MasterFailure, ConfigEr
     }
 }
 
+/// The shared admission state; a panic elsewhere cannot leave its few
+/// fields torn, so a poisoned lock is used as is.
 fn lock_admission(admission: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
     admission
         .lock()
@@ -401,12 +413,19 @@ fn tls_reason(details: &str) -> String {
         .to_owned()
 }
 
+/// Whether a server's error text means rejected credentials (Redis
+/// answers `WRONGPASS` or `NOAUTH`; some proxies and older servers say
+/// it in words).
 fn is_auth_message(details: &str) -> bool {
     details.contains("WRONGPASS")
         || details.contains("NOAUTH")
         || details.contains("invalid username-password")
 }
 
+/// Per-call options of the start-up commands (`INFO`, `SCRIPT LOAD`):
+/// as [`call_options`], bounded by the connect timeout rather than the
+/// per-master timeout, since a master that is still warming up should
+/// not fail start-up.
 fn connect_options(connect_timeout: Duration) -> Options {
     Options {
         max_attempts: Some(1),
@@ -416,6 +435,9 @@ fn connect_options(connect_timeout: Duration) -> Options {
     }
 }
 
+/// Asks a master who it is (`INFO`): its `run_id`, role and uptime, as
+/// the admission rules need them. A Redis Cluster node is an error of its
+/// own kind (`ErrorKind::Cluster`), so start-up can name it.
 pub(super) async fn fetch_identity(
     client: &Client,
     options: &Options,
@@ -469,6 +491,9 @@ pub(super) fn parse_time(v: Value) -> Option<Duration> {
     }
 }
 
+/// Loads every script on a master (`SCRIPT LOAD`), checking that the
+/// server computed the same SHA1 as we did; sent together, so they
+/// pipeline on the one connection.
 pub(super) async fn load_scripts(
     client: &Client,
     options: &Options,

@@ -30,6 +30,8 @@ pub(super) struct Script {
 }
 
 impl Script {
+    /// The script and its SHA1, computed here: EVALSHA needs no round trip
+    /// to learn it.
     fn new(body: &'static str) -> Self {
         Self {
             body,
@@ -39,6 +41,8 @@ impl Script {
 }
 
 #[derive(Debug)]
+/// The lock scripts of `redlock_core::scripts`, with their SHAs: one set
+/// per manager, shared by its links.
 pub(super) struct Scripts {
     acquire: Script,
     extend: Script,
@@ -49,6 +53,7 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
+    /// Every script of the core, hashed once.
     pub(super) fn new() -> Self {
         Self {
             acquire: Script::new(scripts::ACQUIRE),
@@ -60,6 +65,7 @@ impl Scripts {
         }
     }
 
+    /// Every script, for loading them all after a (re)start.
     pub(super) fn all(&self) -> [&Script; 6] {
         [
             &self.acquire,
@@ -151,6 +157,9 @@ impl FredLink {
         &self.client
     }
 
+    /// Runs `script` with `EVALSHA` and returns its integer reply; after
+    /// `NOSCRIPT` (a restarted or flushed master) it falls back to `EVAL`
+    /// and reloads every script in a task of its own.
     async fn eval(
         &self,
         script: &Script,

@@ -57,10 +57,14 @@ pub(super) fn attach(
     Ok(parsed)
 }
 
+/// The error for an unusable CA, with its reason.
 fn invalid(reason: String) -> ConfigError {
     ConfigError::InvalidTlsCa { reason }
 }
 
+/// A root store of exactly the CAs given to the builder: every
+/// `CERTIFICATE` block of every source must be a usable CA, and each
+/// source must have at least one.
 fn given_roots(cas: &[CaSource]) -> Result<RootCertStore, ConfigError> {
     let mut roots = RootCertStore::empty();
     for ca in cas {

@@ -8,6 +8,8 @@ use fred::types::config::{Config, ServerConfig};
 use redlock_core::ConfigError;
 
 #[derive(Clone)]
+/// A master URL, checked: the fred config to build its client from and
+/// its address for humans (`host:port[/db]`, without credentials).
 pub(super) struct ParsedUrl {
     pub(super) config: Config,
     pub(super) address: Arc<str>,
@@ -35,6 +37,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Parses and checks one master URL. `rediss://` is parsed as
+/// `redis://` and marked for the TLS connector `connect` attaches (see
+/// the module docs); without the `tls` feature it is refused rather than
+/// sent in plaintext.
+///
+/// # Errors
+///
+/// [`ConfigError::InvalidUrl`] (with the reason in words),
+/// [`ConfigError::UnsupportedScheme`] or [`ConfigError::TlsNotCompiled`].
 pub(super) fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
     let shown = redact_url(url);
     let Some((scheme, _)) = url.split_once("://") else {
