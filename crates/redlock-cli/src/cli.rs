@@ -7,16 +7,20 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use redlock_core::{ConfigError, KeyPrefix, Resource, Settings, Ttl, MAX_LABEL_LEN};
+use redlock_core::{ConfigError, Settings};
 
 use crate::output::{Failure, EXIT_STATUS_TABLE, EX_LOCK_LOST, EX_TEMPFAIL};
-use crate::spawn::MAX_SPAWN;
 
 mod help;
+mod parse;
 
 use help::{
     ABOUT, BENCH_LONG_ABOUT, EXAMPLES, EXEC_EXAMPLES, EXEC_LONG_ABOUT, INSPECT_LONG_ABOUT,
     LONG_ABOUT, UNLOCK_EXAMPLES, UNLOCK_LONG_ABOUT,
+};
+use parse::{
+    parse_duration, parse_label, parse_positive_duration, parse_prefix, parse_resource,
+    parse_spawn, parse_ttl, parse_wait,
 };
 
 /// The `redlock` command line.
@@ -553,82 +557,6 @@ pub(crate) fn fold_clap_error(e: &clap::Error, command: &str) -> String {
     format!("{message} (see '{command} --help')")
 }
 
-/// The longest duration any option takes. Far beyond any sane TTL, wait or
-/// timeout, and small enough that adding it to a clock reading can never
-/// overflow (an `Instant` holds centuries), so nothing downstream has to
-/// cope with values like `18446744073709551615s`.
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e}; expected a duration such as 500ms, 10s, 1m30s"))?;
-    if d > MAX_DURATION {
-        return Err(format!(
-            "too long: at most {}",
-            crate::output::human_duration(MAX_DURATION)
-        ));
-    }
-    Ok(d)
-}
-
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
-}
-
-fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    Ttl::try_from(d).map_err(|e| e.to_string())?;
-    Ok(d)
-}
-
-fn parse_wait(s: &str) -> Result<Wait, String> {
-    if s.trim().eq_ignore_ascii_case("forever") {
-        return Ok(Wait::Forever);
-    }
-    parse_positive_duration(s).map(Wait::For)
-}
-
-fn parse_resource(s: &str) -> Result<String, String> {
-    Resource::new(s).map_err(|e| e.to_string())?;
-    Ok(s.to_owned())
-}
-
-fn parse_label(s: &str) -> Result<String, String> {
-    if s.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    if s.chars().any(char::is_control) {
-        return Err("must be one line of text, without control characters".into());
-    }
-    if s.len() > MAX_LABEL_LEN {
-        return Err(format!(
-            "too long: {} bytes, at most {MAX_LABEL_LEN}",
-            s.len()
-        ));
-    }
-    Ok(s.to_owned())
-}
-
-fn parse_prefix(s: &str) -> Result<String, String> {
-    KeyPrefix::new(s).map_err(|e| e.to_string())?;
-    Ok(s.to_owned())
-}
-
-fn parse_spawn(s: &str) -> Result<usize, String> {
-    let n: usize = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a number of servers, 1 to {MAX_SPAWN}"))?;
-    if !(1..=MAX_SPAWN).contains(&n) {
-        return Err(format!("expected 1 to {MAX_SPAWN} servers"));
-    }
-    Ok(n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -746,7 +674,7 @@ mod tests {
 
     #[test]
     fn absurd_durations_are_refused_at_parse_time() {
-        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("365d"), Ok(parse::MAX_DURATION));
         for huge in ["366d", "18446744073709551615s", "600years"] {
             let e = parse_duration(huge).expect_err(huge);
             assert!(e.contains("at most 365d"), "{huge}: {e}");
