@@ -65,7 +65,7 @@ pub struct Redlock<M, R> {
 
 /// The answers of releases sent to every master by a background task, as
 /// they arrive.
-struct Releases(mpsc::UnboundedReceiver<(usize, Result<(), MasterFailure>)>);
+struct Releases(mpsc::UnboundedReceiver<Answer>);
 
 impl Releases {
     /// Waits until every master answered (each bounded by the per-master
@@ -554,7 +554,32 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         futures::future::join_all(self.masters.iter().map(Master::close)).await;
     }
 
-    /// Sends a release to every master from a background task, and
+    /// One release per wanted master, each an owned future that answers
+    /// with its master's index: polled by the caller
+    /// ([`release_keys`](Self::release_keys)) or by a background task
+    /// ([`spawn_releases`](Self::spawn_releases)). The token is copied once
+    /// and shared, not once per master.
+    fn releases(
+        &self,
+        keys: &Arc<[String]>,
+        token: &Token,
+        wanted: impl Fn(usize) -> bool,
+    ) -> FuturesUnordered<impl Future<Output = Answer> + Send + 'static> {
+        let token = Arc::new(token.clone());
+        (0..self.masters.len())
+            .filter(|&i| wanted(i))
+            .map(|i| {
+                let (masters, keys, token) = (
+                    Arc::clone(&self.masters),
+                    Arc::clone(keys),
+                    Arc::clone(&token),
+                );
+                async move { (i, masters[i].release(&keys, &token).await) }
+            })
+            .collect()
+    }
+
+    /// Sends a release to every wanted master from a background task, and
     /// returns the answers as they come.
     fn spawn_releases(
         &self,
@@ -563,29 +588,13 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         wanted: impl Fn(usize) -> bool,
     ) -> Releases {
         let (tx, rx) = mpsc::unbounded();
-        let targets: Vec<usize> = (0..self.masters.len()).filter(|&i| wanted(i)).collect();
-        if targets.is_empty() {
-            // Nothing to release: the channel closes at once.
-            return Releases(rx);
-        }
-        let masters = Arc::clone(&self.masters);
-        let (keys, token) = (Arc::clone(keys), token.clone());
-        let ticket = self.background.enter();
-        self.runtime.spawn(Box::pin(async move {
-            let _ticket = ticket;
-            let mut pending: FuturesUnordered<_> = targets
-                .into_iter()
-                .map(|i| {
-                    let (m, keys, token) = (&masters[i], &keys, &token);
-                    async move { (i, m.release(keys, token).await) }
-                })
-                .collect();
-            while let Some(answer) = pending.next().await {
-                // The receiver may be gone (the decision was taken, or the
-                // caller does not care): the releases go on regardless.
-                let _ = tx.unbounded_send(answer);
-            }
-        }));
+        // Nothing wanted: `tx` is dropped here and the channel closes at once.
+        finish_in_background(
+            &self.runtime,
+            &self.background,
+            self.releases(keys, token, wanted),
+            Some(tx),
+        );
         Releases(rx)
     }
 
@@ -600,13 +609,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         // wake-up on another worker per release). What is still running
         // then, or when this future is dropped, goes on in the background.
         let mut answers = Unfinished {
-            pending: (0..self.masters.len())
-                .map(|i| {
-                    let (masters, keys, token) =
-                        (Arc::clone(&self.masters), Arc::clone(keys), token.clone());
-                    async move { (i, masters[i].release(&keys, &token).await) }
-                })
-                .collect(),
+            pending: self.releases(keys, token, |_| true),
             runtime: &self.runtime,
             background: &self.background,
         };
@@ -637,30 +640,45 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
 /// Releases being polled by the caller; whatever has not answered when
 /// this is dropped (decided early, or the caller's future dropped) is
 /// finished by a background task, each bounded by the per-master timeout.
-struct Unfinished<
-    'a,
-    R: Runtime,
-    F: Future<Output = (usize, Result<(), MasterFailure>)> + Send + 'static,
-> {
+struct Unfinished<'a, R: Runtime, F: Future<Output = Answer> + Send + 'static> {
     pending: FuturesUnordered<F>,
     runtime: &'a R,
     background: &'a Arc<Background>,
 }
 
-impl<R: Runtime, F: Future<Output = (usize, Result<(), MasterFailure>)> + Send + 'static> Drop
-    for Unfinished<'_, R, F>
-{
+impl<R: Runtime, F: Future<Output = Answer> + Send + 'static> Drop for Unfinished<'_, R, F> {
     fn drop(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let mut pending = std::mem::take(&mut self.pending);
-        let ticket = self.background.enter();
-        self.runtime.spawn(Box::pin(async move {
-            let _ticket = ticket;
-            while pending.next().await.is_some() {}
-        }));
+        let pending = std::mem::take(&mut self.pending);
+        finish_in_background(self.runtime, self.background, pending, None);
     }
+}
+
+/// One master's answer to a release: its index and the outcome.
+type Answer = (usize, Result<(), MasterFailure>);
+
+/// Runs the releases still `pending` to the end in a background task that
+/// the manager counts ([`Redlock::background_idle`]), forwarding each answer
+/// to `answers` when someone listens. Spawns nothing when none is pending.
+fn finish_in_background<R: Runtime, F: Future<Output = Answer> + Send + 'static>(
+    runtime: &R,
+    background: &Arc<Background>,
+    mut pending: FuturesUnordered<F>,
+    answers: Option<mpsc::UnboundedSender<Answer>>,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let ticket = background.enter();
+    runtime.spawn(Box::pin(async move {
+        let _ticket = ticket;
+        while let Some(answer) = pending.next().await {
+            // The receiver may be gone (the decision was taken, or the
+            // caller does not care): the releases go on regardless.
+            if let Some(tx) = &answers {
+                let _ = tx.unbounded_send(answer);
+            }
+        }
+    }));
 }
 
 /// Logs an acquisition that failed for good: contention at DEBUG (a busy

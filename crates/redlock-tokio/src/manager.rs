@@ -398,8 +398,8 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
             .unwrap_or_else(|| settings.retry());
         let wait = opts.acquire.wait_override().unwrap_or(settings.wait());
         let mut acquire_opts = std::borrow::Cow::Borrowed(&opts.acquire);
+        let queue = self.inner.queues.queue(&resources);
         let queue_slot = if retry.retries() > 0 {
-            let queue = self.inner.queues.queue(&resources);
             let runtime = self.inner.redlock.runtime();
             let queued_at = runtime.now();
             let slot = match wait {
@@ -418,12 +418,11 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
                 }
                 acquire_opts = std::borrow::Cow::Owned(opts.acquire.clone().wait(Some(left)));
             }
-            Some(slot)
+            slot
         } else {
-            match self.inner.queues.queue(&resources).try_lock_owned() {
-                Ok(slot) => Some(slot),
-                Err(_) => return Err(AcquireError::HeldInProcess),
-            }
+            queue
+                .try_lock_owned()
+                .map_err(|_| AcquireError::HeldInProcess)?
         };
         // The token is chosen here, before anything is sent, so that a
         // cancelled call can be cleaned up by token (the core's hook for
@@ -475,7 +474,7 @@ impl<M: Master, R: Runtime> LockManager<M, R> {
             commands: rx,
             policy,
             acquired_at,
-            queue_slot,
+            queue_slot: Some(queue_slot),
         };
         self.inner.tracker.spawn_on(task.run(), &self.inner.handle);
         drop(registry);

@@ -31,7 +31,7 @@ pub(crate) struct Watchdog<M: Master, R: Runtime> {
     /// This lock's place at the head of the in-process queue for its
     /// resources: held until the release is queued on every master (or
     /// the lock is lost), then the next waiting task of this process asks
-    /// the masters.
+    /// the masters. `None` once handed on.
     pub(crate) queue_slot: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
