@@ -830,8 +830,7 @@ fn in_a_terminal_cmd_gets_the_foreground_and_one_ctrl_c() {
 
 /// The state letter of `pid` in /proc (`T` stopped, `S` sleeping, ...).
 fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+    stat_field(pid, 0)?.chars().next()
 }
 
 /// Field `n` (0-based, after the command name) of `/proc/pid/stat`: 0 the
@@ -842,6 +841,25 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
         .split_whitespace()
         .nth(n)
         .map(str::to_owned)
+}
+
+/// Waits (at most 20 s) until CMD and redlock are both stopped, as the
+/// shell must see a stopped job; on a timeout, says what each was doing and
+/// who had the terminal.
+fn wait_for_job_stop(cmd_pid: u32, redlock_pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')) {
+        assert!(
+            Instant::now() < deadline,
+            "CMD and redlock did not both stop: CMD {:?}, redlock {:?}, terminal foreground group {:?} (CMD's group {:?}, redlock's {:?})",
+            state(cmd_pid),
+            state(redlock_pid),
+            stat_field(cmd_pid, 5),
+            stat_field(cmd_pid, 2),
+            stat_field(redlock_pid, 2),
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -873,20 +891,7 @@ fn ctrl_z_in_a_job_control_shell_stops_redlock_with_cmd_and_fg_resumes_both() {
     keys.write_all(b"\x1a").expect("type Ctrl-Z");
     // The shell knows only redlock's group: redlock stops too, so the
     // shell sees its job stopped and takes the terminal back.
-    let stopped = || state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T');
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !stopped() {
-        assert!(
-            Instant::now() < deadline,
-            "CMD and redlock did not both stop: CMD {:?}, redlock {:?}, terminal foreground group {:?} (CMD's group {:?}, redlock's {:?})",
-            state(cmd_pid),
-            state(redlock_pid),
-            stat_field(cmd_pid, 5),
-            stat_field(cmd_pid, 2),
-            stat_field(redlock_pid, 2),
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_job_stop(cmd_pid, redlock_pid);
     keys.write_all(b"fg\n").expect("type fg");
     // Opening the FIFO for writing waits for CMD to open it for reading,
     // which it does once continued: from a thread of its own, so that a
@@ -1361,9 +1366,7 @@ fn a_cmd_that_stops_at_once_stops_redlock_too() {
         !read(&tmp.path("ready.tmp")).is_empty()
     });
     let (cmd_pid, redlock_pid) = pids_in(&tmp.path("ready.tmp"));
-    wait_until(Duration::from_secs(20), "CMD and redlock to stop", || {
-        state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')
-    });
+    wait_for_job_stop(cmd_pid, redlock_pid);
     keys.write_all(b"fg\n").expect("type fg");
     wait_until(Duration::from_secs(20), "CMD to finish after fg", || {
         tmp.path("finished").exists()
@@ -1393,9 +1396,7 @@ fn started_in_the_background_cmd_gets_the_terminal_on_fg() {
         .expect("type the command");
     let (cmd_pid, redlock_pid) = started_pids(&tmp);
     // SIGTTIN stops CMD; redlock stops too, so the shell sees a stopped job.
-    wait_until(Duration::from_secs(20), "the job to stop", || {
-        state(cmd_pid) == Some('T') && state(redlock_pid) == Some('T')
-    });
+    wait_for_job_stop(cmd_pid, redlock_pid);
     keys.write_all(b"fg\n").expect("type fg");
     wait_until(Duration::from_secs(20), "CMD to run and read", || {
         matches!(state(cmd_pid), Some('S' | 'R'))
