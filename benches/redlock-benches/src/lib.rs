@@ -21,6 +21,7 @@
 //! Results and how to reproduce them are in `docs/benchmarks.md`.
 
 pub mod fanout;
+pub mod redis_rs;
 pub mod scenario;
 pub mod stats;
 pub mod targets;

@@ -8,7 +8,8 @@
 //!     --urls redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003
 //! ```
 //!
-//! Options: `--impl redlock|rslock`, `--urls URL,..`, `--cycles N`
+//! Options: `--impl redlock|rslock|core-redis-rs` (the last: the core over
+//! the redis-rs experiment, see [`RedisRsMaster`]), `--urls URL,..`, `--cycles N`
 //! (default 20000), `--tasks T` (default 1: sequential cycles; more: that
 //! many tasks on distinct resources, as scenario F). It prints the cycles,
 //! the wall time and the client CPU per cycle (`getrusage`).
@@ -31,15 +32,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use redlock_benches::redis_rs::RedisRsMaster;
 use redlock_benches::scenario::own_cpu;
 use redlock_benches::workload;
 use redlock_benches::{Client, Env, Impl, Scenario};
-use redlock_core::Master;
+use redlock_core::{Master, Redlock, Settings};
+use redlock_tokio::TokioRuntime;
 
 fn usage(problem: &str) -> ! {
     eprintln!("cycle_profile: {problem}");
     eprintln!(
-        "usage: cycle_profile --impl redlock|rslock --urls URL,.. [--cycles N] [--tasks T] \
+        "usage: cycle_profile --impl redlock|rslock|core-redis-rs --urls URL,.. [--cycles N] [--tasks T] \
          [--release core|inline] [--ping plain|timeout] \
          [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]]"
     );
@@ -58,6 +61,7 @@ async fn main() {
     let mut secs = 3u64;
     let mut spawn = 0usize;
     let mut net_us = 0u64;
+    let mut redis_rs = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it
@@ -68,6 +72,10 @@ async fn main() {
                 imp = Some(match value.as_str() {
                     "redlock" => Impl::Redlock,
                     "rslock" => Impl::Rslock,
+                    "core-redis-rs" => {
+                        redis_rs = true;
+                        Impl::Redlock
+                    }
                     other => usage(&format!("unknown implementation {other}")),
                 });
             }
@@ -96,6 +104,13 @@ async fn main() {
         }
     }
     let imp = imp.unwrap_or_else(|| usage("--impl is required"));
+    if redis_rs {
+        if urls.is_empty() {
+            usage("--impl core-redis-rs needs --urls");
+        }
+        core_over_redis_rs(&urls, tasks, cycles).await;
+        return;
+    }
     // Masters of our own, kept alive until the end.
     let env = if spawn > 0 {
         Some(Env::start(Scenario::distant(imp, spawn, Duration::from_micros(net_us))).await)
@@ -169,6 +184,68 @@ async fn main() {
         } else {
             imp.name().to_owned()
         },
+        urls.len(),
+        wall.as_secs_f64(),
+        done as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / done.max(1) as f64
+    );
+}
+
+/// `--impl core-redis-rs`: the same cycles as `--impl redlock` (one
+/// attempt, then the core's release; sequential with `--tasks 1`, else
+/// that many tasks on distinct resources), through `redlock-core` over
+/// the redis-rs experiment ([`RedisRsMaster`]) instead of fred: what is
+/// left of the gap to rslock is the algorithm's, the rest the client's.
+async fn core_over_redis_rs(urls: &[String], tasks: usize, cycles: u64) {
+    let mut masters = Vec::with_capacity(urls.len());
+    for url in urls {
+        let master = RedisRsMaster::connect(url, Duration::from_millis(50))
+            .await
+            .unwrap_or_else(|e| usage(&format!("{url}: {e}")));
+        masters.push(master);
+    }
+    let settings = Settings::builder()
+        .ttl(Duration::from_secs(10))
+        .build(urls.len())
+        .unwrap_or_else(|e| usage(&e.to_string()));
+    let core = Arc::new(
+        Redlock::with_masters(masters, settings, TokioRuntime)
+            .unwrap_or_else(|e| usage(&e.to_string())),
+    );
+    let cycle = |core: Arc<Redlock<RedisRsMaster, TokioRuntime>>, name: String| async move {
+        match core.try_acquire(name).await {
+            Ok(lock) => core.release(lock).await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    // Warm-up: connections, script caches.
+    for i in 0..200 {
+        cycle(Arc::clone(&core), format!("bench:rs:warm:{i}")).await;
+    }
+    let tasks = tasks.max(1);
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let mine = cycles / tasks as u64 + u64::from((t as u64) < cycles % tasks as u64);
+        let core = Arc::clone(&core);
+        set.spawn(async move {
+            let mut done = 0u64;
+            for i in 0..mine {
+                done += u64::from(cycle(Arc::clone(&core), format!("bench:rs:{t}:{i}")).await);
+            }
+            done
+        });
+    }
+    let mut done = 0;
+    while let Some(n) = set.join_next().await {
+        done += n.unwrap_or(0);
+    }
+    let wall = t0.elapsed();
+    let cpu = own_cpu().saturating_sub(cpu0);
+    println!(
+        "redlock-core over redis-rs (experiment) {} master(s), {tasks} task(s): {done} cycles in {:.3} s, \
+         {:.1} cycles/s, client CPU {:.1} µs/cycle",
         urls.len(),
         wall.as_secs_f64(),
         done as f64 / wall.as_secs_f64(),
