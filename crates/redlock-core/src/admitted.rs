@@ -13,7 +13,7 @@ use crate::clock::{ClockSample, ClockVerdict};
 use crate::config::Ttl;
 use crate::fence::{Fence, FenceKeys};
 use crate::inspect::KeyState;
-use crate::master::Master;
+use crate::master::{Master, ReleaseWatch};
 use crate::tally::MasterFailure;
 use crate::token::Token;
 
@@ -238,6 +238,11 @@ impl<L: Link> Master for Admitted<L> {
         self.link.release(keys, token).await
     }
 
+    async fn release_announced(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        self.admit(Intent::Release).await?;
+        self.link.release_announced(keys, token).await
+    }
+
     async fn acquire_fenced(
         &self,
         keys: &[String],
@@ -274,6 +279,12 @@ impl<L: Link> Master for Admitted<L> {
 
     async fn close(&self) {
         self.link.close().await;
+    }
+
+    async fn watch_releases(&self, keys: &[String]) -> Option<ReleaseWatch> {
+        // Not admitted: an announcement grants nothing, it only shortens
+        // a waiter's sleep before an attempt that is admitted as usual.
+        self.link.watch_releases(keys).await
     }
 
     async fn set_fence(

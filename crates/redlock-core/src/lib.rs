@@ -42,7 +42,7 @@ pub use human::HumanDuration;
 pub use inspect::{Inspection, KeyState, MasterView};
 pub use lock::Lock;
 pub use manager::Redlock;
-pub use master::{Master, Runtime};
+pub use master::{Master, ReleaseWatch, Runtime};
 pub use options::AcquireOptions;
 pub use release::ReleaseReport;
 pub use retry::RetryPolicy;

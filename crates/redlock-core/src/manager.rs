@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::future::{self, Either};
+use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 
 use crate::background::Background;
 use crate::config::{ResourceSet, Settings, Ttl};
 use crate::error::{AcquireError, ConfigError, ExtendError, ReleaseError};
 use crate::fence::{Fence, FenceKeys};
 use crate::lock::Lock;
-use crate::master::{Master, Runtime};
+use crate::master::{Master, ReleaseWatch, Runtime};
 use crate::options::AcquireOptions;
 
 mod operator;
@@ -21,6 +22,22 @@ use crate::release::{ReleaseReport, ReleaseTally};
 use crate::tally::{Decision, MasterFailure, Tally, VoteOutcome, Votes};
 use crate::token::Token;
 use crate::validity;
+
+/// How a waiter's sleep before a retry ended.
+enum Wake {
+    /// Its retry delay ran out.
+    Slept,
+    /// A quorum of masters announced a release.
+    Announced,
+    /// Its subscriptions ended.
+    Ended,
+}
+
+/// After its first wake by release announcements, a waiter pauses for a
+/// random part of this many times its last attempt's length (see
+/// `acquire_with`), so that the waiters woken by the same release do not
+/// all try at the same instant.
+const WAKE_SPREAD: u32 = 4;
 
 /// Why one attempt failed; becomes an [`AcquireError`] with the attempt
 /// count once retries are exhausted.
@@ -192,6 +209,19 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// token) removes. Choosing the token up front is what lets a caller
     /// clean up after dropping this future.
     ///
+    /// Waking on release: after the first refusal, a call that may retry
+    /// asks every master to watch its keys
+    /// ([`Master::watch_releases`]). If any does, it retries at once (the
+    /// subscription now precedes the attempt, so no later release goes
+    /// unheard), then sleeps until its retry delay runs out or a quorum of
+    /// distinct masters announced a release, whichever comes first; after
+    /// such a wake it pauses for a random part of a window of a few
+    /// attempts' length, doubled at each further wake of the same call, so
+    /// that waiters woken together spread out. Retries that answer
+    /// announcements or the subscription are not counted against the retry
+    /// policy (the wait deadline bounds them). Masters that do not announce
+    /// (the default) leave the loop as plain jittered polling.
+    ///
     /// # Errors
     ///
     /// As [`acquire`](Self::acquire); a per-call TTL is checked like the
@@ -233,6 +263,10 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         let deadline = wait.and_then(|w| begin.checked_add(w));
         let mut attempts: u32 = 0;
         let mut cleanup: Option<Releases> = None;
+        let mut watch: Option<BoxStream<'static, usize>> = None;
+        // Retries that answered a release (or the subscription) rather than
+        // a poll: they do not count against the retry policy's budget.
+        let mut woken: u32 = 0;
         loop {
             attempts += 1;
             if let Some(previous) = cleanup.take() {
@@ -244,7 +278,10 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 // this rarely waits.
                 previous.finished().await;
             }
-            let failure = match self.attempt(&keys, fences, &token, ttl).await {
+            let attempt_began = self.runtime.now();
+            let outcome = self.attempt(&keys, fences, &token, ttl).await;
+            let attempt_took = self.runtime.now().saturating_duration_since(attempt_began);
+            let failure = match outcome {
                 Ok((valid_until, votes, fence)) => {
                     tracing::debug!(attempts, %votes, fence = fence.map(Fence::get), "acquired");
                     return Ok(Lock {
@@ -262,10 +299,24 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                     f
                 }
             };
-            if attempts > retry.retries() {
+            let polls = attempts - woken;
+            if polls > retry.retries() {
                 return Err(log_failure(failure.into_error(attempts, ttl)));
             }
-            let mut delay = retry.delay(attempts, self.runtime.random_u64());
+            if attempts == 1 && deadline.is_none_or(|d| self.runtime.now() < d) {
+                // Refused once: from now on this waiter listens for the
+                // masters' release announcements (when they make them), and
+                // uncontended acquisitions never subscribe. A release
+                // between the refusal and the subscription is not announced
+                // to us, so the first retry goes at once, after the
+                // subscription: every release after it wakes us.
+                if let Some(w) = self.watch_releases(&keys).await {
+                    watch = Some(w);
+                    woken += 1;
+                    continue;
+                }
+            }
+            let mut delay = retry.delay(polls, self.runtime.random_u64());
             let now = self.runtime.now();
             if let Some(deadline) = deadline {
                 // No attempt starts after the deadline, and the wait lasts
@@ -281,8 +332,81 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 }
                 delay = delay.min(left);
             }
-            self.runtime.sleep(delay).await;
+            let sleep = self.runtime.sleep(delay);
+            let Some(w) = watch.as_mut() else {
+                sleep.await;
+                continue;
+            };
+            futures::pin_mut!(sleep);
+            // A release deletes the keys on a quorum of masters before the
+            // lock can be taken again: wake once a quorum of distinct
+            // masters announced one, not at the first announcement (each
+            // release announces on every master that held the keys).
+            let mut announced = vec![false; self.masters.len()];
+            let mut count = 0;
+            let outcome = loop {
+                match future::select(sleep.as_mut(), w.next()).await {
+                    Either::Left(((), _)) => break Wake::Slept,
+                    Either::Right((Some(i), _)) => {
+                        if !std::mem::replace(&mut announced[i], true) {
+                            count += 1;
+                        }
+                        if count >= self.settings.quorum.needed() {
+                            break Wake::Announced;
+                        }
+                    }
+                    Either::Right((None, _)) => break Wake::Ended,
+                }
+            };
+            match outcome {
+                Wake::Slept => {}
+                Wake::Announced => {
+                    tracing::debug!(attempts, "woken by release announcements");
+                    woken += 1;
+                    // Every waiter of every process heard the same
+                    // announcements. If they all tried at once their votes
+                    // would split and leave the lock free with everyone
+                    // asleep, so each pauses for a random part of a window
+                    // that starts at a few attempts' length and doubles
+                    // each time this caller was woken and still refused
+                    // (more waiters than the window separates), up to the
+                    // retry policy's longest delay.
+                    let ceiling = retry.delay(u32::MAX, u64::MAX);
+                    let window = attempt_took
+                        .saturating_mul(WAKE_SPREAD)
+                        .saturating_mul(1u32 << (woken - 1).min(16))
+                        .min(ceiling);
+                    let span = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
+                    let mut pause = Duration::from_nanos(self.runtime.random_u64() % span);
+                    if let Some(deadline) = deadline {
+                        pause = pause.min(deadline.saturating_duration_since(self.runtime.now()));
+                    }
+                    self.runtime.sleep(pause).await;
+                }
+                // The subscription ended (a master's connection was lost):
+                // polling from now on.
+                Wake::Ended => {
+                    watch = None;
+                    sleep.await;
+                }
+            }
         }
+    }
+
+    /// Subscribes to the release announcements of `keys` on every master
+    /// that makes them (see [`Master::watch_releases`]): one stream of the
+    /// announcing masters' indices; `None` when no master announces.
+    async fn watch_releases(&self, keys: &[String]) -> Option<BoxStream<'static, usize>> {
+        let watches: Vec<BoxStream<'static, usize>> =
+            future::join_all(self.masters.iter().map(|m| m.watch_releases(keys)))
+                .await
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, w): (usize, Option<ReleaseWatch>)| {
+                    Some(w?.map(move |()| i).boxed())
+                })
+                .collect();
+        (!watches.is_empty()).then(|| futures::stream::select_all(watches).boxed())
     }
 
     /// One acquisition attempt: fan out, decide early, check validity,
@@ -551,7 +675,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// Cancel safe: dropping it leaves the remaining connections open; they
     /// close when the manager is dropped.
     pub async fn quit(&self) {
-        futures::future::join_all(self.masters.iter().map(Master::close)).await;
+        future::join_all(self.masters.iter().map(Master::close)).await;
     }
 
     /// One release per wanted master, each an owned future that answers
@@ -564,6 +688,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         keys: &Arc<[String]>,
         token: &Token,
         wanted: impl Fn(usize) -> bool,
+        announce: bool,
     ) -> FuturesUnordered<impl Future<Output = Answer> + Send + 'static> {
         let token = Arc::new(token.clone());
         (0..self.masters.len())
@@ -574,7 +699,15 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                     Arc::clone(keys),
                     Arc::clone(&token),
                 );
-                async move { (i, masters[i].release(&keys, &token).await) }
+                async move {
+                    let master = &masters[i];
+                    let outcome = if announce {
+                        master.release_announced(&keys, &token).await
+                    } else {
+                        master.release(&keys, &token).await
+                    };
+                    (i, outcome)
+                }
             })
             .collect()
     }
@@ -592,7 +725,9 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         finish_in_background(
             &self.runtime,
             &self.background,
-            self.releases(keys, token, wanted),
+            // A cleanup frees no lock anyone was granted: announcing it
+            // would wake every waiter for nothing.
+            self.releases(keys, token, wanted, false),
             Some(tx),
         );
         Releases(rx)
@@ -609,7 +744,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         // wake-up on another worker per release). What is still running
         // then, or when this future is dropped, goes on in the background.
         let mut answers = Unfinished {
-            pending: self.releases(keys, token, |_| true),
+            pending: self.releases(keys, token, |_| true, true),
             runtime: &self.runtime,
             background: &self.background,
         };

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 
 use crate::config::Ttl;
 use crate::fence::{Fence, FenceKeys};
@@ -62,6 +63,18 @@ pub trait Master: Send + Sync + 'static {
         keys: &[String],
         token: &Token,
     ) -> impl Future<Output = Result<(), MasterFailure>> + Send;
+
+    /// As [`release`](Self::release), for a lock its holder gives up (not
+    /// the cleanup after a refused attempt): a master that announces
+    /// releases (see [`watch_releases`](Self::watch_releases)) announces
+    /// this one. The default is [`release`](Self::release).
+    fn release_announced(
+        &self,
+        keys: &[String],
+        token: &Token,
+    ) -> impl Future<Output = Result<(), MasterFailure>> + Send {
+        self.release(keys, token)
+    }
 
     /// As [`acquire`](Self::acquire), and in the same atomic step reads the
     /// highest fence stored for `fences.fields` (0 when none). Masters that
@@ -141,7 +154,28 @@ pub trait Master: Send + Sync + 'static {
             "this master does not keep fences".into(),
         )))
     }
+
+    /// Subscribes to this master's announcements that one of `keys` was
+    /// released, for a waiter about to retry (see
+    /// [`Redlock::acquire_with`](crate::Redlock::acquire_with)). Resolves
+    /// once the subscription is in place on the master, within the
+    /// per-master timeout, with a stream that yields once per
+    /// announcement; dropping the stream unsubscribes. `None` when this
+    /// master does not announce releases (the default), cannot subscribe
+    /// now, or is at its bound of subscriptions: the waiter then polls
+    /// with its retry policy alone.
+    ///
+    /// An announcement is only a hint to retry at once: it never grants
+    /// anything, and a lost one costs the waiter one retry delay.
+    fn watch_releases(&self, keys: &[String]) -> impl Future<Output = Option<ReleaseWatch>> + Send {
+        let _ = keys;
+        std::future::ready(None)
+    }
 }
+
+/// Announcements of releases from one master: one item per announcement
+/// (see [`Master::watch_releases`]). Dropping it unsubscribes.
+pub type ReleaseWatch = BoxStream<'static, ()>;
 
 /// Where the algorithm gets time and randomness. The core never reads a
 /// clock or an RNG directly, so a simulation can drive it deterministically.

@@ -81,6 +81,20 @@ end
 return n
 "#;
 
+/// [`RELEASE`], and for each key it deleted a `PUBLISH` on the channel
+/// named after the key: the release announcement waiters subscribe to
+/// when a manager is built to wake them on release. Same reply.
+pub const RELEASE_ANNOUNCE: &str = r#"
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    n = n + redis.call('DEL', KEYS[i])
+    redis.call('PUBLISH', KEYS[i], '')
+  end
+end
+return n
+"#;
+
 /// Fenced acquire. `KEYS` = lock keys, then the fence hash (the key prefix
 /// itself, which no lock key can be: resource names are non-empty);
 /// `ARGV[1]` = token, `ARGV[2]` = TTL in ms, `ARGV[3..]` = the resource

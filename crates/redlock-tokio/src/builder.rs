@@ -41,6 +41,7 @@ pub struct LockManagerBuilder {
     settings: SettingsBuilder,
     policy: ExtendPolicy,
     connect_timeout: Duration,
+    wake_on_release: bool,
     /// CAs trusted for `rediss://` masters; empty: the system roots.
     #[cfg(feature = "tls")]
     tls_cas: Vec<fred::tls::CaSource>,
@@ -55,6 +56,7 @@ impl std::fmt::Debug for LockManagerBuilder {
             .field("settings", &self.settings)
             .field("extend_policy", &self.policy)
             .field("connect_timeout", &self.connect_timeout)
+            .field("wake_on_release", &self.wake_on_release)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +75,7 @@ impl LockManager<FredMaster, TokioRuntime> {
             settings: Settings::builder(),
             policy: ExtendPolicy::default(),
             connect_timeout: Duration::from_secs(2),
+            wake_on_release: false,
             #[cfg(feature = "tls")]
             tls_cas: Vec::new(),
         }
@@ -113,6 +116,56 @@ impl LockManagerBuilder {
     /// How long to wait for each master's first connection (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Wakes waiters when the lock they wait for is released, instead of
+    /// letting them sleep out their retry delay (default: off).
+    ///
+    /// With it on, this manager's releases of held locks `PUBLISH` on a
+    /// channel named after each lock key they delete (the cleanup after a
+    /// refused attempt announces nothing), and a call that waits
+    /// ([`LockManager::acquire`](crate::LockManager::acquire)) and was
+    /// refused once subscribes to its keys' channels on every master, then
+    /// retries at once. From then on it retries when a quorum of masters
+    /// announced a release (after a short random pause, so that the
+    /// waiters of several processes do not all try at the same instant),
+    /// or when its retry delay runs out, whichever comes first; retries
+    /// that answer announcements do not count against the retry policy's
+    /// budget (the wait deadline still bounds the call). Uncontended
+    /// acquisitions never subscribe. Turn it on in every process that
+    /// takes the same locks: waiters hear only the releases of managers
+    /// that announce them.
+    ///
+    /// When it pays (see `docs/benchmarks.md`, "Waking on release"):
+    /// holders that keep the lock a while and processes that wait for it,
+    /// where the hand-off drops from a retry delay to about a round trip.
+    /// When it does not: many processes looping on one resource with
+    /// nothing between two critical sections, where every release wakes
+    /// every waiter.
+    ///
+    /// Costs and bounds: one extra connection per master, opened at the
+    /// first wait; at most 10 000 watched channels per master (then
+    /// waiters poll); every subscription bounded by the per-master timeout
+    /// (a master that does not confirm in time leaves its waiters
+    /// polling); a `PUBLISH` per deleted key in each release. An
+    /// announcement only shortens a sleep: it grants nothing, and a lost
+    /// one costs one retry delay. Channels are global on a server, across
+    /// its databases: another deployment with the same key prefix on the
+    /// same servers wakes our waiters for nothing (one attempt each).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), redlock_tokio::ConfigError> {
+    /// use redlock_tokio::LockManager;
+    ///
+    /// let locks = LockManager::builder(["redis://127.0.0.1:7001"])
+    ///     .wake_on_release(true)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn wake_on_release(mut self, on: bool) -> Self {
+        self.wake_on_release = on;
         self
     }
 
@@ -212,6 +265,7 @@ impl LockManagerBuilder {
             &self.urls,
             settings,
             self.connect_timeout,
+            self.wake_on_release,
             #[cfg(feature = "tls")]
             &self.tls_cas,
         )

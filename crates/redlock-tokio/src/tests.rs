@@ -399,3 +399,151 @@ async fn with_lock_cancels_the_work_on_loss() {
     settle().await;
     assert_eq!(fakes.live_keys(), 0);
 }
+
+/// An in-memory master that announces its holders' releases, as a fred
+/// master built with `wake_on_release` does: one broadcast per master.
+struct Announcing {
+    inner: MemMaster,
+    releases: tokio::sync::broadcast::Sender<()>,
+}
+
+impl redlock_core::Master for Announcing {
+    fn address(&self) -> &Arc<str> {
+        self.inner.address()
+    }
+
+    async fn acquire(
+        &self,
+        keys: &[String],
+        token: &redlock_core::Token,
+        ttl: redlock_core::Ttl,
+    ) -> Result<(), redlock_core::MasterFailure> {
+        self.inner.acquire(keys, token, ttl).await
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &redlock_core::Token,
+        ttl: redlock_core::Ttl,
+        recreate: bool,
+    ) -> Result<(), redlock_core::MasterFailure> {
+        self.inner.extend(keys, token, ttl, recreate).await
+    }
+
+    async fn release(
+        &self,
+        keys: &[String],
+        token: &redlock_core::Token,
+    ) -> Result<(), redlock_core::MasterFailure> {
+        self.inner.release(keys, token).await
+    }
+
+    async fn release_announced(
+        &self,
+        keys: &[String],
+        token: &redlock_core::Token,
+    ) -> Result<(), redlock_core::MasterFailure> {
+        let released = self.inner.release(keys, token).await;
+        let _ = self.releases.send(());
+        released
+    }
+
+    async fn watch_releases(&self, _keys: &[String]) -> Option<redlock_core::ReleaseWatch> {
+        use futures::StreamExt;
+        let rx = self.releases.subscribe();
+        Some(
+            futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.ok().map(|()| ((), rx))
+            })
+            .boxed(),
+        )
+    }
+}
+
+/// A waiter sleeping out an hour-long retry delay is woken by the
+/// holder's release (announced by every master), in virtual time long
+/// before the hour, and the retries the announcements caused do not use
+/// up its budget of one retry.
+/// Three announcing masters, and a waiter for `job` whose retry policy
+/// allows one retry after a delay of half an hour to an hour.
+type Waiter = tokio::task::JoinHandle<Result<redlock_core::Lock, redlock_core::AcquireError>>;
+
+fn announcing_waiter() -> (Arc<Redlock<Announcing, VirtualClock>>, Waiter) {
+    let masters: Vec<Announcing> = MemMaster::group(3, now)
+        .into_iter()
+        .map(|inner| Announcing {
+            inner,
+            releases: tokio::sync::broadcast::channel(8).0,
+        })
+        .collect();
+    let settings = Settings::builder()
+        .ttl(Duration::from_secs(60))
+        .build(3)
+        .expect("settings");
+    let core = Arc::new(
+        Redlock::with_masters(masters, settings, VirtualClock(AtomicU64::new(1))).expect("core"),
+    );
+    let waiter = {
+        let core = Arc::clone(&core);
+        tokio::spawn(async move {
+            // Let the test take the lock first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let hour = Duration::from_secs(3600);
+            let opts = redlock_core::AcquireOptions::new()
+                .retry(crate::RetryPolicy::new(1, hour, hour))
+                .wait(None);
+            let resources = redlock_core::ResourceSet::try_from("job").expect("name");
+            let token = core.settings().new_token(core.runtime());
+            core.acquire_with(&resources, &opts, token).await
+        })
+    };
+    (core, waiter)
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_announcements_wake_a_waiter_without_spending_its_retries() {
+    let (core, waiter) = announcing_waiter();
+    let held = core.try_acquire("job").await.expect("free");
+    let t0 = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    core.release(held).await.expect("release");
+    let lock = waiter
+        .await
+        .expect("waiter task")
+        .expect("the announcements woke the waiter; its one retry is unspent");
+    // The policy's shortest delay is half its hour.
+    assert!(
+        t0.elapsed() < Duration::from_secs(1800),
+        "woken, not slept out: {:?}",
+        t0.elapsed()
+    );
+    assert!(lock.votes().granted() >= 2);
+    core.release(lock).await.expect("release");
+}
+
+/// One master's announcement is not a release: the keys may still be held
+/// on the others. The waiter sleeps its delay out.
+#[tokio::test(start_paused = true)]
+async fn a_minority_of_announcements_does_not_wake_a_waiter() {
+    let (core, waiter) = announcing_waiter();
+    let held = core.try_acquire("job").await.expect("free");
+    let t0 = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for m in core.masters() {
+        // Plain releases, which announce nothing (a master the quorum
+        // decided without may not hold the key: `NotHeld` there).
+        let _ = redlock_core::Master::release(m, held.keys(), held.token()).await;
+    }
+    let _ = core.masters()[0].releases.send(());
+    let lock = waiter
+        .await
+        .expect("waiter task")
+        .expect("the lock, after the delay");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1800),
+        "one announcement of three woke the waiter after {:?}",
+        t0.elapsed()
+    );
+    core.release(lock).await.expect("release");
+}

@@ -32,6 +32,7 @@ pub(crate) async fn connect(
     urls: &[String],
     settings: Settings,
     connect_timeout: Duration,
+    wake_on_release: bool,
     #[cfg(feature = "tls")] tls_cas: &[super::tls::CaSource],
 ) -> Result<Redlock<FredMaster, TokioRuntime>, ConfigError> {
     let parsed = urls
@@ -49,7 +50,7 @@ pub(crate) async fn connect(
             });
         }
     }
-    let scripts = Arc::new(Scripts::new());
+    let scripts = Arc::new(Scripts::new(wake_on_release));
     let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
     let options = call_options(&settings);
     let attempts = connect_all(parsed, &settings, connect_timeout, &options, &scripts).await?;

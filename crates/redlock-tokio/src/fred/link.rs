@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
@@ -12,13 +12,14 @@ use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
 use futures::future::BoxFuture;
 use redlock_core::{
     Admitted, ClockSample, Fence, FenceKeys, KeyState, Link, Master, MasterFacts, MasterFailure,
-    Token, Ttl,
+    ReleaseWatch, Token, Ttl,
 };
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::broadcast::Receiver as BroadcastReceiver;
 
 use redlock_core::scripts;
 
+use super::announce::Announcements;
 use super::connect::{fetch_identity, load_scripts, parse_time};
 use super::reply::{self, map_error, SetNxGet};
 
@@ -50,11 +51,16 @@ pub(super) struct Scripts {
     acquire_fenced: Script,
     set_fence: Script,
     inspect: Script,
+    release_announce: Script,
+    /// Whether releases announce themselves and waiters subscribe
+    /// ([`announce`](super::announce)).
+    pub(super) announce: bool,
 }
 
 impl Scripts {
-    /// Every script of the core, hashed once.
-    pub(super) fn new() -> Self {
+    /// Every script of the core, hashed once; with `announce`, releases
+    /// announce themselves.
+    pub(super) fn new(announce: bool) -> Self {
         Self {
             acquire: Script::new(scripts::ACQUIRE),
             extend: Script::new(scripts::EXTEND),
@@ -62,11 +68,13 @@ impl Scripts {
             acquire_fenced: Script::new(scripts::ACQUIRE_FENCED),
             set_fence: Script::new(scripts::SET_FENCE),
             inspect: Script::new(scripts::INSPECT),
+            release_announce: Script::new(scripts::RELEASE_ANNOUNCE),
+            announce,
         }
     }
 
     /// Every script, for loading them all after a (re)start.
-    pub(super) fn all(&self) -> [&Script; 6] {
+    pub(super) fn all(&self) -> [&Script; 7] {
         [
             &self.acquire,
             &self.extend,
@@ -74,6 +82,7 @@ impl Scripts {
             &self.acquire_fenced,
             &self.set_fence,
             &self.inspect,
+            &self.release_announce,
         ]
     }
 }
@@ -97,6 +106,8 @@ pub struct FredLink {
     /// (Redis before 7.0): single-key acquires use the script from then on.
     no_set_get: AtomicBool,
     task: Option<ConnectHandle>,
+    /// The subscriber side of release announcements, when switched on.
+    announcements: Option<Announcements>,
 }
 
 impl FredLink {
@@ -111,7 +122,12 @@ impl FredLink {
         address: Arc<str>,
         scripts: SharedScripts,
     ) -> Self {
+        let announcements = scripts.announce.then(|| {
+            let timeout = options.timeout.unwrap_or(Duration::from_secs(1));
+            Announcements::new(&client, &options, timeout)
+        });
         Self {
+            announcements,
             client,
             options,
             address,
@@ -348,12 +364,26 @@ impl Master for FredLink {
         reply::release_outcome(reply)
     }
 
+    async fn release_announced(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        let script = if self.scripts.announce {
+            &self.scripts.release_announce
+        } else {
+            &self.scripts.release
+        };
+        let reply = self.eval(script, keys, &[token.expose()]).await?;
+        reply::release_outcome(reply)
+    }
+
     async fn inspect(
         &self,
         key: &str,
         fences: FenceKeys<'_>,
     ) -> Result<(KeyState, u64), MasterFailure> {
         self.inspect_key(key, fences).await
+    }
+
+    async fn watch_releases(&self, keys: &[String]) -> Option<ReleaseWatch> {
+        self.announcements.as_ref()?.watch(keys).await
     }
 
     async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {

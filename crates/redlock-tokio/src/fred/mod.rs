@@ -41,6 +41,7 @@
 //! clients, `link` sends the lock commands, `reply` reads what the server
 //! answered, and `tls` builds the one TLS connector.
 
+mod announce;
 mod connect;
 mod link;
 mod reply;

@@ -1,0 +1,239 @@
+//! Release announcements from one master, for waiters
+//! ([`LockManagerBuilder::wake_on_release`](crate::LockManagerBuilder::wake_on_release)).
+//!
+//! With the switch on, the release script `PUBLISH`es on a channel named
+//! after each key it deleted (the lock key itself: channels and keys are
+//! separate namespaces), and a waiter that was refused once subscribes to
+//! its keys' channels on every master before its next attempt; an
+//! announcement wakes it from its retry delay at once. The core treats an
+//! announcement as a hint only (see `Master::watch_releases`): it grants
+//! nothing, and a lost one costs one retry delay.
+//!
+//! Per master and manager, one extra connection, opened at the first
+//! subscription (an uncontended process never opens it), carries every
+//! subscription:
+//! - **Bounded.** At most [`MAX_CHANNELS`] channels per master; past that,
+//!   waiters poll. Every `SUBSCRIBE` is bounded by the per-master
+//!   timeout; a master that does not answer in time leaves its waiters
+//!   polling, never hanging (the failure mode of pub/sub-only waits, as
+//!   in Spring's `RedisLockRegistry`).
+//! - **Ordered.** `SUBSCRIBE` and `UNSUBSCRIBE` go out from one task, in
+//!   the order the waiters came and went, so a channel dropped by the
+//!   last waiter and taken again by the next is never left unsubscribed.
+//! - **Counted.** A channel is subscribed while at least one waiter of
+//!   this manager watches it; the last one to leave unsubscribes it.
+//! - **Re-subscribed.** After the connection is re-established, every
+//!   channel still watched is subscribed again.
+//!
+//! A waiter that joins a channel another waiter of the process is still
+//! subscribing does not wait for that confirmation: in that short window
+//! an announcement can be missed, which costs one retry delay.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::types::config::Options;
+use futures::stream::{self, StreamExt};
+use redlock_core::ReleaseWatch;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Channels one master's subscriber connection carries at most.
+pub(crate) const MAX_CHANNELS: usize = 10_000;
+
+/// What the subscriber task is asked to do, in order.
+enum Command {
+    /// Subscribe to these channels and say whether the server confirmed.
+    Subscribe(Vec<String>, oneshot::Sender<bool>),
+    /// Unsubscribe from these channels (no waiter left on them).
+    Unsubscribe(Vec<String>),
+}
+
+/// The watched channels: an announcement goes to every receiver of the
+/// channel's sender; `watchers` counts the watches holding it.
+#[derive(Default)]
+struct Channels {
+    by_name: HashMap<String, (broadcast::Sender<()>, usize)>,
+}
+
+/// One master's announcements (see the module docs).
+pub(crate) struct Announcements {
+    channels: Arc<Mutex<Channels>>,
+    commands: mpsc::UnboundedSender<Command>,
+    timeout: Duration,
+}
+
+impl Announcements {
+    /// Announcements over a connection like `client`'s (same server, same
+    /// settings), opened at the first subscription by a task of its own.
+    pub(crate) fn new(client: &Client, options: &Options, timeout: Duration) -> Self {
+        let channels = Arc::new(Mutex::new(Channels::default()));
+        let (commands, rx) = mpsc::unbounded_channel();
+        tokio::spawn(subscriber(
+            client.clone_new(),
+            options.clone(),
+            rx,
+            Arc::clone(&channels),
+        ));
+        Self {
+            channels,
+            commands,
+            timeout,
+        }
+    }
+
+    /// Subscribes to the channels of `keys`; the stream yields once per
+    /// announcement on any of them. `None` if the subscription was not
+    /// confirmed within the per-master timeout or the bound is reached.
+    pub(crate) async fn watch(&self, keys: &[String]) -> Option<ReleaseWatch> {
+        let mut receivers = Vec::with_capacity(keys.len());
+        let mut new = Vec::new();
+        {
+            let mut channels = lock(&self.channels);
+            let fresh = keys
+                .iter()
+                .filter(|k| !channels.by_name.contains_key(*k))
+                .count();
+            if channels.by_name.len() + fresh > MAX_CHANNELS {
+                return None;
+            }
+            for key in keys {
+                let (sender, watchers) = channels.by_name.entry(key.clone()).or_insert_with(|| {
+                    new.push(key.clone());
+                    (broadcast::channel(1).0, 0)
+                });
+                *watchers += 1;
+                receivers.push(sender.subscribe());
+            }
+        }
+        // From here on the guard gives the channels back, whatever happens.
+        let guard = Arc::new(Watch {
+            channels: Arc::clone(&self.channels),
+            commands: self.commands.clone(),
+            keys: keys.to_vec(),
+        });
+        if !new.is_empty() {
+            let (ack, confirmed) = oneshot::channel();
+            self.commands.send(Command::Subscribe(new, ack)).ok()?;
+            match tokio::time::timeout(self.timeout, confirmed).await {
+                Ok(Ok(true)) => {}
+                _ => return None,
+            }
+        }
+        let streams = receivers.into_iter().map(move |rx| {
+            let guard = Arc::clone(&guard);
+            stream::unfold((rx, guard), |(mut rx, guard)| async move {
+                match rx.recv().await {
+                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => Some(((), (rx, guard))),
+                    Err(broadcast::error::RecvError::Closed) => None,
+                }
+            })
+            .boxed()
+        });
+        Some(stream::select_all(streams).boxed())
+    }
+}
+
+/// A waiter's hold on its channels: the last one to drop unsubscribes.
+struct Watch {
+    channels: Arc<Mutex<Channels>>,
+    commands: mpsc::UnboundedSender<Command>,
+    keys: Vec<String>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut channels = lock(&self.channels);
+        let mut gone = Vec::new();
+        for key in &self.keys {
+            if let Some((_, watchers)) = channels.by_name.get_mut(key) {
+                *watchers -= 1;
+                if *watchers == 0 {
+                    channels.by_name.remove(key);
+                    gone.push(key.clone());
+                }
+            }
+        }
+        // Queued under the lock, so it cannot pass a later subscription of
+        // the same channel.
+        if !gone.is_empty() {
+            let _ = self.commands.send(Command::Unsubscribe(gone));
+        }
+    }
+}
+
+/// The subscriber connection's task: connects at the first command, sends
+/// the commands in order, hands announcements to the watchers, and
+/// subscribes again after a reconnection. Ends when the manager's link is
+/// gone (every sender dropped), closing the connection.
+async fn subscriber(
+    client: Client,
+    options: Options,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    channels: Arc<Mutex<Channels>>,
+) {
+    // Nothing is opened until a waiter subscribes.
+    let Some(first) = commands.recv().await else {
+        return;
+    };
+    // The connection task runs for the life of the client (its reconnect
+    // policy never gives up); `quit` below ends it.
+    let _task = client.connect();
+    let mut messages = client.message_rx();
+    let mut reconnects = client.reconnect_rx();
+    let _ = tokio::time::timeout(
+        options.timeout.unwrap_or(Duration::from_secs(1)),
+        client.wait_for_connect(),
+    )
+    .await;
+    let send = |command: Command| {
+        let client = client.with_options(&options);
+        async move {
+            match command {
+                Command::Subscribe(names, ack) => {
+                    let _ = ack.send(client.subscribe(names).await.is_ok());
+                }
+                Command::Unsubscribe(names) => {
+                    let _ = client.unsubscribe(names).await;
+                }
+            }
+        }
+    };
+    send(first).await;
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => send(command).await,
+                None => break,
+            },
+            message = messages.recv() => match message {
+                Ok(message) => {
+                    let channels = lock(&channels);
+                    if let Some((sender, _)) = channels.by_name.get(&*message.channel) {
+                        let _ = sender.send(());
+                    }
+                }
+                // Lost announcements only cost their waiters a retry delay.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            reconnect = reconnects.recv() => match reconnect {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let names: Vec<String> = lock(&channels).by_name.keys().cloned().collect();
+                    if !names.is_empty() {
+                        let _ = client.with_options(&options).subscribe(names).await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    let _ = client.quit().await;
+}
+
+/// The channel table guards plain data that no panic leaves half-written.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,148 @@
+//! Waking waiters on release (`LockManagerBuilder::wake_on_release`)
+//! against real `redis-server` masters: a release in one manager wakes a
+//! waiter of another (two managers stand for two processes) long before
+//! its retry delay runs out; the waiter's subscriptions are gone once it
+//! is done; uncontended acquisitions never subscribe.
+//!
+//! The waiter's retry delay is an hour and the bound on its wake-up a
+//! minute: the bound only tells "woken" from "slept it out", it measures
+//! no speed.
+
+use std::time::{Duration, Instant};
+
+use redlock_testing::Masters;
+use redlock_tokio::{LockManager, LockOptions, RetryPolicy};
+
+async fn manager(masters: &Masters, wake: bool) -> LockManager {
+    LockManager::builder(masters.urls())
+        .settings(|s| s.danger_disable_restart_guard(true))
+        .wake_on_release(wake)
+        .connect()
+        .await
+        .expect("connect to harness masters")
+}
+
+/// How many subscribers each master counts on `channel`.
+fn subscribers(masters: &Masters, channel: &str) -> Vec<i64> {
+    masters
+        .iter()
+        .map(|m| {
+            let reply = m
+                .cmd(&["PUBSUB", "NUMSUB", channel])
+                .expect("PUBSUB NUMSUB");
+            reply
+                .as_array()
+                .and_then(|a| a.get(1))
+                .and_then(|n| n.as_int())
+                .expect("a count")
+        })
+        .collect()
+}
+
+/// Polls until `ok` holds, up to `bound`.
+async fn eventually(bound: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < bound {
+        if ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_waiter_of_another_manager() {
+    let masters = Masters::start(3);
+    let holder_side = manager(&masters, true).await;
+    let waiter_side = manager(&masters, true).await;
+    let held = holder_side.try_acquire("job").await.expect("free");
+
+    // Without an announcement this waiter would sleep an hour after its
+    // retry; with one it comes back at once.
+    let waiter = tokio::spawn(async move {
+        let opts = LockOptions::new()
+            .retry(RetryPolicy::unbounded(
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+            ))
+            .wait(None);
+        let guard = waiter_side
+            .acquire_with("job", &opts)
+            .await
+            .expect("the lock, once released");
+        guard.release().await.expect("release");
+        waiter_side
+    });
+    assert!(
+        eventually(Duration::from_secs(30), || subscribers(
+            &masters,
+            "redlock:job"
+        )
+        .iter()
+        .all(|&n| n == 1))
+        .await,
+        "the waiter subscribes on every master after its first refusal: {:?}",
+        subscribers(&masters, "redlock:job")
+    );
+    held.release().await.expect("release");
+
+    let waiter_side = tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("the release woke the waiter: it did not sleep out its hour")
+        .expect("waiter task");
+    for m in masters.iter() {
+        let stats = m.cmd(&["INFO", "commandstats"]).expect("INFO");
+        assert!(
+            stats
+                .as_str()
+                .expect("INFO text")
+                .contains("cmdstat_subscribe"),
+            "the waiter subscribed on {}",
+            m.url()
+        );
+    }
+    // Done waiting: its subscriptions are gone, and so are the keys.
+    assert!(
+        eventually(Duration::from_secs(30), || subscribers(
+            &masters,
+            "redlock:job"
+        )
+        .iter()
+        .all(|&n| n == 0))
+        .await,
+        "the last watcher unsubscribes: {:?}",
+        subscribers(&masters, "redlock:job")
+    );
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
+    waiter_side.shutdown(Duration::from_secs(5)).await;
+    holder_side.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncontended_acquisitions_never_subscribe() {
+    let masters = Masters::start(3);
+    let locks = manager(&masters, true).await;
+    for i in 0..20 {
+        let guard = locks
+            .acquire(format!("free-{i}"))
+            .await
+            .expect("uncontended");
+        guard.release().await.expect("release");
+    }
+    for m in masters.iter() {
+        let stats = m.cmd(&["INFO", "commandstats"]).expect("INFO");
+        let stats = stats.as_str().expect("INFO text");
+        assert!(
+            !stats.contains("cmdstat_subscribe"),
+            "no SUBSCRIBE ever reached {}:\n{stats}",
+            m.url()
+        );
+    }
+    assert!(redlock_tests::keys_left(&masters, "redlock:*")
+        .await
+        .is_empty());
+    locks.shutdown(Duration::from_secs(5)).await;
+}
