@@ -44,7 +44,8 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: cycle_profile --impl redlock|rslock|core-redis-rs --urls URL,.. [--cycles N] [--tasks T] \
          [--release core|inline] [--ping plain|timeout] \
-         [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]]"
+         [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]] \
+         [--managers K --wake on|off [--secs S] [--hold-ms H] [--think-ms T]]"
     );
     std::process::exit(2)
 }
@@ -62,6 +63,10 @@ async fn main() {
     let mut spawn = 0usize;
     let mut net_us = 0u64;
     let mut redis_rs = false;
+    let mut managers = 0usize;
+    let mut wake = false;
+    let mut hold_ms = 0u64;
+    let mut think_ms = 0u64;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it
@@ -83,6 +88,16 @@ async fn main() {
             "--cycles" => cycles = value.parse().unwrap_or_else(|_| usage("--cycles N")),
             "--tasks" => tasks = value.parse().unwrap_or_else(|_| usage("--tasks T")),
             "--handoff" => handoff = Some(value),
+            "--managers" => managers = value.parse().unwrap_or_else(|_| usage("--managers K")),
+            "--hold-ms" => hold_ms = value.parse().unwrap_or_else(|_| usage("--hold-ms H")),
+            "--think-ms" => think_ms = value.parse().unwrap_or_else(|_| usage("--think-ms T")),
+            "--wake" => {
+                wake = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => usage(&format!("--wake on|off, not {other}")),
+                };
+            }
             "--secs" => secs = value.parse().unwrap_or_else(|_| usage("--secs S")),
             "--spawn" => spawn = value.parse().unwrap_or_else(|_| usage("--spawn N")),
             "--net-us" => net_us = value.parse().unwrap_or_else(|_| usage("--net-us U")),
@@ -104,6 +119,17 @@ async fn main() {
         }
     }
     let imp = imp.unwrap_or_else(|| usage("--impl is required"));
+    if managers > 0 {
+        if urls.is_empty() {
+            usage("--managers needs --urls");
+        }
+        let pace = (
+            Duration::from_millis(hold_ms),
+            Duration::from_millis(think_ms),
+        );
+        across_managers(&urls, managers, wake, Duration::from_secs(secs), pace).await;
+        return;
+    }
     if redis_rs {
         if urls.is_empty() {
             usage("--impl core-redis-rs needs --urls");
@@ -189,6 +215,123 @@ async fn main() {
         done as f64 / wall.as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / done.max(1) as f64
     );
+}
+
+/// `--managers K --wake on|off`: K managers (each its own connections and
+/// in-process queue: K processes as far as the masters can tell), one task
+/// each, taking one resource in turn through `LockManager::acquire` with
+/// the default retry policy, for `--secs`; with or without release
+/// announcements (`wake_on_release`). Each holds the lock `--hold-ms`
+/// and waits `--think-ms` after releasing (default 0: back at once).
+/// Prints critical sections per second, the fewest / most per manager,
+/// and the median hand-off: from a release to the next acquisition by
+/// another manager.
+async fn across_managers(
+    urls: &[String],
+    managers: usize,
+    wake: bool,
+    secs: Duration,
+    (hold, think): (Duration, Duration),
+) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let mut all = Vec::with_capacity(managers);
+    for _ in 0..managers {
+        let m = redlock_tokio::LockManager::builder(urls.iter().cloned())
+            .settings(|s| {
+                s.ttl(Duration::from_secs(10))
+                    .danger_disable_restart_guard(true)
+            })
+            .wake_on_release(wake)
+            .connect()
+            .await
+            .unwrap_or_else(|e| usage(&e.to_string()));
+        all.push(m);
+    }
+    let resource = format!("bench:managers:{}", std::process::id());
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicBool::new(false));
+    let violations = Arc::new(AtomicU64::new(0));
+    // Who released last (manager index + 1; 0: nobody yet) and when, in
+    // nanoseconds since `t0`.
+    let last_release = Arc::new(std::sync::Mutex::new((0usize, 0u64)));
+    let handoffs = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let mut set = tokio::task::JoinSet::new();
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    for (me, m) in all.iter().enumerate() {
+        let (m, stop, busy, violations, resource, last_release, handoffs) = (
+            m.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&busy),
+            Arc::clone(&violations),
+            resource.clone(),
+            Arc::clone(&last_release),
+            Arc::clone(&handoffs),
+        );
+        set.spawn(async move {
+            let mut done = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(guard) = m.acquire(resource.as_str()).await else {
+                    continue;
+                };
+                let now = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let (by, at) = *last_release.lock().expect("last release");
+                if by != 0 && by != me + 1 {
+                    handoffs
+                        .lock()
+                        .expect("handoffs")
+                        .push(now.saturating_sub(at));
+                }
+                if busy.swap(true, Ordering::AcqRel) {
+                    violations.fetch_add(1, Ordering::Relaxed);
+                }
+                if hold.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(hold).await;
+                }
+                busy.store(false, Ordering::Release);
+                *last_release.lock().expect("last release") = (
+                    me + 1,
+                    u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                );
+                let _ = guard.release().await;
+                done += 1;
+                if !think.is_zero() {
+                    tokio::time::sleep(think).await;
+                }
+            }
+            done
+        });
+    }
+    tokio::time::sleep(secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut counts = Vec::with_capacity(managers);
+    while let Some(n) = set.join_next().await {
+        counts.push(n.unwrap_or(0));
+    }
+    let wall = t0.elapsed();
+    let cpu = own_cpu().saturating_sub(cpu0);
+    let total: u64 = counts.iter().sum();
+    let mut handoffs = std::mem::take(&mut *handoffs.lock().expect("handoffs"));
+    handoffs.sort_unstable();
+    let median_ms = handoffs
+        .get(handoffs.len() / 2)
+        .map_or(0.0, |&n| n as f64 / 1e6);
+    println!(
+        "{managers} managers, wake on release {}: {:.0} CS/s, fewest/most {}/{}, violations {}, \
+         client CPU {:.1} µs/CS, median hand-off {median_ms:.2} ms over {} hand-offs",
+        if wake { "on" } else { "off" },
+        total as f64 / wall.as_secs_f64(),
+        counts.iter().min().unwrap_or(&0),
+        counts.iter().max().unwrap_or(&0),
+        violations.load(Ordering::Relaxed),
+        cpu.as_secs_f64() * 1e6 / total.max(1) as f64,
+        handoffs.len(),
+    );
+    for m in all {
+        m.shutdown(Duration::from_secs(5)).await;
+    }
 }
 
 /// `--impl core-redis-rs`: the same cycles as `--impl redlock` (one
