@@ -132,6 +132,18 @@ pub(crate) struct Global {
     /// failed TLS handshake is an error, never a plaintext retry.
     #[arg(long, global = true, env = "REDLOCK_TLS_CA", value_name = "FILE")]
     pub(crate) tls_ca: Option<PathBuf>,
+
+    /// Wake a waiting command as soon as another process releases the
+    /// lock, instead of sleeping out its retry delay.
+    ///
+    /// Releases then announce themselves (a PUBLISH on the lock key's
+    /// channel), and a command that waits (--wait) subscribes after its
+    /// first refusal, over one extra connection per master. Use it on
+    /// every host that takes the same locks: a waiter hears only the
+    /// releases of processes that announce them. Pays when holders keep
+    /// the lock a while (cron jobs); see docs/benchmarks.md.
+    #[arg(long, global = true)]
+    pub(crate) wake_on_release: bool,
 }
 
 /// The subcommands.

@@ -147,7 +147,8 @@ pub(crate) fn builder(
                 None => s,
             }
         })
-        .connect_timeout(global.connect_timeout);
+        .connect_timeout(global.connect_timeout)
+        .wake_on_release(global.wake_on_release);
     match &global.tls_ca {
         Some(ca) => builder.tls_ca_file(ca.clone()),
         None => builder,

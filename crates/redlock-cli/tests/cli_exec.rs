@@ -367,6 +367,51 @@ fn wait_retries_until_the_holder_is_gone() {
 }
 
 #[test]
+fn a_waiting_exec_subscribes_to_releases_only_with_wake_on_release() {
+    let masters = Masters::start(3);
+    let subscribed = |masters: &Masters| {
+        masters.iter().any(|m| {
+            let stats = m.cmd(&["INFO", "commandstats"]).expect("INFO");
+            stats
+                .as_str()
+                .expect("INFO text")
+                .contains("cmdstat_subscribe")
+        })
+    };
+    for wake in [false, true] {
+        for m in masters.iter() {
+            m.cmd(&["CONFIG", "RESETSTAT"]).expect("RESETSTAT");
+            m.cmd(&["SET", "redlock:wake", "someone-else", "PX", "500"])
+                .expect("SET");
+        }
+        let urls = masters.urls_csv();
+        let mut args = vec!["--masters", urls.as_str()];
+        if wake {
+            args.push("--wake-on-release");
+        }
+        args.extend([
+            "exec",
+            "--resource",
+            "wake",
+            "--ttl",
+            "5s",
+            "--wait",
+            "20s",
+            "--",
+            "true",
+        ]);
+        let out = run(&args);
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert_eq!(
+            subscribed(&masters),
+            wake,
+            "a refused exec subscribes to releases exactly when asked to"
+        );
+        no_keys(&masters);
+    }
+}
+
+#[test]
 fn cmd_killed_by_a_signal_gives_128_plus_n_and_the_lock_is_released() {
     let masters = Masters::start(3);
     let out = run(&[
