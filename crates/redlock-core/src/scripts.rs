@@ -83,13 +83,15 @@ return n
 
 /// [`RELEASE`], and for each key it deleted a `PUBLISH` on the channel
 /// named after the key: the release announcement waiters subscribe to
-/// when a manager is built to wake them on release. Same reply.
+/// when a manager is built to wake them on release. Same reply. The
+/// `PUBLISH` is a `pcall`: a user whose ACL forbids the channel (Redis 7
+/// users get no channels by default) still releases, silently.
 pub const RELEASE_ANNOUNCE: &str = r#"
 local n = 0
 for i = 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     n = n + redis.call('DEL', KEYS[i])
-    redis.call('PUBLISH', KEYS[i], '')
+    redis.pcall('PUBLISH', KEYS[i], '')
   end
 end
 return n

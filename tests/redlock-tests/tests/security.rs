@@ -43,6 +43,82 @@ fn create_lock_user(server: &RedisServer) {
     assert!(reply.is_ok(), "{reply:?}");
 }
 
+/// `wake_on_release` under the least-privilege user, which may use no
+/// channel: the release's `PUBLISH` is refused, and the release must
+/// still succeed; a waiter's `SUBSCRIBE` is refused, and it must fall back
+/// to polling rather than fail or hang. With the channels granted
+/// (`&redlock:* +publish +subscribe +unsubscribe`, `docs/safety.md`) the
+/// subscription is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_on_release_degrades_to_polling_without_channel_rights() {
+    let masters = Masters::start(3);
+    let mut urls = Vec::new();
+    for m in masters.iter() {
+        create_lock_user(m);
+        urls.push(format!("redis://locker:locker-pw@127.0.0.1:{}", m.port()));
+    }
+    let connect = || async {
+        fresh_builder(urls.clone())
+            .wake_on_release(true)
+            .connect()
+            .await
+            .expect("connect as locker")
+    };
+    let (holder, waiter) = (connect().await, connect().await);
+    let held = holder.try_acquire("acl:w").await.expect("free");
+    let waiting = tokio::spawn(async move {
+        let opts = redlock_tokio::LockOptions::new().wait(Some(Duration::from_secs(20)));
+        let guard = waiter
+            .acquire_with("acl:w", &opts)
+            .await
+            .expect("the lock, by polling");
+        guard.release().await.expect("release as locker");
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.release()
+        .await
+        .expect("a refused PUBLISH does not fail the release");
+    waiting.await.expect("waiter");
+    assert!(redlock_tests::keys_left(&masters, "redlock:?*")
+        .await
+        .is_empty());
+
+    // With the channels granted, the waiter's SUBSCRIBE is executed.
+    for m in masters.iter() {
+        let reply = m
+            .cmd(&[
+                "ACL",
+                "SETUSER",
+                "locker",
+                "&redlock:*",
+                "+publish",
+                "+subscribe",
+                "+unsubscribe",
+            ])
+            .expect("ACL SETUSER");
+        assert!(reply.is_ok(), "{reply:?}");
+        m.cmd(&["CONFIG", "RESETSTAT"]).expect("RESETSTAT");
+    }
+    let (holder, waiter) = (connect().await, connect().await);
+    let held = holder.try_acquire("acl:w").await.expect("free");
+    let waiting = tokio::spawn(async move {
+        let opts = redlock_tokio::LockOptions::new().wait(Some(Duration::from_secs(20)));
+        let guard = waiter.acquire_with("acl:w", &opts).await.expect("the lock");
+        guard.release().await.expect("release as locker");
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.release().await.expect("release as locker");
+    waiting.await.expect("waiter");
+    let executed = masters.iter().any(|m| {
+        let stats = m.cmd(&["INFO", "commandstats"]).expect("INFO");
+        stats.as_str().expect("INFO text").lines().any(|l| {
+            l.starts_with("cmdstat_subscribe:calls=")
+                && !l.starts_with("cmdstat_subscribe:calls=0,")
+        })
+    });
+    assert!(executed, "SUBSCRIBE ran with the channel rights");
+}
+
 #[tokio::test]
 async fn works_under_a_least_privilege_acl_user() {
     let masters = Masters::start(3);
