@@ -219,7 +219,9 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// attempts' length, doubled at each further wake of the same call, so
     /// that waiters woken together spread out. Retries that answer
     /// announcements or the subscription are not counted against the retry
-    /// policy (the wait deadline bounds them). Masters that do not announce
+    /// policy, up to as many as it allows (so a call makes at most twice its
+    /// retries, and the wait deadline bounds it as usual). The subscription
+    /// is bounded by the per-master timeout. Masters that do not announce
     /// (the default) leave the loop as plain jittered polling.
     ///
     /// # Errors
@@ -265,8 +267,12 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         let mut cleanup: Option<Releases> = None;
         let mut watch: Option<BoxStream<'static, usize>> = None;
         // Retries that answered a release (or the subscription) rather than
-        // a poll: they do not count against the retry policy's budget.
+        // a poll: up to as many as the budget itself, they do not count
+        // against it (beyond that they do, so that a call without a
+        // deadline still ends under endless churn). `wakes` counts the
+        // announcements alone.
         let mut woken: u32 = 0;
+        let mut wakes: u32 = 0;
         loop {
             attempts += 1;
             if let Some(previous) = cleanup.take() {
@@ -299,21 +305,33 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                     f
                 }
             };
-            let polls = attempts - woken;
+            let polls = attempts - woken.min(retry.retries());
             if polls > retry.retries() {
                 return Err(log_failure(failure.into_error(attempts, ttl)));
             }
-            if attempts == 1 && deadline.is_none_or(|d| self.runtime.now() < d) {
+            let before_deadline = |now: Instant| deadline.is_none_or(|d| now < d);
+            if attempts == 1 && before_deadline(self.runtime.now()) {
                 // Refused once: from now on this waiter listens for the
                 // masters' release announcements (when they make them), and
                 // uncontended acquisitions never subscribe. A release
                 // between the refusal and the subscription is not announced
                 // to us, so the first retry goes at once, after the
-                // subscription: every release after it wakes us.
-                if let Some(w) = self.watch_releases(&keys).await {
+                // subscription: every release after it wakes us. Bounded
+                // here by the per-master timeout (and the deadline), whatever
+                // the masters do.
+                let mut bound = self.settings.master_timeout();
+                if let Some(d) = deadline {
+                    bound = bound.min(d.saturating_duration_since(self.runtime.now()));
+                }
+                let subscribe = self.watch_releases(&keys);
+                let limit = self.runtime.sleep(bound);
+                futures::pin_mut!(subscribe, limit);
+                if let Either::Left((Some(w), _)) = future::select(subscribe, limit).await {
                     watch = Some(w);
-                    woken += 1;
-                    continue;
+                    if before_deadline(self.runtime.now()) {
+                        woken += 1;
+                        continue;
+                    }
                 }
             }
             let mut delay = retry.delay(polls, self.runtime.random_u64());
@@ -363,6 +381,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 Wake::Announced => {
                     tracing::debug!(attempts, "woken by release announcements");
                     woken += 1;
+                    wakes += 1;
                     // Every waiter of every process heard the same
                     // announcements. If they all tried at once their votes
                     // would split and leave the lock free with everyone
@@ -371,11 +390,10 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                     // each time this caller was woken and still refused
                     // (more waiters than the window separates), up to the
                     // retry policy's longest delay.
-                    let ceiling = retry.delay(u32::MAX, u64::MAX);
                     let window = attempt_took
                         .saturating_mul(WAKE_SPREAD)
-                        .saturating_mul(1u32 << (woken - 1).min(16))
-                        .min(ceiling);
+                        .saturating_mul(1u32 << (wakes - 1).min(16))
+                        .min(retry.max());
                     let span = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
                     let mut pause = Duration::from_nanos(self.runtime.random_u64() % span);
                     if let Some(deadline) = deadline {
@@ -383,8 +401,8 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                     }
                     self.runtime.sleep(pause).await;
                 }
-                // The subscription ended (a master's connection was lost):
-                // polling from now on.
+                // Every master's announcements ended (the masters' side
+                // dropped them): polling from now on.
                 Wake::Ended => {
                     watch = None;
                     sleep.await;

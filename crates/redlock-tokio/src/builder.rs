@@ -132,7 +132,8 @@ impl LockManagerBuilder {
     /// waiters of several processes do not all try at the same instant),
     /// or when its retry delay runs out, whichever comes first; retries
     /// that answer announcements do not count against the retry policy's
-    /// budget (the wait deadline still bounds the call). Uncontended
+    /// budget, up to as many as it allows (the wait deadline still bounds
+    /// the call). Uncontended
     /// acquisitions never subscribe. Turn it on in every process that
     /// takes the same locks: waiters hear only the releases of managers
     /// that announce them.
@@ -144,11 +145,12 @@ impl LockManagerBuilder {
     /// nothing between two critical sections, where every release wakes
     /// every waiter.
     ///
-    /// Costs and bounds: one extra connection per master, opened at the
-    /// first wait; at most 10 000 watched channels per master (then
-    /// waiters poll); every subscription bounded by the per-master timeout
-    /// (a master that does not confirm in time leaves its waiters
-    /// polling); a `PUBLISH` per deleted key in each release. An
+    /// Costs and bounds: one extra connection per master, opened with the
+    /// manager and idle until a waiter subscribes; at most 10 000 watched
+    /// channels per master (then waiters poll); a waiter waits for its
+    /// subscription at most the per-master timeout (a master that does not
+    /// confirm in time leaves it polling, never hanging); a `PUBLISH` per
+    /// deleted key in each release. An
     /// announcement only shortens a sleep: it grants nothing, and a lost
     /// one costs one retry delay. Channels are global on a server, across
     /// its databases: another deployment with the same key prefix on the

@@ -9,14 +9,19 @@
 //! announcement as a hint only (see `Master::watch_releases`): it grants
 //! nothing, and a lost one costs one retry delay.
 //!
-//! Per master and manager, one extra connection, opened at the first
-//! subscription (an uncontended process never opens it), carries every
-//! subscription:
+//! Per master and manager, one extra connection, opened with the manager
+//! and idle until a waiter subscribes (an uncontended acquisition sends
+//! nothing on it), carries every subscription:
 //! - **Bounded.** At most [`MAX_CHANNELS`] channels per master; past that,
-//!   waiters poll. Every `SUBSCRIBE` is bounded by the per-master
-//!   timeout; a master that does not answer in time leaves its waiters
-//!   polling, never hanging (the failure mode of pub/sub-only waits, as
-//!   in Spring's `RedisLockRegistry`).
+//!   waiters poll. A waiter waits for its `SUBSCRIBE` at most the
+//!   per-master timeout (the core bounds it too); a master that does not
+//!   confirm in time leaves the subscription to land later, and the
+//!   waiter polls meanwhile, never hanging (the failure mode of
+//!   pub/sub-only waits, as in Spring's `RedisLockRegistry`).
+//! - **Confirmed.** fred answers a `SUBSCRIBE` as soon as it is written;
+//!   a `PING` on the same connection after it answers once the server has
+//!   processed the `SUBSCRIBE`, which is what "subscribed before the next
+//!   attempt" needs.
 //! - **Ordered.** `SUBSCRIBE` and `UNSUBSCRIBE` go out from one task, in
 //!   the order the waiters came and went, so a channel dropped by the
 //!   last waiter and taken again by the next is never left unsubscribed.
@@ -36,9 +41,12 @@ use std::time::Duration;
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::Options;
+use fred::types::{Builder, Value};
 use futures::stream::{self, StreamExt};
 use redlock_core::ReleaseWatch;
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::link::command;
 
 /// Channels one master's subscriber connection carries at most.
 pub(crate) const MAX_CHANNELS: usize = 10_000;
@@ -49,6 +57,8 @@ enum Command {
     Subscribe(Vec<String>, oneshot::Sender<bool>),
     /// Unsubscribe from these channels (no waiter left on them).
     Unsubscribe(Vec<String>),
+    /// Close the connection ([`Announcements::close`]).
+    Close,
 }
 
 /// The watched channels: an announcement goes to every receiver of the
@@ -67,16 +77,33 @@ pub(crate) struct Announcements {
 
 impl Announcements {
     /// Announcements over a connection like `client`'s (same server, same
-    /// settings), opened at the first subscription by a task of its own.
+    /// settings), opened now by a task of its own.
     pub(crate) fn new(client: &Client, options: &Options, timeout: Duration) -> Self {
         let channels = Arc::new(Mutex::new(Channels::default()));
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(subscriber(
-            client.clone_new(),
-            options.clone(),
-            rx,
-            Arc::clone(&channels),
-        ));
+        // As the link's client, except that it keeps reconnecting from the
+        // first connection on: with `fail_fast`, fred tries a client's
+        // first connection once, and a master that was down then would
+        // never announce anything to this manager.
+        let mut config = client.client_config();
+        config.fail_fast = false;
+        let mut builder = Builder::from_config(config);
+        builder
+            .set_performance_config(client.perf_config())
+            .set_connection_config(client.connection_config().clone());
+        if let Some(policy) = client.client_reconnect_policy() {
+            builder.set_policy(policy);
+        }
+        if let Ok(subscriber_client) = builder.build() {
+            tokio::spawn(subscriber(
+                subscriber_client,
+                options.clone(),
+                rx,
+                Arc::clone(&channels),
+            ));
+        }
+        // Without a client (fred refused the copied config, which it built
+        // once already), every watch answers `None`: the waiters poll.
         Self {
             channels,
             commands,
@@ -118,8 +145,11 @@ impl Announcements {
             let (ack, confirmed) = oneshot::channel();
             self.commands.send(Command::Subscribe(new, ack)).ok()?;
             match tokio::time::timeout(self.timeout, confirmed).await {
-                Ok(Ok(true)) => {}
-                _ => return None,
+                // Confirmed; or not yet, and it lands later (announcements
+                // from then on wake this waiter; it polls meanwhile).
+                Ok(Ok(true)) | Err(_) => {}
+                // Refused, or the subscriber task is gone.
+                Ok(Ok(false) | Err(_)) => return None,
             }
         }
         let streams = receivers.into_iter().map(move |rx| {
@@ -133,6 +163,12 @@ impl Announcements {
             .boxed()
         });
         Some(stream::select_all(streams).boxed())
+    }
+
+    /// Closes the subscriber connection (the manager is shutting down);
+    /// later watches answer `None`.
+    pub(crate) fn close(&self) {
+        let _ = self.commands.send(Command::Close);
     }
 }
 
@@ -174,39 +210,41 @@ async fn subscriber(
     mut commands: mpsc::UnboundedReceiver<Command>,
     channels: Arc<Mutex<Channels>>,
 ) {
-    // Nothing is opened until a waiter subscribes.
-    let Some(first) = commands.recv().await else {
-        return;
-    };
     // The connection task runs for the life of the client (its reconnect
-    // policy never gives up); `quit` below ends it.
-    let _task = client.connect();
+    // policy never gives up); it is stopped below.
+    let task = client.connect();
     let mut messages = client.message_rx();
     let mut reconnects = client.reconnect_rx();
-    let _ = tokio::time::timeout(
-        options.timeout.unwrap_or(Duration::from_secs(1)),
-        client.wait_for_connect(),
-    )
-    .await;
-    let send = |command: Command| {
-        let client = client.with_options(&options);
-        async move {
-            match command {
-                Command::Subscribe(names, ack) => {
-                    let _ = ack.send(client.subscribe(names).await.is_ok());
-                }
-                Command::Unsubscribe(names) => {
-                    let _ = client.unsubscribe(names).await;
-                }
-            }
-        }
+    // Commands wait in their queue until the connection is up (a waiter
+    // waits for its subscription at most the per-master timeout, and it
+    // lands when the connection does), and they queue rather than fail
+    // while fred reconnects, bounded by the per-master timeout.
+    let connecting = client.connection_config().connection_timeout;
+    let _ = tokio::time::timeout(connecting, client.wait_for_connect()).await;
+    let options = Options {
+        fail_fast: false,
+        ..options
     };
-    send(first).await;
+    // `true` once the server has processed everything sent before (see
+    // the module docs).
+    let settled = || async {
+        client
+            .with_options(&options)
+            .custom::<Value, Value>(command("PING"), Vec::<Value>::new())
+            .await
+            .is_ok()
+    };
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                Some(command) => send(command).await,
-                None => break,
+                Some(Command::Subscribe(names, ack)) => {
+                    let sent = client.with_options(&options).subscribe(names).await.is_ok();
+                    let _ = ack.send(sent && settled().await);
+                }
+                Some(Command::Unsubscribe(names)) => {
+                    let _ = client.with_options(&options).unsubscribe(names).await;
+                }
+                Some(Command::Close) | None => break,
             },
             message = messages.recv() => match message {
                 Ok(message) => {
@@ -221,6 +259,8 @@ async fn subscriber(
             },
             reconnect = reconnects.recv() => match reconnect {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Not fail-fast: queued until the connection is up,
+                    // bounded by the per-master timeout.
                     let names: Vec<String> = lock(&channels).by_name.keys().cloned().collect();
                     if !names.is_empty() {
                         let _ = client.with_options(&options).subscribe(names).await;
@@ -230,7 +270,9 @@ async fn subscriber(
             },
         }
     }
-    let _ = client.quit().await;
+    let bound = options.timeout.unwrap_or(Duration::from_secs(1));
+    let _ = tokio::time::timeout(bound, client.quit()).await;
+    task.abort();
 }
 
 /// The channel table guards plain data that no panic leaves half-written.

@@ -313,6 +313,9 @@ impl Master for FredLink {
     }
 
     async fn close(&self) {
+        if let Some(announcements) = &self.announcements {
+            announcements.close();
+        }
         let _ = self.client.quit().await;
     }
 
