@@ -146,3 +146,60 @@ async fn uncontended_acquisitions_never_subscribe() {
         .is_empty());
     locks.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A master that is down when the manager starts still announces to it
+/// once it is back: the subscriber connection keeps trying from its first
+/// attempt (a fail-fast client would try once and never again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_down_at_start_carries_subscriptions_once_back() {
+    let mut masters = Masters::start(3);
+    masters.get_mut(0).kill();
+    let holder_side = manager(&masters, true).await;
+    let waiter_side = manager(&masters, true).await;
+    masters.get_mut(0).restart();
+    // The links reconnect in the background; wait until the restarted
+    // master takes part again (its key is set by the holder's acquire).
+    let held = loop {
+        let lock = holder_side
+            .try_acquire("job")
+            .await
+            .expect("a quorum is up");
+        if masters.get(0).get("redlock:job").is_some() {
+            break lock;
+        }
+        lock.release().await.expect("release");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let waiter = tokio::spawn(async move {
+        let opts = LockOptions::new()
+            .retry(RetryPolicy::unbounded(
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+            ))
+            .wait(None);
+        let guard = waiter_side
+            .acquire_with("job", &opts)
+            .await
+            .expect("the lock, once released");
+        guard.release().await.expect("release");
+        waiter_side
+    });
+    assert!(
+        eventually(Duration::from_secs(30), || subscribers(
+            &masters,
+            "redlock:job"
+        )
+        .iter()
+        .all(|&n| n == 1))
+        .await,
+        "the waiter subscribes on every master, the restarted one included: {:?}",
+        subscribers(&masters, "redlock:job")
+    );
+    held.release().await.expect("release");
+    let waiter_side = tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("the release woke the waiter")
+        .expect("waiter task");
+    waiter_side.shutdown(Duration::from_secs(5)).await;
+    holder_side.shutdown(Duration::from_secs(5)).await;
+}
