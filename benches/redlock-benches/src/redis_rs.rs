@@ -100,16 +100,10 @@ impl Master for RedisRsMaster {
                 other => return Err(MasterFailure::BadReply(format!("{other:?}"))),
             }
         }
-        match self
+        let n = self
             .script(&self.acquire, keys, &[token.expose(), &ttl])
-            .await?
-        {
-            1 => Ok(()),
-            0 => Err(MasterFailure::Held),
-            n => Err(MasterFailure::BadReply(format!(
-                "acquire script returned {n}"
-            ))),
-        }
+            .await?;
+        scripts::acquire_outcome(n)
     }
 
     async fn extend(
@@ -121,26 +115,14 @@ impl Master for RedisRsMaster {
     ) -> Result<(), MasterFailure> {
         let ttl = ttl.as_millis().to_string();
         let recreate = if recreate { "1" } else { "0" };
-        match self
+        let n = self
             .script(&self.extend, keys, &[token.expose(), &ttl, recreate])
-            .await?
-        {
-            1 => Ok(()),
-            0 => Err(MasterFailure::Held),
-            -1 => Err(MasterFailure::NotHeld),
-            n => Err(MasterFailure::BadReply(format!(
-                "extend script returned {n}"
-            ))),
-        }
+            .await?;
+        scripts::extend_outcome(n)
     }
 
     async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        match self.script(&self.release, keys, &[token.expose()]).await? {
-            0 => Err(MasterFailure::NotHeld),
-            n if n > 0 => Ok(()),
-            n => Err(MasterFailure::BadReply(format!(
-                "release script returned {n}"
-            ))),
-        }
+        let n = self.script(&self.release, keys, &[token.expose()]).await?;
+        scripts::release_outcome(n)
     }
 }

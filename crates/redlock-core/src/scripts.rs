@@ -1,9 +1,12 @@
-//! The three Lua scripts. Each runs atomically on one master, so a
-//! multi-resource lock is all-or-none per master.
+//! The Lua scripts, and what their integer replies mean (the `*_outcome`
+//! functions, shared by every transport). Each runs atomically on one
+//! master, so a multi-resource lock is all-or-none per master.
 //!
 //! Every script reads with `GET`, which raises `WRONGTYPE` if a key under
 //! our prefix holds a non-string value: the script aborts before writing,
 //! and the master's vote counts as a failure.
+
+use crate::MasterFailure;
 
 /// `KEYS` = lock keys, `ARGV[1]` = token, `ARGV[2]` = TTL in ms.
 ///
@@ -181,3 +184,62 @@ if kind ~= 'string' then
 end
 return {1, fence, redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
 "#;
+
+// What each script's integer reply means, for every transport.
+
+/// The acquire script returns 1 (set) or 0 (held by another token).
+pub fn acquire_outcome(n: i64) -> Result<(), MasterFailure> {
+    match n {
+        1 => Ok(()),
+        0 => Err(MasterFailure::Held),
+        n => Err(MasterFailure::BadReply(format!(
+            "acquire script returned {n}"
+        ))),
+    }
+}
+
+/// The extend script returns 1 (extended), 0 (another token), -1 (missing).
+pub fn extend_outcome(n: i64) -> Result<(), MasterFailure> {
+    match n {
+        1 => Ok(()),
+        0 => Err(MasterFailure::Held),
+        -1 => Err(MasterFailure::NotHeld),
+        n => Err(MasterFailure::BadReply(format!(
+            "extend script returned {n}"
+        ))),
+    }
+}
+
+/// The fenced acquire script returns -1 (held by another token) or the
+/// highest stored fence.
+pub fn acquire_fenced_outcome(n: i64) -> Result<u64, MasterFailure> {
+    match n {
+        -1 => Err(MasterFailure::Held),
+        n if n >= 0 => Ok(n.unsigned_abs()),
+        n => Err(MasterFailure::BadReply(format!(
+            "fenced acquire script returned {n}"
+        ))),
+    }
+}
+
+/// The fence write-back script returns 1 (written) or 0 (keys not ours).
+pub fn set_fence_outcome(n: i64) -> Result<(), MasterFailure> {
+    match n {
+        1 => Ok(()),
+        0 => Err(MasterFailure::NotHeld),
+        n => Err(MasterFailure::BadReply(format!(
+            "fence script returned {n}"
+        ))),
+    }
+}
+
+/// The release script returns how many keys it deleted.
+pub fn release_outcome(n: i64) -> Result<(), MasterFailure> {
+    match n {
+        0 => Err(MasterFailure::NotHeld),
+        n if n > 0 => Ok(()),
+        n => Err(MasterFailure::BadReply(format!(
+            "release script returned {n}"
+        ))),
+    }
+}

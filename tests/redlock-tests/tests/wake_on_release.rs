@@ -39,6 +39,35 @@ fn subscribers(masters: &Masters, channel: &str) -> Vec<i64> {
         .collect()
 }
 
+/// A waiter for `job` whose retry delay is an hour: without an
+/// announcement it would sleep that long after its retry. Gives its
+/// manager back once it got the lock and released it.
+fn wait_for_job(waiter_side: LockManager) -> tokio::task::JoinHandle<LockManager> {
+    tokio::spawn(async move {
+        let opts = LockOptions::new()
+            .retry(RetryPolicy::unbounded(
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+            ))
+            .wait(None);
+        let guard = waiter_side
+            .acquire_with("job", &opts)
+            .await
+            .expect("the lock, once released");
+        guard.release().await.expect("release");
+        waiter_side
+    })
+}
+
+/// Waits (up to 30 s) until every master counts `n` subscribers on the
+/// channel of `job`.
+async fn subscribed_everywhere(masters: &Masters, n: i64) -> bool {
+    eventually(Duration::from_secs(30), || {
+        subscribers(masters, "redlock:job").iter().all(|&k| k == n)
+    })
+    .await
+}
+
 /// Polls until `ok` holds, up to `bound`.
 async fn eventually(bound: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
@@ -58,30 +87,9 @@ async fn a_release_wakes_a_waiter_of_another_manager() {
     let waiter_side = manager(&masters, true).await;
     let held = holder_side.try_acquire("job").await.expect("free");
 
-    // Without an announcement this waiter would sleep an hour after its
-    // retry; with one it comes back at once.
-    let waiter = tokio::spawn(async move {
-        let opts = LockOptions::new()
-            .retry(RetryPolicy::unbounded(
-                Duration::from_secs(3600),
-                Duration::from_secs(3600),
-            ))
-            .wait(None);
-        let guard = waiter_side
-            .acquire_with("job", &opts)
-            .await
-            .expect("the lock, once released");
-        guard.release().await.expect("release");
-        waiter_side
-    });
+    let waiter = wait_for_job(waiter_side);
     assert!(
-        eventually(Duration::from_secs(30), || subscribers(
-            &masters,
-            "redlock:job"
-        )
-        .iter()
-        .all(|&n| n == 1))
-        .await,
+        subscribed_everywhere(&masters, 1).await,
         "the waiter subscribes on every master after its first refusal: {:?}",
         subscribers(&masters, "redlock:job")
     );
@@ -104,13 +112,7 @@ async fn a_release_wakes_a_waiter_of_another_manager() {
     }
     // Done waiting: its subscriptions are gone, and so are the keys.
     assert!(
-        eventually(Duration::from_secs(30), || subscribers(
-            &masters,
-            "redlock:job"
-        )
-        .iter()
-        .all(|&n| n == 0))
-        .await,
+        subscribed_everywhere(&masters, 0).await,
         "the last watcher unsubscribes: {:?}",
         subscribers(&masters, "redlock:job")
     );
@@ -170,28 +172,9 @@ async fn a_master_down_at_start_carries_subscriptions_once_back() {
         lock.release().await.expect("release");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let waiter = tokio::spawn(async move {
-        let opts = LockOptions::new()
-            .retry(RetryPolicy::unbounded(
-                Duration::from_secs(3600),
-                Duration::from_secs(3600),
-            ))
-            .wait(None);
-        let guard = waiter_side
-            .acquire_with("job", &opts)
-            .await
-            .expect("the lock, once released");
-        guard.release().await.expect("release");
-        waiter_side
-    });
+    let waiter = wait_for_job(waiter_side);
     assert!(
-        eventually(Duration::from_secs(30), || subscribers(
-            &masters,
-            "redlock:job"
-        )
-        .iter()
-        .all(|&n| n == 1))
-        .await,
+        subscribed_everywhere(&masters, 1).await,
         "the waiter subscribes on every master, the restarted one included: {:?}",
         subscribers(&masters, "redlock:job")
     );

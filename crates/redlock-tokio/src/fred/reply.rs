@@ -8,6 +8,11 @@ use fred::types::Value;
 
 use redlock_core::{KeyState, MasterFailure};
 
+// What each script's integer means lives beside the scripts, in the core.
+pub(crate) use redlock_core::scripts::{
+    acquire_fenced_outcome, acquire_outcome, extend_outcome, release_outcome, set_fence_outcome,
+};
+
 /// The integer a script returned, or why there is none.
 pub(crate) fn script_reply(reply: Result<Value, FredError>) -> Result<i64, MasterFailure> {
     match reply {
@@ -58,52 +63,6 @@ pub(crate) fn is_syntax_error(reply: &Result<Value, FredError>) -> bool {
     matches!(reply, Err(e) if e.details().contains("syntax error"))
 }
 
-/// The acquire script returns 1 (set) or 0 (held by another token).
-pub(crate) fn acquire_outcome(n: i64) -> Result<(), MasterFailure> {
-    match n {
-        1 => Ok(()),
-        0 => Err(MasterFailure::Held),
-        n => Err(MasterFailure::BadReply(format!(
-            "acquire script returned {n}"
-        ))),
-    }
-}
-
-/// The extend script returns 1 (extended), 0 (another token), -1 (missing).
-pub(crate) fn extend_outcome(n: i64) -> Result<(), MasterFailure> {
-    match n {
-        1 => Ok(()),
-        0 => Err(MasterFailure::Held),
-        -1 => Err(MasterFailure::NotHeld),
-        n => Err(MasterFailure::BadReply(format!(
-            "extend script returned {n}"
-        ))),
-    }
-}
-
-/// The fenced acquire script returns -1 (held by another token) or the
-/// highest stored fence.
-pub(crate) fn acquire_fenced_outcome(n: i64) -> Result<u64, MasterFailure> {
-    match n {
-        -1 => Err(MasterFailure::Held),
-        n if n >= 0 => Ok(n.unsigned_abs()),
-        n => Err(MasterFailure::BadReply(format!(
-            "fenced acquire script returned {n}"
-        ))),
-    }
-}
-
-/// The fence write-back script returns 1 (written) or 0 (keys not ours).
-pub(crate) fn set_fence_outcome(n: i64) -> Result<(), MasterFailure> {
-    match n {
-        1 => Ok(()),
-        0 => Err(MasterFailure::NotHeld),
-        n => Err(MasterFailure::BadReply(format!(
-            "fence script returned {n}"
-        ))),
-    }
-}
-
 /// The inspection script's reply: the key's state and the stored fence.
 pub(crate) fn inspect_outcome(
     reply: Result<Value, FredError>,
@@ -143,17 +102,6 @@ pub(crate) fn inspect_outcome(
         _ => return Err(bad()),
     };
     Ok((state, fence))
-}
-
-/// The release script returns how many keys it deleted.
-pub(crate) fn release_outcome(n: i64) -> Result<(), MasterFailure> {
-    match n {
-        0 => Err(MasterFailure::NotHeld),
-        n if n > 0 => Ok(()),
-        n => Err(MasterFailure::BadReply(format!(
-            "release script returned {n}"
-        ))),
-    }
 }
 
 /// Maps a fred error at the boundary: transport problems, timeouts and
