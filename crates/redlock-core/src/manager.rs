@@ -23,16 +23,6 @@ use crate::tally::{Decision, MasterFailure, Tally, VoteOutcome, Votes};
 use crate::token::Token;
 use crate::validity;
 
-/// How a waiter's sleep before a retry ended.
-enum Wake {
-    /// Its retry delay ran out.
-    Slept,
-    /// A quorum of masters announced a release.
-    Announced,
-    /// Its subscriptions ended.
-    Ended,
-}
-
 /// After its first wake by release announcements, a waiter pauses for a
 /// random part of this many times its last attempt's length (see
 /// `acquire_with`), so that the waiters woken by the same release do not
@@ -350,62 +340,66 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 }
                 delay = delay.min(left);
             }
-            let sleep = self.runtime.sleep(delay);
-            let Some(w) = watch.as_mut() else {
-                sleep.await;
-                continue;
-            };
-            futures::pin_mut!(sleep);
-            // A release deletes the keys on a quorum of masters before the
-            // lock can be taken again: wake once a quorum of distinct
-            // masters announced one, not at the first announcement (each
-            // release announces on every master that held the keys).
-            let mut announced = vec![false; self.masters.len()];
-            let mut count = 0;
-            let outcome = loop {
-                match future::select(sleep.as_mut(), w.next()).await {
-                    Either::Left(((), _)) => break Wake::Slept,
-                    Either::Right((Some(i), _)) => {
-                        if !std::mem::replace(&mut announced[i], true) {
-                            count += 1;
-                        }
-                        if count >= self.settings.quorum.needed() {
-                            break Wake::Announced;
-                        }
-                    }
-                    Either::Right((None, _)) => break Wake::Ended,
+            if self.sleep_or_announced(delay, &mut watch).await {
+                tracing::debug!(attempts, "woken by release announcements");
+                woken += 1;
+                wakes += 1;
+                // Every waiter of every process heard the same
+                // announcements. If they all tried at once their votes
+                // would split and leave the lock free with everyone
+                // asleep, so each pauses for a random part of a window
+                // that starts at a few attempts' length and doubles each
+                // time this caller was woken and still refused (more
+                // waiters than the window separates), up to the retry
+                // policy's longest delay.
+                let window = attempt_took
+                    .saturating_mul(WAKE_SPREAD)
+                    .saturating_mul(1u32 << (wakes - 1).min(16))
+                    .min(retry.max());
+                let span = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
+                let mut pause = Duration::from_nanos(self.runtime.random_u64() % span);
+                if let Some(deadline) = deadline {
+                    pause = pause.min(deadline.saturating_duration_since(self.runtime.now()));
                 }
-            };
-            match outcome {
-                Wake::Slept => {}
-                Wake::Announced => {
-                    tracing::debug!(attempts, "woken by release announcements");
-                    woken += 1;
-                    wakes += 1;
-                    // Every waiter of every process heard the same
-                    // announcements. If they all tried at once their votes
-                    // would split and leave the lock free with everyone
-                    // asleep, so each pauses for a random part of a window
-                    // that starts at a few attempts' length and doubles
-                    // each time this caller was woken and still refused
-                    // (more waiters than the window separates), up to the
-                    // retry policy's longest delay.
-                    let window = attempt_took
-                        .saturating_mul(WAKE_SPREAD)
-                        .saturating_mul(1u32 << (wakes - 1).min(16))
-                        .min(retry.max());
-                    let span = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
-                    let mut pause = Duration::from_nanos(self.runtime.random_u64() % span);
-                    if let Some(deadline) = deadline {
-                        pause = pause.min(deadline.saturating_duration_since(self.runtime.now()));
+                self.runtime.sleep(pause).await;
+            }
+        }
+    }
+
+    /// Sleeps `delay`, or less: until a quorum of distinct masters
+    /// announced a release on `watch` (one master's announcement does not
+    /// free the lock, and each release announces on every master that held
+    /// the keys). Returns whether announcements cut the sleep short. When
+    /// every master's announcements end, `watch` is cleared (polling from
+    /// then on) and the sleep runs out.
+    async fn sleep_or_announced(
+        &self,
+        delay: Duration,
+        watch: &mut Option<BoxStream<'static, usize>>,
+    ) -> bool {
+        let sleep = self.runtime.sleep(delay);
+        let Some(w) = watch.as_mut() else {
+            sleep.await;
+            return false;
+        };
+        futures::pin_mut!(sleep);
+        let mut announced = vec![false; self.masters.len()];
+        let mut count = 0;
+        loop {
+            match future::select(sleep.as_mut(), w.next()).await {
+                Either::Left(((), _)) => return false,
+                Either::Right((Some(i), _)) => {
+                    if !std::mem::replace(&mut announced[i], true) {
+                        count += 1;
                     }
-                    self.runtime.sleep(pause).await;
+                    if count >= self.settings.quorum.needed() {
+                        return true;
+                    }
                 }
-                // Every master's announcements ended (the masters' side
-                // dropped them): polling from now on.
-                Wake::Ended => {
-                    watch = None;
+                Either::Right((None, _)) => {
+                    *watch = None;
                     sleep.await;
+                    return false;
                 }
             }
         }

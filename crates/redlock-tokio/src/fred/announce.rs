@@ -77,8 +77,10 @@ pub(crate) struct Announcements {
 
 impl Announcements {
     /// Announcements over a connection like `client`'s (same server, same
-    /// settings), opened now by a task of its own.
-    pub(crate) fn new(client: &Client, options: &Options, timeout: Duration) -> Self {
+    /// settings), opened now by a task of its own; `options` are the
+    /// link's per-call options (their timeout is the per-master timeout).
+    pub(crate) fn new(client: &Client, options: &Options) -> Self {
+        let timeout = options.timeout.unwrap_or(Duration::from_secs(1));
         let channels = Arc::new(Mutex::new(Channels::default()));
         let (commands, rx) = mpsc::unbounded_channel();
         // As the link's client, except that it keeps reconnecting from the
@@ -98,6 +100,7 @@ impl Announcements {
             tokio::spawn(subscriber(
                 subscriber_client,
                 options.clone(),
+                timeout,
                 rx,
                 Arc::clone(&channels),
             ));
@@ -200,13 +203,14 @@ impl Drop for Watch {
     }
 }
 
-/// The subscriber connection's task: connects at the first command, sends
-/// the commands in order, hands announcements to the watchers, and
-/// subscribes again after a reconnection. Ends when the manager's link is
-/// gone (every sender dropped), closing the connection.
+/// The subscriber connection's task: connects at once, sends the commands
+/// in order, hands announcements to the watchers, and subscribes again
+/// after a reconnection. Ends when the link is closed or gone (every
+/// sender dropped), closing the connection within `timeout`.
 async fn subscriber(
     client: Client,
     options: Options,
+    timeout: Duration,
     mut commands: mpsc::UnboundedReceiver<Command>,
     channels: Arc<Mutex<Channels>>,
 ) {
@@ -270,8 +274,7 @@ async fn subscriber(
             },
         }
     }
-    let bound = options.timeout.unwrap_or(Duration::from_secs(1));
-    let _ = tokio::time::timeout(bound, client.quit()).await;
+    let _ = tokio::time::timeout(timeout, client.quit()).await;
     task.abort();
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
@@ -122,10 +122,9 @@ impl FredLink {
         address: Arc<str>,
         scripts: SharedScripts,
     ) -> Self {
-        let announcements = scripts.announce.then(|| {
-            let timeout = options.timeout.unwrap_or(Duration::from_secs(1));
-            Announcements::new(&client, &options, timeout)
-        });
+        let announcements = scripts
+            .announce
+            .then(|| Announcements::new(&client, &options));
         Self {
             announcements,
             client,
