@@ -29,6 +29,16 @@ use crate::validity;
 /// all try at the same instant.
 const WAKE_SPREAD: u32 = 4;
 
+/// What a waiter hears from one master's release announcements
+/// ([`Redlock::watch_releases`]).
+enum Heard {
+    /// The subscription is settled: in place (`true`), or this master does
+    /// not announce to us (`false`).
+    Subscribed(bool),
+    /// The master with this index announced a release.
+    Announced(usize),
+}
+
 /// Why one attempt failed; becomes an [`AcquireError`] with the attempt
 /// count once retries are exhausted.
 enum AttemptFailure {
@@ -210,8 +220,10 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// that waiters woken together spread out. Retries that answer
     /// announcements or the subscription are not counted against the retry
     /// policy, up to as many as it allows (so a call makes at most twice its
-    /// retries, and the wait deadline bounds it as usual). The subscription
-    /// is bounded by the per-master timeout. Masters that do not announce
+    /// retries, and the wait deadline bounds it as usual). The call waits
+    /// for the subscription at most the per-master timeout; one that takes
+    /// longer is not dropped but goes on while the call sleeps, and wakes it
+    /// once in place. Masters that do not announce
     /// (the default) leave the loop as plain jittered polling.
     ///
     /// # Errors
@@ -255,7 +267,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         let deadline = wait.and_then(|w| begin.checked_add(w));
         let mut attempts: u32 = 0;
         let mut cleanup: Option<Releases> = None;
-        let mut watch: Option<BoxStream<'static, usize>> = None;
+        let mut watch: Option<BoxStream<'_, Heard>> = None;
         // Retries that answered a release (or the subscription) rather than
         // a poll: up to as many as the budget itself, they do not count
         // against it (beyond that they do, so that a call without a
@@ -282,7 +294,8 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                     tracing::debug!(attempts, %votes, fence = fence.map(Fence::get), "acquired");
                     return Ok(Lock {
                         resources: resources.clone(),
-                        keys,
+                        // Shared: a subscription under way borrows them.
+                        keys: Arc::clone(&keys),
                         token,
                         ttl,
                         valid_until,
@@ -306,18 +319,34 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 // uncontended acquisitions never subscribe. A release
                 // between the refusal and the subscription is not announced
                 // to us, so the first retry goes at once, after the
-                // subscription: every release after it wakes us. Bounded
-                // here by the per-master timeout (and the deadline), whatever
-                // the masters do.
+                // subscription: every release after it wakes us. The wait
+                // for it is bounded by the per-master timeout (and the
+                // deadline), whatever the masters do; a subscription still
+                // under way then is not dropped: it goes on while this
+                // waiter sleeps, and wakes it once in place.
                 let mut bound = self.settings.master_timeout();
                 if let Some(d) = deadline {
                     bound = bound.min(d.saturating_duration_since(self.runtime.now()));
                 }
-                let subscribe = self.watch_releases(&keys);
+                let mut heard = self.watch_releases(&keys);
                 let limit = self.runtime.sleep(bound);
-                futures::pin_mut!(subscribe, limit);
-                if let Either::Left((Some(w), _)) = future::select(subscribe, limit).await {
-                    watch = Some(w);
+                futures::pin_mut!(limit);
+                let (mut unanswered, mut listening) = (self.masters.len(), false);
+                while unanswered > 0 {
+                    // The masters first: those that do not announce answer
+                    // at once, and the timer is never polled.
+                    match future::select(heard.next(), limit.as_mut()).await {
+                        Either::Left((Some(Heard::Subscribed(yes)), _)) => {
+                            unanswered -= 1;
+                            listening |= yes;
+                        }
+                        // Before the retry that follows anyway.
+                        Either::Left((Some(Heard::Announced(_)), _)) => {}
+                        Either::Left((None, _)) | Either::Right(_) => break,
+                    }
+                }
+                if listening || unanswered > 0 {
+                    watch = Some(heard);
                     if before_deadline(self.runtime.now()) {
                         woken += 1;
                         continue;
@@ -375,7 +404,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     async fn sleep_or_announced(
         &self,
         delay: Duration,
-        watch: &mut Option<BoxStream<'static, usize>>,
+        watch: &mut Option<BoxStream<'_, Heard>>,
     ) -> bool {
         let sleep = self.runtime.sleep(delay);
         let Some(w) = watch.as_mut() else {
@@ -388,7 +417,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         loop {
             match future::select(sleep.as_mut(), w.next()).await {
                 Either::Left(((), _)) => return false,
-                Either::Right((Some(i), _)) => {
+                Either::Right((Some(Heard::Announced(i)), _)) => {
                     if !std::mem::replace(&mut announced[i], true) {
                         count += 1;
                     }
@@ -396,6 +425,8 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                         return true;
                     }
                 }
+                // A subscription that landed late: it wakes us from now on.
+                Either::Right((Some(Heard::Subscribed(_)), _)) => {}
                 Either::Right((None, _)) => {
                     *watch = None;
                     sleep.await;
@@ -406,19 +437,23 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     }
 
     /// Subscribes to the release announcements of `keys` on every master
-    /// that makes them (see [`Master::watch_releases`]): one stream of the
-    /// announcing masters' indices; `None` when no master announces.
-    async fn watch_releases(&self, keys: &[String]) -> Option<BoxStream<'static, usize>> {
-        let watches: Vec<BoxStream<'static, usize>> =
-            future::join_all(self.masters.iter().map(|m| m.watch_releases(keys)))
-                .await
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, w): (usize, Option<ReleaseWatch>)| {
-                    Some(w?.map(move |()| i).boxed())
+    /// (see [`Master::watch_releases`]): one stream of what the masters
+    /// said, in order per master: first whether it subscribed (once its
+    /// subscription is settled, however late), then each of its
+    /// announcements. It ends once no master announces.
+    fn watch_releases<'a>(&'a self, keys: &'a [String]) -> BoxStream<'a, Heard> {
+        futures::stream::select_all(self.masters.iter().enumerate().map(|(i, m)| {
+            futures::stream::once(m.watch_releases(keys))
+                .flat_map(move |w: Option<ReleaseWatch>| {
+                    let settled = futures::stream::iter([Heard::Subscribed(w.is_some())]);
+                    match w {
+                        Some(w) => settled.chain(w.map(move |()| Heard::Announced(i))).boxed(),
+                        None => settled.boxed(),
+                    }
                 })
-                .collect();
-        (!watches.is_empty()).then(|| futures::stream::select_all(watches).boxed())
+                .boxed()
+        }))
+        .boxed()
     }
 
     /// One acquisition attempt: fan out, decide early, check validity,

@@ -158,9 +158,11 @@ pub trait Master: Send + Sync + 'static {
     /// Subscribes to this master's announcements that one of `keys` was
     /// released, for a waiter about to retry (see
     /// [`Redlock::acquire_with`](crate::Redlock::acquire_with)). Resolves
-    /// once the subscription is in place on the master, within the
-    /// per-master timeout, with a stream that yields once per
-    /// announcement; dropping the stream unsubscribes. `None` when this
+    /// once the subscription is in place on the master, with a stream that
+    /// yields once per announcement; dropping the stream unsubscribes. The
+    /// waiter waits for it at most the per-master timeout before its next
+    /// attempt, and keeps polling it while it sleeps: a subscription that
+    /// lands later still wakes it from then on. `None` when this
     /// master does not announce releases (the default), cannot subscribe
     /// now, or is at its bound of subscriptions: the waiter then polls
     /// with its retry policy alone.

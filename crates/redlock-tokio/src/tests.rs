@@ -402,9 +402,11 @@ async fn with_lock_cancels_the_work_on_loss() {
 
 /// An in-memory master that announces its holders' releases, as a fred
 /// master built with `wake_on_release` does: one broadcast per master.
+/// Its subscriptions take `subscribing` to be in place.
 struct Announcing {
     inner: MemMaster,
     releases: tokio::sync::broadcast::Sender<()>,
+    subscribing: Duration,
 }
 
 impl redlock_core::Master for Announcing {
@@ -451,6 +453,7 @@ impl redlock_core::Master for Announcing {
 
     async fn watch_releases(&self, _keys: &[String]) -> Option<redlock_core::ReleaseWatch> {
         use futures::StreamExt;
+        tokio::time::sleep(self.subscribing).await;
         let rx = self.releases.subscribe();
         Some(
             futures::stream::unfold(rx, |mut rx| async move {
@@ -469,12 +472,13 @@ impl redlock_core::Master for Announcing {
 /// allows one retry after a delay of half an hour to an hour.
 type Waiter = tokio::task::JoinHandle<Result<redlock_core::Lock, redlock_core::AcquireError>>;
 
-fn announcing_waiter() -> (Arc<Redlock<Announcing, VirtualClock>>, Waiter) {
+fn announcing_waiter(subscribing: Duration) -> (Arc<Redlock<Announcing, VirtualClock>>, Waiter) {
     let masters: Vec<Announcing> = MemMaster::group(3, now)
         .into_iter()
         .map(|inner| Announcing {
             inner,
             releases: tokio::sync::broadcast::channel(8).0,
+            subscribing,
         })
         .collect();
     let settings = Settings::builder()
@@ -503,7 +507,7 @@ fn announcing_waiter() -> (Arc<Redlock<Announcing, VirtualClock>>, Waiter) {
 
 #[tokio::test(start_paused = true)]
 async fn release_announcements_wake_a_waiter_without_spending_its_retries() {
-    let (core, waiter) = announcing_waiter();
+    let (core, waiter) = announcing_waiter(Duration::ZERO);
     let held = core.try_acquire("job").await.expect("free");
     let t0 = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -522,11 +526,35 @@ async fn release_announcements_wake_a_waiter_without_spending_its_retries() {
     core.release(lock).await.expect("release");
 }
 
+/// A subscription slower than the per-master timeout (a loaded machine, a
+/// subscriber connection still coming up) is not given up: it goes on
+/// while the waiter sleeps, and the release after it wakes the waiter.
+/// Before, the waiter dropped it at the timeout and slept out its hour.
+#[tokio::test(start_paused = true)]
+async fn a_subscription_slower_than_the_master_timeout_still_wakes_the_waiter() {
+    let (core, waiter) = announcing_waiter(Duration::from_secs(5));
+    assert!(core.settings().master_timeout() < Duration::from_secs(5));
+    let held = core.try_acquire("job").await.expect("free");
+    let t0 = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    core.release(held).await.expect("release");
+    let lock = waiter
+        .await
+        .expect("waiter task")
+        .expect("the announcements woke the waiter");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1800),
+        "woken, not slept out: {:?}",
+        t0.elapsed()
+    );
+    core.release(lock).await.expect("release");
+}
+
 /// One master's announcement is not a release: the keys may still be held
 /// on the others. The waiter sleeps its delay out.
 #[tokio::test(start_paused = true)]
 async fn a_minority_of_announcements_does_not_wake_a_waiter() {
-    let (core, waiter) = announcing_waiter();
+    let (core, waiter) = announcing_waiter(Duration::ZERO);
     let held = core.try_acquire("job").await.expect("free");
     let t0 = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
