@@ -2,7 +2,8 @@
 //! against real `redis-server` masters: a release in one manager wakes a
 //! waiter of another (two managers stand for two processes) long before
 //! its retry delay runs out; the waiter's subscriptions are gone once it
-//! is done; uncontended acquisitions never subscribe.
+//! is done; uncontended acquisitions never subscribe; a subscription that
+//! cannot land at once lands later.
 //!
 //! The waiter's retry delay is an hour and the bound on its wake-up a
 //! minute: the bound only tells "woken" from "slept it out", it measures
@@ -24,19 +25,22 @@ async fn manager(masters: &Masters, wake: bool) -> LockManager {
 
 /// How many subscribers each master counts on `channel`.
 fn subscribers(masters: &Masters, channel: &str) -> Vec<i64> {
-    masters
-        .iter()
-        .map(|m| {
-            let reply = m
-                .cmd(&["PUBSUB", "NUMSUB", channel])
-                .expect("PUBSUB NUMSUB");
-            reply
-                .as_array()
-                .and_then(|a| a.get(1))
-                .and_then(|n| n.as_int())
-                .expect("a count")
-        })
+    (0..masters.len())
+        .map(|i| subscribers_on(masters, i, channel))
         .collect()
+}
+
+/// How many subscribers master `i` counts on `channel`.
+fn subscribers_on(masters: &Masters, i: usize, channel: &str) -> i64 {
+    let reply = masters
+        .get(i)
+        .cmd(&["PUBSUB", "NUMSUB", channel])
+        .expect("PUBSUB NUMSUB");
+    reply
+        .as_array()
+        .and_then(|a| a.get(1))
+        .and_then(|n| n.as_int())
+        .expect("a count")
 }
 
 /// A waiter for `job` whose retry delay is an hour: without an
@@ -183,6 +187,50 @@ async fn a_master_down_at_start_carries_subscriptions_once_back() {
         .await
         .expect("the release woke the waiter")
         .expect("waiter task");
+    waiter_side.shutdown(Duration::from_secs(5)).await;
+    holder_side.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A master that is down while the waiter subscribes gets the subscription
+/// once it is back (its `SUBSCRIBE` got no answer: it is sent again), and
+/// the waiter keeps the subscriptions that did land meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_to_a_master_down_at_the_time_lands_once_it_is_back() {
+    let mut masters = Masters::start(3);
+    let holder_side = manager(&masters, true).await;
+    let waiter_side = manager(&masters, true).await;
+    let held = holder_side.try_acquire("job").await.expect("free");
+    masters.get_mut(0).kill();
+
+    let waiter = wait_for_job(waiter_side);
+    let on = |masters: &Masters, i: usize| subscribers_on(masters, i, "redlock:job");
+    assert!(
+        eventually(Duration::from_secs(30), || on(&masters, 1) == 1
+            && on(&masters, 2) == 1)
+        .await,
+        "the waiter subscribes on the masters that are up"
+    );
+    masters.get_mut(0).restart();
+    assert!(
+        eventually(Duration::from_secs(30), || on(&masters, 0) == 1).await,
+        "the subscription lands on the master once it is back: {:?}",
+        subscribers(&masters, "redlock:job")
+    );
+    assert_eq!(
+        subscribers(&masters, "redlock:job"),
+        [1, 1, 1],
+        "and the others still carry theirs"
+    );
+    held.release().await.expect("release");
+    let waiter_side = tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("the release woke the waiter")
+        .expect("waiter task");
+    assert!(
+        subscribed_everywhere(&masters, 0).await,
+        "the last watcher unsubscribes: {:?}",
+        subscribers(&masters, "redlock:job")
+    );
     waiter_side.shutdown(Duration::from_secs(5)).await;
     holder_side.shutdown(Duration::from_secs(5)).await;
 }

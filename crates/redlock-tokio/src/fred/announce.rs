@@ -28,7 +28,12 @@
 //! - **Counted.** A channel is subscribed while at least one waiter of
 //!   this manager watches it; the last one to leave unsubscribes it.
 //! - **Re-subscribed.** After the connection is re-established, every
-//!   channel still watched is subscribed again.
+//!   channel still watched is subscribed again; a `SUBSCRIBE` that got no
+//!   answer (the connection still coming up, a loaded or restarting
+//!   server) is sent again, backing off up to a second, until it is
+//!   confirmed or nobody watches its channels any more. Only a refusal by
+//!   the server (an ACL without the channel, say) leaves the waiters
+//!   polling.
 //!
 //! A waiter that joins a channel another waiter of the process is still
 //! subscribing does not wait for that confirmation: in that short window
@@ -43,23 +48,38 @@ use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::Options;
 use fred::types::{Builder, Value};
 use futures::stream::{self, StreamExt};
-use redlock_core::ReleaseWatch;
+use redlock_core::{MasterFailure, ReleaseWatch};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::link::command;
+use super::reply::map_error;
 
 /// Channels one master's subscriber connection carries at most.
 pub(crate) const MAX_CHANNELS: usize = 10_000;
 
 /// What the subscriber task is asked to do, in order.
 enum Command {
-    /// Subscribe to these channels and say whether the server confirmed.
-    Subscribe(Vec<String>, oneshot::Sender<bool>),
+    /// Subscribe to these channels and say how it went.
+    Subscribe(Vec<String>, oneshot::Sender<Subscribed>),
     /// Unsubscribe from these channels (no waiter left on them).
     Unsubscribe(Vec<String>),
     /// Close the connection ([`Announcements::close`]).
     Close,
 }
+
+/// How a `SUBSCRIBE` went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Subscribed {
+    /// The server has processed it.
+    Confirmed,
+    /// No answer yet: the subscriber task sends it again until it is.
+    Unanswered,
+    /// The server refused it.
+    Refused,
+}
+
+/// Longest pause between two tries of an unanswered `SUBSCRIBE`.
+const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 /// The watched channels: an announcement goes to every receiver of the
 /// channel's sender; `watchers` counts the watches holding it.
@@ -150,9 +170,9 @@ impl Announcements {
             match tokio::time::timeout(self.timeout, confirmed).await {
                 // Confirmed; or not yet, and it lands later (announcements
                 // from then on wake this waiter; it polls meanwhile).
-                Ok(Ok(true)) | Err(_) => {}
+                Ok(Ok(Subscribed::Confirmed | Subscribed::Unanswered)) | Err(_) => {}
                 // Refused, or the subscriber task is gone.
-                Ok(Ok(false) | Err(_)) => return None,
+                Ok(Ok(Subscribed::Refused) | Err(_)) => return None,
             }
         }
         let streams = receivers.into_iter().map(move |rx| {
@@ -229,21 +249,23 @@ async fn subscriber(
         fail_fast: false,
         ..options
     };
-    // `true` once the server has processed everything sent before (see
-    // the module docs).
-    let settled = || async {
-        client
-            .with_options(&options)
-            .custom::<Value, Value>(command("PING"), Vec::<Value>::new())
-            .await
-            .is_ok()
-    };
+    // Channels whose `SUBSCRIBE` got no answer, and when to try again.
+    let mut unanswered: Vec<String> = Vec::new();
+    let mut delay = timeout;
+    let retry = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(retry);
     loop {
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Subscribe(names, ack)) => {
-                    let sent = client.with_options(&options).subscribe(names).await.is_ok();
-                    let _ = ack.send(sent && settled().await);
+                    let outcome = subscribe(&client, &options, &names).await;
+                    if outcome == Subscribed::Unanswered {
+                        if unanswered.is_empty() {
+                            retry.as_mut().reset(tokio::time::Instant::now() + delay);
+                        }
+                        unanswered.extend(names);
+                    }
+                    let _ = ack.send(outcome);
                 }
                 Some(Command::Unsubscribe(names)) => {
                     let _ = client.with_options(&options).unsubscribe(names).await;
@@ -263,19 +285,59 @@ async fn subscriber(
             },
             reconnect = reconnects.recv() => match reconnect {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Not fail-fast: queued until the connection is up,
-                    // bounded by the per-master timeout.
+                    // Every channel still watched, the unanswered ones too.
                     let names: Vec<String> = lock(&channels).by_name.keys().cloned().collect();
-                    if !names.is_empty() {
-                        let _ = client.with_options(&options).subscribe(names).await;
+                    unanswered.clear();
+                    delay = timeout;
+                    if !names.is_empty()
+                        && subscribe(&client, &options, &names).await == Subscribed::Unanswered
+                    {
+                        unanswered = names;
+                        retry.as_mut().reset(tokio::time::Instant::now() + delay);
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
+            },
+            () = &mut retry, if !unanswered.is_empty() => {
+                // Those still watched; the others' waiters are gone.
+                let names: Vec<String> = {
+                    let channels = lock(&channels);
+                    unanswered.drain(..).filter(|n| channels.by_name.contains_key(n)).collect()
+                };
+                if !names.is_empty()
+                    && subscribe(&client, &options, &names).await == Subscribed::Unanswered
+                {
+                    unanswered = names;
+                    delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
+                    retry.as_mut().reset(tokio::time::Instant::now() + delay);
+                } else {
+                    delay = timeout;
+                }
             },
         }
     }
     let _ = tokio::time::timeout(timeout, client.quit()).await;
     task.abort();
+}
+
+/// Subscribes the connection to `names`; confirmed once a `PING` behind
+/// the `SUBSCRIBE` is answered, so the server has processed it (see the
+/// module docs).
+async fn subscribe(client: &Client, options: &Options, names: &[String]) -> Subscribed {
+    let client = client.with_options(options);
+    let answered = match client.subscribe(names.to_vec()).await {
+        Ok(()) => {
+            client
+                .custom::<Value, Value>(command("PING"), Vec::<Value>::new())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match answered.as_ref().map_err(map_error) {
+        Ok(_) => Subscribed::Confirmed,
+        Err(MasterFailure::TimedOut | MasterFailure::Unreachable(_)) => Subscribed::Unanswered,
+        Err(_) => Subscribed::Refused,
+    }
 }
 
 /// The channel table guards plain data that no panic leaves half-written.
