@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
-use futures::future::{self, Either};
+use futures::future::{self, Either, FutureExt};
 use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 
 use crate::background::Background;
@@ -37,6 +37,17 @@ enum Heard {
     Subscribed(bool),
     /// The master with this index announced a release.
     Announced(usize),
+}
+
+/// How a waiter's sleep between two attempts ended
+/// ([`Redlock::sleep_or_announced`]).
+enum Woke {
+    /// Its delay ran out.
+    Slept,
+    /// A subscription that was still under way is in place.
+    Subscribed,
+    /// A quorum of masters announced a release.
+    Announced,
 }
 
 /// Why one attempt failed; becomes an [`AcquireError`] with the attempt
@@ -217,14 +228,17 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// distinct masters announced a release, whichever comes first; after
     /// such a wake it pauses for a random part of a window of a few
     /// attempts' length, doubled at each further wake of the same call, so
-    /// that waiters woken together spread out. Retries that answer
-    /// announcements or the subscription are not counted against the retry
-    /// policy, up to as many as it allows (so a call makes at most twice its
-    /// retries, and the wait deadline bounds it as usual). The call waits
-    /// for the subscription at most the per-master timeout; one that takes
-    /// longer is not dropped but goes on while the call sleeps, and wakes it
-    /// once in place. Masters that do not announce
-    /// (the default) leave the loop as plain jittered polling.
+    /// that waiters woken together spread out. The call waits for the
+    /// subscription at most the per-master timeout; one that takes longer
+    /// is not dropped but goes on while the call sleeps, and once it is in
+    /// place the call retries at once (as after the first refusal: a
+    /// release before it went unheard) and is woken from then on. Retries
+    /// that answer announcements are not counted against the retry policy,
+    /// up to as many as it allows, nor are those made because subscriptions
+    /// landed, at most one per master (so a call makes at most twice its
+    /// retries plus one per master, and the wait deadline bounds it as
+    /// usual). Masters that do not announce (the default) leave the loop as
+    /// plain jittered polling.
     ///
     /// # Errors
     ///
@@ -268,12 +282,14 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         let mut attempts: u32 = 0;
         let mut cleanup: Option<Releases> = None;
         let mut watch: Option<BoxStream<'_, Heard>> = None;
-        // Retries that answered a release (or the subscription) rather than
-        // a poll: up to as many as the budget itself, they do not count
-        // against it (beyond that they do, so that a call without a
-        // deadline still ends under endless churn). `wakes` counts the
-        // announcements alone.
-        let mut woken: u32 = 0;
+        // Retries at once because subscriptions landed (after the first
+        // refusal, and later for each that landed late): at most one per
+        // master, they do not count against the retry budget.
+        let mut landed: u32 = 0;
+        // Retries that answered announcements rather than a poll: up to as
+        // many as the budget itself, they do not count against it (beyond
+        // that they do, so that a call without a deadline still ends under
+        // endless churn).
         let mut wakes: u32 = 0;
         loop {
             attempts += 1;
@@ -308,7 +324,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                     f
                 }
             };
-            let polls = attempts - woken.min(retry.retries());
+            let polls = attempts - landed - wakes.min(retry.retries());
             if polls > retry.retries() {
                 return Err(log_failure(failure.into_error(attempts, ttl)));
             }
@@ -323,7 +339,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 // for it is bounded by the per-master timeout (and the
                 // deadline), whatever the masters do; a subscription still
                 // under way then is not dropped: it goes on while this
-                // waiter sleeps, and wakes it once in place.
+                // waiter sleeps, and the retry goes once it is in place.
                 let mut bound = self.settings.master_timeout();
                 if let Some(d) = deadline {
                     bound = bound.min(d.saturating_duration_since(self.runtime.now()));
@@ -347,8 +363,8 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 }
                 if listening || unanswered > 0 {
                     watch = Some(heard);
-                    if before_deadline(self.runtime.now()) {
-                        woken += 1;
+                    if listening && before_deadline(self.runtime.now()) {
+                        landed += 1;
                         continue;
                     }
                 }
@@ -369,28 +385,36 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 }
                 delay = delay.min(left);
             }
-            if self.sleep_or_announced(delay, &mut watch).await {
-                tracing::debug!(attempts, "woken by release announcements");
-                woken += 1;
-                wakes += 1;
-                // Every waiter of every process heard the same
-                // announcements. If they all tried at once their votes
-                // would split and leave the lock free with everyone
-                // asleep, so each pauses for a random part of a window
-                // that starts at a few attempts' length and doubles each
-                // time this caller was woken and still refused (more
-                // waiters than the window separates), up to the retry
-                // policy's longest delay.
-                let window = attempt_took
-                    .saturating_mul(WAKE_SPREAD)
-                    .saturating_mul(1u32 << (wakes - 1).min(16))
-                    .min(retry.max());
-                let span = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
-                let mut pause = Duration::from_nanos(self.runtime.random_u64() % span);
-                if let Some(deadline) = deadline {
-                    pause = pause.min(deadline.saturating_duration_since(self.runtime.now()));
+            match self.sleep_or_announced(delay, &mut watch).await {
+                Woke::Slept => {}
+                Woke::Subscribed => {
+                    // As after the first refusal: releases from before the
+                    // subscription went unheard, so try now.
+                    tracing::debug!(attempts, "subscribed late: retrying at once");
+                    landed += 1;
                 }
-                self.runtime.sleep(pause).await;
+                Woke::Announced => {
+                    tracing::debug!(attempts, "woken by release announcements");
+                    wakes += 1;
+                    // Every waiter of every process heard the same
+                    // announcements. If they all tried at once their votes
+                    // would split and leave the lock free with everyone
+                    // asleep, so each pauses for a random part of a window
+                    // that starts at a few attempts' length and doubles each
+                    // time this caller was woken and still refused (more
+                    // waiters than the window separates), up to the retry
+                    // policy's longest delay.
+                    let window = attempt_took
+                        .saturating_mul(WAKE_SPREAD)
+                        .saturating_mul(1u32 << (wakes - 1).min(16))
+                        .min(retry.max());
+                    let span = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
+                    let mut pause = Duration::from_nanos(self.runtime.random_u64() % span);
+                    if let Some(deadline) = deadline {
+                        pause = pause.min(deadline.saturating_duration_since(self.runtime.now()));
+                    }
+                    self.runtime.sleep(pause).await;
+                }
             }
         }
     }
@@ -398,39 +422,53 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// Sleeps `delay`, or less: until a quorum of distinct masters
     /// announced a release on `watch` (one master's announcement does not
     /// free the lock, and each release announces on every master that held
-    /// the keys). Returns whether announcements cut the sleep short. When
+    /// the keys), or a subscription still under way is in place. When
     /// every master's announcements end, `watch` is cleared (polling from
     /// then on) and the sleep runs out.
     async fn sleep_or_announced(
         &self,
         delay: Duration,
         watch: &mut Option<BoxStream<'_, Heard>>,
-    ) -> bool {
+    ) -> Woke {
         let sleep = self.runtime.sleep(delay);
         let Some(w) = watch.as_mut() else {
             sleep.await;
-            return false;
+            return Woke::Slept;
         };
         futures::pin_mut!(sleep);
         let mut announced = vec![false; self.masters.len()];
         let mut count = 0;
         loop {
             match future::select(sleep.as_mut(), w.next()).await {
-                Either::Left(((), _)) => return false,
+                Either::Left(((), _)) => return Woke::Slept,
                 Either::Right((Some(Heard::Announced(i)), _)) => {
                     if !std::mem::replace(&mut announced[i], true) {
                         count += 1;
                     }
                     if count >= self.settings.quorum.needed() {
-                        return true;
+                        return Woke::Announced;
                     }
                 }
-                // A subscription that landed late: it wakes us from now on.
-                Either::Right((Some(Heard::Subscribed(_)), _)) => {}
+                Either::Right((Some(Heard::Subscribed(true)), _)) => {
+                    // Those that landed with it: one retry for them all.
+                    while let Some(Some(heard)) = w.next().now_or_never() {
+                        if let Heard::Announced(i) = heard {
+                            if !std::mem::replace(&mut announced[i], true) {
+                                count += 1;
+                            }
+                        }
+                    }
+                    return if count >= self.settings.quorum.needed() {
+                        Woke::Announced
+                    } else {
+                        Woke::Subscribed
+                    };
+                }
+                Either::Right((Some(Heard::Subscribed(false)), _)) => {}
                 Either::Right((None, _)) => {
                     *watch = None;
                     sleep.await;
-                    return false;
+                    return Woke::Slept;
                 }
             }
         }

@@ -161,8 +161,9 @@ pub trait Master: Send + Sync + 'static {
     /// once the subscription is in place on the master, with a stream that
     /// yields once per announcement; dropping the stream unsubscribes. The
     /// waiter waits for it at most the per-master timeout before its next
-    /// attempt, and keeps polling it while it sleeps: a subscription that
-    /// lands later still wakes it from then on. `None` when this
+    /// attempt, and keeps polling it while it sleeps: when it resolves
+    /// later, the waiter retries at once and is woken from then on. So
+    /// resolve only once the master has processed the subscription. `None` when this
     /// master does not announce releases (the default), cannot subscribe
     /// now, or is at its bound of subscriptions: the waiter then polls
     /// with its retry policy alone.

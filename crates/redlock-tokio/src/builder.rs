@@ -150,7 +150,8 @@ impl LockManagerBuilder {
     /// channels per master (then waiters poll); a waiter waits for its
     /// subscription at most the per-master timeout (a master that does not
     /// confirm in time leaves it polling, never hanging, until the
-    /// subscription lands; an unanswered one is sent again); a `PUBLISH` per
+    /// subscription lands, and it retries then; an unanswered one is sent
+    /// again); a `PUBLISH` per
     /// deleted key in each release. An
     /// announcement only shortens a sleep: it grants nothing, and a lost
     /// one costs one retry delay. Channels are global on a server, across

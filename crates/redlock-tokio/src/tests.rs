@@ -508,7 +508,7 @@ fn announcing_waiter(subscribing: Duration) -> (Arc<Redlock<Announcing, VirtualC
 /// up its budget of one retry.
 #[tokio::test(start_paused = true)]
 async fn release_announcements_wake_a_waiter_without_spending_its_retries() {
-    assert_the_release_wakes_the_waiter(Duration::ZERO).await;
+    assert_the_release_frees_the_waiter(Duration::ZERO, Duration::from_secs(10)).await;
 }
 
 /// A subscription slower than the per-master timeout (a loaded machine, a
@@ -525,18 +525,28 @@ async fn a_subscription_slower_than_the_master_timeout_still_wakes_the_waiter() 
             .master_timeout()
             < subscribing
     );
-    assert_the_release_wakes_the_waiter(subscribing).await;
+    // The waiter asks after a second: its subscriptions land at six.
+    assert_the_release_frees_the_waiter(subscribing, Duration::from_secs(10)).await;
+}
+
+/// A release while the subscriptions are still under way is announced to
+/// nobody; the waiter retries once they are in place, as it does after
+/// the first refusal, instead of sleeping out its delay (which it did while
+/// a late subscription only made it listen).
+#[tokio::test(start_paused = true)]
+async fn a_release_before_a_late_subscription_is_caught_when_it_lands() {
+    assert_the_release_frees_the_waiter(Duration::from_secs(5), Duration::from_secs(3)).await;
 }
 
 /// Takes `job` before the waiter of `announcing_waiter(subscribing)` asks,
-/// releases it ten seconds later, and checks that the release woke the
-/// waiter long before its delay (the policy's shortest is half its hour)
-/// and that its one retry was still unspent.
-async fn assert_the_release_wakes_the_waiter(subscribing: Duration) {
+/// releases it `release_after` later, and checks that the waiter got the
+/// lock long before its delay ran out (the policy's shortest is half its
+/// hour), with its one retry still unspent.
+async fn assert_the_release_frees_the_waiter(subscribing: Duration, release_after: Duration) {
     let (core, waiter) = announcing_waiter(subscribing);
     let held = core.try_acquire("job").await.expect("free");
     let t0 = tokio::time::Instant::now();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(release_after).await;
     core.release(held).await.expect("release");
     let lock = waiter
         .await

@@ -199,8 +199,8 @@ async fn a_master_down_at_start_carries_subscriptions_once_back() {
 }
 
 /// A master that is down while the waiter subscribes gets the subscription
-/// once it is back (its `SUBSCRIBE` got no answer: it is sent again), and
-/// the waiter keeps the subscriptions that did land meanwhile.
+/// once it is back (the reconnection subscribes what is still watched),
+/// and the waiter keeps the subscriptions that did land meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_to_a_master_down_at_the_time_lands_once_it_is_back() {
     let mut masters = Masters::start(3);

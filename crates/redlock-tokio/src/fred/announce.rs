@@ -13,11 +13,11 @@
 //! and idle until a waiter subscribes (an uncontended acquisition sends
 //! nothing on it), carries every subscription:
 //! - **Bounded.** At most [`MAX_CHANNELS`] channels per master; past that,
-//!   waiters poll. A waiter waits for its `SUBSCRIBE` at most the
-//!   per-master timeout (the core bounds it too); a master that does not
-//!   confirm in time leaves the subscription to land later, and the
-//!   waiter polls meanwhile, never hanging (the failure mode of
-//!   pub/sub-only waits, as in Spring's `RedisLockRegistry`).
+//!   waiters poll. The core waits for a `SUBSCRIBE` at most the
+//!   per-master timeout before the waiter's next attempt; one that lands
+//!   later makes it retry then, and it polls meanwhile, never hanging
+//!   (the failure mode of pub/sub-only waits, as in Spring's
+//!   `RedisLockRegistry`).
 //! - **Confirmed.** fred answers a `SUBSCRIBE` as soon as it is written;
 //!   a `PING` on the same connection after it answers once the server has
 //!   processed the `SUBSCRIBE`, which is what "subscribed before the next
@@ -27,59 +27,61 @@
 //!   last waiter and taken again by the next is never left unsubscribed.
 //! - **Counted.** A channel is subscribed while at least one waiter of
 //!   this manager watches it; the last one to leave unsubscribes it.
-//! - **Re-subscribed.** After the connection is re-established, every
-//!   channel still watched is subscribed again; a `SUBSCRIBE` that got no
-//!   answer (the connection still coming up, a loaded or restarting
-//!   server) is sent again, backing off up to a second, until it is
-//!   confirmed or nobody watches its channels any more. Only a refusal by
-//!   the server (an ACL without the channel, say) leaves the waiters
-//!   polling.
+//! - **Re-sent.** After the connection is re-established, every channel
+//!   still watched is subscribed again. A `SUBSCRIBE` or `UNSUBSCRIBE`
+//!   that got no answer (fred drops a command that timed out before it
+//!   was written: a starved router on a loaded machine, a connection
+//!   coming up) is sent again while connected, backing off up to a second,
+//!   until the server has processed it; what is sent then follows who
+//!   watches the channel at that moment. Only an error reply from the
+//!   server (an ACL without the channel, say) leaves the waiters polling.
 //!
 //! A waiter that joins a channel another waiter of the process is still
 //! subscribing does not wait for that confirmation: in that short window
 //! an announcement can be missed, which costs one retry delay.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fred::clients::Client;
+use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::Options;
 use fred::types::{Builder, Value};
 use futures::stream::{self, StreamExt};
-use redlock_core::{MasterFailure, ReleaseWatch};
+use redlock_core::ReleaseWatch;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::link::command;
-use super::reply::map_error;
 
 /// Channels one master's subscriber connection carries at most.
 pub(crate) const MAX_CHANNELS: usize = 10_000;
 
 /// What the subscriber task is asked to do, in order.
 enum Command {
-    /// Subscribe to these channels and say how it went.
-    Subscribe(Vec<String>, oneshot::Sender<Subscribed>),
+    /// Subscribe to these channels; answered `true` once the server has
+    /// processed it, `false` if it refused.
+    Subscribe(Vec<String>, oneshot::Sender<bool>),
     /// Unsubscribe from these channels (no waiter left on them).
     Unsubscribe(Vec<String>),
     /// Close the connection ([`Announcements::close`]).
     Close,
 }
 
-/// How a `SUBSCRIBE` went.
+/// How a `SUBSCRIBE` or `UNSUBSCRIBE` went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Subscribed {
+enum Answer {
     /// The server has processed it.
-    Confirmed,
-    /// No answer yet: the subscriber task sends it again until it is.
+    Done,
+    /// No answer: the subscriber task sends it again.
     Unanswered,
     /// The server refused it.
     Refused,
 }
 
-/// Longest pause between two tries of an unanswered `SUBSCRIBE`.
-const MAX_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+/// Longest pause between two tries of an unanswered command.
+const MAX_RESEND_DELAY: Duration = Duration::from_secs(1);
 
 /// The watched channels: an announcement goes to every receiver of the
 /// channel's sender; `watchers` counts the watches holding it.
@@ -92,7 +94,6 @@ struct Channels {
 pub(crate) struct Announcements {
     channels: Arc<Mutex<Channels>>,
     commands: mpsc::UnboundedSender<Command>,
-    timeout: Duration,
 }
 
 impl Announcements {
@@ -127,16 +128,14 @@ impl Announcements {
         }
         // Without a client (fred refused the copied config, which it built
         // once already), every watch answers `None`: the waiters poll.
-        Self {
-            channels,
-            commands,
-            timeout,
-        }
+        Self { channels, commands }
     }
 
-    /// Subscribes to the channels of `keys`; the stream yields once per
-    /// announcement on any of them. `None` if the subscription was not
-    /// confirmed within the per-master timeout or the bound is reached.
+    /// Subscribes to the channels of `keys`; resolves once the server has
+    /// processed the `SUBSCRIBE` (however long that takes: the core bounds
+    /// its wait, and keeps polling) with a stream that yields once per
+    /// announcement on any of them. `None` if the server refused it, the
+    /// bound is reached, or the subscriber task is gone.
     pub(crate) async fn watch(&self, keys: &[String]) -> Option<ReleaseWatch> {
         let mut receivers = Vec::with_capacity(keys.len());
         let mut new = Vec::new();
@@ -167,12 +166,8 @@ impl Announcements {
         if !new.is_empty() {
             let (ack, confirmed) = oneshot::channel();
             self.commands.send(Command::Subscribe(new, ack)).ok()?;
-            match tokio::time::timeout(self.timeout, confirmed).await {
-                // Confirmed; or not yet, and it lands later (announcements
-                // from then on wake this waiter; it polls meanwhile).
-                Ok(Ok(Subscribed::Confirmed | Subscribed::Unanswered)) | Err(_) => {}
-                // Refused, or the subscriber task is gone.
-                Ok(Ok(Subscribed::Refused) | Err(_)) => return None,
+            if !confirmed.await.unwrap_or(false) {
+                return None;
             }
         }
         let streams = receivers.into_iter().map(move |rx| {
@@ -249,8 +244,10 @@ async fn subscriber(
         fail_fast: false,
         ..options
     };
-    // Channels whose `SUBSCRIBE` got no answer, and when to try again.
-    let mut unanswered: Vec<String> = Vec::new();
+    // Channels whose last `SUBSCRIBE` or `UNSUBSCRIBE` got no answer, the
+    // waiters whose subscription waits on one, and when to try again.
+    let mut unsure: BTreeSet<String> = BTreeSet::new();
+    let mut waiting: Vec<oneshot::Sender<bool>> = Vec::new();
     let mut delay = timeout;
     let retry = tokio::time::sleep(Duration::MAX);
     tokio::pin!(retry);
@@ -258,17 +255,29 @@ async fn subscriber(
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Subscribe(names, ack)) => {
-                    let outcome = subscribe(&client, &options, &names).await;
-                    if outcome == Subscribed::Unanswered {
-                        if unanswered.is_empty() {
-                            retry.as_mut().reset(tokio::time::Instant::now() + delay);
+                    match send(&client, &options, Kind::Subscribe, &names).await {
+                        Answer::Done => {
+                            let _ = ack.send(true);
                         }
-                        unanswered.extend(names);
+                        Answer::Refused => {
+                            let _ = ack.send(false);
+                        }
+                        Answer::Unanswered => {
+                            if unsure.is_empty() {
+                                retry.as_mut().reset(tokio::time::Instant::now() + delay);
+                            }
+                            unsure.extend(names);
+                            waiting.push(ack);
+                        }
                     }
-                    let _ = ack.send(outcome);
                 }
                 Some(Command::Unsubscribe(names)) => {
-                    let _ = client.with_options(&options).unsubscribe(names).await;
+                    if send(&client, &options, Kind::Unsubscribe, &names).await == Answer::Unanswered {
+                        if unsure.is_empty() {
+                            retry.as_mut().reset(tokio::time::Instant::now() + delay);
+                        }
+                        unsure.extend(names);
+                    }
                 }
                 Some(Command::Close) | None => break,
             },
@@ -285,33 +294,62 @@ async fn subscriber(
             },
             reconnect = reconnects.recv() => match reconnect {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Every channel still watched, the unanswered ones too.
+                    // A new connection carries no subscription: every
+                    // channel still watched is subscribed, nothing else.
                     let names: Vec<String> = lock(&channels).by_name.keys().cloned().collect();
-                    unanswered.clear();
+                    unsure.clear();
                     delay = timeout;
-                    if !names.is_empty()
-                        && subscribe(&client, &options, &names).await == Subscribed::Unanswered
-                    {
-                        unanswered = names;
+                    let answer = if names.is_empty() {
+                        Answer::Done
+                    } else {
+                        send(&client, &options, Kind::Subscribe, &names).await
+                    };
+                    if answer == Answer::Unanswered {
+                        unsure.extend(names);
                         retry.as_mut().reset(tokio::time::Instant::now() + delay);
+                    } else {
+                        answer_all(&mut waiting, answer);
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            () = &mut retry, if !unanswered.is_empty() => {
-                // Those still watched; the others' waiters are gone.
-                let names: Vec<String> = {
-                    let channels = lock(&channels);
-                    unanswered.drain(..).filter(|n| channels.by_name.contains_key(n)).collect()
-                };
-                if !names.is_empty()
-                    && subscribe(&client, &options, &names).await == Subscribed::Unanswered
-                {
-                    unanswered = names;
-                    delay = (delay * 2).min(MAX_RESUBSCRIBE_DELAY);
-                    retry.as_mut().reset(tokio::time::Instant::now() + delay);
-                } else {
+            () = &mut retry, if !unsure.is_empty() => {
+                delay = (delay * 2).min(MAX_RESEND_DELAY);
+                // While disconnected, the reconnection above sends it all.
+                if client.is_connected() {
+                    // What to send follows who watches each channel now.
+                    let (watched, unwatched): (Vec<String>, Vec<String>) = {
+                        let channels = lock(&channels);
+                        std::mem::take(&mut unsure)
+                            .into_iter()
+                            .partition(|n| channels.by_name.contains_key(n))
+                    };
+                    // The longer it takes, the longer each try may wait.
+                    let options = Options {
+                        timeout: Some(delay.max(timeout)),
+                        ..options.clone()
+                    };
+                    if !unwatched.is_empty()
+                        && send(&client, &options, Kind::Unsubscribe, &unwatched).await
+                            == Answer::Unanswered
+                    {
+                        unsure.extend(unwatched);
+                    }
+                    let answer = if watched.is_empty() {
+                        Answer::Done
+                    } else {
+                        send(&client, &options, Kind::Subscribe, &watched).await
+                    };
+                    if answer == Answer::Unanswered {
+                        unsure.extend(watched);
+                    } else {
+                        answer_all(&mut waiting, answer);
+                    }
+                }
+                if unsure.is_empty() {
                     delay = timeout;
+                } else {
+                    retry.as_mut().reset(tokio::time::Instant::now() + delay);
                 }
             },
         }
@@ -320,27 +358,95 @@ async fn subscriber(
     task.abort();
 }
 
-/// Subscribes the connection to `names`; confirmed once a `PING` behind
-/// the `SUBSCRIBE` is answered, so the server has processed it (see the
-/// module docs).
-async fn subscribe(client: &Client, options: &Options, names: &[String]) -> Subscribed {
+/// Which of the two commands [`send`] sends.
+#[derive(Clone, Copy)]
+enum Kind {
+    Subscribe,
+    Unsubscribe,
+}
+
+/// Sends `SUBSCRIBE` or `UNSUBSCRIBE` for `names`; done once a `PING`
+/// behind it is answered, so the server has processed it (see the module
+/// docs).
+async fn send(client: &Client, options: &Options, kind: Kind, names: &[String]) -> Answer {
     let client = client.with_options(options);
-    let answered = match client.subscribe(names.to_vec()).await {
-        Ok(()) => {
-            client
-                .custom::<Value, Value>(command("PING"), Vec::<Value>::new())
-                .await
-        }
+    let sent = match kind {
+        Kind::Subscribe => client.subscribe(names.to_vec()).await,
+        Kind::Unsubscribe => client.unsubscribe(names.to_vec()).await,
+    };
+    let answered = match sent {
+        Ok(()) => client
+            .custom::<Value, Value>(command("PING"), Vec::<Value>::new())
+            .await
+            .map(drop),
         Err(e) => Err(e),
     };
-    match answered.as_ref().map_err(map_error) {
-        Ok(_) => Subscribed::Confirmed,
-        Err(MasterFailure::TimedOut | MasterFailure::Unreachable(_)) => Subscribed::Unanswered,
-        Err(_) => Subscribed::Refused,
+    answer(&answered)
+}
+
+/// Sorts a reply: only an error reply from the server (a word in capitals
+/// first, as `NOPERM` or `ERR`) is a refusal; fred's own errors (timed
+/// out, disconnected, canceled, "Max attempts exceeded", ...) mean that the
+/// server may never have seen the command, which is then sent again.
+fn answer(reply: &Result<(), FredError>) -> Answer {
+    match reply {
+        Ok(()) => Answer::Done,
+        Err(e) => {
+            let code = e.details().split_whitespace().next().unwrap_or("");
+            let from_server = code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase());
+            if from_server {
+                Answer::Refused
+            } else {
+                Answer::Unanswered
+            }
+        }
+    }
+}
+
+/// Answers every waiter whose subscription waited on a command that got
+/// an answer at last: confirmed unless the server refused it.
+fn answer_all(waiting: &mut Vec<oneshot::Sender<bool>>, answer: Answer) {
+    for ack in waiting.drain(..) {
+        let _ = ack.send(answer == Answer::Done);
     }
 }
 
 /// The channel table guards plain data that no panic leaves half-written.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use fred::error::{Error as FredError, ErrorKind};
+
+    use super::{answer, Answer};
+
+    #[test]
+    fn only_an_error_reply_from_the_server_is_a_refusal() {
+        let err = |kind, details: &str| Err(FredError::new(kind, details.to_owned()));
+        assert_eq!(answer(&Ok(())), Answer::Done);
+        // Error replies, as fred turns them into errors.
+        for reply in [
+            "NOPERM this user has no permissions to access one of the channels used as arguments",
+            "ERR unknown command 'SUBSCRIBE'",
+        ] {
+            assert_eq!(
+                answer(&err(ErrorKind::Unknown, reply)),
+                Answer::Refused,
+                "{reply}"
+            );
+        }
+        // fred's own: the server may never have seen the command.
+        for (kind, details) in [
+            (ErrorKind::Timeout, "Request timed out."),
+            (ErrorKind::Unknown, "Max attempts exceeded"),
+            (ErrorKind::Routing, "Max attempts reached."),
+            (ErrorKind::IO, "Connection closed unexpectedly."),
+            (ErrorKind::Canceled, "Canceled."),
+            (ErrorKind::Unknown, ""),
+        ] {
+            assert_eq!(answer(&err(kind, details)), Answer::Unanswered, "{details}");
+        }
+    }
 }
