@@ -299,16 +299,9 @@ async fn subscriber(
                     let names: Vec<String> = lock(&channels).by_name.keys().cloned().collect();
                     unsure.clear();
                     delay = timeout;
-                    let answer = if names.is_empty() {
-                        Answer::Done
-                    } else {
-                        send(&client, &options, Kind::Subscribe, &names).await
-                    };
-                    if answer == Answer::Unanswered {
-                        unsure.extend(names);
+                    subscribe_watched(&client, &options, names, &mut unsure, &mut waiting).await;
+                    if !unsure.is_empty() {
                         retry.as_mut().reset(tokio::time::Instant::now() + delay);
-                    } else {
-                        answer_all(&mut waiting, answer);
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
@@ -335,16 +328,7 @@ async fn subscriber(
                     {
                         unsure.extend(unwatched);
                     }
-                    let answer = if watched.is_empty() {
-                        Answer::Done
-                    } else {
-                        send(&client, &options, Kind::Subscribe, &watched).await
-                    };
-                    if answer == Answer::Unanswered {
-                        unsure.extend(watched);
-                    } else {
-                        answer_all(&mut waiting, answer);
-                    }
+                    subscribe_watched(&client, &options, watched, &mut unsure, &mut waiting).await;
                 }
                 if unsure.is_empty() {
                     delay = timeout;
@@ -403,11 +387,28 @@ fn answer(reply: &Result<(), FredError>) -> Answer {
     }
 }
 
-/// Answers every waiter whose subscription waited on a command that got
-/// an answer at last: confirmed unless the server refused it.
-fn answer_all(waiting: &mut Vec<oneshot::Sender<bool>>, answer: Answer) {
-    for ack in waiting.drain(..) {
-        let _ = ack.send(answer == Answer::Done);
+/// Subscribes `names`, all still watched (none: nothing to send). Once
+/// that is answered, every waiter whose subscription waited on an earlier
+/// unanswered `SUBSCRIBE` gets the answer: confirmed unless the server
+/// refused; without an answer, `names` go back to `unsure`.
+async fn subscribe_watched(
+    client: &Client,
+    options: &Options,
+    names: Vec<String>,
+    unsure: &mut BTreeSet<String>,
+    waiting: &mut Vec<oneshot::Sender<bool>>,
+) {
+    let answer = if names.is_empty() {
+        Answer::Done
+    } else {
+        send(client, options, Kind::Subscribe, &names).await
+    };
+    if answer == Answer::Unanswered {
+        unsure.extend(names);
+    } else {
+        for ack in waiting.drain(..) {
+            let _ = ack.send(answer == Answer::Done);
+        }
     }
 }
 
