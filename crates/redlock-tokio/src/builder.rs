@@ -132,8 +132,9 @@ impl LockManagerBuilder {
     /// waiters of several processes do not all try at the same instant),
     /// or when its retry delay runs out, whichever comes first; retries
     /// that answer announcements do not count against the retry policy's
-    /// budget, up to as many as it allows (the wait deadline still bounds
-    /// the call). Uncontended
+    /// budget, up to as many as it allows, nor do those made because a
+    /// slow subscription landed, at most one per master (the wait deadline
+    /// still bounds the call). Uncontended
     /// acquisitions never subscribe. Turn it on in every process that
     /// takes the same locks: waiters hear only the releases of managers
     /// that announce them.
