@@ -296,10 +296,7 @@ fn an_unwritable_plot_path_fails_before_the_benchmark_runs() {
         assert_eq!(out.stdout, "", "{path}: the benchmark ran: {out:?}");
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
         assert!(out.stderr.contains("--plot"), "{out:?}");
-        assert!(
-            common::calls(&masters[0], "set") == 0,
-            "{path}: the benchmark ran"
-        );
+        assert!(masters[0].calls("set") == 0, "{path}: the benchmark ran");
     }
     // A writable path is checked without leaving a file behind when the
     // run fails later (here: no master answers).

@@ -463,6 +463,29 @@ impl RedisServer {
         })
     }
 
+    /// How many times the server ran `command` (lowercase, e.g. `set`)
+    /// since it started or since `CONFIG RESETSTAT`, from
+    /// `INFO commandstats`; 0 before the first call.
+    ///
+    /// # Panics
+    /// If the server cannot be queried or its reply is not text.
+    pub fn calls(&self, command: &str) -> u64 {
+        let reply = self.cmd_or_panic(&["INFO", "commandstats"]);
+        let text = reply.as_bytes().unwrap_or_else(|| {
+            panic!(
+                "redis on port {}: INFO is not a bulk string: {reply:?}",
+                self.port
+            )
+        });
+        let prefix = format!("cmdstat_{command}:calls=");
+        String::from_utf8_lossy(text)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// `INFO`'s `uptime_in_seconds`, as the server reports it: whole
     /// seconds of its *wall* clock, `floor(now) - floor(start)`, so it
     /// reads 1 as soon as a second boundary passed since the start, which

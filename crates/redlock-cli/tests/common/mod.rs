@@ -174,22 +174,6 @@ pub fn alive_named(pid: u32, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// How many times `master` ran `command` (lowercase, e.g. `set`), from
-/// `INFO commandstats`; 0 before the first call.
-pub fn calls(master: &redlock_testing::RedisServer, command: &str) -> u64 {
-    let reply = master
-        .cmd(&["INFO", "commandstats"])
-        .expect("INFO commandstats");
-    let text =
-        String::from_utf8_lossy(reply.as_bytes().expect("INFO is a bulk string")).into_owned();
-    let prefix = format!("cmdstat_{command}:calls=");
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// `(pid, ppid, session id, state)` of every process, from /proc.
 fn processes() -> Vec<(u32, u32, u32, char)> {
     let Ok(entries) = fs::read_dir("/proc") else {
