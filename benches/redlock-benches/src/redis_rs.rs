@@ -4,7 +4,7 @@
 //! rslock's) and tell what the client costs from what the algorithm
 //! costs. It speaks only what the sequential and concurrent cycles need
 //! (acquire, extend, release, with the core's scripts) and none of the
-//! admission checks of `redlock-tokio`'s `FredMaster`: do not use it for
+//! admission checks of `redlock-tokio`'s `RedisMaster`: do not use it for
 //! locks.
 
 use std::sync::Arc;

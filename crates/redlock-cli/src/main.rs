@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use redlock_tokio::{FredMaster, LockManager, LockManagerBuilder, Redlock, TokioRuntime};
+use redlock_tokio::{LockManager, LockManagerBuilder, RedisMaster, Redlock, TokioRuntime};
 
 mod bench;
 mod cli;
@@ -20,7 +20,7 @@ use cli::{Cli, Cmd, Global, MasterSource, Parsed};
 use output::Failure;
 
 /// The production lock manager.
-pub(crate) type Manager = Redlock<FredMaster, TokioRuntime>;
+pub(crate) type Manager = Redlock<RedisMaster, TokioRuntime>;
 
 fn main() -> ExitCode {
     let status = match run() {

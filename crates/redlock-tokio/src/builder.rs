@@ -7,7 +7,8 @@ use std::time::Duration;
 use redlock_core::{ConfigError, Redlock, Settings, SettingsBuilder};
 use tokio::runtime::Handle;
 
-use crate::fred::{self, FredMaster};
+use crate::fred;
+use crate::link::{admit_all, Client, RedisLink, RedisMaster};
 use crate::manager::LockManager;
 use crate::policy::ExtendPolicy;
 use crate::runtime::TokioRuntime;
@@ -42,6 +43,7 @@ pub struct LockManagerBuilder {
     policy: ExtendPolicy,
     connect_timeout: Duration,
     wake_on_release: bool,
+    client: Client,
     /// CAs trusted for `rediss://` masters; empty: the system roots.
     #[cfg(feature = "tls")]
     tls_cas: Vec<fred::tls::CaSource>,
@@ -57,11 +59,12 @@ impl std::fmt::Debug for LockManagerBuilder {
             .field("extend_policy", &self.policy)
             .field("connect_timeout", &self.connect_timeout)
             .field("wake_on_release", &self.wake_on_release)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }
 
-impl LockManager<FredMaster, TokioRuntime> {
+impl LockManager<RedisMaster, TokioRuntime> {
     /// Starts building a manager over the given master URLs
     /// (`redis://[user:password@]host:port[/db]`, or `rediss://` with the
     /// `tls` feature).
@@ -76,6 +79,7 @@ impl LockManager<FredMaster, TokioRuntime> {
             policy: ExtendPolicy::default(),
             connect_timeout: Duration::from_secs(2),
             wake_on_release: false,
+            client: Client::default(),
             #[cfg(feature = "tls")]
             tls_cas: Vec::new(),
         }
@@ -110,6 +114,16 @@ impl LockManagerBuilder {
     /// TTL left, no caps).
     pub fn extend_policy(mut self, policy: ExtendPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Which Redis client reaches the masters (default [`Client::Fred`]).
+    /// Both send the same commands under the same admission rules; with
+    /// the `redis-rs` feature, [`Client::RedisRs`] costs less client CPU
+    /// per lock, and does not support `wake_on_release` nor `rediss://`
+    /// yet (`connect` then fails with [`ConfigError::ClientLacks`]).
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = client;
         self
     }
 
@@ -264,16 +278,39 @@ impl LockManagerBuilder {
     ///
     /// Cancel safe: nothing is locked yet; dropping it drops the
     /// connections made so far.
-    pub async fn connect_core(self) -> Result<Redlock<FredMaster, TokioRuntime>, ConfigError> {
+    pub async fn connect_core(self) -> Result<Redlock<RedisMaster, TokioRuntime>, ConfigError> {
         let settings = self.settings.build(self.urls.len())?;
-        fred::connect(
+        let parsed = fred::parse_all(
             &self.urls,
-            settings,
-            self.connect_timeout,
-            self.wake_on_release,
             #[cfg(feature = "tls")]
             &self.tls_cas,
-        )
-        .await
+        )?;
+        let attempts: Vec<_> = match self.client {
+            Client::Fred => fred::connect(
+                parsed,
+                &settings,
+                self.connect_timeout,
+                self.wake_on_release,
+            )
+            .await?
+            .into_iter()
+            .map(|(link, facts)| (RedisLink::Fred(link), facts))
+            .collect(),
+            #[cfg(feature = "redis-rs")]
+            Client::RedisRs => {
+                if self.wake_on_release {
+                    return Err(ConfigError::ClientLacks {
+                        client: self.client.name(),
+                        what: "wake_on_release",
+                    });
+                }
+                crate::redis_rs::connect(parsed, &settings, self.connect_timeout)
+                    .await?
+                    .into_iter()
+                    .map(|(link, facts)| (RedisLink::RedisRs(link), facts))
+                    .collect()
+            }
+        };
+        admit_all(attempts, settings)
     }
 }

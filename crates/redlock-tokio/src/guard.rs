@@ -9,7 +9,7 @@ use redlock_core::{Fence, Lock, Master, ReleaseError, ReleaseReport, ResourceSet
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::fred::FredMaster;
+use crate::link::RedisMaster;
 use crate::runtime::TokioRuntime;
 
 use crate::error::LossReason;
@@ -253,7 +253,7 @@ impl fmt::Debug for LockStatus {
 /// spawned by the drop). If the runtime itself is shutting down and its
 /// tasks are gone, the keys expire with their TTL.
 #[must_use = "dropping the guard releases the lock at once"]
-pub struct LockGuard<M: Master = FredMaster, R: Runtime = TokioRuntime> {
+pub struct LockGuard<M: Master = RedisMaster, R: Runtime = TokioRuntime> {
     status: LockStatus,
     commands: mpsc::UnboundedSender<Command>,
     manager: Arc<Inner<M, R>>,

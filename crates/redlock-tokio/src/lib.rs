@@ -5,16 +5,20 @@ mod builder;
 mod error;
 pub mod fred;
 mod guard;
+mod link;
 mod manager;
 mod metrics;
 mod policy;
+#[cfg(feature = "redis-rs")]
+pub mod redis_rs;
 mod runtime;
 mod watchdog;
 
 pub use builder::LockManagerBuilder;
 pub use error::{AcquireError, LossReason, WithLockError};
-pub use fred::{redact_url, FredMaster};
+pub use fred::redact_url;
 pub use guard::{LockGuard, LockStatus};
+pub use link::{Client, RedisLink, RedisMaster};
 pub use manager::{LockManager, ShutdownReport};
 pub use policy::{Cap, ExtendPolicy, InvalidThreshold, LockOptions, Threshold};
 pub use runtime::{now, TokioRuntime};

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{AcquireError, WithLockError};
-use crate::fred::FredMaster;
 use crate::guard::{LockGuard, LockStatus, Shared};
+use crate::link::RedisMaster;
 use crate::policy::{self, ExtendPolicy, LockOptions};
 use crate::runtime::TokioRuntime;
 use crate::watchdog;
@@ -31,7 +31,7 @@ use crate::watchdog;
 ///
 /// Every lock it hands out is a [`LockGuard`] with its own watchdog task;
 /// see the crate docs for the whole tour.
-pub struct LockManager<M: Master = FredMaster, R: Runtime = TokioRuntime> {
+pub struct LockManager<M: Master = RedisMaster, R: Runtime = TokioRuntime> {
     inner: Arc<Inner<M, R>>,
 }
 

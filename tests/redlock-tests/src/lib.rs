@@ -12,9 +12,11 @@
 //! The servers and the fault proxy come from `redlock-testing`.
 
 //! * [`fresh_builder`]: the builder every test uses for masters the harness
-//!   just started empty for it alone.
+//!   just started empty for it alone;
+//! * [`builder`]: the production builder with the client under test
+//!   ([`client_under_test`], `REDLOCK_TEST_CLIENT`).
 
-use redlock_tokio::{LockManager, LockManagerBuilder};
+use redlock_tokio::{Client, LockManager, LockManagerBuilder};
 
 pub mod checker;
 pub mod events;
@@ -30,7 +32,37 @@ where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    LockManager::builder(urls).settings(|s| s.danger_disable_restart_guard(true))
+    builder(urls).settings(|s| s.danger_disable_restart_guard(true))
+}
+
+/// The production builder (`LockManager::builder`, defaults untouched)
+/// with the Redis client under test: `REDLOCK_TEST_CLIENT=redis-rs`
+/// runs a test file against the redis-rs link (`scripts/test.sh` does
+/// so for the fault tests), unset or `fred` against fred.
+///
+/// # Panics
+///
+/// On any other value of `REDLOCK_TEST_CLIENT`: a typo must not quietly
+/// test the default client.
+pub fn builder<I, S>(urls: I) -> LockManagerBuilder
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    LockManager::builder(urls).client(client_under_test())
+}
+
+/// The client `REDLOCK_TEST_CLIENT` names (see [`builder`]).
+///
+/// # Panics
+///
+/// On a value other than `fred` or `redis-rs`.
+pub fn client_under_test() -> Client {
+    match std::env::var("REDLOCK_TEST_CLIENT").as_deref() {
+        Err(_) | Ok("" | "fred") => Client::Fred,
+        Ok("redis-rs") => Client::RedisRs,
+        Ok(other) => panic!("REDLOCK_TEST_CLIENT={other:?}: expected fred or redis-rs"),
+    }
 }
 
 /// The keys matching `pattern` left on the masters once background

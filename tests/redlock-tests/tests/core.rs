@@ -10,9 +10,9 @@ use redlock_core::{
 };
 use redlock_testing::{Masters, RedisServer, ServerOptions};
 use redlock_tests::fresh_builder;
-use redlock_tokio::{FredMaster, TokioRuntime};
+use redlock_tokio::{RedisMaster, TokioRuntime};
 
-type Manager = Redlock<FredMaster, TokioRuntime>;
+type Manager = Redlock<RedisMaster, TokioRuntime>;
 
 async fn manager(masters: &Masters) -> Manager {
     fresh_builder(masters.urls())

@@ -8,9 +8,9 @@ use std::time::Duration;
 use redlock_core::{AcquireOptions, Fence, Redlock, ResourceSet};
 use redlock_testing::{Masters, RedisServer};
 use redlock_tests::fresh_builder;
-use redlock_tokio::{FredMaster, TokioRuntime};
+use redlock_tokio::{RedisMaster, TokioRuntime};
 
-type Manager = Redlock<FredMaster, TokioRuntime>;
+type Manager = Redlock<RedisMaster, TokioRuntime>;
 
 async fn fenced_manager(masters: &Masters, ttl: Duration) -> Manager {
     fresh_builder(masters.urls())

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use redlock_core::{MasterFailure, Redlock, VoteOutcome};
 use redlock_testing::Masters;
-use redlock_tokio::{FredMaster, LockManager, TokioRuntime};
+use redlock_tokio::{RedisMaster, TokioRuntime};
 
-type Manager = Redlock<FredMaster, TokioRuntime>;
+type Manager = Redlock<RedisMaster, TokioRuntime>;
 
 const TTL: Duration = Duration::from_secs(2);
 
 async fn manager(masters: &Masters, guard: bool) -> Manager {
-    LockManager::builder(masters.urls())
+    redlock_tests::builder(masters.urls())
         // The deployment's maximum TTL is the guard's window: short here,
         // so the tests need not wait the default minute.
         .settings(|s| s.ttl(TTL).max_ttl(TTL).danger_disable_restart_guard(!guard))
@@ -161,7 +161,7 @@ async fn replica_is_rejected_at_build_time() {
     masters[2]
         .cmd(&["REPLICAOF", "127.0.0.1", &primary])
         .expect("REPLICAOF");
-    let err = LockManager::builder(masters.urls())
+    let err = redlock_tests::builder(masters.urls())
         .connect_core()
         .await
         .expect_err("a replica is not a master");
@@ -179,7 +179,7 @@ async fn clock_check_samples_and_judges_healthy_masters_healthy() {
         .connect_core()
         .await
         .expect("connect");
-    let off = LockManager::builder(masters.urls())
+    let off = redlock_tests::builder(masters.urls())
         .connect_core()
         .await
         .expect("connect");

@@ -24,9 +24,9 @@ use redlock_core::{
 use redlock_testing::Masters;
 use redlock_testing::{Fault, Mode, Proxy};
 use redlock_tests::fresh_builder;
-use redlock_tokio::{FredMaster, LockManager, TokioRuntime};
+use redlock_tokio::{RedisMaster, TokioRuntime};
 
-type Manager = Redlock<FredMaster, TokioRuntime>;
+type Manager = Redlock<RedisMaster, TokioRuntime>;
 
 /// How long a test waits for a master to come back or to be refused: far
 /// above a reconnect (fred backs off 10 ms doubling to 1 s) and a
@@ -179,7 +179,7 @@ async fn restart_guard_window_covers_other_clients_longer_ttls() {
     .await;
     assert_eq!(masters[2].get("redlock:hole"), None, "master 2 is free");
 
-    let b = LockManager::builder(masters.urls())
+    let b = redlock_tests::builder(masters.urls())
         .settings(|s| s.ttl(Duration::from_secs(2)))
         .connect_core()
         .await
@@ -259,7 +259,7 @@ async fn restart_guard_counts_uptime_granularity() {
         })
         .await;
 
-        let b = LockManager::builder(masters.urls())
+        let b = redlock_tests::builder(masters.urls())
             // After the fix (deployment-wide guard window), add:
             .settings(|s| s.ttl(TTL).max_ttl(TTL))
             .connect_core()

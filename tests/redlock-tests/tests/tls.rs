@@ -21,9 +21,9 @@ use rcgen::{
 };
 use redlock_core::{ConfigError, Redlock, ReleaseError, VoteOutcome};
 use redlock_testing::{RedisServer, ServerOptions};
-use redlock_tokio::{FredMaster, LockManagerBuilder, TokioRuntime};
+use redlock_tokio::{LockManagerBuilder, RedisMaster, TokioRuntime};
 
-type Manager = Redlock<FredMaster, TokioRuntime>;
+type Manager = Redlock<RedisMaster, TokioRuntime>;
 
 /// TLS ports handed out in this process, so parallel tests never pick the
 /// same one (the harness reserves the plain ports it picks itself).

@@ -3,8 +3,8 @@
 //! (`INFO`) and its scripts loaded, and the answers recorded through the
 //! core's admission rules.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
@@ -14,27 +14,19 @@ use fred::types::config::{
     UnresponsiveConfig,
 };
 use fred::types::{Builder, ConnectHandle, Value};
-use futures::StreamExt;
-use redlock_core::{
-    Admission, Admitted, ConfigError, Link, Master, MasterFacts, MasterFailure, Redlock, Refusal,
-    Settings,
-};
+use redlock_core::{ConfigError, Link, MasterFacts, MasterFailure, Settings};
 
-use super::link::{command, FredLink, FredMaster, Scripts, SharedScripts};
+use super::link::{command, FredLink, Scripts, SharedScripts};
 use super::reply::map_error;
 use super::url::{parse_url, ParsedUrl};
-use crate::TokioRuntime;
+use crate::link::{connect_all, Attempt};
 
-/// Connects to every master in parallel with checked `settings`, checks
-/// their identities through the admission rules, and loads the scripts
-/// (see [`LockManagerBuilder::connect_core`](crate::LockManagerBuilder::connect_core)).
-pub(crate) async fn connect(
+/// Parses every master URL (and, with `tls`, attaches the connector to
+/// the `rediss://` ones), refusing two entries with the same address.
+pub(crate) fn parse_all(
     urls: &[String],
-    settings: Settings,
-    connect_timeout: Duration,
-    wake_on_release: bool,
     #[cfg(feature = "tls")] tls_cas: &[super::tls::CaSource],
-) -> Result<Redlock<FredMaster, TokioRuntime>, ConfigError> {
+) -> Result<Vec<ParsedUrl>, ConfigError> {
     let parsed = urls
         .iter()
         .map(|u| parse_url(u))
@@ -50,57 +42,57 @@ pub(crate) async fn connect(
             });
         }
     }
-    let scripts = Arc::new(Scripts::new(wake_on_release));
-    let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
-    let options = call_options(&settings);
-    let attempts = connect_all(parsed, &settings, connect_timeout, &options, &scripts).await?;
+    Ok(parsed)
+}
 
-    // The answers are recorded through the same admission rules every
-    // later check uses; at start-up a replica or a duplicate in the list
-    // is a configuration error worth stopping for, while a master that
-    // is merely unreachable or flaky now joins when it answers.
-    let mut masters = Vec::with_capacity(attempts.len());
-    let mut not_usable = Vec::new();
-    for (i, (link, facts)) in attempts.into_iter().enumerate() {
-        let address = link.address().to_string();
-        let master = Admitted::new(link, i, Arc::clone(&admission));
-        match facts {
-            Ok((observed_at, facts)) => {
-                let verdict = lock_admission(&admission).verified(i, 0, observed_at, &facts);
-                match verdict {
-                    Ok(()) => {}
-                    Err(Refusal::NotMaster { role }) => {
-                        return Err(ConfigError::NotAMaster {
-                            master: address,
-                            role,
-                        })
-                    }
-                    Err(Refusal::SameServerAs { other, run_id }) => {
-                        return Err(ConfigError::DuplicateMaster {
-                            first: masters
-                                .get(other)
-                                .map_or_else(String::new, |m: &FredMaster| m.address().to_string()),
-                            second: address,
-                            why: format!("same run_id {run_id}"),
-                        })
-                    }
-                    Err(other) => not_usable.push(format!("{address} {}", other.to_failure())),
+/// Connects to every master in parallel through fred with checked
+/// `settings`, asks each who it is and loads the scripts (see
+/// [`LockManagerBuilder::connect_core`](crate::LockManagerBuilder::connect_core));
+/// the answers go through the admission rules in
+/// [`admit_all`](crate::link::admit_all).
+pub(crate) async fn connect(
+    parsed: Vec<ParsedUrl>,
+    settings: &Settings,
+    connect_timeout: Duration,
+    wake_on_release: bool,
+) -> Result<Vec<Attempt<FredLink>>, ConfigError> {
+    let scripts = Arc::new(Scripts::new(wake_on_release));
+    let options = call_options(settings);
+    let (options, scripts) = (&options, &scripts);
+    connect_all(
+        parsed.len(),
+        settings.quorum().needed(),
+        |i| {
+            connect_one(
+                parsed[i].clone(),
+                settings,
+                connect_timeout,
+                options,
+                scripts,
+            )
+        },
+        |i| {
+            let p = parsed[i].clone();
+            let address = Arc::clone(&p.address);
+            let client = build_client(p.config, settings, connect_timeout, false).map_err(|e| {
+                ConfigError::Setup {
+                    master: address.to_string(),
+                    message: e.details().to_string(),
                 }
-            }
-            Err(failure) => not_usable.push(format!("{address} {failure}")),
-        }
-        masters.push(master);
-    }
-    let usable = masters.len() - not_usable.len();
-    if usable < settings.quorum().needed() {
-        return Err(ConfigError::Unreachable {
-            reachable: usable,
-            masters: masters.len(),
-            needed: settings.quorum().needed(),
-            details: not_usable.join("; "),
-        });
-    }
-    Redlock::with_masters(masters, settings, TokioRuntime)
+            })?;
+            let reconnects = client.reconnect_rx();
+            let task = client.connect();
+            Ok(FredLink::new(
+                client,
+                task,
+                reconnects,
+                options.clone(),
+                address,
+                Arc::clone(scripts),
+            ))
+        },
+    )
+    .await
 }
 
 /// Per-call options of every lock command: one write attempt (a command
@@ -158,98 +150,6 @@ fn build_client(
         .build()
 }
 
-/// How long `connect` keeps waiting for the other masters once a quorum is
-/// usable: a master that answers a moment later is still checked at
-/// start-up (a duplicate or a replica is then a configuration error), but
-/// one that is paused or black-holed does not hold the caller for the
-/// whole connect timeout. It joins in the background.
-const CONNECT_GRACE: Duration = Duration::from_millis(50);
-
-/// What one master's start-up gave: its link, and when and what it said
-/// about itself, or why it is not usable yet.
-type Attempt = (FredLink, Result<(Instant, MasterFacts), MasterFailure>);
-
-/// Connects every master in parallel and returns, in master order, as soon
-/// as a quorum is usable and [`CONNECT_GRACE`] has passed (or every master
-/// answered). Masters still connecting then get a client that keeps
-/// reconnecting in the background; they are checked before their first
-/// vote counts.
-async fn connect_all(
-    parsed: Vec<ParsedUrl>,
-    settings: &Settings,
-    connect_timeout: Duration,
-    options: &Options,
-    scripts: &SharedScripts,
-) -> Result<Vec<Attempt>, ConfigError> {
-    let needed = settings.quorum().needed();
-    let mut pending: futures::stream::FuturesUnordered<_> = parsed
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(i, p)| async move {
-            (
-                i,
-                connect_one(p, settings, connect_timeout, options, scripts).await,
-            )
-        })
-        .collect();
-    let mut done: Vec<Option<Attempt>> = (0..parsed.len()).map(|_| None).collect();
-    let mut usable = 0;
-    let mut grace_until: Option<tokio::time::Instant> = None;
-    loop {
-        let next = match grace_until {
-            Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
-            None => pending.next().await,
-        };
-        let Some((i, attempt)) = next else { break };
-        let attempt = attempt?;
-        if attempt.1.is_ok() {
-            usable += 1;
-        }
-        done[i] = Some(attempt);
-        if usable >= needed && grace_until.is_none() {
-            grace_until = Some(tokio::time::Instant::now() + CONNECT_GRACE);
-        }
-    }
-    drop(pending);
-    parsed
-        .into_iter()
-        .zip(done)
-        .map(|(p, attempt)| match attempt {
-            Some(a) => Ok(a),
-            None => {
-                let address = Arc::clone(&p.address);
-                let client =
-                    build_client(p.config, settings, connect_timeout, false).map_err(|e| {
-                        ConfigError::Setup {
-                            master: address.to_string(),
-                            message: e.details().to_string(),
-                        }
-                    })?;
-                let reconnects = client.reconnect_rx();
-                let task = client.connect();
-                let link = FredLink::new(
-                    client,
-                    task,
-                    reconnects,
-                    options.clone(),
-                    address,
-                    Arc::clone(scripts),
-                );
-                Ok((
-                    link,
-                    Err(MasterFailure::Unreachable(
-                        "still connecting when a quorum was ready".into(),
-                    )),
-                ))
-            }
-        })
-        .collect()
-}
-
 /// Connects one master. Returns its link and, when it answered, when and
 /// what it said about itself; a master that is unreachable or fails during
 /// setup (a reset, a timeout) is not an error here: its client keeps
@@ -262,7 +162,7 @@ async fn connect_one(
     connect_timeout: Duration,
     options: &Options,
     scripts: &SharedScripts,
-) -> Result<Attempt, ConfigError> {
+) -> Result<Attempt<FredLink>, ConfigError> {
     let address = parsed.address;
     let tls = parsed.tls;
     if tls && !parsed.config.uses_tls() {
@@ -380,14 +280,6 @@ fn setup_failure(e: &FredError, address: &str) -> Result<MasterFailure, ConfigEr
     }
 }
 
-/// The shared admission state; a panic elsewhere cannot leave its few
-/// fields torn, so a poisoned lock is used as is.
-fn lock_admission(admission: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
-    admission
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Whether a first connection over TLS failed in the handshake itself.
 ///
 /// tokio-rustls reports every rustls error (unknown issuer, name mismatch,
@@ -417,7 +309,7 @@ fn tls_reason(details: &str) -> String {
 /// Whether a server's error text means rejected credentials (Redis
 /// answers `WRONGPASS` or `NOAUTH`; some proxies and older servers say
 /// it in words).
-fn is_auth_message(details: &str) -> bool {
+pub(crate) fn is_auth_message(details: &str) -> bool {
     details.contains("WRONGPASS")
         || details.contains("NOAUTH")
         || details.contains("invalid username-password")
@@ -447,21 +339,40 @@ pub(super) async fn fetch_identity(
         .with_options(options)
         .custom(command("INFO"), Vec::<Value>::new())
         .await?;
+    facts_from_info(&info).map_err(|problem| match problem {
+        // Typed by kind, so start-up can name it; a vote reports it as a
+        // server error with this text.
+        InfoProblem::Cluster => FredError::new(ErrorKind::Cluster, CLUSTER_NODE),
+        InfoProblem::NoRunId => FredError::new(ErrorKind::Protocol, NO_RUN_ID),
+    })
+}
+
+/// What an `INFO` reply cannot be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InfoProblem {
+    /// No `run_id` field: not a Redis server we know.
+    NoRunId,
+    /// `cluster_enabled:1`: a Redis Cluster node.
+    Cluster,
+}
+
+/// The text of [`InfoProblem::Cluster`].
+pub(crate) const CLUSTER_NODE: &str = "CLUSTER mode: this server is a Redis Cluster node (cluster_enabled:1); redlock needs independent single-node primaries";
+/// The text of [`InfoProblem::NoRunId`].
+pub(crate) const NO_RUN_ID: &str = "INFO reply has no run_id";
+
+/// The facts the admission rules need, out of an `INFO` reply (whichever
+/// client read it).
+pub(crate) fn facts_from_info(info: &str) -> Result<MasterFacts, InfoProblem> {
     let field = |name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
             .map(|v| v.trim().to_owned())
     };
-    let run_id = field("run_id")
-        .ok_or_else(|| FredError::new(ErrorKind::Protocol, "INFO reply has no run_id"))?;
+    let run_id = field("run_id").ok_or(InfoProblem::NoRunId)?;
     let role = field("role").unwrap_or_else(|| "unknown".into());
     if field("cluster_enabled").as_deref() == Some("1") {
-        // Typed by kind, so start-up can name it; a vote reports it as a
-        // server error with this text.
-        return Err(FredError::new(
-            ErrorKind::Cluster,
-            "CLUSTER mode: this server is a Redis Cluster node (cluster_enabled:1); redlock needs independent single-node primaries",
-        ));
+        return Err(InfoProblem::Cluster);
     }
     // As reported: whole seconds of wall clock. The admission rules add the
     // granularity. A missing field reads as 0: the guard errs on waiting.
@@ -476,7 +387,7 @@ pub(super) async fn fetch_identity(
 }
 
 /// Parses a `TIME` reply: `[seconds, microseconds]` as strings.
-pub(super) fn parse_time(v: Value) -> Option<Duration> {
+pub(crate) fn parse_time(v: Value) -> Option<Duration> {
     let Value::Array(parts) = v else { return None };
     let num = |v: &Value| match v {
         Value::String(s) => s.parse::<u64>().ok(),

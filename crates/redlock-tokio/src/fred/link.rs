@@ -11,7 +11,7 @@ use fred::types::config::{Options, Server};
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
 use futures::future::BoxFuture;
 use redlock_core::{
-    Admitted, ClockSample, Fence, FenceKeys, KeyState, Link, Master, MasterFacts, MasterFailure,
+    ClockSample, Fence, FenceKeys, KeyState, Link, Master, MasterFacts, MasterFailure,
     ReleaseWatch, Token, Ttl,
 };
 use tokio::sync::broadcast::error::TryRecvError;
@@ -25,9 +25,9 @@ use super::reply::{self, map_error, SetNxGet};
 
 /// A Lua script with its SHA1, computed locally once.
 #[derive(Debug)]
-pub(super) struct Script {
-    pub(super) body: &'static str,
-    pub(super) sha: String,
+pub(crate) struct Script {
+    pub(crate) body: &'static str,
+    pub(crate) sha: String,
 }
 
 impl Script {
@@ -44,23 +44,23 @@ impl Script {
 #[derive(Debug)]
 /// The lock scripts of `redlock_core::scripts`, with their SHAs: one set
 /// per manager, shared by its links.
-pub(super) struct Scripts {
-    acquire: Script,
-    extend: Script,
-    release: Script,
-    acquire_fenced: Script,
-    set_fence: Script,
-    inspect: Script,
-    release_announce: Script,
+pub(crate) struct Scripts {
+    pub(crate) acquire: Script,
+    pub(crate) extend: Script,
+    pub(crate) release: Script,
+    pub(crate) acquire_fenced: Script,
+    pub(crate) set_fence: Script,
+    pub(crate) inspect: Script,
+    pub(crate) release_announce: Script,
     /// Whether releases announce themselves and waiters subscribe
     /// ([`announce`](super::announce)).
-    pub(super) announce: bool,
+    pub(crate) announce: bool,
 }
 
 impl Scripts {
     /// Every script of the core, hashed once; with `announce`, releases
     /// announce themselves.
-    pub(super) fn new(announce: bool) -> Self {
+    pub(crate) fn new(announce: bool) -> Self {
         Self {
             acquire: Script::new(scripts::ACQUIRE),
             extend: Script::new(scripts::EXTEND),
@@ -74,7 +74,7 @@ impl Scripts {
     }
 
     /// Every script, for loading them all after a (re)start.
-    pub(super) fn all(&self) -> [&Script; 7] {
+    pub(crate) fn all(&self) -> [&Script; 7] {
         [
             &self.acquire,
             &self.extend,
@@ -88,11 +88,12 @@ impl Scripts {
 }
 
 /// Shared by the links of one manager: the scripts and their SHAs.
-pub(super) type SharedScripts = Arc<Scripts>;
+pub(crate) type SharedScripts = Arc<Scripts>;
 
 /// One Redis master reached through one multiplexed fred client: the raw
-/// [`Link`] under the admission gate. [`FredMaster`] is the gated master
-/// the algorithm votes with.
+/// [`Link`] under the admission gate, as [`RedisLink::Fred`](crate::RedisLink::Fred);
+/// [`RedisMaster`](crate::RedisMaster) is the gated master the algorithm
+/// votes with.
 ///
 /// Dropping it stops the client's connection task.
 pub struct FredLink {
@@ -137,10 +138,6 @@ impl FredLink {
         }
     }
 }
-
-/// The production master: a [`FredLink`] behind the admission rules
-/// (identity, replica, restart guard, reconnect generations, clock check).
-pub type FredMaster = Admitted<FredLink>;
 
 impl std::fmt::Debug for FredLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

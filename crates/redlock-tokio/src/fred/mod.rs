@@ -44,11 +44,23 @@
 mod announce;
 mod connect;
 mod link;
-mod reply;
+pub(crate) mod reply;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 mod url;
 
-pub(crate) use connect::connect;
-pub use link::{FredLink, FredMaster};
+pub(crate) use connect::{connect, parse_all};
+pub use link::FredLink;
 pub use url::redact_url;
+// What the redis-rs link shares with this one: the scripts, the reading
+// of replies and of `INFO`, the URL parsing.
+#[cfg(feature = "redis-rs")]
+pub(crate) use connect::{
+    facts_from_info, is_auth_message, parse_time, InfoProblem, CLUSTER_NODE, NO_RUN_ID,
+};
+#[cfg(feature = "redis-rs")]
+pub(crate) use link::{Script, Scripts, SharedScripts};
+#[cfg(feature = "redis-rs")]
+pub(crate) use reply::{inspect_outcome, script_reply, set_nx_get_outcome, short, SetNxGet};
+#[cfg(feature = "redis-rs")]
+pub(crate) use url::ParsedUrl;

@@ -145,7 +145,7 @@ fn io_message(details: String) -> String {
 
 /// Bounds what a reply can put into an error message: a garbage reply of
 /// megabytes must not become a megabyte error line.
-fn short(mut s: String) -> String {
+pub(crate) fn short(mut s: String) -> String {
     const MAX: usize = 200;
     if s.len() > MAX {
         let mut end = MAX;

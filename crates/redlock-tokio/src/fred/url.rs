@@ -10,11 +10,11 @@ use redlock_core::ConfigError;
 #[derive(Clone)]
 /// A master URL, checked: the fred config to build its client from and
 /// its address for humans (`host:port[/db]`, without credentials).
-pub(super) struct ParsedUrl {
-    pub(super) config: Config,
-    pub(super) address: Arc<str>,
+pub(crate) struct ParsedUrl {
+    pub(crate) config: Config,
+    pub(crate) address: Arc<str>,
     /// `rediss://`: no client may be built before `config.tls` is set.
-    pub(super) tls: bool,
+    pub(crate) tls: bool,
 }
 
 /// A master URL with its password (or lone user-info) replaced by `***`,

@@ -50,7 +50,6 @@ use redlock_core::{AcquireError, Fence, Lock, RetryPolicy};
 use redlock_testing::{Connection, Reply};
 use redlock_tests::events::{Event, EventLog};
 use redlock_tests::sys::{instant_to_ns, monotonic_ns};
-use redlock_tokio::LockManager;
 
 /// The counter's key on the counter Redis, unless `--counter-key` says
 /// otherwise.
@@ -389,7 +388,7 @@ async fn run(args: &Args) -> Result<(), Fatal> {
     })?;
     let deadline = monotonic_ns().saturating_add(u64::try_from(args.run.as_nanos()).unwrap_or(0));
     let mut counter = Counter::connect(args.counter, &args.counter_key).map_err(Fatal::Broken)?;
-    let rl = LockManager::builder(args.masters.clone())
+    let rl = redlock_tests::builder(args.masters.clone())
         // Every worker uses the same TTL: that is the deployment's maximum,
         // and so the restart guard's window.
         .settings(|s| {

@@ -1,0 +1,301 @@
+//! The production master whichever client reaches it: [`RedisLink`] is
+//! the fred link ([`FredLink`], the default) or, with the `redis-rs`
+//! feature, the redis-rs link ([`RedisRsLink`](crate::redis_rs::RedisRsLink)),
+//! and [`RedisMaster`] is it behind the core's admission gate. Start-up
+//! is shared too: every master connected in parallel until a quorum is
+//! usable ([`connect_all`]), then every answer recorded through the same
+//! admission rules ([`admit_all`]).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use redlock_core::{
+    Admission, Admitted, ClockSample, ConfigError, Fence, FenceKeys, KeyState, Link, Master,
+    MasterFacts, MasterFailure, Redlock, Refusal, ReleaseWatch, Settings, Token, Ttl,
+};
+
+use crate::fred::FredLink;
+use crate::TokioRuntime;
+
+/// Which Redis client reaches the masters
+/// ([`LockManagerBuilder::client`](crate::LockManagerBuilder::client)).
+/// Both send the same commands (`SET NX GET`, the core's scripts) under
+/// the same admission rules; they differ in how they talk to the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Client {
+    /// fred (the default): one multiplexed client per master with
+    /// fred's reconnect loop; supports everything, `wake_on_release` and
+    /// `rediss://` included.
+    #[default]
+    Fred,
+    /// redis-rs (feature `redis-rs`): one multiplexed connection per
+    /// master, replaced by our own reconnect loop. It batches the
+    /// commands of concurrent tasks into fewer writes, so it costs less
+    /// client CPU per lock (see `docs/benchmarks.md`). It does not
+    /// support `wake_on_release` nor `rediss://` yet
+    /// ([`ConfigError::ClientLacks`]).
+    #[cfg(feature = "redis-rs")]
+    RedisRs,
+}
+
+impl Client {
+    /// The client's name, as errors and reports show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fred => "fred",
+            #[cfg(feature = "redis-rs")]
+            Self::RedisRs => "redis-rs",
+        }
+    }
+}
+
+/// The raw connection to one master, through whichever client was chosen
+/// (see [`Client`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RedisLink {
+    /// Through fred.
+    Fred(FredLink),
+    /// Through redis-rs.
+    #[cfg(feature = "redis-rs")]
+    RedisRs(crate::redis_rs::RedisRsLink),
+}
+
+/// The production master: a [`RedisLink`] behind the admission rules
+/// (identity, replica, restart guard, reconnect generations, clock check).
+pub type RedisMaster = Admitted<RedisLink>;
+
+/// The same call on whichever link this is.
+macro_rules! each {
+    ($link:expr, $l:ident => $call:expr) => {
+        match $link {
+            RedisLink::Fred($l) => $call,
+            #[cfg(feature = "redis-rs")]
+            RedisLink::RedisRs($l) => $call,
+        }
+    };
+}
+
+impl Link for RedisLink {
+    fn now(&self) -> Instant {
+        crate::now()
+    }
+
+    fn take_reconnects(&self) -> bool {
+        each!(self, l => l.take_reconnects())
+    }
+
+    fn identify(&self) -> BoxFuture<'static, Result<(Instant, MasterFacts), MasterFailure>> {
+        each!(self, l => l.identify())
+    }
+
+    fn sample_clock(&self) -> BoxFuture<'static, Option<ClockSample>> {
+        each!(self, l => l.sample_clock())
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
+}
+
+impl Master for RedisLink {
+    fn address(&self) -> &Arc<str> {
+        each!(self, l => l.address())
+    }
+
+    async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
+        each!(self, l => l.acquire(keys, token, ttl).await)
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &Token,
+        ttl: Ttl,
+        recreate: bool,
+    ) -> Result<(), MasterFailure> {
+        each!(self, l => l.extend(keys, token, ttl, recreate).await)
+    }
+
+    async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        each!(self, l => l.release(keys, token).await)
+    }
+
+    async fn release_announced(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        each!(self, l => l.release_announced(keys, token).await)
+    }
+
+    async fn acquire_fenced(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        ttl: Ttl,
+    ) -> Result<u64, MasterFailure> {
+        each!(self, l => l.acquire_fenced(keys, fences, token, ttl).await)
+    }
+
+    async fn inspect(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> Result<(KeyState, u64), MasterFailure> {
+        each!(self, l => l.inspect(key, fences).await)
+    }
+
+    async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
+        each!(self, l => l.force_delete(keys).await)
+    }
+
+    async fn forget_fences(&self, fences: FenceKeys<'_>) -> Result<(), MasterFailure> {
+        each!(self, l => l.forget_fences(fences).await)
+    }
+
+    async fn close(&self) {
+        each!(self, l => l.close().await);
+    }
+
+    async fn set_fence(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        fence: Fence,
+    ) -> Result<(), MasterFailure> {
+        each!(self, l => l.set_fence(keys, fences, token, fence).await)
+    }
+
+    async fn watch_releases(&self, keys: &[String]) -> Option<ReleaseWatch> {
+        each!(self, l => l.watch_releases(keys).await)
+    }
+}
+
+/// What one master's start-up gave: its link, and when and what it said
+/// about itself, or why it is not usable yet.
+pub(crate) type Attempt<L> = (L, Result<(Instant, MasterFacts), MasterFailure>);
+
+/// How long [`connect_all`] keeps waiting for the other masters once a
+/// quorum is usable: a master that answers a moment later is still
+/// checked at start-up (a duplicate or a replica is then a configuration
+/// error), but one that is paused or black-holed does not hold the caller
+/// for the whole connect timeout. It joins in the background.
+const CONNECT_GRACE: Duration = Duration::from_millis(50);
+
+/// Connects masters `0..n` in parallel with `one` and returns, in master
+/// order, as soon as `needed` are usable and [`CONNECT_GRACE`] has passed
+/// (or every master answered). A master still connecting then gets the
+/// link `later` builds, which keeps connecting in the background; it is
+/// checked before its first vote counts.
+pub(crate) async fn connect_all<L, F>(
+    n: usize,
+    needed: usize,
+    one: impl Fn(usize) -> F,
+    later: impl Fn(usize) -> Result<L, ConfigError>,
+) -> Result<Vec<Attempt<L>>, ConfigError>
+where
+    F: Future<Output = Result<Attempt<L>, ConfigError>>,
+{
+    let mut pending: futures::stream::FuturesUnordered<_> = (0..n)
+        .map(|i| {
+            let attempt = one(i);
+            async move { (i, attempt.await) }
+        })
+        .collect();
+    let mut done: Vec<Option<Attempt<L>>> = (0..n).map(|_| None).collect();
+    let mut usable = 0;
+    let mut grace_until: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match grace_until {
+            Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => pending.next().await,
+        };
+        let Some((i, attempt)) = next else { break };
+        let attempt = attempt?;
+        if attempt.1.is_ok() {
+            usable += 1;
+        }
+        done[i] = Some(attempt);
+        if usable >= needed && grace_until.is_none() {
+            grace_until = Some(tokio::time::Instant::now() + CONNECT_GRACE);
+        }
+    }
+    drop(pending);
+    done.into_iter()
+        .enumerate()
+        .map(|(i, attempt)| match attempt {
+            Some(a) => Ok(a),
+            None => Ok((
+                later(i)?,
+                Err(MasterFailure::Unreachable(
+                    "still connecting when a quorum was ready".into(),
+                )),
+            )),
+        })
+        .collect()
+}
+
+/// Records every master's start-up answer through the admission rules
+/// every later check uses, and builds the core manager. At start-up a
+/// replica or a duplicate in the list is a configuration error worth
+/// stopping for, while a master that is merely unreachable or flaky now
+/// joins when it answers.
+pub(crate) fn admit_all(
+    attempts: Vec<Attempt<RedisLink>>,
+    settings: Settings,
+) -> Result<Redlock<RedisMaster, TokioRuntime>, ConfigError> {
+    let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
+    let mut masters = Vec::with_capacity(attempts.len());
+    let mut not_usable = Vec::new();
+    for (i, (link, facts)) in attempts.into_iter().enumerate() {
+        let address = link.address().to_string();
+        let master = Admitted::new(link, i, Arc::clone(&admission));
+        match facts {
+            Ok((observed_at, facts)) => {
+                let verdict = admission
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .verified(i, 0, observed_at, &facts);
+                match verdict {
+                    Ok(()) => {}
+                    Err(Refusal::NotMaster { role }) => {
+                        return Err(ConfigError::NotAMaster {
+                            master: address,
+                            role,
+                        })
+                    }
+                    Err(Refusal::SameServerAs { other, run_id }) => {
+                        return Err(ConfigError::DuplicateMaster {
+                            first: masters
+                                .get(other)
+                                .map_or_else(String::new, |m: &RedisMaster| {
+                                    m.address().to_string()
+                                }),
+                            second: address,
+                            why: format!("same run_id {run_id}"),
+                        })
+                    }
+                    Err(other) => not_usable.push(format!("{address} {}", other.to_failure())),
+                }
+            }
+            Err(failure) => not_usable.push(format!("{address} {failure}")),
+        }
+        masters.push(master);
+    }
+    let usable = masters.len() - not_usable.len();
+    if usable < settings.quorum().needed() {
+        return Err(ConfigError::Unreachable {
+            reachable: usable,
+            masters: masters.len(),
+            needed: settings.quorum().needed(),
+            details: not_usable.join("; "),
+        });
+    }
+    Redlock::with_masters(masters, settings, TokioRuntime)
+}

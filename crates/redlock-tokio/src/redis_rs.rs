@@ -1,0 +1,717 @@
+//! The redis-rs link (feature `redis-rs`, [`Client::RedisRs`](crate::Client::RedisRs)):
+//! the same lock commands as [`FredLink`](crate::fred::FredLink), read
+//! with the same reply rules, over one redis-rs `MultiplexedConnection`
+//! per master.
+//!
+//! Why a second client: fred 10.1 writes every command with a `writev`
+//! of its own, while redis-rs batches the commands that concurrent tasks
+//! queued meanwhile into one write; measured in `docs/benchmarks.md`
+//! ("The client is the gap"), the same core costs about half the client
+//! CPU per lock over redis-rs.
+//!
+//! What a lock needs from the connection, and how this link gives it:
+//! - **One attempt per command.** A `MultiplexedConnection` never
+//!   re-sends; a command whose caller gave up before it was written is
+//!   not written at all (redis-rs drops it when its receiver is gone).
+//! - **A bound on every call**: redis-rs's response timeout, at the
+//!   per-master timeout (the start-up commands at the connect timeout).
+//! - **Reconnects the admission rules can see.** A
+//!   `MultiplexedConnection` does not reconnect: its I/O task ends when
+//!   the socket does. Our own loop ([`keep_connected`]) opens the next
+//!   one (10 ms doubling to 1 s), and counts every connection it
+//!   installs *before* any command can use it, so a reply from a
+//!   replaced connection is always seen as such by the gate
+//!   ([`Link::take_reconnects`]). While no connection is up, commands
+//!   fail at once as unreachable.
+//! - TCP nodelay, `AUTH` and `SELECT` from the URL, RESP2.
+//!
+//! A paused master keeps its connection: commands time out, and once it
+//! resumes it answers them in order on the same connection, as the same
+//! server, so nothing needs to be verified again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fred::types::config::ServerConfig;
+use fred::types::Value as FredValue;
+use futures::future::BoxFuture;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Cmd, RedisConnectionInfo, RedisError, Value};
+use redlock_core::{
+    ClockSample, ConfigError, Fence, FenceKeys, KeyState, Link, Master, MasterFacts, MasterFailure,
+    Settings, Token, Ttl,
+};
+use tokio::net::TcpStream;
+
+use crate::fred::{
+    facts_from_info, inspect_outcome, is_auth_message, parse_time, reply, script_reply,
+    set_nx_get_outcome, short, InfoProblem, ParsedUrl, Script, Scripts, SetNxGet, SharedScripts,
+    CLUSTER_NODE, NO_RUN_ID,
+};
+use crate::link::{connect_all, Attempt};
+
+/// First delay of the reconnect loop, doubled after every failed attempt.
+const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(10);
+/// Longest delay between two attempts of the reconnect loop.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// Where one master is and how to open a connection to it.
+#[derive(Clone, Debug)]
+struct Target {
+    host: String,
+    port: u16,
+    info: RedisConnectionInfo,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+/// A connection's I/O task: ends when the socket does.
+type Driver = BoxFuture<'static, ()>;
+
+impl Target {
+    /// The target of a parsed URL; `rediss://` is not supported yet.
+    fn new(
+        parsed: &ParsedUrl,
+        settings: &Settings,
+        connect_timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        if parsed.tls {
+            return Err(ConfigError::ClientLacks {
+                client: "redis-rs",
+                what: "rediss:// (TLS)",
+            });
+        }
+        let ServerConfig::Centralized { server } = &parsed.config.server else {
+            return Err(ConfigError::InvalidUrl {
+                url: parsed.address.to_string(),
+                reason: "expected one host and port".into(),
+            });
+        };
+        let mut info = RedisConnectionInfo::default()
+            .set_db(i64::from(parsed.config.database.unwrap_or(0)))
+            .set_skip_set_lib_name();
+        if let Some(user) = &parsed.config.username {
+            info = info.set_username(user);
+        }
+        if let Some(password) = &parsed.config.password {
+            info = info.set_password(password);
+        }
+        Ok(Self {
+            host: server.host.to_string(),
+            port: server.port,
+            info,
+            connect_timeout,
+            response_timeout: settings.master_timeout(),
+        })
+    }
+
+    /// Opens one connection (TCP, then `AUTH`/`SELECT`), all of it
+    /// within the connect timeout.
+    async fn open(&self) -> Result<(MultiplexedConnection, Driver), RedisError> {
+        let open = async {
+            let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
+            tcp.set_nodelay(true)?;
+            let config =
+                AsyncConnectionConfig::new().set_response_timeout(Some(self.response_timeout));
+            let (conn, driver) =
+                MultiplexedConnection::new_with_config(&self.info, tcp, config).await?;
+            Ok::<_, RedisError>((conn, Box::pin(driver) as Driver))
+        };
+        match tokio::time::timeout(self.connect_timeout, open).await {
+            Ok(opened) => opened,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no connection within the connect timeout",
+            )
+            .into()),
+        }
+    }
+}
+
+/// What the link and its reconnect loop share.
+#[derive(Debug)]
+struct Shared {
+    /// The connection in use, or why there is none.
+    current: Mutex<Result<MultiplexedConnection, String>>,
+    /// Connections installed so far; bumped before a new one is visible.
+    installed: AtomicU64,
+    /// `installed` as of the last [`Link::take_reconnects`].
+    seen: AtomicU64,
+}
+
+impl Shared {
+    fn current(&self) -> std::sync::MutexGuard<'_, Result<MultiplexedConnection, String>> {
+        // Replaced whole under the lock: a panic cannot leave it torn.
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes `conn` the connection in use. The count goes up first, under
+    /// the lock: whoever sends on it sees the reconnect when it checks
+    /// after the reply.
+    fn install(&self, conn: MultiplexedConnection) {
+        let mut current = self.current();
+        self.installed.fetch_add(1, Ordering::SeqCst);
+        *current = Ok(conn);
+    }
+
+    fn down(&self, why: String) {
+        *self.current() = Err(why);
+    }
+}
+
+/// Keeps one connection up: waits for the current one's I/O task to end,
+/// then opens the next, for as long as the link lives.
+async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<Driver>) {
+    let mut delay = MIN_RECONNECT_DELAY;
+    loop {
+        if let Some(running) = driver.take() {
+            running.await;
+            shared.down("connection lost; reconnecting".into());
+            delay = MIN_RECONNECT_DELAY;
+        }
+        match target.open().await {
+            Ok((conn, next)) => {
+                shared.install(conn);
+                driver = Some(next);
+            }
+            Err(e) => {
+                shared.down(format!("{} (reconnecting)", map_error(&e)));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            }
+        }
+    }
+}
+
+/// One Redis master reached through one redis-rs multiplexed connection
+/// kept up by our own reconnect loop: the raw [`Link`] under the
+/// admission gate, as [`RedisLink::RedisRs`](crate::RedisLink::RedisRs).
+///
+/// Dropping it stops the reconnect loop and closes the connection.
+pub struct RedisRsLink {
+    address: Arc<str>,
+    scripts: SharedScripts,
+    /// Bound of the start-up commands (`INFO`, `SCRIPT LOAD`).
+    setup_timeout: Duration,
+    shared: Arc<Shared>,
+    /// Set once the server answered `SET ... NX GET` with a syntax error
+    /// (Redis before 7.0): single-key acquires use the script from then on.
+    no_set_get: AtomicBool,
+    task: tokio::task::AbortHandle,
+}
+
+impl std::fmt::Debug for RedisRsLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRsLink")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisRsLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RedisRsLink {
+    /// A link whose loop starts from `first` (a connection just opened)
+    /// or, without one, opens it in the background.
+    fn start(
+        target: Target,
+        address: Arc<str>,
+        scripts: SharedScripts,
+        first: Option<(MultiplexedConnection, Driver)>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            current: Mutex::new(Err("connecting".into())),
+            installed: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
+        });
+        let driver = first.map(|(conn, driver)| {
+            shared.install(conn);
+            driver
+        });
+        let setup_timeout = target.connect_timeout;
+        let task = tokio::spawn(keep_connected(target, Arc::clone(&shared), driver)).abort_handle();
+        Self {
+            address,
+            scripts,
+            setup_timeout,
+            shared,
+            no_set_get: AtomicBool::new(false),
+            task,
+        }
+    }
+
+    /// The connection in use, or why there is none.
+    fn conn(&self) -> Result<MultiplexedConnection, MasterFailure> {
+        self.shared
+            .current()
+            .clone()
+            .map_err(MasterFailure::Unreachable)
+    }
+
+    /// Sends `cmd` on the connection in use, within the per-master timeout.
+    async fn call(&self, cmd: &Cmd) -> Result<FredValue, MasterFailure> {
+        let mut conn = self.conn()?;
+        cmd.query_async::<Value>(&mut conn)
+            .await
+            .map(to_fred)
+            .map_err(|e| map_error(&e))
+    }
+
+    /// Runs `script` with `EVALSHA`; after `NOSCRIPT` (a restarted or
+    /// flushed master) it falls back to `EVAL` and reloads every script
+    /// in a task of its own (this future may be dropped by an early
+    /// decision before the `EVAL` is even sent).
+    async fn eval(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<FredValue, MasterFailure> {
+        let invocation = |verb: &str, first: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(first).arg(keys.len()).arg(keys).arg(args);
+            cmd
+        };
+        let mut conn = self.conn()?;
+        match invocation("EVALSHA", &script.sha)
+            .query_async::<Value>(&mut conn)
+            .await
+        {
+            Ok(v) => Ok(to_fred(v)),
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                let (reload, scripts, timeout) =
+                    (conn.clone(), Arc::clone(&self.scripts), self.setup_timeout);
+                tokio::spawn(async move { load_scripts(reload, &scripts, timeout).await });
+                invocation("EVAL", script.body)
+                    .query_async::<Value>(&mut conn)
+                    .await
+                    .map(to_fred)
+                    .map_err(|e| map_error(&e))
+            }
+            Err(e) => Err(map_error(&e)),
+        }
+    }
+
+    /// [`eval`](Self::eval) of a script whose reply is one integer.
+    async fn eval_int(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[&str],
+    ) -> Result<i64, MasterFailure> {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        script_reply(Ok(self.eval(script, &keys, args).await?))
+    }
+}
+
+/// Loads every script (`SCRIPT LOAD`), checking the server computed the
+/// same SHA1; sent together, so they go out in one write.
+async fn load_scripts(
+    mut conn: MultiplexedConnection,
+    scripts: &Scripts,
+    timeout: Duration,
+) -> Result<(), MasterFailure> {
+    conn.set_response_timeout(timeout);
+    let all = scripts.all();
+    let shas = futures::future::join_all(all.iter().map(|s| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(s.body)
+                .query_async::<String>(&mut conn)
+                .await
+        }
+    }))
+    .await;
+    for (s, sha) in all.iter().zip(shas) {
+        let sha = sha.map_err(|e| map_error(&e))?;
+        if sha != s.sha {
+            return Err(MasterFailure::BadReply(format!(
+                "SCRIPT LOAD returned {sha}, expected {}",
+                s.sha
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Asks the master who it is (`INFO`).
+async fn fetch_identity(
+    mut conn: MultiplexedConnection,
+    timeout: Duration,
+) -> Result<MasterFacts, IdentityError> {
+    conn.set_response_timeout(timeout);
+    let info: String = redis::cmd("INFO")
+        .query_async(&mut conn)
+        .await
+        .map_err(IdentityError::Redis)?;
+    facts_from_info(&info).map_err(IdentityError::Info)
+}
+
+/// Why a master could not tell who it is.
+enum IdentityError {
+    Redis(RedisError),
+    Info(InfoProblem),
+}
+
+impl IdentityError {
+    fn to_failure(&self) -> MasterFailure {
+        match self {
+            Self::Redis(e) => map_error(e),
+            Self::Info(InfoProblem::Cluster) => MasterFailure::Server(CLUSTER_NODE.into()),
+            Self::Info(InfoProblem::NoRunId) => MasterFailure::BadReply(NO_RUN_ID.into()),
+        }
+    }
+}
+
+impl Link for RedisRsLink {
+    fn now(&self) -> Instant {
+        crate::now()
+    }
+
+    fn take_reconnects(&self) -> bool {
+        let installed = self.shared.installed.load(Ordering::SeqCst);
+        self.shared.seen.swap(installed, Ordering::SeqCst) != installed
+    }
+
+    fn identify(&self) -> BoxFuture<'static, Result<(Instant, MasterFacts), MasterFailure>> {
+        let conn = self.conn();
+        let (scripts, timeout) = (Arc::clone(&self.scripts), self.setup_timeout);
+        Box::pin(async move {
+            let conn = conn?;
+            let facts = fetch_identity(conn.clone(), timeout)
+                .await
+                .map_err(|e| e.to_failure())?;
+            // The server read its uptime before this instant.
+            let observed_at = crate::now();
+            // After a restart the script cache is empty.
+            load_scripts(conn, &scripts, timeout).await?;
+            Ok((observed_at, facts))
+        })
+    }
+
+    fn sample_clock(&self) -> BoxFuture<'static, Option<ClockSample>> {
+        let conn = self.conn();
+        Box::pin(async move {
+            let mut conn = conn.ok()?;
+            let sent = crate::now();
+            let reply = redis::cmd("TIME").query_async::<Value>(&mut conn).await;
+            let received = crate::now();
+            let master = parse_time(to_fred(reply.ok()?))?;
+            Some(ClockSample {
+                sent,
+                received,
+                master,
+            })
+        })
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        tokio::spawn(task);
+    }
+}
+
+impl Master for RedisRsLink {
+    fn address(&self) -> &Arc<str> {
+        &self.address
+    }
+
+    async fn close(&self) {
+        self.task.abort();
+        self.shared.down("closed".into());
+    }
+
+    async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        // As `FredLink`: `SET NX GET` decides one resource in one round
+        // trip; only a key that already holds our token needs the script.
+        if let [key] = keys {
+            if !self.no_set_get.load(Ordering::Relaxed) {
+                let mut set = redis::cmd("SET");
+                set.arg(key)
+                    .arg(token.expose())
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(&ttl)
+                    .arg("GET");
+                match self.call(&set).await {
+                    Err(MasterFailure::Server(e)) if e.contains("syntax error") => {
+                        self.no_set_get.store(true, Ordering::Relaxed);
+                    }
+                    reply => match set_nx_get_outcome(Ok(reply?), token.expose())? {
+                        SetNxGet::Set => return Ok(()),
+                        SetNxGet::Other => return Err(MasterFailure::Held),
+                        SetNxGet::Ours => {}
+                    },
+                }
+            }
+        }
+        let n = self
+            .eval_int(&self.scripts.acquire, keys, &[token.expose(), &ttl])
+            .await?;
+        reply::acquire_outcome(n)
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &Token,
+        ttl: Ttl,
+        recreate: bool,
+    ) -> Result<(), MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        let recreate = if recreate { "1" } else { "0" };
+        let n = self
+            .eval_int(
+                &self.scripts.extend,
+                keys,
+                &[token.expose(), &ttl, recreate],
+            )
+            .await?;
+        reply::extend_outcome(n)
+    }
+
+    async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        let n = self
+            .eval_int(&self.scripts.release, keys, &[token.expose()])
+            .await?;
+        reply::release_outcome(n)
+    }
+
+    async fn acquire_fenced(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        ttl: Ttl,
+    ) -> Result<u64, MasterFailure> {
+        let ttl = ttl.as_millis().to_string();
+        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &ttl]);
+        let reply = self
+            .eval(&self.scripts.acquire_fenced, &keys, &args)
+            .await?;
+        reply::acquire_fenced_outcome(script_reply(Ok(reply))?)
+    }
+
+    async fn set_fence(
+        &self,
+        keys: &[String],
+        fences: FenceKeys<'_>,
+        token: &Token,
+        fence: Fence,
+    ) -> Result<(), MasterFailure> {
+        let fence = fence.get().to_string();
+        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &fence]);
+        let reply = self.eval(&self.scripts.set_fence, &keys, &args).await?;
+        reply::set_fence_outcome(script_reply(Ok(reply))?)
+    }
+
+    async fn inspect(
+        &self,
+        key: &str,
+        fences: FenceKeys<'_>,
+    ) -> Result<(KeyState, u64), MasterFailure> {
+        let field = fences.fields.first().map_or("", String::as_str);
+        let reply = self
+            .eval(&self.scripts.inspect, &[key, fences.hash], &[field])
+            .await?;
+        inspect_outcome(Ok(reply))
+    }
+
+    async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
+        let mut del = redis::cmd("DEL");
+        del.arg(keys);
+        self.call(&del).await.map(|_| ())
+    }
+
+    async fn forget_fences(&self, fences: FenceKeys<'_>) -> Result<(), MasterFailure> {
+        let mut hdel = redis::cmd("HDEL");
+        hdel.arg(fences.hash).arg(fences.fields);
+        self.call(&hdel).await.map(|_| ())
+    }
+}
+
+/// `KEYS` and `ARGV` of the fence scripts: the lock keys then the fence
+/// hash; `head` then the resource names.
+fn fenced_argv<'a>(
+    keys: &'a [String],
+    fences: FenceKeys<'a>,
+    head: &[&'a str],
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut all_keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    all_keys.push(fences.hash);
+    let mut args = Vec::with_capacity(head.len() + fences.fields.len());
+    args.extend_from_slice(head);
+    args.extend(fences.fields.iter().map(String::as_str));
+    (all_keys, args)
+}
+
+/// A redis-rs reply in fred's terms, so that one set of rules
+/// ([`reply`]) reads what every client received. RESP2 gives only
+/// these shapes; anything else (RESP3) becomes a reply no rule accepts.
+fn to_fred(v: Value) -> FredValue {
+    match v {
+        Value::Nil => FredValue::Null,
+        Value::Int(n) => FredValue::Integer(n),
+        Value::BulkString(b) => FredValue::Bytes(b.into()),
+        Value::SimpleString(s) => FredValue::String(s.into()),
+        Value::Okay => FredValue::String("OK".into()),
+        Value::Array(items) => FredValue::Array(items.into_iter().map(to_fred).collect()),
+        _ => FredValue::Queued,
+    }
+}
+
+/// Maps a redis-rs error at the boundary, as `reply::map_error` does
+/// fred's: timeouts, transport problems and server error replies stay
+/// distinguishable.
+fn map_error(e: &RedisError) -> MasterFailure {
+    let text = short(e.to_string());
+    if e.is_timeout() {
+        MasterFailure::TimedOut
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        MasterFailure::Unreachable(text)
+    } else if let Some(code) = e.code() {
+        // The server's own words (`BUSY Redis is busy ...`, `NOPERM ...`),
+        // as fred reports them, rather than redis-rs's rendering.
+        MasterFailure::Server(short(match e.detail() {
+            Some(detail) => format!("{code} {detail}"),
+            None => code.to_owned(),
+        }))
+    } else if matches!(
+        e.kind(),
+        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+    ) {
+        MasterFailure::BadReply(text)
+    } else {
+        MasterFailure::Server(text)
+    }
+}
+
+/// Connects to every master in parallel through redis-rs, asks each who
+/// it is and loads the scripts; as the fred client's `connect`, the
+/// answers go through the admission rules in
+/// [`admit_all`](crate::link::admit_all).
+pub(crate) async fn connect(
+    parsed: Vec<ParsedUrl>,
+    settings: &Settings,
+    connect_timeout: Duration,
+) -> Result<Vec<Attempt<RedisRsLink>>, ConfigError> {
+    let targets = parsed
+        .iter()
+        .map(|p| Target::new(p, settings, connect_timeout))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The scripts never announce: `wake_on_release` is refused earlier.
+    let scripts = Arc::new(Scripts::new(false));
+    let (targets, parsed, scripts) = (&targets, &parsed, &scripts);
+    connect_all(
+        parsed.len(),
+        settings.quorum().needed(),
+        |i| connect_one(targets[i].clone(), &parsed[i], scripts),
+        |i| {
+            Ok(RedisRsLink::start(
+                targets[i].clone(),
+                Arc::clone(&parsed[i].address),
+                Arc::clone(scripts),
+                None,
+            ))
+        },
+    )
+    .await
+}
+
+/// Connects one master. As the fred client's: a master that is
+/// unreachable now or fails during setup is not an error (its link keeps
+/// reconnecting and it is verified before its first vote counts); wrong
+/// credentials, a database the server lacks and a Redis Cluster node
+/// are.
+async fn connect_one(
+    target: Target,
+    parsed: &ParsedUrl,
+    scripts: &SharedScripts,
+) -> Result<Attempt<RedisRsLink>, ConfigError> {
+    let address = Arc::clone(&parsed.address);
+    let scripts = Arc::clone(scripts);
+    {
+        let refused = |e: &RedisError| -> Option<ConfigError> {
+            let text = e.to_string();
+            if e.kind() == redis::ErrorKind::AuthenticationFailed || is_auth_message(&text) {
+                Some(ConfigError::Auth {
+                    master: address.to_string(),
+                    message: text,
+                })
+            } else if text.contains("DB index is out of range") {
+                Some(ConfigError::NoSuchDatabase {
+                    master: address.to_string(),
+                    db: parsed.config.database.unwrap_or(0),
+                })
+            } else {
+                None
+            }
+        };
+        let timeout = target.connect_timeout;
+        match target.open().await {
+            Ok((conn, driver)) => {
+                let link = RedisRsLink::start(
+                    target,
+                    Arc::clone(&address),
+                    Arc::clone(&scripts),
+                    Some((conn.clone(), driver)),
+                );
+                // The first connection counts as a reconnect; the identity
+                // check below covers it and anything before it.
+                link.take_reconnects();
+                let facts = match fetch_identity(conn.clone(), timeout).await {
+                    Ok(facts) => facts,
+                    Err(IdentityError::Info(InfoProblem::Cluster)) => {
+                        return Err(ConfigError::ClusterNode {
+                            master: address.to_string(),
+                        })
+                    }
+                    Err(IdentityError::Redis(e)) => {
+                        if let Some(config) = refused(&e) {
+                            return Err(config);
+                        }
+                        return Ok((link, Err(setup_failure(map_error(&e), &address)?)));
+                    }
+                    Err(e @ IdentityError::Info(InfoProblem::NoRunId)) => {
+                        return Ok((link, Err(setup_failure(e.to_failure(), &address)?)))
+                    }
+                };
+                let observed_at = crate::now();
+                if let Err(e) = load_scripts(conn, &scripts, timeout).await {
+                    return Ok((link, Err(setup_failure(e, &address)?)));
+                }
+                Ok((link, Ok((observed_at, facts))))
+            }
+            Err(e) => {
+                if let Some(config) = refused(&e) {
+                    return Err(config);
+                }
+                // Unreachable for now: the link keeps trying.
+                let link = RedisRsLink::start(target, Arc::clone(&address), scripts, None);
+                Ok((link, Err(map_error(&e))))
+            }
+        }
+    }
+}
+
+/// A failure while setting up a connected master: a transport problem
+/// makes it "not yet usable", anything else (an ACL that forbids `INFO`
+/// or `SCRIPT`, a garbage reply) is a configuration error.
+fn setup_failure(failure: MasterFailure, address: &str) -> Result<MasterFailure, ConfigError> {
+    match failure {
+        f @ (MasterFailure::TimedOut | MasterFailure::Unreachable(_)) => Ok(f),
+        other => Err(ConfigError::Setup {
+            master: address.to_owned(),
+            message: other.to_string(),
+        }),
+    }
+}
