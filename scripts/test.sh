@@ -16,6 +16,16 @@ echo ">> RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked" >&2
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked
 echo ">> cargo test --workspace --locked" >&2
 cargo test --workspace --locked
+# The same fault, safety and adapter tests once more over the other Redis
+# client (`Client::RedisRs`; the workspace run used the default, fred):
+# restarts, pauses, resets, garbage replies, ACLs, TLS, the chaos run
+# (shorter), each against the redis-rs link and its own reconnect loop.
+echo ">> REDLOCK_TEST_CLIENT=redis-rs cargo test --locked -p redlock-tests (fault, safety and adapter tests)" >&2
+REDLOCK_TEST_CLIENT=redis-rs REDLOCK_CHAOS_SECS=20 REDLOCK_CHAOS_GUARD_SECS=10 \
+  REDLOCK_CHAOS_FENCE_SECS=15 cargo test --locked -p redlock-tests \
+  --test safe_by_default --test guards --test core --test fencing --test replies \
+  --test security --test tls --test tokio_adapter --test wake_on_release \
+  --test inspect --test chaos
 # The workspace run builds redlock-tokio with `tls` (redlock-tests enables
 # it), so run its unit tests once more in a build of the crate alone,
 # without the feature: `rediss://` must then be refused, never sent in

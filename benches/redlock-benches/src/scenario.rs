@@ -224,6 +224,20 @@ impl fmt::Display for AcquireFailed {
 
 impl std::error::Error for AcquireFailed {}
 
+/// The Redis client of [`Impl::Redlock`]: `REDLOCK_CLIENT`, the variable
+/// the `redlock` command reads (`fred`, the default, or `redis-rs`).
+///
+/// # Panics
+///
+/// On any other value: a typo must not quietly measure the default.
+pub fn redlock_client() -> redlock_tokio::Client {
+    match std::env::var("REDLOCK_CLIENT").as_deref() {
+        Err(_) | Ok("" | "fred") => redlock_tokio::Client::Fred,
+        Ok("redis-rs") => redlock_tokio::Client::RedisRs,
+        Ok(other) => panic!("REDLOCK_CLIENT={other:?}: expected fred or redis-rs"),
+    }
+}
+
 impl Client {
     /// Connects a client of `imp` to `urls`.
     ///
@@ -235,6 +249,7 @@ impl Client {
         match imp {
             Impl::Redlock => Self::Redlock(LockManager::new(
                 LockManager::builder(urls.iter().cloned())
+                    .client(redlock_client())
                     // The harness started these masters empty for this run
                     // alone: the restart guard would only hold them back.
                     .settings(|s| s.ttl(TTL).danger_disable_restart_guard(true))

@@ -144,6 +144,39 @@ pub(crate) struct Global {
     /// the lock a while (cron jobs); see docs/benchmarks.md.
     #[arg(long, global = true)]
     pub(crate) wake_on_release: bool,
+
+    /// Which Redis client reaches the masters.
+    ///
+    /// Both send the same commands under the same safety rules and
+    /// support every option. redis-rs batches the commands of concurrent
+    /// locks into fewer writes. See docs/benchmarks.md.
+    #[arg(
+        long,
+        global = true,
+        env = "REDLOCK_CLIENT",
+        value_enum,
+        default_value_t = ClientArg::Fred
+    )]
+    pub(crate) client: ClientArg,
+}
+
+/// `--client`: the Redis client of the lock managers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ClientArg {
+    /// fred (the default).
+    Fred,
+    /// redis-rs.
+    #[value(name = "redis-rs")]
+    RedisRs,
+}
+
+impl From<ClientArg> for redlock_tokio::Client {
+    fn from(client: ClientArg) -> Self {
+        match client {
+            ClientArg::Fred => Self::Fred,
+            ClientArg::RedisRs => Self::RedisRs,
+        }
+    }
 }
 
 /// The subcommands.

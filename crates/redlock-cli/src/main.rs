@@ -148,7 +148,8 @@ pub(crate) fn builder(
             }
         })
         .connect_timeout(global.connect_timeout)
-        .wake_on_release(global.wake_on_release);
+        .wake_on_release(global.wake_on_release)
+        .client(global.client.into());
     match &global.tls_ca {
         Some(ca) => builder.tls_ca_file(ca.clone()),
         None => builder,

@@ -89,17 +89,6 @@ pub enum ConfigError {
         /// Address of the entry.
         master: String,
     },
-    /// The chosen Redis client cannot do something the builder asked for
-    /// (the redis-rs client and `wake_on_release`, for instance).
-    #[error(
-        "the {client} client does not support {what}; use the fred client (the default) for it"
-    )]
-    ClientLacks {
-        /// The client chosen on the builder.
-        client: &'static str,
-        /// What it cannot do.
-        what: &'static str,
-    },
     /// The database number in a master URL does not exist on that server.
     #[error("master {master}: database {db} does not exist on this server (see its `databases` setting)")]
     NoSuchDatabase {

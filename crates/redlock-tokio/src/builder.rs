@@ -118,10 +118,8 @@ impl LockManagerBuilder {
     }
 
     /// Which Redis client reaches the masters (default [`Client::Fred`]).
-    /// Both send the same commands under the same admission rules; with
-    /// the `redis-rs` feature, [`Client::RedisRs`] costs less client CPU
-    /// per lock, and does not support `wake_on_release` nor `rediss://`
-    /// yet (`connect` then fails with [`ConfigError::ClientLacks`]).
+    /// Both send the same commands under the same admission rules, and
+    /// support every option of this builder; see [`Client`].
     pub fn client(mut self, client: Client) -> Self {
         self.client = client;
         self
@@ -297,19 +295,16 @@ impl LockManagerBuilder {
             .map(|(link, facts)| (RedisLink::Fred(link), facts))
             .collect(),
             #[cfg(feature = "redis-rs")]
-            Client::RedisRs => {
-                if self.wake_on_release {
-                    return Err(ConfigError::ClientLacks {
-                        client: self.client.name(),
-                        what: "wake_on_release",
-                    });
-                }
-                crate::redis_rs::connect(parsed, &settings, self.connect_timeout)
-                    .await?
-                    .into_iter()
-                    .map(|(link, facts)| (RedisLink::RedisRs(link), facts))
-                    .collect()
-            }
+            Client::RedisRs => crate::redis_rs::connect(
+                parsed,
+                &settings,
+                self.connect_timeout,
+                self.wake_on_release,
+            )
+            .await?
+            .into_iter()
+            .map(|(link, facts)| (RedisLink::RedisRs(link), facts))
+            .collect(),
         };
         admit_all(attempts, settings)
     }

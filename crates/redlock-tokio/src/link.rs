@@ -28,16 +28,15 @@ use crate::TokioRuntime;
 #[non_exhaustive]
 pub enum Client {
     /// fred (the default): one multiplexed client per master with
-    /// fred's reconnect loop; supports everything, `wake_on_release` and
-    /// `rediss://` included.
+    /// fred's reconnect loop.
     #[default]
     Fred,
     /// redis-rs (feature `redis-rs`): one multiplexed connection per
     /// master, replaced by our own reconnect loop. It batches the
-    /// commands of concurrent tasks into fewer writes, so it costs less
-    /// client CPU per lock (see `docs/benchmarks.md`). It does not
-    /// support `wake_on_release` nor `rediss://` yet
-    /// ([`ConfigError::ClientLacks`]).
+    /// commands of concurrent tasks into fewer writes (see
+    /// `docs/benchmarks.md`). `rediss://` goes through the same rustls
+    /// connector as fred's; with `wake_on_release`, the subscriptions use
+    /// a fred connection per master beside it.
     #[cfg(feature = "redis-rs")]
     RedisRs,
 }

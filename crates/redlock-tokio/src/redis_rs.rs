@@ -24,6 +24,14 @@
 //!   ([`Link::take_reconnects`]). While no connection is up, commands
 //!   fail at once as unreachable.
 //! - TCP nodelay, `AUTH` and `SELECT` from the URL, RESP2.
+//! - **TLS fails closed**: a `rediss://` master is reached through the
+//!   rustls connector the builder attached to its URL (the one fred
+//!   would use, same roots and CAs), checked against the URL's host name;
+//!   a failed handshake at start-up is [`ConfigError::Tls`].
+//! - **Release announcements** (`wake_on_release`) are published by the
+//!   same release script; the subscriptions go over a fred subscriber
+//!   connection per master beside this link (`fred/announce.rs`, the
+//!   same code as the fred link's), since they are pub/sub, not locks.
 //!
 //! A paused master keeps its connection: commands time out, and once it
 //! resumes it answers them in order on the same connection, as the same
@@ -40,14 +48,14 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Cmd, RedisConnectionInfo, RedisError, Value};
 use redlock_core::{
     ClockSample, ConfigError, Fence, FenceKeys, KeyState, Link, Master, MasterFacts, MasterFailure,
-    Settings, Token, Ttl,
+    ReleaseWatch, Settings, Token, Ttl,
 };
 use tokio::net::TcpStream;
 
 use crate::fred::{
-    facts_from_info, inspect_outcome, is_auth_message, parse_time, reply, script_reply,
-    set_nx_get_outcome, short, InfoProblem, ParsedUrl, Script, Scripts, SetNxGet, SharedScripts,
-    CLUSTER_NODE, NO_RUN_ID,
+    announcements_for, facts_from_info, inspect_outcome, is_auth_message, parse_time, reply,
+    script_reply, set_nx_get_outcome, short, Announcements, InfoProblem, ParsedUrl, Script,
+    Scripts, SetNxGet, SharedScripts, CLUSTER_NODE, NO_RUN_ID,
 };
 use crate::link::{connect_all, Attempt};
 
@@ -64,22 +72,37 @@ struct Target {
     info: RedisConnectionInfo,
     connect_timeout: Duration,
     response_timeout: Duration,
+    /// For a `rediss://` master: the connector `connect` attached to its
+    /// URL (the same one fred uses), so it is reached over TLS only.
+    #[cfg(feature = "tls")]
+    tls: Option<fred::types::config::TlsConnector>,
 }
 
 /// A connection's I/O task: ends when the socket does.
 type Driver = BoxFuture<'static, ()>;
 
 impl Target {
-    /// The target of a parsed URL; `rediss://` is not supported yet.
+    /// The target of a parsed URL. A `rediss://` URL carries the
+    /// connector `connect` attached to it, or is refused: never plaintext.
     fn new(
         parsed: &ParsedUrl,
         settings: &Settings,
         connect_timeout: Duration,
     ) -> Result<Self, ConfigError> {
+        #[cfg(feature = "tls")]
+        let tls = match &parsed.config.tls {
+            Some(tls) => Some(tls.connector.clone()),
+            None if parsed.tls => {
+                return Err(ConfigError::TlsNotCompiled {
+                    url: parsed.address.to_string(),
+                })
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
         if parsed.tls {
-            return Err(ConfigError::ClientLacks {
-                client: "redis-rs",
-                what: "rediss:// (TLS)",
+            return Err(ConfigError::TlsNotCompiled {
+                url: parsed.address.to_string(),
             });
         }
         let ServerConfig::Centralized { server } = &parsed.config.server else {
@@ -103,30 +126,101 @@ impl Target {
             info,
             connect_timeout,
             response_timeout: settings.master_timeout(),
+            #[cfg(feature = "tls")]
+            tls,
         })
     }
 
-    /// Opens one connection (TCP, then `AUTH`/`SELECT`), all of it
-    /// within the connect timeout.
-    async fn open(&self) -> Result<(MultiplexedConnection, Driver), RedisError> {
+    /// Opens one connection (TCP, the TLS handshake for `rediss://`,
+    /// then `AUTH`/`SELECT`), all of it within the connect timeout.
+    async fn open(&self) -> Result<(MultiplexedConnection, Driver), OpenError> {
         let open = async {
-            let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
-            tcp.set_nodelay(true)?;
+            let tcp = TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| OpenError::Redis(e.into()))?;
+            tcp.set_nodelay(true)
+                .map_err(|e| OpenError::Redis(e.into()))?;
             let config =
                 AsyncConnectionConfig::new().set_response_timeout(Some(self.response_timeout));
-            let (conn, driver) =
-                MultiplexedConnection::new_with_config(&self.info, tcp, config).await?;
-            Ok::<_, RedisError>((conn, Box::pin(driver) as Driver))
+            #[cfg(feature = "tls")]
+            if let Some(connector) = &self.tls {
+                let tls = handshake(connector, &self.host, tcp).await?;
+                let (conn, driver) =
+                    MultiplexedConnection::new_with_config(&self.info, tls, config)
+                        .await
+                        .map_err(OpenError::Redis)?;
+                return Ok((conn, Box::pin(driver) as Driver));
+            }
+            let (conn, driver) = MultiplexedConnection::new_with_config(&self.info, tcp, config)
+                .await
+                .map_err(OpenError::Redis)?;
+            Ok((conn, Box::pin(driver) as Driver))
         };
         match tokio::time::timeout(self.connect_timeout, open).await {
             Ok(opened) => opened,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no connection within the connect timeout",
-            )
-            .into()),
+            Err(_) => Err(OpenError::Redis(
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no connection within the connect timeout",
+                )
+                .into(),
+            )),
         }
     }
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug)]
+enum OpenError {
+    /// The TLS handshake failed: a wrong CA or host name, or a port that
+    /// does not serve TLS. It does not heal by retrying.
+    #[cfg(feature = "tls")]
+    Tls(String),
+    /// Anything else: the transport, `AUTH`, `SELECT`.
+    Redis(RedisError),
+}
+
+impl OpenError {
+    fn to_failure(&self) -> MasterFailure {
+        match self {
+            #[cfg(feature = "tls")]
+            Self::Tls(reason) => {
+                MasterFailure::Unreachable(format!("TLS handshake failed: {reason}"))
+            }
+            Self::Redis(e) => map_error(e),
+        }
+    }
+}
+
+/// The TLS handshake with the connector fred would use (rustls), checking
+/// the certificate against the URL's host name.
+#[cfg(feature = "tls")]
+async fn handshake(
+    connector: &fred::types::config::TlsConnector,
+    host: &str,
+    tcp: TcpStream,
+) -> Result<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static, OpenError> {
+    use fred::rustls::pki_types::ServerName;
+    #[allow(unreachable_patterns, clippy::manual_let_else)]
+    // only rustls, unless a dependent also enables fred's native-tls
+    let rustls = match connector {
+        fred::types::config::TlsConnector::Rustls(rustls) => rustls,
+        _ => return Err(OpenError::Tls("not a rustls connector".into())),
+    };
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| OpenError::Tls(format!("{host:?} is no valid server name: {e}")))?;
+    rustls.connect(name, tcp).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            // rustls's own error (`InvalidCertificate(UnknownIssuer)`).
+            OpenError::Tls(
+                e.get_ref()
+                    .map_or_else(|| e.to_string(), |inner| format!("{inner:?}")),
+            )
+        } else {
+            // Reset or closed during the handshake: a transport problem.
+            OpenError::Redis(e.into())
+        }
+    })
 }
 
 /// What the link and its reconnect loop share.
@@ -178,7 +272,7 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
                 driver = Some(next);
             }
             Err(e) => {
-                shared.down(format!("{} (reconnecting)", map_error(&e)));
+                shared.down(format!("{} (reconnecting)", e.to_failure()));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_RECONNECT_DELAY);
             }
@@ -201,6 +295,9 @@ pub struct RedisRsLink {
     /// (Redis before 7.0): single-key acquires use the script from then on.
     no_set_get: AtomicBool,
     task: tokio::task::AbortHandle,
+    /// The subscriber side of release announcements, when switched on: a
+    /// fred subscriber connection (see the module docs).
+    announcements: Option<Announcements>,
 }
 
 impl std::fmt::Debug for RedisRsLink {
@@ -225,6 +322,7 @@ impl RedisRsLink {
         address: Arc<str>,
         scripts: SharedScripts,
         first: Option<(MultiplexedConnection, Driver)>,
+        announcements: Option<Announcements>,
     ) -> Self {
         let shared = Arc::new(Shared {
             current: Mutex::new(Err("connecting".into())),
@@ -244,6 +342,7 @@ impl RedisRsLink {
             shared,
             no_set_get: AtomicBool::new(false),
             task,
+            announcements,
         }
     }
 
@@ -425,8 +524,25 @@ impl Master for RedisRsLink {
     }
 
     async fn close(&self) {
+        if let Some(announcements) = &self.announcements {
+            announcements.close();
+        }
         self.task.abort();
         self.shared.down("closed".into());
+    }
+
+    async fn release_announced(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
+        let script = if self.scripts.announce {
+            &self.scripts.release_announce
+        } else {
+            &self.scripts.release
+        };
+        let n = self.eval_int(script, keys, &[token.expose()]).await?;
+        reply::release_outcome(n)
+    }
+
+    async fn watch_releases(&self, keys: &[String]) -> Option<ReleaseWatch> {
+        self.announcements.as_ref()?.watch(keys).await
     }
 
     async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
@@ -603,24 +719,30 @@ pub(crate) async fn connect(
     parsed: Vec<ParsedUrl>,
     settings: &Settings,
     connect_timeout: Duration,
+    wake_on_release: bool,
 ) -> Result<Vec<Attempt<RedisRsLink>>, ConfigError> {
     let targets = parsed
         .iter()
         .map(|p| Target::new(p, settings, connect_timeout))
         .collect::<Result<Vec<_>, _>>()?;
-    // The scripts never announce: `wake_on_release` is refused earlier.
-    let scripts = Arc::new(Scripts::new(false));
+    let scripts = Arc::new(Scripts::new(wake_on_release));
     let (targets, parsed, scripts) = (&targets, &parsed, &scripts);
+    let announcements = |i: usize| {
+        wake_on_release
+            .then(|| announcements_for(&parsed[i], settings, connect_timeout))
+            .flatten()
+    };
     connect_all(
         parsed.len(),
         settings.quorum().needed(),
-        |i| connect_one(targets[i].clone(), &parsed[i], scripts),
+        |i| connect_one(targets[i].clone(), &parsed[i], scripts, announcements(i)),
         |i| {
             Ok(RedisRsLink::start(
                 targets[i].clone(),
                 Arc::clone(&parsed[i].address),
                 Arc::clone(scripts),
                 None,
+                announcements(i),
             ))
         },
     )
@@ -636,6 +758,7 @@ async fn connect_one(
     target: Target,
     parsed: &ParsedUrl,
     scripts: &SharedScripts,
+    announcements: Option<Announcements>,
 ) -> Result<Attempt<RedisRsLink>, ConfigError> {
     let address = Arc::clone(&parsed.address);
     let scripts = Arc::clone(scripts);
@@ -664,6 +787,7 @@ async fn connect_one(
                     Arc::clone(&address),
                     Arc::clone(&scripts),
                     Some((conn.clone(), driver)),
+                    announcements,
                 );
                 // The first connection counts as a reconnect; the identity
                 // check below covers it and anything before it.
@@ -691,12 +815,18 @@ async fn connect_one(
                 }
                 Ok((link, Ok((observed_at, facts))))
             }
-            Err(e) => {
+            #[cfg(feature = "tls")]
+            Err(OpenError::Tls(reason)) => Err(ConfigError::Tls {
+                master: address.to_string(),
+                reason,
+            }),
+            Err(OpenError::Redis(e)) => {
                 if let Some(config) = refused(&e) {
                     return Err(config);
                 }
                 // Unreachable for now: the link keeps trying.
-                let link = RedisRsLink::start(target, Arc::clone(&address), scripts, None);
+                let link =
+                    RedisRsLink::start(target, Arc::clone(&address), scripts, None, announcements);
                 Ok((link, Err(map_error(&e))))
             }
         }

@@ -58,10 +58,7 @@ async fn wake_on_release_degrades_to_polling_without_channel_rights() {
         urls.push(format!("redis://locker:locker-pw@127.0.0.1:{}", m.port()));
     }
     let connect = || async {
-        // `wake_on_release` is the fred client's alone (whatever
-        // `REDLOCK_TEST_CLIENT` says).
         fresh_builder(urls.clone())
-            .client(redlock_tokio::Client::Fred)
             .wake_on_release(true)
             .connect()
             .await

@@ -20,7 +20,7 @@ use redlock_tokio::{
 const LOSS_ALLOWANCE: Duration = Duration::from_millis(200);
 
 async fn manager(masters: &Masters, ttl: Duration) -> LockManager {
-    LockManager::builder(masters.urls())
+    redlock_tests::builder(masters.urls())
         .settings(|s| s.danger_disable_restart_guard(true).ttl(ttl))
         .connect()
         .await
@@ -102,7 +102,7 @@ async fn auto_extension_keeps_a_lock_past_several_ttls() {
 async fn pausing_a_majority_fires_the_loss_no_later_than_validity_ends() {
     let masters = Masters::start(3);
     let ttl = Duration::from_millis(1000);
-    let locks = LockManager::builder(masters.urls())
+    let locks = redlock_tests::builder(masters.urls())
         .settings(|s| {
             s.danger_disable_restart_guard(true)
                 .ttl(ttl)
@@ -173,7 +173,7 @@ async fn dropping_an_acquire_future_mid_flight_leaves_no_key() {
     let masters = Masters::start(3);
     // A long per-master timeout keeps the vote pending while two masters
     // are paused; a long TTL rules out expiry as the cleaner.
-    let locks = LockManager::builder(masters.urls())
+    let locks = redlock_tests::builder(masters.urls())
         .settings(|s| {
             s.danger_disable_restart_guard(true)
                 .ttl(Duration::from_secs(60))

@@ -19,7 +19,7 @@ use redlock_testing::Masters;
 use redlock_tokio::{LockManager, LockOptions, RetryPolicy};
 
 async fn manager(masters: &Masters, wake: bool) -> LockManager {
-    LockManager::builder(masters.urls())
+    redlock_tests::builder(masters.urls())
         .settings(|s| {
             s.danger_disable_restart_guard(true)
                 .master_timeout(Duration::from_secs(1))

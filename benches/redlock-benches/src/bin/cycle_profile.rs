@@ -237,6 +237,7 @@ async fn across_managers(
     let mut all = Vec::with_capacity(managers);
     for _ in 0..managers {
         let m = redlock_tokio::LockManager::builder(urls.iter().cloned())
+            .client(redlock_benches::scenario::redlock_client())
             .settings(|s| {
                 s.ttl(Duration::from_secs(10))
                     .danger_disable_restart_guard(true)

@@ -71,6 +71,8 @@ struct Document {
     contenders: u64,
     ttl_ms: u64,
     master_timeout_ms: u64,
+    /// The Redis client (`--client`).
+    client: &'static str,
     single: Config,
     quorum: Config,
     faults: Option<Faults>,
@@ -280,6 +282,7 @@ async fn bench(
         contenders: k,
         ttl_ms: millis(args.ttl),
         master_timeout_ms: millis(global.master_timeout),
+        client: redlock_tokio::Client::from(global.client).name(),
         single: single_cfg,
         quorum: quorum_cfg,
         faults,

@@ -40,7 +40,7 @@ type Pick = fn(&Config) -> &Workload;
 pub(super) fn render(doc: &Document, args: &BenchArgs) -> String {
     let mut out = format!(
         "redlock bench: single = {} alone; quorum = {} masters ({} needed)\n\
-         {} iterations per workload, concurrency {}, contenders {}, ttl {}, warmup {}, per-master timeout {}\n\n",
+         {} iterations per workload, concurrency {}, contenders {}, ttl {}, warmup {}, per-master timeout {}, client {}\n\n",
         doc.masters.first().map_or("?", String::as_str),
         doc.quorum.masters,
         doc.quorum.quorum,
@@ -50,6 +50,7 @@ pub(super) fn render(doc: &Document, args: &BenchArgs) -> String {
         crate::output::human_duration(args.ttl),
         doc.warmup,
         crate::output::human_duration(Duration::from_millis(doc.master_timeout_ms)),
+        doc.client,
     );
     let mut t = Table::new(&[
         ("workload", Align::Left),

@@ -95,6 +95,25 @@ pub(crate) async fn connect(
     .await
 }
 
+/// The subscriber side of release announcements for a master reached
+/// by another client (the redis-rs link): a fred subscriber connection
+/// configured as this client's would be. `None` when fred refuses the
+/// configuration (then every waiter polls).
+#[cfg(feature = "redis-rs")]
+pub(crate) fn announcements_for(
+    parsed: &ParsedUrl,
+    settings: &Settings,
+    connect_timeout: Duration,
+) -> Option<super::announce::Announcements> {
+    // A template only: never connected; the subscriber builds its own
+    // client from its configuration.
+    let template = build_client(parsed.config.clone(), settings, connect_timeout, false).ok()?;
+    Some(super::announce::Announcements::new(
+        &template,
+        &call_options(settings),
+    ))
+}
+
 /// Per-call options of every lock command: one write attempt (a command
 /// is never re-sent after a reconnect behind our back), fred's own
 /// timeout at the per-master timeout (an outer timeout alone would let a

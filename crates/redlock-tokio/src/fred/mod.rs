@@ -55,8 +55,11 @@ pub use url::redact_url;
 // What the redis-rs link shares with this one: the scripts, the reading
 // of replies and of `INFO`, the URL parsing.
 #[cfg(feature = "redis-rs")]
+pub(crate) use announce::Announcements;
+#[cfg(feature = "redis-rs")]
 pub(crate) use connect::{
-    facts_from_info, is_auth_message, parse_time, InfoProblem, CLUSTER_NODE, NO_RUN_ID,
+    announcements_for, facts_from_info, is_auth_message, parse_time, InfoProblem, CLUSTER_NODE,
+    NO_RUN_ID,
 };
 #[cfg(feature = "redis-rs")]
 pub(crate) use link::{Script, Scripts, SharedScripts};

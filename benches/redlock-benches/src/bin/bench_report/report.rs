@@ -60,6 +60,10 @@ pub(crate) fn machine() -> Vec<(String, String)> {
             command_line("redis-server", &["--version"]),
         ),
         ("rustc".into(), command_line("rustc", &["--version"])),
+        (
+            "redlock's Redis client (REDLOCK_CLIENT)".into(),
+            redlock_benches::scenario::redlock_client().name().into(),
+        ),
         ("load average at start".into(), load),
     ]
 }
