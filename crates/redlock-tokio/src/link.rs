@@ -79,6 +79,22 @@ macro_rules! each {
     };
 }
 
+/// The same command on whichever link this is, awaited. fred's command
+/// futures are about 7 KB (redis-rs's under 1 KB), and an enum's future
+/// is as large as its largest arm: every vote future would be copied at
+/// fred's size into the core's `FuturesUnordered`, whichever client
+/// runs. So fred's arm is boxed (measured: 7464 bytes per vote future
+/// over either client before, see docs/benchmarks.md).
+macro_rules! each_await {
+    ($link:expr, $l:ident => $call:expr) => {
+        match $link {
+            RedisLink::Fred($l) => Box::pin($call).await,
+            #[cfg(feature = "redis-rs")]
+            RedisLink::RedisRs($l) => $call.await,
+        }
+    };
+}
+
 impl Link for RedisLink {
     fn now(&self) -> Instant {
         crate::now()
@@ -107,7 +123,7 @@ impl Master for RedisLink {
     }
 
     async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
-        each!(self, l => l.acquire(keys, token, ttl).await)
+        each_await!(self, l => l.acquire(keys, token, ttl))
     }
 
     async fn extend(
@@ -117,15 +133,15 @@ impl Master for RedisLink {
         ttl: Ttl,
         recreate: bool,
     ) -> Result<(), MasterFailure> {
-        each!(self, l => l.extend(keys, token, ttl, recreate).await)
+        each_await!(self, l => l.extend(keys, token, ttl, recreate))
     }
 
     async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        each!(self, l => l.release(keys, token).await)
+        each_await!(self, l => l.release(keys, token))
     }
 
     async fn release_announced(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        each!(self, l => l.release_announced(keys, token).await)
+        each_await!(self, l => l.release_announced(keys, token))
     }
 
     async fn acquire_fenced(
@@ -135,7 +151,7 @@ impl Master for RedisLink {
         token: &Token,
         ttl: Ttl,
     ) -> Result<u64, MasterFailure> {
-        each!(self, l => l.acquire_fenced(keys, fences, token, ttl).await)
+        each_await!(self, l => l.acquire_fenced(keys, fences, token, ttl))
     }
 
     async fn inspect(
@@ -143,19 +159,19 @@ impl Master for RedisLink {
         key: &str,
         fences: FenceKeys<'_>,
     ) -> Result<(KeyState, u64), MasterFailure> {
-        each!(self, l => l.inspect(key, fences).await)
+        each_await!(self, l => l.inspect(key, fences))
     }
 
     async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
-        each!(self, l => l.force_delete(keys).await)
+        each_await!(self, l => l.force_delete(keys))
     }
 
     async fn forget_fences(&self, fences: FenceKeys<'_>) -> Result<(), MasterFailure> {
-        each!(self, l => l.forget_fences(fences).await)
+        each_await!(self, l => l.forget_fences(fences))
     }
 
     async fn close(&self) {
-        each!(self, l => l.close().await);
+        each_await!(self, l => l.close());
     }
 
     async fn set_fence(
@@ -165,11 +181,11 @@ impl Master for RedisLink {
         token: &Token,
         fence: Fence,
     ) -> Result<(), MasterFailure> {
-        each!(self, l => l.set_fence(keys, fences, token, fence).await)
+        each_await!(self, l => l.set_fence(keys, fences, token, fence))
     }
 
     async fn watch_releases(&self, keys: &[String]) -> Option<ReleaseWatch> {
-        each!(self, l => l.watch_releases(keys).await)
+        each_await!(self, l => l.watch_releases(keys))
     }
 }
 
