@@ -225,14 +225,15 @@ impl fmt::Display for AcquireFailed {
 impl std::error::Error for AcquireFailed {}
 
 /// The Redis client of [`Impl::Redlock`]: `REDLOCK_CLIENT`, the variable
-/// the `redlock` command reads (`fred`, the default, or `redis-rs`).
+/// the `redlock` command reads (`redis-rs`, the default, or `fred`).
 ///
 /// # Panics
 ///
 /// On any other value: a typo must not quietly measure the default.
 pub fn redlock_client() -> redlock_tokio::Client {
     match std::env::var("REDLOCK_CLIENT").as_deref() {
-        Err(_) | Ok("" | "fred") => redlock_tokio::Client::Fred,
+        Err(_) | Ok("") => redlock_tokio::Client::default(),
+        Ok("fred") => redlock_tokio::Client::Fred,
         Ok("redis-rs") => redlock_tokio::Client::RedisRs,
         Ok(other) => panic!("REDLOCK_CLIENT={other:?}: expected fred or redis-rs"),
     }

@@ -155,7 +155,7 @@ pub(crate) struct Global {
         global = true,
         env = "REDLOCK_CLIENT",
         value_enum,
-        default_value_t = ClientArg::Fred
+        default_value_t = ClientArg::RedisRs
     )]
     pub(crate) client: ClientArg,
 }
@@ -163,9 +163,9 @@ pub(crate) struct Global {
 /// `--client`: the Redis client of the lock managers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ClientArg {
-    /// fred (the default).
+    /// fred.
     Fred,
-    /// redis-rs.
+    /// redis-rs (the default).
     #[value(name = "redis-rs")]
     RedisRs,
 }

@@ -78,7 +78,7 @@ impl AttemptFailure {
 ///
 /// `M` is how a master is reached and `R` where time and randomness come
 /// from; both are seams, and this crate does no I/O itself. In production
-/// they are `redlock-tokio`'s `RedisMaster` (one fred client per master) and
+/// they are `redlock-tokio`'s `RedisMaster` (one fred or redis-rs connection per master) and
 /// `TokioRuntime`, and that crate's `LockManager::builder(urls)` builds
 /// this manager (`connect_core`); share it behind an `Arc`. With
 /// [`with_masters`](Self::with_masters) it runs over any other masters and

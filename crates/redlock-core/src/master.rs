@@ -2,7 +2,7 @@
 //! and where time and randomness come from.
 //!
 //! The production implementations live beside the core, not in it:
-//! `redlock-tokio` has the fred client (`RedisMaster`) and the tokio runtime
+//! `redlock-tokio` has the Redis clients (`RedisMaster`, over fred or redis-rs) and the tokio runtime
 //! (`TokioRuntime`); a simulation implements both with virtual time and
 //! runs the very same [`Redlock`](crate::Redlock) logic.
 

@@ -117,9 +117,10 @@ impl LockManagerBuilder {
         self
     }
 
-    /// Which Redis client reaches the masters (default [`Client::Fred`]).
-    /// Both send the same commands under the same admission rules, and
-    /// support every option of this builder; see [`Client`].
+    /// Which Redis client reaches the masters (default: redis-rs, or fred
+    /// without the `redis-rs` feature). Both send the same commands under
+    /// the same admission rules, and support every option of this
+    /// builder; see [`Client`].
     pub fn client(mut self, client: Client) -> Self {
         self.client = client;
         self

@@ -22,22 +22,28 @@ use crate::TokioRuntime;
 
 /// Which Redis client reaches the masters
 /// ([`LockManagerBuilder::client`](crate::LockManagerBuilder::client)).
-/// Both send the same commands (`SET NX GET`, the core's scripts) under
-/// the same admission rules; they differ in how they talk to the server.
+/// Both send the same commands (`SET NX GET`, the core's scripts), read
+/// the replies by the same rules and vote behind the same admission
+/// gate; they differ in how they talk to the server. The fault, safety,
+/// TLS and chaos tests run over both.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Client {
-    /// fred (the default): one multiplexed client per master with
-    /// fred's reconnect loop.
-    #[default]
+    /// fred: one multiplexed client per master with fred's reconnect
+    /// loop and its unresponsive-connection check. The default without
+    /// the `redis-rs` feature.
+    #[cfg_attr(not(feature = "redis-rs"), default)]
     Fred,
-    /// redis-rs (feature `redis-rs`): one multiplexed connection per
-    /// master, replaced by our own reconnect loop. It batches the
-    /// commands of concurrent tasks into fewer writes (see
+    /// redis-rs (feature `redis-rs`, on by default; the default client):
+    /// one multiplexed connection per master, replaced by our own
+    /// reconnect loop. It writes the commands that concurrent tasks
+    /// queued in one go, where fred writes each alone: less client CPU
+    /// and more locks per second under concurrency (see
     /// `docs/benchmarks.md`). `rediss://` goes through the same rustls
     /// connector as fred's; with `wake_on_release`, the subscriptions use
     /// a fred connection per master beside it.
     #[cfg(feature = "redis-rs")]
+    #[default]
     RedisRs,
 }
 

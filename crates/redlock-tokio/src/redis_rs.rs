@@ -17,7 +17,7 @@
 //!   per-master timeout (the start-up commands at the connect timeout).
 //! - **Reconnects the admission rules can see.** A
 //!   `MultiplexedConnection` does not reconnect: its I/O task ends when
-//!   the socket does. Our own loop ([`keep_connected`]) opens the next
+//!   the socket does. Our own loop (`keep_connected`) opens the next
 //!   one (10 ms doubling to 1 s), and counts every connection it
 //!   installs *before* any command can use it, so a reply from a
 //!   replaced connection is always seen as such by the gate

@@ -763,7 +763,7 @@ struct Plan {
 
 /// One client's raw connection to one simulated master: the core's
 /// [`Link`]. The core's [`Admitted`] gate turns it into a voting master
-/// ([`SimMaster`]), exactly as it turns `FredLink` into `RedisMaster`.
+/// ([`SimMaster`]), exactly as it turns a `RedisLink` into a `RedisMaster`.
 pub struct SimLink {
     world: Arc<World>,
     client: usize,

@@ -36,9 +36,10 @@ where
 }
 
 /// The production builder (`LockManager::builder`, defaults untouched)
-/// with the Redis client under test: `REDLOCK_TEST_CLIENT=redis-rs`
-/// runs a test file against the redis-rs link (`scripts/test.sh` does
-/// so for the fault tests), unset or `fred` against fred.
+/// with the Redis client under test: unset `REDLOCK_TEST_CLIENT` runs a
+/// test file against the default client (redis-rs), `fred` or `redis-rs`
+/// against that one (`scripts/test.sh` runs the fault tests again over
+/// fred).
 ///
 /// # Panics
 ///
@@ -59,7 +60,8 @@ where
 /// On a value other than `fred` or `redis-rs`.
 pub fn client_under_test() -> Client {
     match std::env::var("REDLOCK_TEST_CLIENT").as_deref() {
-        Err(_) | Ok("" | "fred") => Client::Fred,
+        Err(_) | Ok("") => Client::default(),
+        Ok("fred") => Client::Fred,
         Ok("redis-rs") => Client::RedisRs,
         Ok(other) => panic!("REDLOCK_TEST_CLIENT={other:?}: expected fred or redis-rs"),
     }
