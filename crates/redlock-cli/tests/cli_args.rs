@@ -105,6 +105,18 @@ fn bad_arguments_are_one_line_and_status_64() {
         ),
         (&["--spawn", "0", "inspect", "--resource", "r"], "--spawn"),
         (
+            &[
+                "--client",
+                "hiredis",
+                "--masters",
+                m,
+                "inspect",
+                "--resource",
+                "r",
+            ],
+            "hiredis",
+        ),
+        (
             &["--spawn", "1", "--masters", m, "inspect", "--resource", "r"],
             "--spawn",
         ),

@@ -1451,3 +1451,59 @@ fn started_in_the_background_cmd_gets_the_terminal_on_fg() {
         masters.keys_everywhere("redlock:*").is_empty()
     });
 }
+
+/// `--client`: an exec holding the lock through one Redis client refuses
+/// an exec through the other (the same keys and tokens), both ways, and
+/// each releases what it took.
+#[test]
+fn an_exec_through_one_client_refuses_an_exec_through_the_other() {
+    let masters = Masters::start(3);
+    let tmp = TempDir::new();
+    for (holder, other) in [("fred", "redis-rs"), ("redis-rs", "fred")] {
+        let (started, go) = (tmp.file(&format!("started-{holder}")), tmp.file("go"));
+        let _ = std::fs::remove_file(tmp.path("go"));
+        let script = format!("touch {started}; while [ ! -e {go} ]; do sleep 0.02; done; exit 0");
+        let child = start(redlock().args([
+            "--masters",
+            &masters.urls_csv(),
+            "--client",
+            holder,
+            "exec",
+            "--resource",
+            "shared",
+            "--ttl",
+            "30s",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]));
+        wait_until(Duration::from_secs(20), "the holder's CMD to start", || {
+            tmp.path(&format!("started-{holder}")).exists()
+        });
+        let ran = tmp.file(&format!("ran-{other}"));
+        let out = run(&[
+            "--masters",
+            &masters.urls_csv(),
+            "--client",
+            other,
+            "exec",
+            "--resource",
+            "shared",
+            "--ttl",
+            "10s",
+            "--",
+            "touch",
+            &ran,
+        ]);
+        assert_eq!(out.code(), 75, "{holder} holds, {other} asks: {out:?}");
+        assert!(
+            !tmp.path(&format!("ran-{other}")).exists(),
+            "{other}'s CMD ran while {holder} held the lock"
+        );
+        std::fs::write(tmp.path("go"), "").expect("write go");
+        let out = finish(child);
+        assert_eq!(out.code(), 0, "{holder}: {out:?}");
+        no_keys(&masters);
+    }
+}
