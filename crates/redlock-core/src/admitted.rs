@@ -100,10 +100,17 @@ impl<L: Link> Admitted<L> {
         lock(&self.admission).clock_verdict(self.index)
     }
 
-    fn sync_reconnects(&self) {
+    /// The admission state, with every reconnect the link reported
+    /// recorded. The link is asked under the lock: drained and recorded
+    /// as one step, so no other call can find the reconnect drained but
+    /// not yet recorded, and count a reply from the new connection
+    /// (`tests::a_reconnect_drained_by_another_call_still_voids_a_reply`).
+    fn synced(&self) -> MutexGuard<'_, Admission> {
+        let mut admission = lock(&self.admission);
         if self.link.take_reconnects() {
-            lock(&self.admission).reconnected(self.index);
+            admission.reconnected(self.index);
         }
+        admission
     }
 
     /// Asks the master who it is, in a task of its own, and records the
@@ -135,12 +142,14 @@ impl<L: Link> Admitted<L> {
             let result = match identify.await {
                 Ok((observed_at, facts)) => {
                     // A reconnect that happened before the answer arrived
-                    // is announced by now: record it first, so an answer
-                    // from the previous server is seen as stale.
+                    // is announced by now: record it first (in the same
+                    // step as the drain, see `synced`), so an answer from
+                    // the previous server is seen as stale.
+                    let mut admission = lock(&admission);
                     if link.take_reconnects() {
-                        lock(&admission).reconnected(index);
+                        admission.reconnected(index);
                     }
-                    lock(&admission)
+                    admission
                         .verified(index, generation, observed_at, &facts)
                         .map_err(|r| r.to_failure())
                 }
@@ -159,10 +168,9 @@ impl<L: Link> Admitted<L> {
     async fn admit(&self, intent: Intent) -> Result<Pass, MasterFailure> {
         // Twice at most: verify once, then decide on the fresh state.
         for _ in 0..2 {
-            self.sync_reconnects();
             let now = self.link.now();
             let (gate, sample) = {
-                let mut a = lock(&self.admission);
+                let mut a = self.synced();
                 let gate = a.check(self.index, now, intent);
                 let sample = intent != Intent::Release && a.take_clock_sample(self.index, now);
                 (gate, sample)
@@ -184,8 +192,7 @@ impl<L: Link> Admitted<L> {
     /// After a reply: it counts only if the connection was not replaced
     /// while the command was in flight.
     fn confirm(&self, pass: &Pass) -> Result<(), MasterFailure> {
-        self.sync_reconnects();
-        lock(&self.admission).confirm(self.index, pass)
+        self.synced().confirm(self.index, pass)
     }
 
     /// Reads the master's clock in a task of its own: not part of the
@@ -301,5 +308,151 @@ impl<L: Link> Master for Admitted<L> {
         let reply = self.link.set_fence(keys, fences, token, fence).await;
         self.confirm(&pass)?;
         reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use futures::channel::oneshot;
+    use futures::FutureExt;
+
+    use super::*;
+
+    /// A link whose connection is replaced when the test says so, and
+    /// whose drain of that replacement can be held, to interleave two
+    /// calls exactly.
+    struct Replaced {
+        installed: AtomicU64,
+        seen: AtomicU64,
+        /// The reply of the one pending acquire.
+        reply: Mutex<Option<oneshot::Receiver<()>>>,
+        /// When set, the next drain that finds a reconnect says so on
+        /// `drained` and waits (at most 500 ms) on `resume`.
+        hold: AtomicBool,
+        drained: Mutex<Option<mpsc::Sender<()>>>,
+        resume: Mutex<Option<mpsc::Receiver<()>>>,
+        address: Arc<str>,
+    }
+
+    impl Master for Replaced {
+        fn address(&self) -> &Arc<str> {
+            &self.address
+        }
+        async fn acquire(&self, _: &[String], _: &Token, _: Ttl) -> Result<(), MasterFailure> {
+            let reply = self.reply.lock().expect("reply").take();
+            match reply {
+                Some(rx) => rx.await.map_err(|_| MasterFailure::TimedOut),
+                None => Ok(()),
+            }
+        }
+        async fn extend(
+            &self,
+            _: &[String],
+            _: &Token,
+            _: Ttl,
+            _: bool,
+        ) -> Result<(), MasterFailure> {
+            Ok(())
+        }
+        async fn release(&self, _: &[String], _: &Token) -> Result<(), MasterFailure> {
+            Ok(())
+        }
+    }
+
+    impl Link for Replaced {
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn take_reconnects(&self) -> bool {
+            let installed = self.installed.load(Ordering::SeqCst);
+            let found = self.seen.swap(installed, Ordering::SeqCst) != installed;
+            if found && self.hold.swap(false, Ordering::SeqCst) {
+                let drained = self.drained.lock().expect("drained").take();
+                let resume = self.resume.lock().expect("resume").take();
+                if let (Some(drained), Some(resume)) = (drained, resume) {
+                    let _ = drained.send(());
+                    let _ = resume.recv_timeout(Duration::from_millis(500));
+                }
+            }
+            found
+        }
+        fn identify(&self) -> BoxFuture<'static, Result<(Instant, MasterFacts), MasterFailure>> {
+            Box::pin(async { Err(MasterFailure::TimedOut) })
+        }
+        fn sample_clock(&self) -> BoxFuture<'static, Option<ClockSample>> {
+            Box::pin(async { None })
+        }
+        fn spawn(&self, _: BoxFuture<'static, ()>) {}
+    }
+
+    /// Call B passed the gate and sent its acquire; the connection was
+    /// then replaced, and B's reply comes over the new one. Call X
+    /// drains that reconnect first, and B confirms while X has not yet
+    /// recorded it. B's reply must not count: the drain and the record
+    /// are one step. (Before they were, B counted a grant from a server
+    /// nobody had verified.)
+    #[test]
+    fn a_reconnect_drained_by_another_call_still_voids_a_reply() {
+        let settings = crate::Settings::builder()
+            .danger_disable_restart_guard(true)
+            .build(1)
+            .expect("settings");
+        let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
+        let facts = MasterFacts {
+            run_id: "a".repeat(40),
+            role: "master".into(),
+            uptime_secs: 1_000,
+        };
+        lock(&admission)
+            .verified(0, 0, Instant::now(), &facts)
+            .expect("verified");
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let (drained_tx, drained_rx) = mpsc::channel();
+        let (resume_tx, resume_rx) = mpsc::channel();
+        let link = Replaced {
+            installed: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
+            reply: Mutex::new(Some(reply_rx)),
+            hold: AtomicBool::new(false),
+            drained: Mutex::new(Some(drained_tx)),
+            resume: Mutex::new(Some(resume_rx)),
+            address: Arc::from("test"),
+        };
+        let master = Admitted::new(link, 0, admission);
+        let (keys, token) = (vec!["k".to_owned()], Token::from_bytes([7; 16]));
+        let ttl = Ttl::from_millis(10_000).expect("ttl");
+
+        // B: through the gate, its acquire in flight.
+        let mut b = Box::pin(master.acquire(&keys, &token, ttl));
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        assert!(b.poll_unpin(&mut cx).is_pending(), "B waits for its reply");
+
+        // The connection is replaced; X's next call drains it and is held
+        // right after the drain.
+        master.link().installed.fetch_add(1, Ordering::SeqCst);
+        master.link().hold.store(true, Ordering::SeqCst);
+        let outcome = std::thread::scope(|scope| {
+            let x = scope.spawn(|| master.release(&keys, &token).now_or_never());
+            drained_rx.recv().expect("X drained the reconnect");
+            // B's reply arrives over the new connection, and B confirms.
+            reply_tx.send(()).expect("B waits");
+            let outcome = loop {
+                if let std::task::Poll::Ready(outcome) = b.poll_unpin(&mut cx) {
+                    break outcome;
+                }
+            };
+            let _ = resume_tx.send(());
+            let x = x.join().expect("X");
+            assert!(x.is_some(), "X's release needs no await");
+            outcome
+        });
+        assert!(
+            outcome.is_err(),
+            "a reply over a replaced connection counted: {outcome:?}"
+        );
     }
 }
