@@ -14,15 +14,23 @@
 //!   re-sends; a command whose caller gave up before it was written is
 //!   not written at all (redis-rs drops it when its receiver is gone).
 //! - **A bound on every call**: redis-rs's response timeout, at the
-//!   per-master timeout (the start-up commands at the connect timeout).
+//!   per-master timeout, the identity check after a reconnect included
+//!   (only start-up waits up to the connect timeout).
 //! - **Reconnects the admission rules can see.** A
 //!   `MultiplexedConnection` does not reconnect: its I/O task ends when
 //!   the socket does. Our own loop (`keep_connected`) opens the next
-//!   one (10 ms doubling to 1 s), and counts every connection it
-//!   installs *before* any command can use it, so a reply from a
-//!   replaced connection is always seen as such by the gate
-//!   ([`Link::take_reconnects`]). While no connection is up, commands
-//!   fail at once as unreachable.
+//!   one, and counts every connection it installs *before* any command
+//!   can use it, so a reply from a replaced connection is always seen as
+//!   such by the gate ([`Link::take_reconnects`]). While no connection is
+//!   up, commands fail at once as unreachable. Between attempts it waits
+//!   10 ms doubling to 1 s, and starts over only after a connection
+//!   stayed up a second, so a server that accepts and closes at once is
+//!   not hammered.
+//! - **An unresponsive connection is replaced**, as fred's unresponsive
+//!   check does: once commands have only timed out on it for
+//!   `max(20 x per-master timeout, 2 s)` (a paused master, a black-holed
+//!   host: no FIN, no RST), it is closed and the next one opened (and
+//!   verified again before its first vote).
 //! - TCP nodelay, `AUTH` and `SELECT` from the URL, RESP2.
 //! - **TLS fails closed**: a `rediss://` master is reached through the
 //!   rustls connector the builder attached to its URL (the one fred
@@ -33,9 +41,9 @@
 //!   connection per master beside this link (`fred/announce.rs`, the
 //!   same code as the fred link's), since they are pub/sub, not locks.
 //!
-//! A paused master keeps its connection: commands time out, and once it
-//! resumes it answers them in order on the same connection, as the same
-//! server, so nothing needs to be verified again.
+//! A master paused for less than that keeps its connection: commands
+//! time out, and once it resumes it answers them in order on the same
+//! connection, as the same server.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -232,6 +240,10 @@ struct Shared {
     installed: AtomicU64,
     /// `installed` as of the last [`Link::take_reconnects`].
     seen: AtomicU64,
+    /// Set by a command that timed out, cleared by any answer: the
+    /// connection has answered nothing since [`stalled_since`](Self::stalled_since).
+    stalled: AtomicBool,
+    stalled_since: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -254,17 +266,98 @@ impl Shared {
     fn down(&self, why: String) {
         *self.current() = Err(why);
     }
+
+    /// Notes what a command's outcome says about the connection: a
+    /// timeout starts (or continues) a stall, anything else ends it.
+    fn observe<T>(&self, outcome: &Result<T, MasterFailure>) {
+        let timed_out = matches!(outcome, Err(MasterFailure::TimedOut));
+        if timed_out == self.stalled.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut since = self
+            .stalled_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if timed_out {
+            since.get_or_insert_with(crate::now);
+        } else {
+            *since = None;
+        }
+        self.stalled.store(timed_out, Ordering::Relaxed);
+    }
+
+    /// How long the connection has answered nothing while commands timed
+    /// out on it.
+    fn stalled_for(&self) -> Duration {
+        if !self.stalled.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        self.stalled_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map_or(Duration::ZERO, |since| {
+                crate::now().saturating_duration_since(since)
+            })
+    }
+
+    fn clear_stall(&self) {
+        *self
+            .stalled_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.stalled.store(false, Ordering::Relaxed);
+    }
 }
 
-/// Keeps one connection up: waits for the current one's I/O task to end,
-/// then opens the next, for as long as the link lives.
+/// A connection that stayed up this long was a good one: the next
+/// reconnect starts from the shortest delay again.
+const STABLE: Duration = Duration::from_secs(1);
+
+/// How long a connection may answer nothing while commands time out on it
+/// before it is replaced, and how often that is checked: fred's
+/// unresponsive check, with the values the fred link uses (well above the
+/// per-master timeout, so a release queued behind a timed-out acquire on a
+/// paused master is still written on the same connection, in order).
+fn unresponsive(timeout: Duration) -> (Duration, Duration) {
+    (
+        (timeout * 20).max(Duration::from_secs(2)),
+        (timeout * 5).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+    )
+}
+
+/// Keeps one connection up: waits for the current one's I/O task to end
+/// (or replaces a connection that stopped answering), then opens the next,
+/// for as long as the link lives. Between attempts it waits 10 ms,
+/// doubling to 1 s; the delay starts over only after a connection stayed
+/// up for [`STABLE`], so a server that accepts and closes at once
+/// (`maxclients`, a proxy without a backend) is not hammered.
 async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<Driver>) {
+    let (max_stall, every) = unresponsive(target.response_timeout);
     let mut delay = MIN_RECONNECT_DELAY;
     loop {
-        if let Some(running) = driver.take() {
-            running.await;
-            shared.down("connection lost; reconnecting".into());
-            delay = MIN_RECONNECT_DELAY;
+        if let Some(mut running) = driver.take() {
+            let up_since = crate::now();
+            let mut check = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = &mut running => break,
+                    _ = check.tick() => {
+                        if shared.stalled_for() >= max_stall {
+                            // Dropping the driver closes the socket; the
+                            // next connection counts as a reconnect.
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(running);
+            shared.down("connection lost or unresponsive; reconnecting".into());
+            shared.clear_stall();
+            if crate::now().saturating_duration_since(up_since) >= STABLE {
+                delay = MIN_RECONNECT_DELAY;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RECONNECT_DELAY);
         }
         match target.open().await {
             Ok((conn, next)) => {
@@ -288,8 +381,10 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
 pub struct RedisRsLink {
     address: Arc<str>,
     scripts: SharedScripts,
-    /// Bound of the start-up commands (`INFO`, `SCRIPT LOAD`).
-    setup_timeout: Duration,
+    /// The per-master timeout: every call, the identity check after a
+    /// reconnect and the script reload after `NOSCRIPT` included (only
+    /// start-up, in `connect_one`, waits up to the connect timeout).
+    call_timeout: Duration,
     shared: Arc<Shared>,
     /// Set once the server answered `SET ... NX GET` with a syntax error
     /// (Redis before 7.0): single-key acquires use the script from then on.
@@ -328,17 +423,19 @@ impl RedisRsLink {
             current: Mutex::new(Err("connecting".into())),
             installed: AtomicU64::new(0),
             seen: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+            stalled_since: Mutex::new(None),
         });
         let driver = first.map(|(conn, driver)| {
             shared.install(conn);
             driver
         });
-        let setup_timeout = target.connect_timeout;
+        let call_timeout = target.response_timeout;
         let task = tokio::spawn(keep_connected(target, Arc::clone(&shared), driver)).abort_handle();
         Self {
             address,
             scripts,
-            setup_timeout,
+            call_timeout,
             shared,
             no_set_get: AtomicBool::new(false),
             task,
@@ -357,10 +454,13 @@ impl RedisRsLink {
     /// Sends `cmd` on the connection in use, within the per-master timeout.
     async fn call(&self, cmd: &Cmd) -> Result<FredValue, MasterFailure> {
         let mut conn = self.conn()?;
-        cmd.query_async::<Value>(&mut conn)
+        let outcome = cmd
+            .query_async::<Value>(&mut conn)
             .await
             .map(to_fred)
-            .map_err(|e| map_error(&e))
+            .map_err(|e| map_error(&e));
+        self.shared.observe(&outcome);
+        outcome
     }
 
     /// Runs `script` with `EVALSHA`; after `NOSCRIPT` (a restarted or
@@ -368,6 +468,18 @@ impl RedisRsLink {
     /// in a task of its own (this future may be dropped by an early
     /// decision before the `EVAL` is even sent).
     async fn eval(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<FredValue, MasterFailure> {
+        let outcome = self.send_script(script, keys, args).await;
+        self.shared.observe(&outcome);
+        outcome
+    }
+
+    /// [`eval`](Self::eval)'s commands.
+    async fn send_script(
         &self,
         script: &Script,
         keys: &[&str],
@@ -386,7 +498,7 @@ impl RedisRsLink {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 let (reload, scripts, timeout) =
-                    (conn.clone(), Arc::clone(&self.scripts), self.setup_timeout);
+                    (conn.clone(), Arc::clone(&self.scripts), self.call_timeout);
                 tokio::spawn(async move { load_scripts(reload, &scripts, timeout).await });
                 invocation("EVAL", script.body)
                     .query_async::<Value>(&mut conn)
@@ -483,7 +595,7 @@ impl Link for RedisRsLink {
 
     fn identify(&self) -> BoxFuture<'static, Result<(Instant, MasterFacts), MasterFailure>> {
         let conn = self.conn();
-        let (scripts, timeout) = (Arc::clone(&self.scripts), self.setup_timeout);
+        let (scripts, timeout) = (Arc::clone(&self.scripts), self.call_timeout);
         Box::pin(async move {
             let conn = conn?;
             let facts = fetch_identity(conn.clone(), timeout)
@@ -765,7 +877,11 @@ async fn connect_one(
     {
         let refused = |e: &RedisError| -> Option<ConfigError> {
             let text = e.to_string();
-            if e.kind() == redis::ErrorKind::AuthenticationFailed || is_auth_message(&text) {
+            // redis-rs reports a `NOAUTH` answer to its `SELECT` in words.
+            if e.kind() == redis::ErrorKind::AuthenticationFailed
+                || is_auth_message(&text)
+                || text.contains("Authentication required")
+            {
                 Some(ConfigError::Auth {
                     master: address.to_string(),
                     message: text,

@@ -89,3 +89,104 @@ async fn a_restarted_master_votes_only_after_its_identity_is_checked_again() {
         );
     }
 }
+
+/// A master that stops answering (here SIGSTOP; a black-holed host looks
+/// the same) keeps its TCP connection open: each client replaces a
+/// connection that answered nothing for `max(20 x per-master timeout,
+/// 2 s)` while commands timed out on it, rather than wait for TCP to give
+/// up (about 15 minutes). `traffic`: how long the test keeps trying to
+/// lock during the 4 s pause. fred's check counts from the last write, so
+/// only a pause in the traffic lets it fire; the redis-rs link counts
+/// from the first timeout, so it fires under continuous traffic too.
+async fn stalled_connection_is_replaced(client: Client, traffic: Duration) {
+    let masters = Masters::start(3);
+    let rl = manager(&masters, client).await;
+    let connections = |m: usize| -> u64 {
+        masters[m]
+            .info_field("total_connections_received")
+            .and_then(|v| v.parse().ok())
+            .expect("total_connections_received")
+    };
+    let before = connections(0);
+    masters[0].pause();
+    let paused = Instant::now();
+    while paused.elapsed() < traffic {
+        if let Ok(lock) = rl.try_acquire("stalled").await {
+            let _ = rl.release(lock).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(paused.elapsed())).await;
+    masters[0].resume();
+    // Each reading opens one connection of its own: beyond those, the
+    // client must have opened one.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut readings = 0;
+    loop {
+        readings += 1;
+        let now = connections(0);
+        if now > before + readings {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} ({traffic:?} of traffic): the stalled connection was never replaced ({before} connections before, {now} after {readings} readings)",
+            client.name()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_stops_answering_is_replaced() {
+    for client in BOTH {
+        stalled_connection_is_replaced(client, Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_stops_answering_is_replaced_under_traffic_by_the_redis_rs_link() {
+    stalled_connection_is_replaced(Client::RedisRs, Duration::from_secs(4)).await;
+}
+
+/// A server that accepts connections and closes them at once (Redis at
+/// `maxclients`, a proxy without a healthy backend): a client keeps
+/// trying, with its backoff, rather than open connections in a tight
+/// loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_every_connection_is_not_hammered() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    for client in BOTH {
+        let masters = Masters::start(2);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        {
+            let accepted = Arc::clone(&accepted);
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    drop(conn);
+                }
+            });
+        }
+        let mut urls = masters.urls();
+        urls.push(format!("redis://127.0.0.1:{port}"));
+        let rl = fresh_builder(urls)
+            .client(client)
+            .connect_core()
+            .await
+            .unwrap_or_else(|e| panic!("{}: two of three masters answer: {e}", client.name()));
+        let start = accepted.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let in_3s = accepted.load(Ordering::SeqCst) - start;
+        // 10 ms doubling to 1 s: about 8 attempts in 3 s.
+        assert!(
+            in_3s <= 30,
+            "{}: {in_3s} connections in 3 s to a server that closes each one",
+            client.name()
+        );
+        drop(rl);
+    }
+}
