@@ -8,7 +8,7 @@ use redlock_core::{ConfigError, Redlock, Settings, SettingsBuilder};
 use tokio::runtime::Handle;
 
 use crate::fred;
-use crate::link::{admit_all, Client, RedisLink, RedisMaster};
+use crate::link::{admit_all, Attempt, Client, RedisLink, RedisMaster};
 use crate::manager::LockManager;
 use crate::policy::ExtendPolicy;
 use crate::runtime::TokioRuntime;
@@ -284,29 +284,37 @@ impl LockManagerBuilder {
             #[cfg(feature = "tls")]
             &self.tls_cas,
         )?;
-        let attempts: Vec<_> = match self.client {
-            Client::Fred => fred::connect(
-                parsed,
-                &settings,
-                self.connect_timeout,
-                self.wake_on_release,
-            )
-            .await?
-            .into_iter()
-            .map(|(link, facts)| (RedisLink::Fred(link), facts))
-            .collect(),
+        let attempts = match self.client {
+            Client::Fred => as_links(
+                fred::connect(
+                    parsed,
+                    &settings,
+                    self.connect_timeout,
+                    self.wake_on_release,
+                )
+                .await?,
+                RedisLink::Fred,
+            ),
             #[cfg(feature = "redis-rs")]
-            Client::RedisRs => crate::redis_rs::connect(
-                parsed,
-                &settings,
-                self.connect_timeout,
-                self.wake_on_release,
-            )
-            .await?
-            .into_iter()
-            .map(|(link, facts)| (RedisLink::RedisRs(link), facts))
-            .collect(),
+            Client::RedisRs => as_links(
+                crate::redis_rs::connect(
+                    parsed,
+                    &settings,
+                    self.connect_timeout,
+                    self.wake_on_release,
+                )
+                .await?,
+                RedisLink::RedisRs,
+            ),
         };
         admit_all(attempts, settings)
     }
+}
+
+/// One client's start-up answers, with its links as [`RedisLink`]s.
+fn as_links<L>(attempts: Vec<Attempt<L>>, link: fn(L) -> RedisLink) -> Vec<Attempt<RedisLink>> {
+    attempts
+        .into_iter()
+        .map(|(l, facts)| (link(l), facts))
+        .collect()
 }

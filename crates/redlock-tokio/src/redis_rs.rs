@@ -61,8 +61,8 @@ use redlock_core::{
 use tokio::net::TcpStream;
 
 use crate::fred::{
-    announcements_for, facts_from_info, inspect_outcome, is_auth_message, parse_time, reply,
-    script_reply, set_nx_get_outcome, short, Announcements, InfoProblem, ParsedUrl, Script,
+    announcements_for, facts_from_info, fenced_argv, inspect_outcome, is_auth_message, parse_time,
+    reply, script_reply, set_nx_get_outcome, short, Announcements, InfoProblem, ParsedUrl, Script,
     Scripts, SetNxGet, SharedScripts, CLUSTER_NODE, NO_RUN_ID,
 };
 use crate::link::{connect_all, Attempt};
@@ -765,21 +765,6 @@ impl Master for RedisRsLink {
         hdel.arg(fences.hash).arg(fences.fields);
         self.call(&hdel).await.map(|_| ())
     }
-}
-
-/// `KEYS` and `ARGV` of the fence scripts: the lock keys then the fence
-/// hash; `head` then the resource names.
-fn fenced_argv<'a>(
-    keys: &'a [String],
-    fences: FenceKeys<'a>,
-    head: &[&'a str],
-) -> (Vec<&'a str>, Vec<&'a str>) {
-    let mut all_keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    all_keys.push(fences.hash);
-    let mut args = Vec::with_capacity(head.len() + fences.fields.len());
-    args.extend_from_slice(head);
-    args.extend(fences.fields.iter().map(String::as_str));
-    (all_keys, args)
 }
 
 /// A redis-rs reply in fred's terms, so that one set of rules

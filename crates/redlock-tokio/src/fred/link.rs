@@ -175,7 +175,7 @@ impl FredLink {
     async fn eval(
         &self,
         script: &Script,
-        keys: &[String],
+        keys: &[impl AsRef<str>],
         args: &[&str],
     ) -> Result<i64, MasterFailure> {
         // `first` is the SHA for EVALSHA or the body for EVAL; the rest is
@@ -185,7 +185,7 @@ impl FredLink {
             let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
             argv.push(first);
             argv.push(Value::Integer(keys.len() as i64));
-            argv.extend(keys.iter().map(|k| Value::from(k.as_str())));
+            argv.extend(keys.iter().map(|k| Value::from(k.as_ref())));
             argv.extend(args.iter().map(|a| Value::from(*a)));
             argv
         };
@@ -487,15 +487,15 @@ impl FredLink {
 }
 
 /// `KEYS` and `ARGV` of the fence scripts: the lock keys then the fence
-/// hash; `head` then the resource names.
-fn fenced_argv<'a>(
-    keys: &[String],
+/// hash; `head` then the resource names. Both links send them.
+pub(crate) fn fenced_argv<'a>(
+    keys: &'a [String],
     fences: FenceKeys<'a>,
     head: &[&'a str],
-) -> (Vec<String>, Vec<&'a str>) {
-    let mut all_keys = Vec::with_capacity(keys.len() + 1);
-    all_keys.extend_from_slice(keys);
-    all_keys.push(fences.hash.to_owned());
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut all_keys: Vec<&str> = Vec::with_capacity(keys.len() + 1);
+    all_keys.extend(keys.iter().map(String::as_str));
+    all_keys.push(fences.hash);
     let mut args = Vec::with_capacity(head.len() + fences.fields.len());
     args.extend_from_slice(head);
     args.extend(fences.fields.iter().map(String::as_str));

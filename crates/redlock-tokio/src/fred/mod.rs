@@ -62,7 +62,7 @@ pub(crate) use connect::{
     NO_RUN_ID,
 };
 #[cfg(feature = "redis-rs")]
-pub(crate) use link::{Script, Scripts, SharedScripts};
+pub(crate) use link::{fenced_argv, Script, Scripts, SharedScripts};
 #[cfg(feature = "redis-rs")]
 pub(crate) use reply::{inspect_outcome, script_reply, set_nx_get_outcome, short, SetNxGet};
 #[cfg(feature = "redis-rs")]
