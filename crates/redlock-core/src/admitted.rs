@@ -437,14 +437,24 @@ mod tests {
         master.link().hold.store(true, Ordering::SeqCst);
         let outcome = std::thread::scope(|scope| {
             let x = scope.spawn(|| master.release(&keys, &token).now_or_never());
-            drained_rx.recv().expect("X drained the reconnect");
+            drained_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("X drained the reconnect");
             // B's reply arrives over the new connection, and B confirms.
+            // With the fix, B waits here for the admission lock that X
+            // holds until its 500 ms hold runs out (`resume` comes only
+            // after B): then X records the reconnect, and B sees it. On
+            // the old order B confirmed at once against the old
+            // generation (the test still passes there if this thread
+            // stalls for the whole 500 ms: a weaker regression check,
+            // never a false failure).
             reply_tx.send(()).expect("B waits");
-            let outcome = loop {
-                if let std::task::Poll::Ready(outcome) = b.poll_unpin(&mut cx) {
-                    break outcome;
-                }
-            };
+            let outcome = (0..1_000)
+                .find_map(|_| match b.poll_unpin(&mut cx) {
+                    std::task::Poll::Ready(outcome) => Some(outcome),
+                    std::task::Poll::Pending => None,
+                })
+                .expect("B completes once its reply is there");
             let _ = resume_tx.send(());
             let x = x.join().expect("X");
             assert!(x.is_some(), "X's release needs no await");

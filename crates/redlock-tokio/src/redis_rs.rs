@@ -26,10 +26,12 @@
 //!   10 ms doubling to 1 s, and starts over only after a connection
 //!   stayed up a second, so a server that accepts and closes at once is
 //!   not hammered.
-//! - **An unresponsive connection is replaced**, as fred's unresponsive
-//!   check does: once commands have only timed out on it for
-//!   `max(20 x per-master timeout, 2 s)` (a paused master, a black-holed
-//!   host: no FIN, no RST), it is closed and the next one opened (and
+//! - **An unresponsive connection is replaced** (fred's unresponsive
+//!   check, counted from the first unanswered command rather than the last
+//!   write, so it works under continuous traffic): once commands have got
+//!   no answer for `max(20 x per-master timeout, 2 s)` (a paused master, a
+//!   black-holed host: no FIN, no RST), a `PING` is sent, and if it too
+//!   goes unanswered the connection is closed and the next one opened (and
 //!   verified again before its first vote).
 //! - TCP nodelay, `AUTH` and `SELECT` from the URL, RESP2.
 //! - **TLS fails closed**: a `rediss://` master is reached through the
@@ -240,8 +242,11 @@ struct Shared {
     installed: AtomicU64,
     /// `installed` as of the last [`Link::take_reconnects`].
     seen: AtomicU64,
-    /// Set by a command that timed out, cleared by any answer: the
-    /// connection has answered nothing since [`stalled_since`](Self::stalled_since).
+    /// Set by a command that got no answer (it timed out, or its caller
+    /// gave up first), cleared by any answer: the connection may have
+    /// answered nothing since [`stalled_since`](Self::stalled_since). A
+    /// hint only: `keep_connected` sends a `PING` before it replaces the
+    /// connection.
     stalled: AtomicBool,
     stalled_since: Mutex<Option<Instant>>,
 }
@@ -270,7 +275,12 @@ impl Shared {
     /// Notes what a command's outcome says about the connection: a
     /// timeout starts (or continues) a stall, anything else ends it.
     fn observe<T>(&self, outcome: &Result<T, MasterFailure>) {
-        let timed_out = matches!(outcome, Err(MasterFailure::TimedOut));
+        self.answered(!matches!(outcome, Err(MasterFailure::TimedOut)));
+    }
+
+    /// An answer ends a stall; no answer starts one (or continues it).
+    fn answered(&self, answered: bool) {
+        let timed_out = !answered;
         if timed_out == self.stalled.load(Ordering::Relaxed) {
             return;
         }
@@ -309,6 +319,27 @@ impl Shared {
     }
 }
 
+/// Marks a stall if dropped before [`done`](Self::done): the caller gave
+/// up on a command (an early decision drops the slowest master's call),
+/// which is as much "no answer" as a timeout.
+struct Unanswered<'a>(Option<&'a Shared>);
+
+impl Unanswered<'_> {
+    fn done<T>(mut self, outcome: &Result<T, MasterFailure>) {
+        if let Some(shared) = self.0.take() {
+            shared.observe(outcome);
+        }
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.answered(false);
+        }
+    }
+}
+
 /// A connection that stayed up this long was a good one: the next
 /// reconnect starts from the shortest delay again.
 const STABLE: Duration = Duration::from_secs(1);
@@ -338,14 +369,31 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
         if let Some(mut running) = driver.take() {
             let up_since = crate::now();
             let mut check = tokio::time::interval(every);
+            // A `PING` sent once the connection looks stalled: a late
+            // answer, or one whose caller gave up, never reached
+            // `observe`, so the connection is replaced only if the `PING`
+            // too goes unanswered within the per-master timeout.
+            let mut probe: Option<BoxFuture<'static, bool>> = None;
             loop {
                 tokio::select! {
                     () = &mut running => break,
-                    _ = check.tick() => {
-                        if shared.stalled_for() >= max_stall {
+                    answered = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
+                        probe = None;
+                        if answered {
+                            shared.clear_stall();
+                        } else {
                             // Dropping the driver closes the socket; the
                             // next connection counts as a reconnect.
                             break;
+                        }
+                    }
+                    _ = check.tick(), if probe.is_none() => {
+                        if shared.stalled_for() >= max_stall {
+                            probe = shared.current().clone().ok().map(|mut conn| {
+                                Box::pin(async move {
+                                    redis::cmd("PING").query_async::<Value>(&mut conn).await.is_ok()
+                                }) as BoxFuture<'static, bool>
+                            });
                         }
                     }
                 }
@@ -454,12 +502,13 @@ impl RedisRsLink {
     /// Sends `cmd` on the connection in use, within the per-master timeout.
     async fn call(&self, cmd: &Cmd) -> Result<FredValue, MasterFailure> {
         let mut conn = self.conn()?;
+        let pending = Unanswered(Some(&self.shared));
         let outcome = cmd
             .query_async::<Value>(&mut conn)
             .await
             .map(to_fred)
             .map_err(|e| map_error(&e));
-        self.shared.observe(&outcome);
+        pending.done(&outcome);
         outcome
     }
 
@@ -473,8 +522,9 @@ impl RedisRsLink {
         keys: &[&str],
         args: &[&str],
     ) -> Result<FredValue, MasterFailure> {
+        let pending = Unanswered(Some(&self.shared));
         let outcome = self.send_script(script, keys, args).await;
-        self.shared.observe(&outcome);
+        pending.done(&outcome);
         outcome
     }
 

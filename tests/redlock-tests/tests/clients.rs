@@ -95,7 +95,7 @@ async fn a_restarted_master_votes_only_after_its_identity_is_checked_again() {
 /// connection that answered nothing for `max(20 x per-master timeout,
 /// 2 s)` while commands timed out on it, rather than wait for TCP to give
 /// up (about 15 minutes). `traffic`: how long the test keeps trying to
-/// lock during the 4 s pause. fred's check counts from the last write, so
+/// lock during the 8 s pause. fred's check counts from the last write, so
 /// only a pause in the traffic lets it fire; the redis-rs link counts
 /// from the first timeout, so it fires under continuous traffic too.
 async fn stalled_connection_is_replaced(client: Client, traffic: Duration) {
@@ -116,7 +116,7 @@ async fn stalled_connection_is_replaced(client: Client, traffic: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(4).saturating_sub(paused.elapsed())).await;
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(paused.elapsed())).await;
     masters[0].resume();
     // Each reading opens one connection of its own: beyond those, the
     // client must have opened one.
@@ -146,7 +146,41 @@ async fn a_connection_that_stops_answering_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_stops_answering_is_replaced_under_traffic_by_the_redis_rs_link() {
-    stalled_connection_is_replaced(Client::RedisRs, Duration::from_secs(4)).await;
+    stalled_connection_is_replaced(Client::RedisRs, Duration::from_secs(8)).await;
+}
+
+/// The other side of the unresponsive check: a master that missed one
+/// per-master timeout (paused 300 ms under an acquire and its release) and
+/// answers again keeps its connection, even though the late answer never reached the
+/// command that gave up on it and nothing else is sent for 4 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_answers_late_once_is_kept() {
+    for client in BOTH {
+        let masters = Masters::start(3);
+        let rl = manager(&masters, client).await;
+        let connections = |m: usize| -> u64 {
+            masters[m]
+                .info_field("total_connections_received")
+                .and_then(|v| v.parse().ok())
+                .expect("total_connections_received")
+        };
+        let before = connections(0);
+        masters[0].pause();
+        let lock = rl.try_acquire("late").await.expect("two of three answer");
+        rl.release(lock).await.expect("two of three answer");
+        // The release's part on master 0 times out in the background.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        masters[0].resume();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        // One reading here, one for `before`: nothing else connected.
+        let after = connections(0);
+        assert_eq!(
+            after,
+            before + 1,
+            "{}: a connection that answered late once was replaced",
+            client.name()
+        );
+    }
 }
 
 /// A server that accepts connections and closes them at once (Redis at
