@@ -64,8 +64,8 @@ use tokio::net::TcpStream;
 
 use crate::fred::{
     announcements_for, facts_from_info, fenced_argv, inspect_outcome, is_auth_message, parse_time,
-    reply, script_reply, set_nx_get_outcome, short, Announcements, InfoProblem, ParsedUrl, Script,
-    Scripts, SetNxGet, SharedScripts, CLUSTER_NODE, NO_RUN_ID,
+    reply, script_reply, set_nx_get_outcome, short, unresponsive, Announcements, InfoProblem,
+    ParsedUrl, Script, Scripts, SetNxGet, SharedScripts, CLUSTER_NODE, NO_RUN_ID,
 };
 use crate::link::{connect_all, Attempt};
 
@@ -99,22 +99,9 @@ impl Target {
         settings: &Settings,
         connect_timeout: Duration,
     ) -> Result<Self, ConfigError> {
+        parsed.check_tls()?;
         #[cfg(feature = "tls")]
-        let tls = match &parsed.config.tls {
-            Some(tls) => Some(tls.connector.clone()),
-            None if parsed.tls => {
-                return Err(ConfigError::TlsNotCompiled {
-                    url: parsed.address.to_string(),
-                })
-            }
-            None => None,
-        };
-        #[cfg(not(feature = "tls"))]
-        if parsed.tls {
-            return Err(ConfigError::TlsNotCompiled {
-                url: parsed.address.to_string(),
-            });
-        }
+        let tls = parsed.config.tls.as_ref().map(|tls| tls.connector.clone());
         let ServerConfig::Centralized { server } = &parsed.config.server else {
             return Err(ConfigError::InvalidUrl {
                 url: parsed.address.to_string(),
@@ -242,13 +229,13 @@ struct Shared {
     installed: AtomicU64,
     /// `installed` as of the last [`Link::take_reconnects`].
     seen: AtomicU64,
-    /// Set by a command that got no answer (it timed out, or its caller
-    /// gave up first), cleared by any answer: the connection may have
-    /// answered nothing since [`stalled_since`](Self::stalled_since). A
-    /// hint only: `keep_connected` sends a `PING` before it replaces the
-    /// connection.
-    stalled: AtomicBool,
-    stalled_since: Mutex<Option<Instant>>,
+    /// Since when commands on this connection got no answer (they timed
+    /// out, or their callers gave up first), as microseconds since
+    /// `epoch` plus one; 0 while it answers. Set by the first unanswered
+    /// command, cleared by any answer. A hint only: `keep_connected` sends
+    /// a `PING` before it replaces the connection.
+    stalled_since: AtomicU64,
+    epoch: Instant,
 }
 
 impl Shared {
@@ -280,42 +267,32 @@ impl Shared {
 
     /// An answer ends a stall; no answer starts one (or continues it).
     fn answered(&self, answered: bool) {
-        let timed_out = !answered;
-        if timed_out == self.stalled.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut since = self
-            .stalled_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if timed_out {
-            since.get_or_insert_with(crate::now);
+        if answered {
+            if self.stalled_since.load(Ordering::Relaxed) != 0 {
+                self.clear_stall();
+            }
         } else {
-            *since = None;
+            let now = crate::now().saturating_duration_since(self.epoch);
+            let mark = u64::try_from(now.as_micros()).unwrap_or(u64::MAX - 1) + 1;
+            let _ =
+                self.stalled_since
+                    .compare_exchange(0, mark, Ordering::Relaxed, Ordering::Relaxed);
         }
-        self.stalled.store(timed_out, Ordering::Relaxed);
     }
 
-    /// How long the connection has answered nothing while commands timed
-    /// out on it.
+    /// How long the connection has answered nothing while commands got no
+    /// answer on it.
     fn stalled_for(&self) -> Duration {
-        if !self.stalled.load(Ordering::Relaxed) {
-            return Duration::ZERO;
+        match self.stalled_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            mark => crate::now()
+                .saturating_duration_since(self.epoch)
+                .saturating_sub(Duration::from_micros(mark - 1)),
         }
-        self.stalled_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .map_or(Duration::ZERO, |since| {
-                crate::now().saturating_duration_since(since)
-            })
     }
 
     fn clear_stall(&self) {
-        *self
-            .stalled_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-        self.stalled.store(false, Ordering::Relaxed);
+        self.stalled_since.store(0, Ordering::Relaxed);
     }
 }
 
@@ -344,16 +321,10 @@ impl Drop for Unanswered<'_> {
 /// reconnect starts from the shortest delay again.
 const STABLE: Duration = Duration::from_secs(1);
 
-/// How long a connection may answer nothing while commands time out on it
-/// before it is replaced, and how often that is checked: fred's
-/// unresponsive check, with the values the fred link uses (well above the
-/// per-master timeout, so a release queued behind a timed-out acquire on a
-/// paused master is still written on the same connection, in order).
-fn unresponsive(timeout: Duration) -> (Duration, Duration) {
-    (
-        (timeout * 20).max(Duration::from_secs(2)),
-        (timeout * 5).clamp(Duration::from_millis(100), Duration::from_secs(1)),
-    )
+/// Waits `delay`, then doubles it up to [`MAX_RECONNECT_DELAY`].
+async fn back_off(delay: &mut Duration) {
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(MAX_RECONNECT_DELAY);
 }
 
 /// Keeps one connection up: waits for the current one's I/O task to end
@@ -404,8 +375,7 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
             if crate::now().saturating_duration_since(up_since) >= STABLE {
                 delay = MIN_RECONNECT_DELAY;
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            back_off(&mut delay).await;
         }
         match target.open().await {
             Ok((conn, next)) => {
@@ -414,8 +384,7 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
             }
             Err(e) => {
                 shared.down(format!("{} (reconnecting)", e.to_failure()));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                back_off(&mut delay).await;
             }
         }
     }
@@ -471,8 +440,8 @@ impl RedisRsLink {
             current: Mutex::new(Err("connecting".into())),
             installed: AtomicU64::new(0),
             seen: AtomicU64::new(0),
-            stalled: AtomicBool::new(false),
-            stalled_since: Mutex::new(None),
+            stalled_since: AtomicU64::new(0),
+            epoch: crate::now(),
         });
         let driver = first.map(|(conn, driver)| {
             shared.install(conn);
@@ -593,13 +562,8 @@ async fn load_scripts(
     }))
     .await;
     for (s, sha) in all.iter().zip(shas) {
-        let sha = sha.map_err(|e| map_error(&e))?;
-        if sha != s.sha {
-            return Err(MasterFailure::BadReply(format!(
-                "SCRIPT LOAD returned {sha}, expected {}",
-                s.sha
-            )));
-        }
+        s.check_loaded(&sha.map_err(|e| map_error(&e))?)
+            .map_err(MasterFailure::BadReply)?;
     }
     Ok(())
 }

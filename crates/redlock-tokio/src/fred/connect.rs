@@ -71,28 +71,38 @@ pub(crate) async fn connect(
                 scripts,
             )
         },
-        |i| {
-            let p = parsed[i].clone();
-            let address = Arc::clone(&p.address);
-            let client = build_client(p.config, settings, connect_timeout, false).map_err(|e| {
-                ConfigError::Setup {
-                    master: address.to_string(),
-                    message: e.details().to_string(),
-                }
-            })?;
-            let reconnects = client.reconnect_rx();
-            let task = client.connect();
-            Ok(FredLink::new(
-                client,
-                task,
-                reconnects,
-                options.clone(),
-                address,
-                Arc::clone(scripts),
-            ))
-        },
+        |i| connecting_link(&parsed[i], settings, connect_timeout, options, scripts),
     )
     .await
+}
+
+/// A link to a master that is not usable yet: its client keeps
+/// reconnecting in the background (no `fail_fast` on the first
+/// connection), and the master is verified before its first vote counts.
+fn connecting_link(
+    parsed: &ParsedUrl,
+    settings: &Settings,
+    connect_timeout: Duration,
+    options: &Options,
+    scripts: &SharedScripts,
+) -> Result<FredLink, ConfigError> {
+    let client =
+        build_client(parsed.config.clone(), settings, connect_timeout, false).map_err(|e| {
+            ConfigError::Setup {
+                master: parsed.address.to_string(),
+                message: e.details().to_string(),
+            }
+        })?;
+    let reconnects = client.reconnect_rx();
+    let task = client.connect();
+    Ok(FredLink::new(
+        client,
+        task,
+        reconnects,
+        options.clone(),
+        Arc::clone(&parsed.address),
+        Arc::clone(scripts),
+    ))
 }
 
 /// The subscriber side of release announcements for a master reached
@@ -128,6 +138,18 @@ fn call_options(settings: &Settings) -> Options {
     }
 }
 
+/// How long a connection may answer nothing before it is replaced, and
+/// how often that is checked, for a per-master `timeout`: well above the
+/// timeout, so a release queued behind a timed-out acquire on a paused
+/// master is still written on the same connection, in order. Both links
+/// use it (fred's unresponsive check, the redis-rs link's own).
+pub(crate) fn unresponsive(timeout: Duration) -> (Duration, Duration) {
+    (
+        (timeout * 20).max(Duration::from_secs(2)),
+        (timeout * 5).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+    )
+}
+
 /// A fred client for one master, configured for locks (see the module
 /// docs): a reconnect policy that never gives up, one attempt per
 /// command, TCP nodelay, and the unresponsive-connection check.
@@ -152,13 +174,14 @@ fn build_client(
                 nodelay: Some(true),
                 ..TcpConfig::default()
             },
-            // A connection whose replies stall for this long is closed and
-            // re-opened. Well above the per-command timeout, so a release
-            // queued behind a timed-out acquire on a paused master is still
-            // written on the same connection, in order.
-            unresponsive: UnresponsiveConfig {
-                max_timeout: Some((timeout * 20).max(Duration::from_secs(2))),
-                interval: (timeout * 5).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            // A connection whose replies stall is closed and re-opened
+            // (see `unresponsive`).
+            unresponsive: {
+                let (max_timeout, interval) = unresponsive(timeout);
+                UnresponsiveConfig {
+                    max_timeout: Some(max_timeout),
+                    interval,
+                }
             },
             ..ConnectionConfig::default()
         })
@@ -182,15 +205,9 @@ async fn connect_one(
     options: &Options,
     scripts: &SharedScripts,
 ) -> Result<Attempt<FredLink>, ConfigError> {
-    let address = parsed.address;
+    parsed.check_tls()?;
+    let address = Arc::clone(&parsed.address);
     let tls = parsed.tls;
-    if tls && !parsed.config.uses_tls() {
-        // `connect` attaches a connector to every `rediss://` master, so this
-        // is unreachable; checked anyway, as the alternative is plaintext.
-        return Err(ConfigError::TlsNotCompiled {
-            url: address.to_string(),
-        });
-    }
     let make = |client: Client, task: ConnectHandle, reconnects| {
         FredLink::new(
             client,
@@ -276,11 +293,8 @@ async fn connect_one(
                 ));
             }
             let _ = client.quit().await;
-            let client =
-                build_client(parsed.config, settings, connect_timeout, false).map_err(setup_err)?;
-            let reconnects = client.reconnect_rx();
-            let task = client.connect();
-            Ok((make(client, task, reconnects), Err(why)))
+            let link = connecting_link(&parsed, settings, connect_timeout, options, scripts)?;
+            Ok((link, Err(why)))
         }
     }
 }
@@ -439,13 +453,8 @@ pub(super) async fn load_scripts(
     )
     .await;
     for (s, sha) in all.iter().zip(shas) {
-        let sha = sha?;
-        if sha != s.sha {
-            return Err(FredError::new(
-                ErrorKind::Protocol,
-                format!("SCRIPT LOAD returned {sha}, expected {}", s.sha),
-            ));
-        }
+        s.check_loaded(&sha?)
+            .map_err(|m| FredError::new(ErrorKind::Protocol, m))?;
     }
     Ok(())
 }

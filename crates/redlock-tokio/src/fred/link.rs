@@ -39,6 +39,16 @@ impl Script {
             sha: fred::util::sha1_hash(body),
         }
     }
+
+    /// Whether the server computed the same SHA1 for this script as we did
+    /// (`SCRIPT LOAD`'s answer); the message says what differs.
+    pub(crate) fn check_loaded(&self, sha: &str) -> Result<(), String> {
+        if sha == self.sha {
+            Ok(())
+        } else {
+            Err(format!("SCRIPT LOAD returned {sha}, expected {}", self.sha))
+        }
+    }
 }
 
 #[derive(Debug)]

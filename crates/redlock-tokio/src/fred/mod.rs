@@ -58,8 +58,8 @@ pub use url::redact_url;
 pub(crate) use announce::Announcements;
 #[cfg(feature = "redis-rs")]
 pub(crate) use connect::{
-    announcements_for, facts_from_info, is_auth_message, parse_time, InfoProblem, CLUSTER_NODE,
-    NO_RUN_ID,
+    announcements_for, facts_from_info, is_auth_message, parse_time, unresponsive, InfoProblem,
+    CLUSTER_NODE, NO_RUN_ID,
 };
 #[cfg(feature = "redis-rs")]
 pub(crate) use link::{fenced_argv, Script, Scripts, SharedScripts};

@@ -17,6 +17,22 @@ pub(crate) struct ParsedUrl {
     pub(crate) tls: bool,
 }
 
+impl ParsedUrl {
+    /// Fails closed: a `rediss://` master must carry the TLS connector
+    /// `connect` attached (whichever client reaches it), never go out in
+    /// plaintext. `connect` attaches one to every `rediss://` master, so
+    /// this refuses nothing today; it is checked anyway, as the
+    /// alternative is plaintext.
+    pub(crate) fn check_tls(&self) -> Result<(), ConfigError> {
+        if self.tls && !self.config.uses_tls() {
+            return Err(ConfigError::TlsNotCompiled {
+                url: self.address.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A master URL with its password (or lone user-info) replaced by `***`,
 /// for messages and logs. Every error and `Debug` output of this crate
 /// shows URLs this way.
