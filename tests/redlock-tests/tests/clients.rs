@@ -24,6 +24,15 @@ async fn manager(masters: &Masters, client: Client) -> Manager {
         .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()))
 }
 
+/// Connections master `m` accepted since it started (each reading opens
+/// one of its own).
+fn connections_received(masters: &Masters, m: usize) -> u64 {
+    masters[m]
+        .info_field("total_connections_received")
+        .and_then(|v| v.parse().ok())
+        .expect("total_connections_received")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_through_one_client_refuses_the_other() {
     let masters = Masters::start(3);
@@ -101,12 +110,7 @@ async fn a_restarted_master_votes_only_after_its_identity_is_checked_again() {
 async fn stalled_connection_is_replaced(client: Client, traffic: Duration) {
     let masters = Masters::start(3);
     let rl = manager(&masters, client).await;
-    let connections = |m: usize| -> u64 {
-        masters[m]
-            .info_field("total_connections_received")
-            .and_then(|v| v.parse().ok())
-            .expect("total_connections_received")
-    };
+    let connections = |m: usize| connections_received(&masters, m);
     let before = connections(0);
     masters[0].pause();
     let paused = Instant::now();
@@ -158,12 +162,7 @@ async fn a_connection_that_answers_late_once_is_kept() {
     for client in BOTH {
         let masters = Masters::start(3);
         let rl = manager(&masters, client).await;
-        let connections = |m: usize| -> u64 {
-            masters[m]
-                .info_field("total_connections_received")
-                .and_then(|v| v.parse().ok())
-                .expect("total_connections_received")
-        };
+        let connections = |m: usize| connections_received(&masters, m);
         let before = connections(0);
         masters[0].pause();
         let lock = rl.try_acquire("late").await.expect("two of three answer");
