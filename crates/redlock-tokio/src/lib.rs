@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod commands;
 mod error;
 pub mod fred;
 mod guard;

@@ -62,10 +62,11 @@ use redlock_core::{
 };
 use tokio::net::TcpStream;
 
+use crate::commands::{self, ScriptLink};
 use crate::fred::{
-    announcements_for, facts_from_info, fenced_argv, inspect_outcome, is_auth_message, parse_time,
-    reply, script_reply, set_nx_get_outcome, short, unresponsive, Announcements, InfoProblem,
-    ParsedUrl, Script, Scripts, SetNxGet, SharedScripts, CLUSTER_NODE, NO_RUN_ID,
+    announcements_for, facts_from_info, inspect_outcome, is_auth_message, parse_time, script_reply,
+    set_nx_get_outcome, short, unresponsive, Announcements, InfoProblem, ParsedUrl, Script,
+    Scripts, SetNxGet, SharedScripts, CLUSTER_NODE, NO_RUN_ID,
 };
 use crate::link::{connect_all, Attempt};
 
@@ -530,14 +531,56 @@ impl RedisRsLink {
     }
 
     /// [`eval`](Self::eval) of a script whose reply is one integer.
-    async fn eval_int(
+    /// `SET key token NX PX ttl GET` (see [`ScriptLink::set_nx_get`]).
+    async fn send_set_nx_get(
+        &self,
+        key: &str,
+        token: &Token,
+        ttl: &str,
+    ) -> Option<Result<SetNxGet, MasterFailure>> {
+        let mut set = redis::cmd("SET");
+        set.arg(key)
+            .arg(token.expose())
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl)
+            .arg("GET");
+        match self.call(&set).await {
+            Err(MasterFailure::Server(e)) if e.contains("syntax error") => {
+                self.no_set_get.store(true, Ordering::Relaxed);
+                None
+            }
+            reply => Some(reply.and_then(|r| set_nx_get_outcome(Ok(r), token.expose()))),
+        }
+    }
+}
+
+impl ScriptLink for RedisRsLink {
+    fn scripts(&self) -> &Scripts {
+        &self.scripts
+    }
+
+    fn no_set_get(&self) -> &AtomicBool {
+        &self.no_set_get
+    }
+
+    async fn eval_int<K: AsRef<str> + Sync>(
         &self,
         script: &Script,
-        keys: &[String],
+        keys: &[K],
         args: &[&str],
     ) -> Result<i64, MasterFailure> {
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
         script_reply(Ok(self.eval(script, &keys, args).await?))
+    }
+
+    fn set_nx_get(
+        &self,
+        key: &str,
+        token: &Token,
+        ttl: &str,
+    ) -> impl std::future::Future<Output = Option<Result<SetNxGet, MasterFailure>>> + Send {
+        self.send_set_nx_get(key, token, ttl)
     }
 }
 
@@ -658,13 +701,7 @@ impl Master for RedisRsLink {
     }
 
     async fn release_announced(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        let script = if self.scripts.announce {
-            &self.scripts.release_announce
-        } else {
-            &self.scripts.release
-        };
-        let n = self.eval_int(script, keys, &[token.expose()]).await?;
-        reply::release_outcome(n)
+        commands::release(self, keys, token, true).await
     }
 
     async fn watch_releases(&self, keys: &[String]) -> Option<ReleaseWatch> {
@@ -672,34 +709,7 @@ impl Master for RedisRsLink {
     }
 
     async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
-        let ttl = ttl.as_millis().to_string();
-        // As `FredLink`: `SET NX GET` decides one resource in one round
-        // trip; only a key that already holds our token needs the script.
-        if let [key] = keys {
-            if !self.no_set_get.load(Ordering::Relaxed) {
-                let mut set = redis::cmd("SET");
-                set.arg(key)
-                    .arg(token.expose())
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(&ttl)
-                    .arg("GET");
-                match self.call(&set).await {
-                    Err(MasterFailure::Server(e)) if e.contains("syntax error") => {
-                        self.no_set_get.store(true, Ordering::Relaxed);
-                    }
-                    reply => match set_nx_get_outcome(Ok(reply?), token.expose())? {
-                        SetNxGet::Set => return Ok(()),
-                        SetNxGet::Other => return Err(MasterFailure::Held),
-                        SetNxGet::Ours => {}
-                    },
-                }
-            }
-        }
-        let n = self
-            .eval_int(&self.scripts.acquire, keys, &[token.expose(), &ttl])
-            .await?;
-        reply::acquire_outcome(n)
+        commands::acquire(self, keys, token, ttl).await
     }
 
     async fn extend(
@@ -709,23 +719,11 @@ impl Master for RedisRsLink {
         ttl: Ttl,
         recreate: bool,
     ) -> Result<(), MasterFailure> {
-        let ttl = ttl.as_millis().to_string();
-        let recreate = if recreate { "1" } else { "0" };
-        let n = self
-            .eval_int(
-                &self.scripts.extend,
-                keys,
-                &[token.expose(), &ttl, recreate],
-            )
-            .await?;
-        reply::extend_outcome(n)
+        commands::extend(self, keys, token, ttl, recreate).await
     }
 
     async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        let n = self
-            .eval_int(&self.scripts.release, keys, &[token.expose()])
-            .await?;
-        reply::release_outcome(n)
+        commands::release(self, keys, token, false).await
     }
 
     async fn acquire_fenced(
@@ -735,12 +733,7 @@ impl Master for RedisRsLink {
         token: &Token,
         ttl: Ttl,
     ) -> Result<u64, MasterFailure> {
-        let ttl = ttl.as_millis().to_string();
-        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &ttl]);
-        let reply = self
-            .eval(&self.scripts.acquire_fenced, &keys, &args)
-            .await?;
-        reply::acquire_fenced_outcome(script_reply(Ok(reply))?)
+        commands::acquire_fenced(self, keys, fences, token, ttl).await
     }
 
     async fn set_fence(
@@ -750,10 +743,7 @@ impl Master for RedisRsLink {
         token: &Token,
         fence: Fence,
     ) -> Result<(), MasterFailure> {
-        let fence = fence.get().to_string();
-        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &fence]);
-        let reply = self.eval(&self.scripts.set_fence, &keys, &args).await?;
-        reply::set_fence_outcome(script_reply(Ok(reply))?)
+        commands::set_fence(self, keys, fences, token, fence).await
     }
 
     async fn inspect(

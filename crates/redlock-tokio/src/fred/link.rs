@@ -1,6 +1,7 @@
 //! The link to one master: its fred client, the scripts, and the lock
 //! commands, each one round trip under the per-master timeout.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,6 +23,7 @@ use redlock_core::scripts;
 use super::announce::Announcements;
 use super::connect::{fetch_identity, load_scripts, parse_time};
 use super::reply::{self, map_error, SetNxGet};
+use crate::commands::{self, ScriptLink};
 
 /// A Lua script with its SHA1, computed locally once.
 #[derive(Debug)]
@@ -185,7 +187,7 @@ impl FredLink {
     async fn eval(
         &self,
         script: &Script,
-        keys: &[impl AsRef<str>],
+        keys: &[impl AsRef<str> + Sync],
         args: &[&str],
     ) -> Result<i64, MasterFailure> {
         // `first` is the SHA for EVALSHA or the body for EVAL; the rest is
@@ -231,7 +233,7 @@ impl FredLink {
     /// token) or held by another token. `None` when the server is older
     /// than Redis 7.0 and does not know `NX` with `GET`: the caller then
     /// uses the script, from now on.
-    async fn set_nx_get(
+    async fn send_set_nx_get(
         &self,
         key: &str,
         token: &Token,
@@ -248,6 +250,34 @@ impl FredLink {
             return None;
         }
         Some(reply::set_nx_get_outcome(reply, token.expose()))
+    }
+}
+
+impl ScriptLink for FredLink {
+    fn scripts(&self) -> &Scripts {
+        &self.scripts
+    }
+
+    fn no_set_get(&self) -> &AtomicBool {
+        &self.no_set_get
+    }
+
+    fn eval_int<K: AsRef<str> + Sync>(
+        &self,
+        script: &Script,
+        keys: &[K],
+        args: &[&str],
+    ) -> impl Future<Output = Result<i64, MasterFailure>> + Send {
+        self.eval(script, keys, args)
+    }
+
+    fn set_nx_get(
+        &self,
+        key: &str,
+        token: &Token,
+        ttl: &str,
+    ) -> impl Future<Output = Option<Result<SetNxGet, MasterFailure>>> + Send {
+        self.send_set_nx_get(key, token, ttl)
     }
 }
 
@@ -326,25 +356,7 @@ impl Master for FredLink {
     }
 
     async fn acquire(&self, keys: &[String], token: &Token, ttl: Ttl) -> Result<(), MasterFailure> {
-        let ttl = ttl.as_millis().to_string();
-        // One resource, the common case: `SET NX GET` decides in one round
-        // trip without Lua. Only a key that already holds our token (a
-        // late command of an earlier attempt, whose expiry may be shorter
-        // than this attempt's) needs the script, which never shortens it.
-        if let [key] = keys {
-            if !self.no_set_get.load(Ordering::Relaxed) {
-                match self.set_nx_get(key, token, &ttl).await {
-                    Some(Ok(SetNxGet::Set)) => return Ok(()),
-                    Some(Ok(SetNxGet::Other)) => return Err(MasterFailure::Held),
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(SetNxGet::Ours)) | None => {}
-                }
-            }
-        }
-        let reply = self
-            .eval(&self.scripts.acquire, keys, &[token.expose(), &ttl])
-            .await?;
-        reply::acquire_outcome(reply)
+        commands::acquire(self, keys, token, ttl).await
     }
 
     async fn extend(
@@ -354,33 +366,15 @@ impl Master for FredLink {
         ttl: Ttl,
         recreate: bool,
     ) -> Result<(), MasterFailure> {
-        let ttl = ttl.as_millis().to_string();
-        let recreate = if recreate { "1" } else { "0" };
-        let reply = self
-            .eval(
-                &self.scripts.extend,
-                keys,
-                &[token.expose(), &ttl, recreate],
-            )
-            .await?;
-        reply::extend_outcome(reply)
+        commands::extend(self, keys, token, ttl, recreate).await
     }
 
     async fn release(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        let reply = self
-            .eval(&self.scripts.release, keys, &[token.expose()])
-            .await?;
-        reply::release_outcome(reply)
+        commands::release(self, keys, token, false).await
     }
 
     async fn release_announced(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
-        let script = if self.scripts.announce {
-            &self.scripts.release_announce
-        } else {
-            &self.scripts.release
-        };
-        let reply = self.eval(script, keys, &[token.expose()]).await?;
-        reply::release_outcome(reply)
+        commands::release(self, keys, token, true).await
     }
 
     async fn inspect(
@@ -418,12 +412,7 @@ impl Master for FredLink {
         token: &Token,
         ttl: Ttl,
     ) -> Result<u64, MasterFailure> {
-        let ttl = ttl.as_millis().to_string();
-        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &ttl]);
-        let reply = self
-            .eval(&self.scripts.acquire_fenced, &keys, &args)
-            .await?;
-        reply::acquire_fenced_outcome(reply)
+        commands::acquire_fenced(self, keys, fences, token, ttl).await
     }
 
     async fn set_fence(
@@ -433,10 +422,7 @@ impl Master for FredLink {
         token: &Token,
         fence: Fence,
     ) -> Result<(), MasterFailure> {
-        let fence = fence.get().to_string();
-        let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &fence]);
-        let reply = self.eval(&self.scripts.set_fence, &keys, &args).await?;
-        reply::set_fence_outcome(reply)
+        commands::set_fence(self, keys, fences, token, fence).await
     }
 }
 

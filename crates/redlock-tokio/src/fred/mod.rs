@@ -44,13 +44,16 @@
 mod announce;
 mod connect;
 mod link;
-pub(crate) mod reply;
+mod reply;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 mod url;
 
 pub(crate) use connect::{connect, parse_all};
+// What `commands` sends through either link.
 pub use link::FredLink;
+pub(crate) use link::{fenced_argv, Script, Scripts};
+pub(crate) use reply::SetNxGet;
 pub use url::redact_url;
 // What the redis-rs link shares with this one: the scripts, the reading
 // of replies and of `INFO`, the URL parsing.
@@ -62,8 +65,8 @@ pub(crate) use connect::{
     CLUSTER_NODE, NO_RUN_ID,
 };
 #[cfg(feature = "redis-rs")]
-pub(crate) use link::{fenced_argv, Script, Scripts, SharedScripts};
+pub(crate) use link::SharedScripts;
 #[cfg(feature = "redis-rs")]
-pub(crate) use reply::{inspect_outcome, script_reply, set_nx_get_outcome, short, SetNxGet};
+pub(crate) use reply::{inspect_outcome, script_reply, set_nx_get_outcome, short};
 #[cfg(feature = "redis-rs")]
 pub(crate) use url::ParsedUrl;

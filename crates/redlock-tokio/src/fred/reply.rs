@@ -8,10 +8,8 @@ use fred::types::Value;
 
 use redlock_core::{KeyState, MasterFailure};
 
-// What each script's integer means lives beside the scripts, in the core.
-pub(crate) use redlock_core::scripts::{
-    acquire_fenced_outcome, acquire_outcome, extend_outcome, release_outcome, set_fence_outcome,
-};
+// What each script's integer means lives beside the scripts, in the core
+// (`redlock_core::scripts`), and is read in `crate::commands`.
 
 /// The integer a script returned, or why there is none.
 pub(crate) fn script_reply(reply: Result<Value, FredError>) -> Result<i64, MasterFailure> {
@@ -162,6 +160,9 @@ pub(crate) fn short(mut s: String) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use redlock_core::scripts::{
+        acquire_fenced_outcome, acquire_outcome, extend_outcome, release_outcome, set_fence_outcome,
+    };
 
     fn any_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![

@@ -1,0 +1,146 @@
+//! The lock commands as both links send them: `SET NX GET` first for one
+//! resource, then which script with which `KEYS` and `ARGV`, and what its
+//! integer reply means. A link supplies the transport alone
+//! ([`ScriptLink`]), so the fred and redis-rs links cannot drift apart on
+//! an argument's order or encoding.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use redlock_core::{scripts, Fence, FenceKeys, MasterFailure, Token, Ttl};
+
+use crate::fred::{fenced_argv, Script, Scripts, SetNxGet};
+
+/// What a link does for the shared commands: run a script, send
+/// `SET key token NX PX ttl GET`.
+pub(crate) trait ScriptLink: Sync {
+    /// The manager's scripts.
+    fn scripts(&self) -> &Scripts;
+
+    /// Set once the server answered `SET ... NX GET` with a syntax error
+    /// (Redis before 7.0): single-key acquires use the script from then on.
+    fn no_set_get(&self) -> &AtomicBool;
+
+    /// Runs `script` by SHA (`EVAL` after `NOSCRIPT`) and returns its
+    /// integer reply, within the per-master timeout.
+    fn eval_int<K: AsRef<str> + Sync>(
+        &self,
+        script: &Script,
+        keys: &[K],
+        args: &[&str],
+    ) -> impl Future<Output = Result<i64, MasterFailure>> + Send;
+
+    /// `SET key token NX PX ttl GET`: what the key held. `None` when the
+    /// server does not know `NX` with `GET`; the link then sets
+    /// [`no_set_get`](Self::no_set_get).
+    fn set_nx_get(
+        &self,
+        key: &str,
+        token: &Token,
+        ttl: &str,
+    ) -> impl Future<Output = Option<Result<SetNxGet, MasterFailure>>> + Send;
+}
+
+/// The TTL as `PX` and the scripts take it: whole milliseconds.
+fn ttl_arg(ttl: Ttl) -> String {
+    ttl.as_millis().to_string()
+}
+
+/// [`Master::acquire`](redlock_core::Master::acquire). One resource, the
+/// common case: `SET NX GET` decides in one round trip without Lua. Only
+/// a key that already holds our token (a late command of an earlier
+/// attempt, whose expiry may be shorter than this attempt's) needs the
+/// script, which never shortens it.
+pub(crate) async fn acquire(
+    link: &impl ScriptLink,
+    keys: &[String],
+    token: &Token,
+    ttl: Ttl,
+) -> Result<(), MasterFailure> {
+    let ttl = ttl_arg(ttl);
+    if let [key] = keys {
+        if !link.no_set_get().load(Ordering::Relaxed) {
+            match link.set_nx_get(key, token, &ttl).await {
+                Some(Ok(SetNxGet::Set)) => return Ok(()),
+                Some(Ok(SetNxGet::Other)) => return Err(MasterFailure::Held),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(SetNxGet::Ours)) | None => {}
+            }
+        }
+    }
+    let n = link
+        .eval_int(&link.scripts().acquire, keys, &[token.expose(), &ttl])
+        .await?;
+    scripts::acquire_outcome(n)
+}
+
+/// [`Master::extend`](redlock_core::Master::extend).
+pub(crate) async fn extend(
+    link: &impl ScriptLink,
+    keys: &[String],
+    token: &Token,
+    ttl: Ttl,
+    recreate: bool,
+) -> Result<(), MasterFailure> {
+    let ttl = ttl_arg(ttl);
+    let recreate = if recreate { "1" } else { "0" };
+    let n = link
+        .eval_int(
+            &link.scripts().extend,
+            keys,
+            &[token.expose(), &ttl, recreate],
+        )
+        .await?;
+    scripts::extend_outcome(n)
+}
+
+/// [`Master::release`](redlock_core::Master::release), or with
+/// `announced` [`Master::release_announced`](redlock_core::Master::release_announced):
+/// the announcing script when the manager's releases announce themselves.
+pub(crate) async fn release(
+    link: &impl ScriptLink,
+    keys: &[String],
+    token: &Token,
+    announced: bool,
+) -> Result<(), MasterFailure> {
+    let scripts = link.scripts();
+    let script = if announced && scripts.announce {
+        &scripts.release_announce
+    } else {
+        &scripts.release
+    };
+    let n = link.eval_int(script, keys, &[token.expose()]).await?;
+    scripts::release_outcome(n)
+}
+
+/// [`Master::acquire_fenced`](redlock_core::Master::acquire_fenced).
+pub(crate) async fn acquire_fenced(
+    link: &impl ScriptLink,
+    keys: &[String],
+    fences: FenceKeys<'_>,
+    token: &Token,
+    ttl: Ttl,
+) -> Result<u64, MasterFailure> {
+    let ttl = ttl_arg(ttl);
+    let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &ttl]);
+    let n = link
+        .eval_int(&link.scripts().acquire_fenced, &keys, &args)
+        .await?;
+    scripts::acquire_fenced_outcome(n)
+}
+
+/// [`Master::set_fence`](redlock_core::Master::set_fence).
+pub(crate) async fn set_fence(
+    link: &impl ScriptLink,
+    keys: &[String],
+    fences: FenceKeys<'_>,
+    token: &Token,
+    fence: Fence,
+) -> Result<(), MasterFailure> {
+    let fence = fence.get().to_string();
+    let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &fence]);
+    let n = link
+        .eval_int(&link.scripts().set_fence, &keys, &args)
+        .await?;
+    scripts::set_fence_outcome(n)
+}
