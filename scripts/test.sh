@@ -5,16 +5,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-redis.sh
+# Each step prints its name when it starts and its time when it ends, so a
+# slow run shows where the time went.
+STEP=
+STEP_START=$SECONDS
+SUITE_START=$SECONDS
+step() {
+  if [[ -n $STEP ]]; then
+    echo ">> done in $((SECONDS - STEP_START)) s: $STEP" >&2
+  fi
+  STEP=$1
+  STEP_START=$SECONDS
+  if [[ -n $STEP ]]; then
+    echo ">> $STEP" >&2
+  fi
+}
 # What a submission must pass, checked here so CI catches it too: stock
 # formatting, clippy with warnings as errors, and rustdoc with warnings as
 # errors (broken intra-doc links, examples that do not compile).
-echo ">> cargo fmt --all --check" >&2
+step "cargo fmt --all --check"
 cargo fmt --all --check
-echo ">> cargo clippy --workspace --all-targets --locked -- -D warnings" >&2
+step "cargo clippy --workspace --all-targets --locked -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo ">> RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked" >&2
+step "RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked
-echo ">> cargo test --workspace --locked" >&2
+step "cargo test --workspace --locked"
 cargo test --workspace --locked
 # The same fault, safety and adapter tests once more over the other Redis
 # client (`Client::Fred`; the workspace run used the default, redis-rs):
@@ -22,7 +37,7 @@ cargo test --workspace --locked
 # (its main and fenced runs shorter; the restart-guard runs keep their
 # length, which their negative control needs to see enough restarts), each
 # against the fred link and fred's reconnect loop.
-echo ">> REDLOCK_TEST_CLIENT=fred cargo test --locked -p redlock-tests (fault, safety and adapter tests)" >&2
+step "REDLOCK_TEST_CLIENT=fred cargo test --locked -p redlock-tests (fault, safety and adapter tests)"
 REDLOCK_TEST_CLIENT=fred REDLOCK_CHAOS_SECS=20 REDLOCK_CHAOS_FENCE_SECS=15 \
   cargo test --locked -p redlock-tests \
   --test safe_by_default --test guards --test core --test fencing --test replies \
@@ -32,7 +47,7 @@ REDLOCK_TEST_CLIENT=fred REDLOCK_CHAOS_SECS=20 REDLOCK_CHAOS_FENCE_SECS=15 \
 # it), so run its unit tests once more in a build of the crate alone,
 # without the feature: `rediss://` must then be refused, never sent in
 # plaintext.
-echo ">> cargo test --locked -p redlock-tokio --lib" >&2
+step "cargo test --locked -p redlock-tokio --lib"
 cargo test --locked -p redlock-tokio --lib
 # Last, the README's main command the way a user meets it, in its quick
 # form: the same build line and the same steps as `bash scripts/demo.sh`,
@@ -42,6 +57,8 @@ cargo test --locked -p redlock-tokio --lib
 # unbuilt on a clean checkout, a demo whose self-check fails.
 # REDLOCK_SKIP_DEMO=1 skips it.
 if [[ ${REDLOCK_SKIP_DEMO:-0} != 1 ]]; then
-  echo ">> DEMO_PROFILE=dev bash scripts/demo.sh --quick" >&2
+  step "DEMO_PROFILE=dev bash scripts/demo.sh --quick"
   DEMO_PROFILE=dev bash scripts/demo.sh --quick
 fi
+step ""
+echo ">> suite passed in $((SECONDS - SUITE_START)) s" >&2
