@@ -53,6 +53,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Whether this build can reach `rediss://` masters (the `tls` feature).
+const TLS_COMPILED: bool = cfg!(feature = "tls");
+
 /// Parses and checks one master URL. `rediss://` is parsed as
 /// `redis://` and marked for the TLS connector `connect` attaches (see
 /// the module docs); without the `tls` feature it is refused rather than
@@ -63,6 +66,14 @@ pub fn redact_url(url: &str) -> String {
 /// [`ConfigError::InvalidUrl`] (with the reason in words),
 /// [`ConfigError::UnsupportedScheme`] or [`ConfigError::TlsNotCompiled`].
 pub(super) fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
+    parse_url_in(url, TLS_COMPILED)
+}
+
+/// [`parse_url`] in a build with or without TLS (`tls_compiled`): one
+/// function for both, so the refusal without the feature is tested in
+/// every build (`rediss_refused_without_tls`), not only in a second build
+/// of the crate.
+fn parse_url_in(url: &str, tls_compiled: bool) -> Result<ParsedUrl, ConfigError> {
     let shown = redact_url(url);
     let Some((scheme, _)) = url.split_once("://") else {
         return Err(ConfigError::InvalidUrl {
@@ -73,9 +84,7 @@ pub(super) fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
     let tls = match scheme {
         "redis" => false,
         // fred without a TLS feature would silently connect in plaintext.
-        #[cfg(not(feature = "tls"))]
-        "rediss" => return Err(ConfigError::TlsNotCompiled { url: shown }),
-        #[cfg(feature = "tls")]
+        "rediss" if !tls_compiled => return Err(ConfigError::TlsNotCompiled { url: shown }),
         "rediss" => true,
         other => {
             return Err(ConfigError::UnsupportedScheme {
@@ -196,16 +205,24 @@ mod tests {
     }
 
     /// Without the `tls` feature, fred would connect to a `rediss://` URL
-    /// in plaintext. `cargo test --workspace` enables the feature (the
-    /// integration tests need it), so `scripts/test.sh` also runs
-    /// `cargo test -p redlock-core --lib`, a build without it.
-    #[cfg(not(feature = "tls"))]
+    /// in plaintext: such a build refuses it. Checked through the same
+    /// function a build without the feature runs, in any build.
     #[test]
     fn rediss_refused_without_tls() {
         assert!(matches!(
-            parse_url("rediss://h:1"),
+            parse_url_in("rediss://h:1", false),
             Err(ConfigError::TlsNotCompiled { .. })
         ));
+        assert!(matches!(
+            parse_url_in("rediss://u:pw@h:1", true),
+            Ok(ParsedUrl { tls: true, .. })
+        ));
+        // And the build says which it is.
+        assert_eq!(
+            parse_url("rediss://h:1").is_ok(),
+            cfg!(feature = "tls"),
+            "TLS_COMPILED follows the feature"
+        );
     }
 
     #[cfg(feature = "tls")]
