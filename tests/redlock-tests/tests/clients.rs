@@ -223,3 +223,73 @@ async fn a_server_that_closes_every_connection_is_not_hammered() {
         drop(rl);
     }
 }
+
+/// A master whose socket is full (paused under a backlog): the votes sent
+/// to it are dropped by the early decision, and their releases time out
+/// before they are written. A client must then write neither, or both:
+/// fred used to write the dropped `SET`s once the socket drained (nothing
+/// marked them as given up) and skip the releases queued behind them
+/// (marked timed out), leaving our keys on the master until their TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_given_up_behind_a_full_socket_leave_no_key() {
+    for client in BOTH {
+        let masters = Masters::start(3);
+        let rl = fresh_builder(masters.urls())
+            .client(client)
+            // 2 MB commands take a while on a loaded machine: master 0's
+            // calls time out all the same (it is paused throughout).
+            .settings(|s| {
+                s.ttl(Duration::from_secs(60))
+                    .master_timeout(Duration::from_secs(1))
+            })
+            .connect_core()
+            .await
+            .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
+        masters[0].pause();
+        // 2000 resources of 1000 bytes: about 2 MB per command, so a few
+        // locks fill the socket buffers of the paused master, and the
+        // client queues what follows.
+        for round in 0..8 {
+            let names: Vec<String> = (0..2000)
+                .map(|i| format!("{round}-{i}-{}", "x".repeat(990)))
+                .collect();
+            let lock = rl
+                .try_acquire(names)
+                .await
+                .unwrap_or_else(|e| panic!("{}: masters 1 and 2 grant: {e}", client.name()));
+            rl.release(lock).await.ok();
+        }
+        rl.background_idle().await;
+        masters[0].resume();
+        // Once master 0 votes on a new lock, it has read everything the
+        // client wrote before (one connection, in order).
+        // A new name each time: a key left by an earlier try must not
+        // keep it from voting (it is counted below).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for attempt in 0.. {
+            let lock = rl
+                .try_acquire(format!("caught-up-{attempt}"))
+                .await
+                .expect("a quorum is up");
+            let vote = lock.votes().get(0).map(|v| v.outcome.clone());
+            rl.release_all(lock).await.ok();
+            if vote == Some(VoteOutcome::Granted) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: master 0 never voted again (last: {vote:?})",
+                client.name()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = masters.keys_everywhere("redlock:*");
+        assert!(
+            left.is_empty(),
+            "{}: {} keys left, e.g. on master {}",
+            client.name(),
+            left.len(),
+            left.first().map_or(0, |(m, _)| *m)
+        );
+    }
+}

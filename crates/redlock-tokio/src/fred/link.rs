@@ -175,10 +175,68 @@ pub(super) fn command(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::FirstKey, false)
 }
 
+/// A fred request that is seen through to its answer or its timeout, even
+/// when its caller stops waiting (see [`FredLink::request`]).
+struct Finish<T: Send + 'static>(Option<BoxFuture<'static, T>>);
+
+impl<T: Send + 'static> Future for Finish<T> {
+    type Output = T;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        let request = self.0.as_mut().expect("a Finish polled after its answer");
+        let out = std::task::ready!(request.as_mut().poll(cx));
+        self.0 = None;
+        std::task::Poll::Ready(out)
+    }
+}
+
+impl<T: Send + 'static> Drop for Finish<T> {
+    fn drop(&mut self) {
+        // Dropped before the answer: wait for it (or fred's timeout) in a
+        // task of its own. Off a runtime there is none to run it on.
+        if let Some(request) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                drop(runtime.spawn(async move {
+                    let _ = request.await;
+                }));
+            }
+        }
+    }
+}
+
 impl FredLink {
     /// The client, for the start-up checks.
     pub(super) fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Sends one command under the per-master timeout and returns its
+    /// reply. Every lock command goes through here.
+    ///
+    /// fred gives a command up (and then never writes it) only when its
+    /// timeout fires in the future that awaits it; a command whose future
+    /// was dropped stays queued without a deadline and is written whenever
+    /// the connection can take it, after a reconnect even. An early
+    /// decision drops the slowest master's vote, and behind a full socket
+    /// (a paused master) that `SET` would then be written after the
+    /// release queued behind it had timed out and been skipped, leaving
+    /// our key until its TTL (`clients.rs`,
+    /// `votes_given_up_behind_a_full_socket_leave_no_key`). So a request
+    /// dropped before its answer is awaited to the end in a task of its
+    /// own: it is written within its timeout or not at all, as the
+    /// commands queued after it, whose timeouts run out later.
+    fn request(
+        &self,
+        name: &'static str,
+        args: Vec<Value>,
+    ) -> impl Future<Output = Result<Value, fred::error::Error>> + Send + 'static {
+        let client = self.client.with_options(&self.options);
+        Finish(Some(Box::pin(async move {
+            client.custom::<Value, Value>(command(name), args).await
+        })))
     }
 
     /// Runs `script` with `EVALSHA` and returns its integer reply; after
@@ -201,9 +259,8 @@ impl FredLink {
             argv.extend(args.iter().map(|a| Value::from(*a)));
             argv
         };
-        let client = self.client.with_options(&self.options);
-        let reply = match client
-            .custom::<Value, Value>(command("EVALSHA"), argv(Value::from(script.sha.as_str())))
+        let reply = match self
+            .request("EVALSHA", argv(Value::from(script.sha.as_str())))
             .await
         {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
@@ -218,9 +275,7 @@ impl FredLink {
                     Arc::clone(&self.scripts),
                 );
                 tokio::spawn(async move { load_scripts(&c, &o, &sh).await });
-                client
-                    .custom::<Value, Value>(command("EVAL"), argv(Value::from(script.body)))
-                    .await
+                self.request("EVAL", argv(Value::from(script.body))).await
             }
             other => other,
         };
@@ -239,12 +294,11 @@ impl FredLink {
         token: &Token,
         ttl: &str,
     ) -> Option<Result<SetNxGet, MasterFailure>> {
-        let args = vec![key, token.expose(), "NX", "PX", ttl, "GET"];
-        let reply = self
-            .client
-            .with_options(&self.options)
-            .custom::<Value, _>(command("SET"), args)
-            .await;
+        let args = [key, token.expose(), "NX", "PX", ttl, "GET"]
+            .into_iter()
+            .map(Value::from)
+            .collect();
+        let reply = self.request("SET", args).await;
         if reply::is_syntax_error(&reply) {
             self.no_set_get.store(true, Ordering::Relaxed);
             return None;
@@ -397,9 +451,7 @@ impl Master for FredLink {
         let mut args: Vec<Value> = Vec::with_capacity(1 + fences.fields.len());
         args.push(Value::from(fences.hash));
         args.extend(fences.fields.iter().map(|f| Value::from(f.as_str())));
-        self.client
-            .with_options(&self.options)
-            .custom::<Value, Value>(command("HDEL"), args)
+        self.request("HDEL", args)
             .await
             .map(|_| ())
             .map_err(|e| map_error(&e))
@@ -442,16 +494,13 @@ impl FredLink {
             argv.extend(args.iter().map(|a| Value::from(*a)));
             argv
         };
-        let client = self.client.with_options(&self.options);
-        match client
-            .custom::<Value, Value>(command("EVALSHA"), argv(Value::from(script.sha.as_str())))
+        match self
+            .request("EVALSHA", argv(Value::from(script.sha.as_str())))
             .await
         {
             // Rare (a restart or SCRIPT FLUSH) and read-only: the body.
             Err(e) if e.details().starts_with("NOSCRIPT") => {
-                client
-                    .custom::<Value, Value>(command("EVAL"), argv(Value::from(script.body)))
-                    .await
+                self.request("EVAL", argv(Value::from(script.body))).await
             }
             other => other,
         }
@@ -473,9 +522,7 @@ impl FredLink {
     /// `DEL` of the keys, whoever holds them.
     async fn delete_keys(&self, keys: &[String]) -> Result<(), MasterFailure> {
         let args: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
-        self.client
-            .with_options(&self.options)
-            .custom::<Value, Value>(command("DEL"), args)
+        self.request("DEL", args)
             .await
             .map(|_| ())
             .map_err(|e| map_error(&e))
