@@ -318,6 +318,15 @@ impl Drop for Unanswered<'_> {
     }
 }
 
+/// A task aborted when this handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A connection that stayed up this long was a good one: the next
 /// reconnect starts from the shortest delay again.
 const STABLE: Duration = Duration::from_secs(1);
@@ -338,7 +347,12 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
     let (max_stall, every) = unresponsive(target.response_timeout);
     let mut delay = MIN_RECONNECT_DELAY;
     loop {
-        if let Some(mut running) = driver.take() {
+        if let Some(io) = driver.take() {
+            // The connection's I/O in a task of its own, as redis-rs runs
+            // it: polled here, every socket wake-up also polled this
+            // loop's timers. Aborted when this loop drops it (a stalled
+            // connection) or is itself aborted (the link dropped).
+            let mut running = AbortOnDrop(tokio::spawn(io));
             let up_since = crate::now();
             let mut check = tokio::time::interval(every);
             // A `PING` sent once the connection looks stalled: a late
@@ -348,7 +362,7 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
             let mut probe: Option<BoxFuture<'static, bool>> = None;
             loop {
                 tokio::select! {
-                    () = &mut running => break,
+                    _ = &mut running.0 => break,
                     answered = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
                         probe = None;
                         if answered {
