@@ -69,6 +69,21 @@ fn lock(admission: &Mutex<Admission>) -> MutexGuard<'_, Admission> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// `admission` with every reconnect `link` (master `index`) reported
+/// recorded: drained and recorded under the lock, as one step (see
+/// [`Admitted::synced`]).
+fn synced<'a, L: Link>(
+    admission: &'a Mutex<Admission>,
+    link: &L,
+    index: usize,
+) -> MutexGuard<'a, Admission> {
+    let mut admission = lock(admission);
+    if link.take_reconnects() {
+        admission.reconnected(index);
+    }
+    admission
+}
+
 impl<L: Link> Admitted<L> {
     /// Master `index` of the manager whose masters share `admission`.
     pub fn new(link: L, index: usize, admission: Arc<Mutex<Admission>>) -> Self {
@@ -106,11 +121,7 @@ impl<L: Link> Admitted<L> {
     /// not yet recorded, and count a reply from the new connection
     /// (`tests::a_reconnect_drained_by_another_call_still_voids_a_reply`).
     fn synced(&self) -> MutexGuard<'_, Admission> {
-        let mut admission = lock(&self.admission);
-        if self.link.take_reconnects() {
-            admission.reconnected(self.index);
-        }
-        admission
+        synced(&self.admission, &*self.link, self.index)
     }
 
     /// Asks the master who it is, in a task of its own, and records the
@@ -145,11 +156,7 @@ impl<L: Link> Admitted<L> {
                     // is announced by now: record it first (in the same
                     // step as the drain, see `synced`), so an answer from
                     // the previous server is seen as stale.
-                    let mut admission = lock(&admission);
-                    if link.take_reconnects() {
-                        admission.reconnected(index);
-                    }
-                    admission
+                    synced(&admission, &*link, index)
                         .verified(index, generation, observed_at, &facts)
                         .map_err(|r| r.to_failure())
                 }
