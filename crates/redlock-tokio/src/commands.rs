@@ -7,12 +7,13 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use fred::types::Value;
 use redlock_core::{scripts, Fence, FenceKeys, MasterFailure, Token, Ttl};
 
-use crate::fred::{fenced_argv, Script, Scripts, SetNxGet};
+use crate::fred::{fenced_argv, is_syntax_error, set_nx_get_outcome, Script, Scripts, SetNxGet};
 
-/// What a link does for the shared commands: run a script, send
-/// `SET key token NX PX ttl GET`.
+/// What a link does for the shared commands: run a script, send one
+/// command.
 pub(crate) trait ScriptLink: Sync {
     /// The manager's scripts.
     fn scripts(&self) -> &Scripts;
@@ -30,15 +31,14 @@ pub(crate) trait ScriptLink: Sync {
         args: &[&str],
     ) -> impl Future<Output = Result<i64, MasterFailure>> + Send;
 
-    /// `SET key token NX PX ttl GET`: what the key held. `None` when the
-    /// server does not know `NX` with `GET`; the link then sets
-    /// [`no_set_get`](Self::no_set_get).
-    fn set_nx_get(
+    /// Sends the command `name` with `args`, within the per-master
+    /// timeout, and returns its reply as a fred value (the reply rules of
+    /// `fred/reply.rs` read both links' replies).
+    fn command(
         &self,
-        key: &str,
-        token: &Token,
-        ttl: &str,
-    ) -> impl Future<Output = Option<Result<SetNxGet, MasterFailure>>> + Send;
+        name: &'static str,
+        args: &[&str],
+    ) -> impl Future<Output = Result<Value, MasterFailure>> + Send;
 }
 
 /// The TTL as `PX` and the scripts take it: whole milliseconds.
@@ -60,11 +60,16 @@ pub(crate) async fn acquire(
     let ttl = ttl_arg(ttl);
     if let [key] = keys {
         if !link.no_set_get().load(Ordering::Relaxed) {
-            match link.set_nx_get(key, token, &ttl).await {
-                Some(Ok(SetNxGet::Set)) => return Ok(()),
-                Some(Ok(SetNxGet::Other)) => return Err(MasterFailure::Held),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(SetNxGet::Ours)) | None => {}
+            let set = [key.as_str(), token.expose(), "NX", "PX", &ttl, "GET"];
+            match link.command("SET", &set).await {
+                // Redis before 7.0 does not know `NX` with `GET`: the
+                // script, from now on.
+                Err(e) if is_syntax_error(&e) => link.no_set_get().store(true, Ordering::Relaxed),
+                reply => match reply.and_then(|v| set_nx_get_outcome(Ok(v), token.expose()))? {
+                    SetNxGet::Set => return Ok(()),
+                    SetNxGet::Other => return Err(MasterFailure::Held),
+                    SetNxGet::Ours => {}
+                },
             }
         }
     }

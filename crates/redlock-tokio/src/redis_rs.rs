@@ -65,8 +65,8 @@ use tokio::net::TcpStream;
 use crate::commands::{self, ScriptLink};
 use crate::fred::{
     announcements_for, facts_from_info, inspect_outcome, is_auth_message, parse_time, script_reply,
-    set_nx_get_outcome, short, unresponsive, Announcements, InfoProblem, ParsedUrl, Script,
-    Scripts, SetNxGet, SharedScripts, CLUSTER_NODE, NO_RUN_ID,
+    short, unresponsive, Announcements, InfoProblem, ParsedUrl, Script, Scripts, SharedScripts,
+    CLUSTER_NODE, NO_RUN_ID,
 };
 use crate::link::{connect_all, Attempt};
 
@@ -349,9 +349,10 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
     loop {
         if let Some(io) = driver.take() {
             // The connection's I/O in a task of its own, as redis-rs runs
-            // it: polled here, every socket wake-up also polled this
-            // loop's timers. Aborted when this loop drops it (a stalled
-            // connection) or is itself aborted (the link dropped).
+            // it (polled inside this loop, every socket wake-up also
+            // polled the loop's timers). Aborted when this loop drops it
+            // (a stalled connection) or is itself aborted (the link
+            // dropped).
             let mut running = AbortOnDrop(tokio::spawn(io));
             let up_since = crate::now();
             let mut check = tokio::time::interval(every);
@@ -543,30 +544,6 @@ impl RedisRsLink {
             Err(e) => Err(map_error(&e)),
         }
     }
-
-    /// [`eval`](Self::eval) of a script whose reply is one integer.
-    /// `SET key token NX PX ttl GET` (see [`ScriptLink::set_nx_get`]).
-    async fn send_set_nx_get(
-        &self,
-        key: &str,
-        token: &Token,
-        ttl: &str,
-    ) -> Option<Result<SetNxGet, MasterFailure>> {
-        let mut set = redis::cmd("SET");
-        set.arg(key)
-            .arg(token.expose())
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl)
-            .arg("GET");
-        match self.call(&set).await {
-            Err(MasterFailure::Server(e)) if e.contains("syntax error") => {
-                self.no_set_get.store(true, Ordering::Relaxed);
-                None
-            }
-            reply => Some(reply.and_then(|r| set_nx_get_outcome(Ok(r), token.expose()))),
-        }
-    }
 }
 
 impl ScriptLink for RedisRsLink {
@@ -588,13 +565,10 @@ impl ScriptLink for RedisRsLink {
         script_reply(Ok(self.eval(script, &keys, args).await?))
     }
 
-    fn set_nx_get(
-        &self,
-        key: &str,
-        token: &Token,
-        ttl: &str,
-    ) -> impl std::future::Future<Output = Option<Result<SetNxGet, MasterFailure>>> + Send {
-        self.send_set_nx_get(key, token, ttl)
+    async fn command(&self, name: &'static str, args: &[&str]) -> Result<FredValue, MasterFailure> {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(args);
+        self.call(&cmd).await
     }
 }
 

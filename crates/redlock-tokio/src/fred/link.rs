@@ -2,7 +2,7 @@
 //! commands, each one round trip under the per-master timeout.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use redlock_core::scripts;
 
 use super::announce::Announcements;
 use super::connect::{fetch_identity, load_scripts, parse_time};
-use super::reply::{self, map_error, SetNxGet};
+use super::reply::{self, map_error};
 use crate::commands::{self, ScriptLink};
 
 /// A Lua script with its SHA1, computed locally once.
@@ -281,30 +281,6 @@ impl FredLink {
         };
         reply::script_reply(reply)
     }
-
-    /// Acquires one key with `SET key token NX PX ttl GET`: one round
-    /// trip and no script for the master to run, whether the key is free
-    /// (set), ours (a late command of an earlier attempt with the same
-    /// token) or held by another token. `None` when the server is older
-    /// than Redis 7.0 and does not know `NX` with `GET`: the caller then
-    /// uses the script, from now on.
-    async fn send_set_nx_get(
-        &self,
-        key: &str,
-        token: &Token,
-        ttl: &str,
-    ) -> Option<Result<SetNxGet, MasterFailure>> {
-        let args = [key, token.expose(), "NX", "PX", ttl, "GET"]
-            .into_iter()
-            .map(Value::from)
-            .collect();
-        let reply = self.request("SET", args).await;
-        if reply::is_syntax_error(&reply) {
-            self.no_set_get.store(true, Ordering::Relaxed);
-            return None;
-        }
-        Some(reply::set_nx_get_outcome(reply, token.expose()))
-    }
 }
 
 impl ScriptLink for FredLink {
@@ -325,13 +301,9 @@ impl ScriptLink for FredLink {
         self.eval(script, keys, args)
     }
 
-    fn set_nx_get(
-        &self,
-        key: &str,
-        token: &Token,
-        ttl: &str,
-    ) -> impl Future<Output = Option<Result<SetNxGet, MasterFailure>>> + Send {
-        self.send_set_nx_get(key, token, ttl)
+    async fn command(&self, name: &'static str, args: &[&str]) -> Result<Value, MasterFailure> {
+        let args = args.iter().map(|a| Value::from(*a)).collect();
+        self.request(name, args).await.map_err(|e| map_error(&e))
     }
 }
 

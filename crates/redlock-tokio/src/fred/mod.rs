@@ -53,7 +53,7 @@ pub(crate) use connect::{connect, parse_all};
 // What `commands` sends through either link.
 pub use link::FredLink;
 pub(crate) use link::{fenced_argv, Script, Scripts};
-pub(crate) use reply::SetNxGet;
+pub(crate) use reply::{is_syntax_error, set_nx_get_outcome, SetNxGet};
 pub use url::redact_url;
 // What the redis-rs link shares with this one: the scripts, the reading
 // of replies and of `INFO`, the URL parsing.
@@ -67,6 +67,6 @@ pub(crate) use connect::{
 #[cfg(feature = "redis-rs")]
 pub(crate) use link::SharedScripts;
 #[cfg(feature = "redis-rs")]
-pub(crate) use reply::{inspect_outcome, script_reply, set_nx_get_outcome, short};
+pub(crate) use reply::{inspect_outcome, script_reply, short};
 #[cfg(feature = "redis-rs")]
 pub(crate) use url::ParsedUrl;

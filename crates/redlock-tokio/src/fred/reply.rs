@@ -55,10 +55,10 @@ pub(crate) fn set_nx_get_outcome(
     }
 }
 
-/// Whether an error says the server does not know `SET ... NX GET`
+/// Whether a failure says the server does not know `SET ... NX GET`
 /// (Redis before 7.0 answers a syntax error).
-pub(crate) fn is_syntax_error(reply: &Result<Value, FredError>) -> bool {
-    matches!(reply, Err(e) if e.details().contains("syntax error"))
+pub(crate) fn is_syntax_error(failure: &MasterFailure) -> bool {
+    matches!(failure, MasterFailure::Server(e) if e.contains("syntax error"))
 }
 
 /// The inspection script's reply: the key's state and the stored fence.
@@ -293,8 +293,8 @@ mod tests {
             set_nx_get_outcome(Err(wrongtype), t),
             Err(MasterFailure::Server(_))
         ));
-        let old = Err(FredError::new(ErrorKind::Unknown, "ERR syntax error"));
-        assert!(is_syntax_error(&old));
+        let old = FredError::new(ErrorKind::Unknown, "ERR syntax error");
+        assert!(is_syntax_error(&map_error(&old)));
     }
 
     #[test]
