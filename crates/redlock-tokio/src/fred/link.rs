@@ -248,6 +248,21 @@ impl FredLink {
         keys: &[impl AsRef<str> + Sync],
         args: &[&str],
     ) -> Result<i64, MasterFailure> {
+        reply::script_reply(self.send_script(script, keys, args, true).await)
+    }
+
+    /// `EVALSHA` of `script`; after `NOSCRIPT` (a restarted or flushed
+    /// master) `EVAL` of its body and, with `reload`, every script loaded
+    /// again in a task of its own: this future may be dropped by an early
+    /// decision before the `EVAL` is even sent, and a master that stays
+    /// the slowest would then never get its cache back.
+    async fn send_script(
+        &self,
+        script: &Script,
+        keys: &[impl AsRef<str> + Sync],
+        args: &[&str],
+        reload: bool,
+    ) -> Result<Value, fred::error::Error> {
         // `first` is the SHA for EVALSHA or the body for EVAL; the rest is
         // the same. Built per send, so the common EVALSHA path does not copy
         // its arguments for a fallback that almost never happens.
@@ -259,27 +274,23 @@ impl FredLink {
             argv.extend(args.iter().map(|a| Value::from(*a)));
             argv
         };
-        let reply = match self
+        match self
             .request("EVALSHA", argv(Value::from(script.sha.as_str())))
             .await
         {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
-                // The master lost its script cache (restart, SCRIPT FLUSH).
-                // Reload all scripts in a task of their own: this future may
-                // be dropped by an early decision before the EVAL below is
-                // even sent, and a master that stays the slowest would then
-                // never get its cache back.
-                let (c, o, sh) = (
-                    self.client.clone(),
-                    self.options.clone(),
-                    Arc::clone(&self.scripts),
-                );
-                tokio::spawn(async move { load_scripts(&c, &o, &sh).await });
+                if reload {
+                    let (c, o, sh) = (
+                        self.client.clone(),
+                        self.options.clone(),
+                        Arc::clone(&self.scripts),
+                    );
+                    tokio::spawn(async move { load_scripts(&c, &o, &sh).await });
+                }
                 self.request("EVAL", argv(Value::from(script.body))).await
             }
             other => other,
-        };
-        reply::script_reply(reply)
+        }
     }
 }
 
@@ -451,31 +462,16 @@ impl Master for FredLink {
 }
 
 impl FredLink {
-    /// Runs a script whose reply is not a single integer.
+    /// Runs a script whose reply is not a single integer (the inspection:
+    /// rare after `NOSCRIPT` and read-only, so it only falls back to the
+    /// body).
     async fn eval_value(
         &self,
         script: &Script,
         keys: &[&str],
         args: &[&str],
     ) -> Result<Value, fred::error::Error> {
-        let argv = |first: Value| {
-            let mut argv: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
-            argv.push(first);
-            argv.push(Value::Integer(keys.len() as i64));
-            argv.extend(keys.iter().map(|k| Value::from(*k)));
-            argv.extend(args.iter().map(|a| Value::from(*a)));
-            argv
-        };
-        match self
-            .request("EVALSHA", argv(Value::from(script.sha.as_str())))
-            .await
-        {
-            // Rare (a restart or SCRIPT FLUSH) and read-only: the body.
-            Err(e) if e.details().starts_with("NOSCRIPT") => {
-                self.request("EVAL", argv(Value::from(script.body))).await
-            }
-            other => other,
-        }
+        self.send_script(script, keys, args, false).await
     }
 
     /// What this master holds under `key`, and the fence of the resource.
