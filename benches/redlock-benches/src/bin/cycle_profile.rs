@@ -28,6 +28,11 @@
 //! without or with the per-call options redlock puts on every command
 //! (the per-master timeout): the difference is what fred's per-command
 //! timer costs.
+//!
+//! Every run also counts the process's heap allocations (a counting
+//! global allocator over the system one) and prints them per cycle:
+//! unlike time, that count is the same on a loaded machine as on an
+//! idle one, so it compares implementations and builds exactly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +43,73 @@ use redlock_benches::workload;
 use redlock_benches::{Client, Env, Impl, Scenario};
 use redlock_core::{Master, Redlock, Settings};
 use redlock_tokio::TokioRuntime;
+
+/// The allocation count printed with every run (see the module docs).
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    /// The system allocator, counting allocations (`alloc` and `realloc`
+    /// calls) and the bytes they asked for, for every thread of the process.
+    struct Counting;
+
+    static ALLOCS: AtomicU64 = AtomicU64::new(0);
+    static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+
+    // SAFETY: every call is forwarded unchanged to `System`; the counters are
+    // plain relaxed atomics and never allocate. (A global allocator cannot be
+    // written without `unsafe`: the trait is unsafe.)
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCS.fetch_add(1, Relaxed);
+            ALLOC_BYTES.fetch_add(layout.size() as u64, Relaxed);
+            // SAFETY: the caller's contract is `System`'s.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract is `System`'s.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            ALLOCS.fetch_add(1, Relaxed);
+            ALLOC_BYTES.fetch_add(layout.size() as u64, Relaxed);
+            // SAFETY: the caller's contract is `System`'s.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCS.fetch_add(1, Relaxed);
+            ALLOC_BYTES.fetch_add(new_size as u64, Relaxed);
+            // SAFETY: the caller's contract is `System`'s.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// Allocations and bytes allocated so far, process-wide.
+    pub(crate) fn allocated() -> (u64, u64) {
+        (ALLOCS.load(Relaxed), ALLOC_BYTES.load(Relaxed))
+    }
+
+    /// ", allocations: N/cycle, B bytes/cycle" since `since` (from
+    /// [`allocated`]), over `cycles`.
+    pub(crate) fn per_cycle_allocs(since: (u64, u64), cycles: u64) -> String {
+        let (n, bytes) = allocated();
+        let c = cycles.max(1) as f64;
+        format!(
+            ", {:.1} allocations/cycle ({:.0} bytes)",
+            n.saturating_sub(since.0) as f64 / c,
+            bytes.saturating_sub(since.1) as f64 / c
+        )
+    }
+}
+
+use counting::{allocated, per_cycle_allocs};
 
 fn usage(problem: &str) -> ! {
     eprintln!("cycle_profile: {problem}");
@@ -186,6 +258,7 @@ async fn main() {
     }
     // Warm-up: connections, script caches.
     let _ = workload::uncontended(&client, 200, None, Duration::ZERO).await;
+    let allocs0 = allocated();
     let cpu0 = own_cpu();
     let t0 = Instant::now();
     let done = if let Some(with_timeout) = ping {
@@ -202,7 +275,7 @@ async fn main() {
     let wall = t0.elapsed();
     let cpu = own_cpu().saturating_sub(cpu0);
     println!(
-        "{} {} master(s), {tasks} task(s): {done} cycles in {:.3} s, {:.1} cycles/s, client CPU {:.1} µs/cycle",
+        "{} {} master(s), {tasks} task(s): {done} cycles in {:.3} s, {:.1} cycles/s, client CPU {:.1} µs/cycle{}",
         if let Some(t) = ping {
             format!("{} (PING, {})", imp.name(), if t { "timeout" } else { "plain" })
         } else if inline {
@@ -213,7 +286,8 @@ async fn main() {
         urls.len(),
         wall.as_secs_f64(),
         done as f64 / wall.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / done.max(1) as f64
+        cpu.as_secs_f64() * 1e6 / done.max(1) as f64,
+        per_cycle_allocs(allocs0, done),
     );
 }
 
@@ -367,6 +441,7 @@ async fn core_over_redis_rs(urls: &[String], tasks: usize, cycles: u64) {
         cycle(Arc::clone(&core), format!("bench:rs:warm:{i}")).await;
     }
     let tasks = tasks.max(1);
+    let allocs0 = allocated();
     let cpu0 = own_cpu();
     let t0 = Instant::now();
     let mut done = 0;
@@ -399,11 +474,12 @@ async fn core_over_redis_rs(urls: &[String], tasks: usize, cycles: u64) {
     let cpu = own_cpu().saturating_sub(cpu0);
     println!(
         "redlock-core over redis-rs (experiment) {} master(s), {tasks} task(s): {done} cycles in {:.3} s, \
-         {:.1} cycles/s, client CPU {:.1} µs/cycle",
+         {:.1} cycles/s, client CPU {:.1} µs/cycle{}",
         urls.len(),
         wall.as_secs_f64(),
         done as f64 / wall.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / done.max(1) as f64
+        cpu.as_secs_f64() * 1e6 / done.max(1) as f64,
+        per_cycle_allocs(allocs0, done),
     );
 }
 
