@@ -41,9 +41,11 @@ pub(crate) trait ScriptLink: Sync {
     ) -> impl Future<Output = Result<Value, MasterFailure>> + Send;
 }
 
-/// The TTL as `PX` and the scripts take it: whole milliseconds.
-fn ttl_arg(ttl: Ttl) -> String {
-    ttl.as_millis().to_string()
+/// The TTL as `PX` and the scripts take it: whole milliseconds, written
+/// into `buf` (on the stack: one heap allocation less per master and
+/// call).
+fn ttl_arg(ttl: Ttl, buf: &mut itoa::Buffer) -> &str {
+    buf.format(ttl.as_millis())
 }
 
 /// [`Master::acquire`](redlock_core::Master::acquire). One resource, the
@@ -57,10 +59,11 @@ pub(crate) async fn acquire(
     token: &Token,
     ttl: Ttl,
 ) -> Result<(), MasterFailure> {
-    let ttl = ttl_arg(ttl);
+    let mut buf = itoa::Buffer::new();
+    let ttl = ttl_arg(ttl, &mut buf);
     if let [key] = keys {
         if !link.no_set_get().load(Ordering::Relaxed) {
-            let set = [key.as_str(), token.expose(), "NX", "PX", &ttl, "GET"];
+            let set = [key.as_str(), token.expose(), "NX", "PX", ttl, "GET"];
             match link.command("SET", &set).await {
                 // Redis before 7.0 does not know `NX` with `GET`: the
                 // script, from now on.
@@ -74,7 +77,7 @@ pub(crate) async fn acquire(
         }
     }
     let n = link
-        .eval_int(&link.scripts().acquire, keys, &[token.expose(), &ttl])
+        .eval_int(&link.scripts().acquire, keys, &[token.expose(), ttl])
         .await?;
     scripts::acquire_outcome(n)
 }
@@ -87,13 +90,14 @@ pub(crate) async fn extend(
     ttl: Ttl,
     recreate: bool,
 ) -> Result<(), MasterFailure> {
-    let ttl = ttl_arg(ttl);
+    let mut buf = itoa::Buffer::new();
+    let ttl = ttl_arg(ttl, &mut buf);
     let recreate = if recreate { "1" } else { "0" };
     let n = link
         .eval_int(
             &link.scripts().extend,
             keys,
-            &[token.expose(), &ttl, recreate],
+            &[token.expose(), ttl, recreate],
         )
         .await?;
     scripts::extend_outcome(n)
@@ -126,8 +130,9 @@ pub(crate) async fn acquire_fenced(
     token: &Token,
     ttl: Ttl,
 ) -> Result<u64, MasterFailure> {
-    let ttl = ttl_arg(ttl);
-    let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &ttl]);
+    let mut buf = itoa::Buffer::new();
+    let ttl = ttl_arg(ttl, &mut buf);
+    let (keys, args) = fenced_argv(keys, fences, &[token.expose(), ttl]);
     let n = link
         .eval_int(&link.scripts().acquire_fenced, &keys, &args)
         .await?;
@@ -142,8 +147,9 @@ pub(crate) async fn set_fence(
     token: &Token,
     fence: Fence,
 ) -> Result<(), MasterFailure> {
-    let fence = fence.get().to_string();
-    let (keys, args) = fenced_argv(keys, fences, &[token.expose(), &fence]);
+    let mut buf = itoa::Buffer::new();
+    let fence = buf.format(fence.get());
+    let (keys, args) = fenced_argv(keys, fences, &[token.expose(), fence]);
     let n = link
         .eval_int(&link.scripts().set_fence, &keys, &args)
         .await?;

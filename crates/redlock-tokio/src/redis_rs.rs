@@ -488,8 +488,7 @@ impl RedisRsLink {
     async fn call(&self, cmd: &Cmd) -> Result<FredValue, MasterFailure> {
         let mut conn = self.conn()?;
         let pending = Unanswered(Some(&self.shared));
-        let outcome = cmd
-            .query_async::<Value>(&mut conn)
+        let outcome = query(&mut conn, cmd)
             .await
             .map(to_fred)
             .map_err(|e| map_error(&e));
@@ -501,10 +500,10 @@ impl RedisRsLink {
     /// flushed master) it falls back to `EVAL` and reloads every script
     /// in a task of its own (this future may be dropped by an early
     /// decision before the `EVAL` is even sent).
-    async fn eval(
+    async fn eval<K: AsRef<str> + Sync>(
         &self,
         script: &Script,
-        keys: &[&str],
+        keys: &[K],
         args: &[&str],
     ) -> Result<FredValue, MasterFailure> {
         let pending = Unanswered(Some(&self.shared));
@@ -514,29 +513,32 @@ impl RedisRsLink {
     }
 
     /// [`eval`](Self::eval)'s commands.
-    async fn send_script(
+    async fn send_script<K: AsRef<str> + Sync>(
         &self,
         script: &Script,
-        keys: &[&str],
+        keys: &[K],
         args: &[&str],
     ) -> Result<FredValue, MasterFailure> {
         let invocation = |verb: &str, first: &str| {
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(first).arg(keys.len()).arg(keys).arg(args);
+            let keys = keys.iter().map(AsRef::as_ref);
+            // The number of keys: at most 20 digits.
+            let bytes = verb.len() + first.len() + 20 + text_len(keys.clone()) + text_len(args);
+            let mut cmd = Cmd::with_capacity(3 + keys.len() + args.len(), bytes);
+            cmd.arg(verb).arg(first).arg(keys.len());
+            for key in keys {
+                cmd.arg(key);
+            }
+            cmd.arg(args);
             cmd
         };
         let mut conn = self.conn()?;
-        match invocation("EVALSHA", &script.sha)
-            .query_async::<Value>(&mut conn)
-            .await
-        {
+        match query(&mut conn, &invocation("EVALSHA", &script.sha)).await {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 let (reload, scripts, timeout) =
                     (conn.clone(), Arc::clone(&self.scripts), self.call_timeout);
                 tokio::spawn(async move { load_scripts(reload, &scripts, timeout).await });
-                invocation("EVAL", script.body)
-                    .query_async::<Value>(&mut conn)
+                query(&mut conn, &invocation("EVAL", script.body))
                     .await
                     .map(to_fred)
                     .map_err(|e| map_error(&e))
@@ -561,13 +563,12 @@ impl ScriptLink for RedisRsLink {
         keys: &[K],
         args: &[&str],
     ) -> Result<i64, MasterFailure> {
-        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
-        script_reply(Ok(self.eval(script, &keys, args).await?))
+        script_reply(Ok(self.eval(script, keys, args).await?))
     }
 
     async fn command(&self, name: &'static str, args: &[&str]) -> Result<FredValue, MasterFailure> {
-        let mut cmd = redis::cmd(name);
-        cmd.arg(args);
+        let mut cmd = Cmd::with_capacity(1 + args.len(), name.len() + text_len(args));
+        cmd.arg(name).arg(args);
         self.call(&cmd).await
     }
 }
@@ -757,6 +758,20 @@ impl Master for RedisRsLink {
         hdel.arg(fences.hash).arg(fences.fields);
         self.call(&hdel).await.map(|_| ())
     }
+}
+
+/// Sends `cmd` and returns its reply, a server error as `Err`: what
+/// `cmd.query_async::<Value>(conn)` does, without the boxed future it
+/// goes through (`ConnectionLike::req_packed_command`).
+async fn query(conn: &mut MultiplexedConnection, cmd: &Cmd) -> redis::RedisResult<Value> {
+    conn.send_packed_command(cmd).await?.extract_error()
+}
+
+/// The bytes of `parts`: sized up front, a command's buffers are
+/// allocated once instead of growing (`redis::cmd` starts them empty,
+/// and a lock command reallocated them about six times, on every master).
+fn text_len<S: AsRef<str>>(parts: impl IntoIterator<Item = S>) -> usize {
+    parts.into_iter().map(|p| p.as_ref().len()).sum()
 }
 
 /// A redis-rs reply in fred's terms, so that one set of rules
