@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::scenario::{own_cpu, Fault, Impl, Scenario};
+use crate::scenario::{own_cpu, proxy_cpu, Fault, Impl, Scenario};
 use crate::stats::{median, range, Latency};
 use crate::workload::{self, Retry, Stop};
 use crate::Env;
@@ -67,6 +67,10 @@ pub struct Measures {
     pub c_p50: f64,
     /// C: cycles measured.
     pub c_cycles: u64,
+    /// C: client CPU per cycle, µs (the proxy's threads excluded).
+    pub c_cpu: f64,
+    /// C: the proxy's CPU per cycle, µs.
+    pub c_proxy_cpu: f64,
     /// C0 (the proxy without delay): cycle p50, µs.
     pub c0_p50: f64,
     /// D: cycle p50, µs.
@@ -107,10 +111,28 @@ fn p50_us<I: IntoIterator<Item = Duration>>(d: I) -> f64 {
     Latency::of(d).p50() * 1000.0
 }
 
-/// Sequential cycles on `env`, capped at `cap`: (cycle p50 µs, acquire
-/// p50, release p50, client CPU µs per cycle, cycles, failed acquires).
-async fn sequential(env: &Env, iters: u64, cap: Duration) -> (f64, f64, f64, f64, u64, u64) {
-    let cpu0 = own_cpu();
+/// What [`sequential`] measured.
+struct Sequential {
+    /// Cycle p50, µs.
+    p50: f64,
+    /// Acquire p50, µs.
+    acquire_p50: f64,
+    /// Release p50, µs.
+    release_p50: f64,
+    /// The client's CPU per cycle, µs: the process's, less the in-process
+    /// proxy's threads (C, C0).
+    cpu: f64,
+    /// The proxy's CPU per cycle, µs (zero without a proxy).
+    proxy_cpu: f64,
+    /// Cycles measured.
+    cycles: u64,
+    /// Failed acquires.
+    failed: u64,
+}
+
+/// Sequential cycles on `env`, capped at `cap`.
+async fn sequential(env: &Env, iters: u64, cap: Duration) -> Sequential {
+    let (cpu0, proxy0) = (own_cpu(), proxy_cpu());
     let u = workload::uncontended(
         &env.client,
         iters,
@@ -118,19 +140,22 @@ async fn sequential(env: &Env, iters: u64, cap: Duration) -> (f64, f64, f64, f64
         Duration::ZERO,
     )
     .await;
-    let cpu = own_cpu().saturating_sub(cpu0);
+    let proxy = proxy_cpu().saturating_sub(proxy0);
+    let cpu = own_cpu().saturating_sub(cpu0).saturating_sub(proxy);
     let n = u.samples.len() as u64;
     for f in &u.failures {
         eprintln!("  {}: acquire failed: {f}", env.scenario);
     }
-    (
-        p50_us(u.samples.iter().map(|s| s.cycle())),
-        p50_us(u.samples.iter().map(|s| s.acquire)),
-        p50_us(u.samples.iter().map(|s| s.release)),
-        cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
-        n,
-        u.failed_acquires,
-    )
+    let per_cycle = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    Sequential {
+        p50: p50_us(u.samples.iter().map(|s| s.cycle())),
+        acquire_p50: p50_us(u.samples.iter().map(|s| s.acquire)),
+        release_p50: p50_us(u.samples.iter().map(|s| s.release)),
+        cpu: per_cycle(cpu),
+        proxy_cpu: per_cycle(proxy),
+        cycles: n,
+        failed: u.failed_acquires,
+    }
 }
 
 /// Runs the plan; `progress` gets one line per round.
@@ -147,15 +172,15 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
         };
         for imp in order {
             let env = Env::start(Scenario::healthy(imp, 1)).await;
-            let (p50, ..) = sequential(&env, plan.iters, cap).await;
-            r[idx(imp)].a_p50 = p50;
+            r[idx(imp)].a_p50 = sequential(&env, plan.iters, cap).await.p50;
         }
         for imp in order {
             let env = Env::start(Scenario::healthy(imp, 5)).await;
             let m = &mut r[idx(imp)];
-            let (p50, acq, rel, cpu, _, failed) = sequential(&env, plan.iters, cap).await;
-            (m.b_p50, m.b_acquire_p50, m.b_release_p50, m.b_cpu) = (p50, acq, rel, cpu);
-            m.failures += failed;
+            let b = sequential(&env, plan.iters, cap).await;
+            (m.b_p50, m.b_acquire_p50, m.b_release_p50, m.b_cpu) =
+                (b.p50, b.acquire_p50, b.release_p50, b.cpu);
+            m.failures += b.failed;
             let cpu0 = own_cpu();
             let f = workload::concurrent(&env.client, F_TASKS, plan.iters).await;
             let cpu = own_cpu().saturating_sub(cpu0);
@@ -185,25 +210,23 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
         }
         for imp in order {
             let env = Env::start(Scenario::one_of_five(imp, Fault::Slowed)).await;
-            let (p50, _, _, _, n, failed) =
-                sequential(&env, plan.fault_iters, plan.fault_cap).await;
+            let c = sequential(&env, plan.fault_iters, plan.fault_cap).await;
             let m = &mut r[idx(imp)];
-            (m.c_p50, m.c_cycles) = (p50, n);
-            m.failures += failed;
+            (m.c_p50, m.c_cycles, m.c_cpu, m.c_proxy_cpu) = (c.p50, c.cycles, c.cpu, c.proxy_cpu);
+            m.failures += c.failed;
         }
         for imp in order {
             let env = Env::start(Scenario::one_of_five(imp, Fault::Proxied)).await;
-            let (p50, _, _, _, _, failed) =
-                sequential(&env, plan.fault_iters, plan.fault_cap).await;
+            let c0 = sequential(&env, plan.fault_iters, plan.fault_cap).await;
             let m = &mut r[idx(imp)];
-            m.c0_p50 = p50;
-            m.failures += failed;
+            m.c0_p50 = c0.p50;
+            m.failures += c0.failed;
         }
         for imp in order {
             let env = Env::start(Scenario::one_of_five(imp, Fault::Paused)).await;
-            let (p50, _, _, _, n, _) = sequential(&env, plan.fault_iters, plan.fault_cap).await;
+            let d = sequential(&env, plan.fault_iters, plan.fault_cap).await;
             let m = &mut r[idx(imp)];
-            (m.d_p50, m.d_cycles) = (p50, n);
+            (m.d_p50, m.d_cycles) = (d.p50, d.cycles);
         }
         eprintln!(
             "round {}/{}: A {:.0}/{:.0} µs  B {:.0}/{:.0} µs  C {:.0}/{:.0} µs  C0 {:.0}/{:.0} µs  D {:.0}/{:.0} µs  \
@@ -379,6 +402,29 @@ fn rows(rounds: &[Round]) -> Vec<Row> {
             unit: "µs",
         },
         Row {
+            // Whether a slowed master costs the client CPU (late replies,
+            // the background releases that wait for them) or only time.
+            what: "client CPU per cycle, one master slowed (C; the proxy's threads excluded)",
+            ours: col(0, |m| m.c_cpu),
+            theirs: Some(col(1, |m| m.c_cpu)),
+            ratio: per(|r| r[0].c_cpu / r[0].b_cpu),
+            ratio_name: "redlock C / B",
+            goal: "–",
+            met: |_| true,
+            unit: "µs",
+        },
+        Row {
+            // What the slowed master's proxy costs the same two cores.
+            what: "the proxy's CPU per cycle (C)",
+            ours: col(0, |m| m.c_proxy_cpu),
+            theirs: Some(col(1, |m| m.c_proxy_cpu)),
+            ratio: per(|r| r[0].c_proxy_cpu / r[0].b_cpu),
+            ratio_name: "redlock proxy / B client",
+            goal: "–",
+            met: |_| true,
+            unit: "µs",
+        },
+        Row {
             what: "client CPU per cycle, 8 tasks (F)",
             ours: col(0, |m| m.f_cpu),
             theirs: Some(col(1, |m| m.f_cpu)),
@@ -474,7 +520,9 @@ pub fn to_json(rounds: &[Round]) -> serde_json::Value {
             "a_cycle_p50_us": m.a_p50, "b_cycle_p50_us": m.b_p50,
             "b_acquire_p50_us": m.b_acquire_p50, "b_release_p50_us": m.b_release_p50,
             "b_client_cpu_us_per_cycle": m.b_cpu,
-            "c_cycle_p50_us": m.c_p50, "c_cycles": m.c_cycles, "c0_cycle_p50_us": m.c0_p50,
+            "c_cycle_p50_us": m.c_p50, "c_cycles": m.c_cycles,
+            "c_client_cpu_us_per_cycle": m.c_cpu, "c_proxy_cpu_us_per_cycle": m.c_proxy_cpu,
+            "c0_cycle_p50_us": m.c0_p50,
             "d_cycle_p50_us": m.d_p50, "d_cycles": m.d_cycles,
             "e_cs_per_s": m.e_rate, "e_per_task_min_max": [m.e_min_max.0, m.e_min_max.1],
             "e2_cs_per_s": m.e2_rate, "e2_per_task_min_max": [m.e2_min_max.0, m.e2_min_max.1],

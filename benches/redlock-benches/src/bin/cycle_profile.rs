@@ -29,6 +29,10 @@
 //! (the per-master timeout): the difference is what fred's per-command
 //! timer costs.
 //!
+//! `--slow-last-ms M` reaches the last of `--urls` through the in-process
+//! delaying proxy of scenario C (`M` ms each way); its threads are named
+//! `proxy*`, so `perf report --comm` can leave them out.
+//!
 //! Every run also counts the process's heap allocations (a counting
 //! global allocator over the system one) and prints them per cycle:
 //! unlike time, that count is the same on a loaded machine as on an
@@ -38,7 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redlock_benches::redis_rs::RedisRsMaster;
-use redlock_benches::scenario::own_cpu;
+use redlock_benches::scenario::{own_cpu, proxy_cpu};
 use redlock_benches::workload;
 use redlock_benches::{Client, Env, Impl, Scenario};
 use redlock_core::{Master, Redlock, Settings};
@@ -117,7 +121,7 @@ fn usage(problem: &str) -> ! {
         "usage: cycle_profile --impl redlock|rslock|core-redis-rs --urls URL,.. [--cycles N] [--tasks T] \
          [--release core|inline] [--ping plain|timeout] \
          [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]] \
-         [--managers K --wake on|off [--secs S] [--hold-ms H] [--think-ms T]]"
+         [--managers K --wake on|off [--secs S] [--hold-ms H] [--think-ms T]] [--slow-last-ms M]"
     );
     std::process::exit(2)
 }
@@ -139,6 +143,7 @@ async fn main() {
     let mut wake = false;
     let mut hold_ms = 0u64;
     let mut think_ms = 0u64;
+    let mut slow_last_ms: Option<u64> = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it
@@ -162,6 +167,9 @@ async fn main() {
             "--handoff" => handoff = Some(value),
             "--managers" => managers = value.parse().unwrap_or_else(|_| usage("--managers K")),
             "--hold-ms" => hold_ms = value.parse().unwrap_or_else(|_| usage("--hold-ms H")),
+            "--slow-last-ms" => {
+                slow_last_ms = Some(value.parse().unwrap_or_else(|_| usage("--slow-last-ms M")));
+            }
             "--think-ms" => think_ms = value.parse().unwrap_or_else(|_| usage("--think-ms T")),
             "--wake" => {
                 wake = match value.as_str() {
@@ -191,6 +199,23 @@ async fn main() {
         }
     }
     let imp = imp.unwrap_or_else(|| usage("--impl is required"));
+    // Kept alive until the end: the last master behind it.
+    let _proxy = slow_last_ms.map(|ms| {
+        let Some(last) = urls.last_mut() else {
+            usage("--slow-last-ms needs --urls")
+        };
+        let addr = last
+            .strip_prefix("redis://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| usage("--slow-last-ms: the last URL must be redis://IP:PORT"));
+        let proxy = redlock_testing::Proxy::start_with_mode(
+            addr,
+            redlock_testing::Mode::Delay(Duration::from_millis(ms)),
+        )
+        .unwrap_or_else(|e| usage(&format!("proxy: {e}")));
+        *last = proxy.url();
+        proxy
+    });
     if managers > 0 {
         if urls.is_empty() {
             usage("--managers needs --urls");
@@ -259,7 +284,7 @@ async fn main() {
     // Warm-up: connections, script caches.
     let _ = workload::uncontended(&client, 200, None, Duration::ZERO).await;
     let allocs0 = allocated();
-    let cpu0 = own_cpu();
+    let (cpu0, proxy0) = (own_cpu(), proxy_cpu());
     let t0 = Instant::now();
     let done = if let Some(with_timeout) = ping {
         pings(&client, cycles, with_timeout).await
@@ -273,9 +298,11 @@ async fn main() {
         c.cycles.len() as u64
     };
     let wall = t0.elapsed();
-    let cpu = own_cpu().saturating_sub(cpu0);
+    // The proxy of `--slow-last-ms` is not the client: its CPU is printed apart.
+    let proxy = proxy_cpu().saturating_sub(proxy0);
+    let cpu = own_cpu().saturating_sub(cpu0).saturating_sub(proxy);
     println!(
-        "{} {} master(s), {tasks} task(s): {done} cycles in {:.3} s, {:.1} cycles/s, client CPU {:.1} µs/cycle{}",
+        "{} {} master(s), {tasks} task(s): {done} cycles in {:.3} s, {:.1} cycles/s, client CPU {:.1} µs/cycle{}{}",
         if let Some(t) = ping {
             format!("{} (PING, {})", imp.name(), if t { "timeout" } else { "plain" })
         } else if inline {
@@ -288,6 +315,14 @@ async fn main() {
         done as f64 / wall.as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / done.max(1) as f64,
         per_cycle_allocs(allocs0, done),
+        if proxy.is_zero() {
+            String::new()
+        } else {
+            format!(
+                ", proxy CPU {:.1} µs/cycle",
+                proxy.as_secs_f64() * 1e6 / done.max(1) as f64
+            )
+        },
     );
 }
 
