@@ -3,7 +3,7 @@
 //! It listens on `127.0.0.1:0` and forwards every accepted connection to
 //! the upstream address, on one OS thread of its own (named
 //! `proxy-<port>`) running a single-threaded tokio runtime, outside any
-//! async runtime of the system under test. One thread, one timer wheel:
+//! async runtime of the system under test. One thread, one event loop:
 //! it costs the machine far less CPU than a thread per direction and
 //! connection did (about 180 µs per lock cycle through one slowed master
 //! of five, 40% of the client's own CPU, on the 2-core machines the
@@ -16,9 +16,10 @@
 //!   slow or distant link). Chunks are delayed independently (a reader
 //!   stamps each one, a writer sleeps until it is due), so pipelined
 //!   commands are each delayed once rather than queueing behind each
-//!   other's delays: the proxy adds latency, not a throughput limit, at
-//!   least the delay and at most about a millisecond more (tokio's timer
-//!   granularity). `redlock bench` and the benchmarks slow a master this
+//!   other's delays: the proxy adds latency, not a throughput limit,
+//!   never less than the delay and, on Linux, to the microsecond (a
+//!   `timerfd` per direction; elsewhere tokio's timer, within about a
+//!   millisecond). `redlock bench` and the benchmarks slow a master this
 //!   way;
 //! * [`Mode::Blackhole`] stops forwarding without closing anything (a
 //!   partition); what was held is delivered, in order, when the mode
