@@ -499,14 +499,40 @@ pub fn own_cpu() -> Duration {
         + Duration::from_nanos(u64::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
+/// CPU used since [`start`](Self::start), split between the client (the
+/// whole process but the in-process proxy's threads) and that proxy: the
+/// one definition of "client CPU" for the scenarios that run a master
+/// behind the proxy (and for those that do not: their proxy part is zero).
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSplit {
+    process: Duration,
+    proxy: Duration,
+}
+
+impl CpuSplit {
+    /// Starts measuring.
+    pub fn start() -> Self {
+        Self {
+            process: own_cpu(),
+            proxy: proxy_cpu(),
+        }
+    }
+
+    /// (client, proxy) CPU since [`start`](Self::start).
+    pub fn since(&self) -> (Duration, Duration) {
+        let proxy = proxy_cpu().saturating_sub(self.proxy);
+        let client = own_cpu().saturating_sub(self.process).saturating_sub(proxy);
+        (client, proxy)
+    }
+}
+
 /// CPU time used so far by this process's proxy threads
 /// (`redlock_testing::proxy`, every thread named `proxy*`), to the
 /// nanosecond (`/proc/self/task/<tid>/schedstat`); zero where that is not
-/// readable. Subtracted from [`own_cpu`], it leaves the client's own CPU
-/// in the scenarios that run a master behind the in-process proxy, as
-/// long as the proxy's connections outlive the measurement (they do: they
-/// open before it and close when the scenario ends).
-pub fn proxy_cpu() -> Duration {
+/// readable. Subtracted from [`own_cpu`] ([`CpuSplit`]), it leaves the
+/// client's own CPU, as long as the proxy's thread outlives the
+/// measurement (it does: it starts with the scenario and ends with it).
+fn proxy_cpu() -> Duration {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Duration::ZERO;
     };

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::scenario::{own_cpu, proxy_cpu, Fault, Impl, Scenario};
+use crate::scenario::{own_cpu, CpuSplit, Fault, Impl, Scenario};
 use crate::stats::{median, range, Latency};
 use crate::workload::{self, Retry, Stop};
 use crate::Env;
@@ -132,7 +132,7 @@ struct Sequential {
 
 /// Sequential cycles on `env`, capped at `cap`.
 async fn sequential(env: &Env, iters: u64, cap: Duration) -> Sequential {
-    let (cpu0, proxy0) = (own_cpu(), proxy_cpu());
+    let cpu = CpuSplit::start();
     let u = workload::uncontended(
         &env.client,
         iters,
@@ -140,8 +140,7 @@ async fn sequential(env: &Env, iters: u64, cap: Duration) -> Sequential {
         Duration::ZERO,
     )
     .await;
-    let proxy = proxy_cpu().saturating_sub(proxy0);
-    let cpu = own_cpu().saturating_sub(cpu0).saturating_sub(proxy);
+    let (cpu, proxy) = cpu.since();
     let n = u.samples.len() as u64;
     for f in &u.failures {
         eprintln!("  {}: acquire failed: {f}", env.scenario);

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redlock_benches::redis_rs::RedisRsMaster;
-use redlock_benches::scenario::{own_cpu, proxy_cpu};
+use redlock_benches::scenario::{own_cpu, CpuSplit};
 use redlock_benches::workload;
 use redlock_benches::{Client, Env, Impl, Scenario};
 use redlock_core::{Master, Redlock, Settings};
@@ -284,7 +284,7 @@ async fn main() {
     // Warm-up: connections, script caches.
     let _ = workload::uncontended(&client, 200, None, Duration::ZERO).await;
     let allocs0 = allocated();
-    let (cpu0, proxy0) = (own_cpu(), proxy_cpu());
+    let split = CpuSplit::start();
     let t0 = Instant::now();
     let done = if let Some(with_timeout) = ping {
         pings(&client, cycles, with_timeout).await
@@ -299,8 +299,7 @@ async fn main() {
     };
     let wall = t0.elapsed();
     // The proxy of `--slow-last-ms` is not the client: its CPU is printed apart.
-    let proxy = proxy_cpu().saturating_sub(proxy0);
-    let cpu = own_cpu().saturating_sub(cpu0).saturating_sub(proxy);
+    let (cpu, proxy) = split.since();
     println!(
         "{} {} master(s), {tasks} task(s): {done} cycles in {:.3} s, {:.1} cycles/s, client CPU {:.1} µs/cycle{}{}",
         if let Some(t) = ping {
