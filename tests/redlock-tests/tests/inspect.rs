@@ -107,7 +107,12 @@ async fn unlock_by_token_removes_only_that_holder_and_force_removes_any() {
         .release_token(&set, &Token::parse(&token).expect("a token"))
         .await
         .expect("released");
-    assert!(report.released() >= 2, "{report}");
+    // A quorum confirmed, and at least one master deleted the key (the
+    // early decision may have dropped one master's SET: "not held" there).
+    assert!(
+        report.confirmed() >= 2 && report.released() >= 1,
+        "{report}"
+    );
     rl.background_idle().await;
     assert!(redlock_tests::keys_left(&masters, "redlock:*")
         .await
@@ -116,7 +121,12 @@ async fn unlock_by_token_removes_only_that_holder_and_force_removes_any() {
     // Forced: whoever holds it.
     let other = rl.try_acquire("stuck").await.expect("free again");
     let report = rl.danger_force_unlock(&set).await.expect("deleted");
-    assert_eq!(report.released(), 3, "{report}");
+    // Every master answered; one may never have had the key (its SET
+    // dropped by the early decision): "not held" there.
+    assert!(
+        report.confirmed() == 3 && report.released() >= 2,
+        "{report}"
+    );
     assert!(redlock_tests::keys_left(&masters, "redlock:*")
         .await
         .is_empty());
