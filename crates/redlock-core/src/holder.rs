@@ -33,15 +33,13 @@ impl Holder {
     /// bytes.
     pub fn new(host: &str, pid: u32, since_unix_ms: u64, label: Option<&str>) -> Self {
         let clean = |s: &str, spaces: bool| -> String {
-            s.chars()
-                .map(|c| {
-                    if c.is_control() || (!spaces && c == ' ') {
-                        '_'
-                    } else {
-                        c
-                    }
-                })
-                .collect()
+            let bad = |c: char| c.is_control() || (!spaces && c == ' ');
+            // The usual case, a clean name, in one allocation (collecting
+            // chars grows the string several times).
+            if !s.chars().any(bad) {
+                return s.to_owned();
+            }
+            s.chars().map(|c| if bad(c) { '_' } else { c }).collect()
         };
         let host = match clean(host, false) {
             h if h.is_empty() => "unknown".to_owned(),
@@ -92,11 +90,36 @@ impl Holder {
     }
 
     /// The record as stored after the token.
+    #[cfg(test)]
     pub(crate) fn record(&self) -> String {
-        match &self.label {
-            Some(l) => format!("{} {} {} {l}", self.host, self.pid, self.since_unix_ms),
-            None => format!("{} {} {}", self.host, self.pid, self.since_unix_ms),
+        let mut s = String::with_capacity(self.record_len_hint());
+        self.write_record(&mut s);
+        s
+    }
+
+    /// Appends the record to `out` (see [`Token::with_holder`]).
+    ///
+    /// [`Token::with_holder`]: crate::Token::with_holder
+    pub(crate) fn write_record(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        // Writing into a String cannot fail.
+        let _ = write!(out, "{} {} {}", self.host, self.pid, self.since_unix_ms);
+        if let Some(l) = &self.label {
+            out.push(' ');
+            out.push_str(l);
         }
+    }
+
+    /// The record's length at most: the host, the label, the separators
+    /// and the longest pid and timestamp.
+    pub(crate) fn record_len_hint(&self) -> usize {
+        const PID_DIGITS: usize = 10; // u32::MAX
+        const MS_DIGITS: usize = 20; // u64::MAX
+        self.host.len()
+            + 2
+            + PID_DIGITS
+            + MS_DIGITS
+            + self.label.as_ref().map_or(0, |l| 1 + l.len())
     }
 
     /// Parses a record as stored after the token; `None` if it is not one.

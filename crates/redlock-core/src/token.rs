@@ -30,7 +30,9 @@ impl Token {
     /// The token made of these random bytes, hex-encoded. They must be
     /// unpredictable (see [`Runtime::fill_secret`]).
     pub fn from_bytes(bytes: [u8; TOKEN_BYTES]) -> Self {
-        Self(hex(&bytes))
+        let mut s = String::with_capacity(2 * TOKEN_BYTES);
+        push_hex(&mut s, &bytes);
+        Self(s)
     }
 
     /// Parses a token previously obtained from [`Token::expose`]: at least
@@ -66,14 +68,20 @@ impl Token {
     /// whole value, so it is exactly as strict as with the random part
     /// alone.
     pub fn with_holder(runtime: &impl Runtime, holder: &Holder) -> Self {
-        Self::random(runtime).recording(holder)
+        let mut bytes = [0u8; TOKEN_BYTES];
+        runtime.fill_secret(&mut bytes);
+        Self::from_bytes_with_holder(bytes, holder)
     }
 
-    /// This token followed by the holder record.
-    fn recording(mut self, holder: &Holder) -> Self {
-        self.0.push(' ');
-        self.0.push_str(&holder.record());
-        self
+    /// The token of these random bytes followed by the holder record,
+    /// written into one buffer sized once: this runs on every
+    /// acquisition, and building the parts apart cost four allocations.
+    fn from_bytes_with_holder(bytes: [u8; TOKEN_BYTES], holder: &Holder) -> Self {
+        let mut s = String::with_capacity(2 * TOKEN_BYTES + 1 + holder.record_len_hint());
+        push_hex(&mut s, &bytes);
+        s.push(' ');
+        holder.write_record(&mut s);
+        Self(s)
     }
 
     /// The holder recorded in this token, if any.
@@ -99,14 +107,12 @@ impl fmt::Display for Token {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+fn push_hex(s: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         s.push(DIGITS[(b >> 4) as usize] as char);
         s.push(DIGITS[(b & 0xf) as usize] as char);
     }
-    s
 }
 
 #[cfg(test)]
@@ -130,8 +136,19 @@ mod tests {
     #[test]
     fn tokens_with_a_holder_parse_back() {
         let h = Holder::new("web-1", 7, 1_700_000_000_000, Some("nightly"));
-        let t = token(7).recording(&h);
+        let t = Token::from_bytes_with_holder([7; TOKEN_BYTES], &h);
+        // The stored value, exactly: scripts compare it whole, and other
+        // processes (and `redlock inspect`) parse it.
+        assert_eq!(
+            t.expose(),
+            format!("{} web-1 7 1700000000000 nightly", "07".repeat(16))
+        );
+        // Sized once: a buffer that had to grow would have more capacity.
+        assert_eq!(t.0.capacity(), 2 * TOKEN_BYTES + 1 + h.record_len_hint());
         assert_eq!(t.holder(), Some(h));
+        let bare = Holder::new("h", 1, 2, None);
+        let t = Token::from_bytes_with_holder([0xff; TOKEN_BYTES], &bare);
+        assert_eq!(t.expose(), format!("{} h 1 2", "ff".repeat(16)));
         assert_eq!(Token::parse(t.expose()).ok(), Some(t.clone()));
         assert!(Token::parse(&format!("{} not a record", &t.expose()[..32])).is_err());
         assert_eq!(token(8).holder(), None);
