@@ -3,10 +3,11 @@
 //! `FredLink`) and the simulation's masters are both links, so both run
 //! this one gate: the simulation checks the admission code that ships.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::admission::{Admission, Gate, Intent, MasterFacts, Pass};
 use crate::clock::{ClockSample, ClockVerdict};
@@ -51,7 +52,21 @@ pub struct Admitted<L> {
     link: Arc<L>,
     index: usize,
     admission: Arc<Mutex<Admission>>,
+    checking: Arc<Mutex<Option<Check>>>,
+    next_check: AtomicU64,
 }
+
+/// An identity check in flight: calls that need one for the same
+/// connection generation await it rather than send their own (see
+/// [`Admitted::verify`]).
+struct Check {
+    id: u64,
+    generation: u64,
+    answer: CheckAnswer,
+}
+
+/// The answer of an identity check, for every call awaiting it.
+type CheckAnswer = Shared<BoxFuture<'static, Result<(), MasterFailure>>>;
 
 impl<L> std::fmt::Debug for Admitted<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,6 +80,13 @@ fn lock(admission: &Mutex<Admission>) -> MutexGuard<'_, Admission> {
     // Every update is a few field writes; a panic elsewhere cannot leave
     // the state torn, so poison is ignored.
     admission
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock_check(checking: &Mutex<Option<Check>>) -> MutexGuard<'_, Option<Check>> {
+    // Replaced whole under the lock; poison cannot leave it torn.
+    checking
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -91,6 +113,8 @@ impl<L: Link> Admitted<L> {
             link: Arc::new(link),
             index,
             admission,
+            checking: Arc::new(Mutex::new(None)),
+            next_check: AtomicU64::new(0),
         }
     }
 
@@ -137,19 +161,55 @@ impl<L: Link> Admitted<L> {
     /// The [`MasterFailure`] of the `INFO` or script load, or of the
     /// admission rules' verdict on the answer.
     ///
+    /// One check at a time per connection: a call that needs one while a
+    /// check of the same generation is in flight awaits that check's
+    /// answer. Its answer is as good as a new one (it is recorded against
+    /// the generation it was asked on, and the caller decides on the state
+    /// it left), and a master that does not answer (paused, overloaded)
+    /// gets one `INFO` per per-master timeout instead of one per vote,
+    /// each waiting on its socket.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: the verification runs in a task of its own and records
     /// its answer even when this future is dropped.
     pub async fn verify(&self, generation: u64) -> Result<(), MasterFailure> {
+        let (answer, task) = {
+            let mut checking = lock_check(&self.checking);
+            match &*checking {
+                Some(check) if check.generation == generation => (check.answer.clone(), None),
+                _ => {
+                    let id = self.next_check.fetch_add(1, Ordering::Relaxed);
+                    let (answer, task) = self.verification(id, generation);
+                    *checking = Some(Check {
+                        id,
+                        generation,
+                        answer: answer.clone(),
+                    });
+                    (answer, Some(task))
+                }
+            }
+        };
+        // Spawned outside the lock: the task takes it when it ends.
+        if let Some(task) = task {
+            self.link.spawn(task);
+        }
+        answer.await
+    }
+
+    /// Check `id`: its answer, and the task that asks the master (to run
+    /// on its own). The task forgets the check, so that the next call
+    /// asks again, before it answers.
+    fn verification(&self, id: u64, generation: u64) -> (CheckAnswer, BoxFuture<'static, ()>) {
         let (tx, rx) = futures::channel::oneshot::channel();
         let identify = self.link.identify();
-        let (link, admission, index) = (
+        let (link, admission, checking, index) = (
             Arc::clone(&self.link),
             Arc::clone(&self.admission),
+            Arc::clone(&self.checking),
             self.index,
         );
-        self.link.spawn(Box::pin(async move {
+        let task = Box::pin(async move {
             let result = match identify.await {
                 Ok((observed_at, facts)) => {
                     // A reconnect that happened before the answer arrived
@@ -162,13 +222,22 @@ impl<L: Link> Admitted<L> {
                 }
                 Err(e) => Err(e),
             };
+            {
+                let mut checking = lock_check(&checking);
+                if checking.as_ref().is_some_and(|c| c.id == id) {
+                    *checking = None;
+                }
+            }
             let _ = tx.send(result);
-        }));
-        rx.await.unwrap_or_else(|_| {
-            Err(MasterFailure::Unreachable(
-                "identity check did not complete".into(),
-            ))
-        })
+        });
+        let answer: BoxFuture<'static, Result<(), MasterFailure>> = Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(MasterFailure::Unreachable(
+                    "identity check did not complete".into(),
+                ))
+            })
+        });
+        (answer.shared(), task)
     }
 
     /// The gate in front of one call.
@@ -320,7 +389,7 @@ impl<L: Link> Master for Admitted<L> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::AtomicBool;
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -471,5 +540,138 @@ mod tests {
             outcome.is_err(),
             "a reply over a replaced connection counted: {outcome:?}"
         );
+    }
+
+    type Identity = Result<(Instant, MasterFacts), MasterFailure>;
+
+    /// A link whose identity checks wait for answers the test gives, in
+    /// the order the checks were asked, and whose spawned tasks the test
+    /// polls by hand.
+    struct Checked {
+        answers: Mutex<Vec<oneshot::Receiver<Identity>>>,
+        asked: AtomicU64,
+        tasks: Mutex<Vec<BoxFuture<'static, ()>>>,
+        address: Arc<str>,
+    }
+
+    impl Master for Checked {
+        fn address(&self) -> &Arc<str> {
+            &self.address
+        }
+        async fn acquire(&self, _: &[String], _: &Token, _: Ttl) -> Result<(), MasterFailure> {
+            Ok(())
+        }
+        async fn extend(
+            &self,
+            _: &[String],
+            _: &Token,
+            _: Ttl,
+            _: bool,
+        ) -> Result<(), MasterFailure> {
+            Ok(())
+        }
+        async fn release(&self, _: &[String], _: &Token) -> Result<(), MasterFailure> {
+            Ok(())
+        }
+    }
+
+    impl Link for Checked {
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn take_reconnects(&self) -> bool {
+            false
+        }
+        fn identify(&self) -> BoxFuture<'static, Result<(Instant, MasterFacts), MasterFailure>> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let mut answers = self.answers.lock().expect("answers");
+            // More checks than the test answers: counted, and failed.
+            let answer = (!answers.is_empty()).then(|| answers.remove(0));
+            Box::pin(async move {
+                match answer {
+                    Some(answer) => answer.await.unwrap_or(Err(MasterFailure::TimedOut)),
+                    None => Err(MasterFailure::Unreachable("unexpected check".into())),
+                }
+            })
+        }
+        fn sample_clock(&self) -> BoxFuture<'static, Option<ClockSample>> {
+            Box::pin(async { None })
+        }
+        fn spawn(&self, task: BoxFuture<'static, ()>) {
+            self.tasks.lock().expect("tasks").push(task);
+        }
+    }
+
+    impl Checked {
+        /// Polls every spawned task once, dropping the finished ones.
+        fn run_tasks(&self) {
+            let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+            self.tasks
+                .lock()
+                .expect("tasks")
+                .retain_mut(|t| t.poll_unpin(&mut cx).is_pending());
+        }
+    }
+
+    /// A paused master that needs an identity check got one `INFO` per
+    /// call: every vote spawned its own check, each waiting out its
+    /// timeout, and they piled up on the master's socket. Calls that need
+    /// a check while one is in flight for the same connection now share
+    /// it; a check that ended (here: failed) is not reused.
+    #[test]
+    fn calls_needing_an_identity_check_share_the_one_in_flight() {
+        let settings = crate::Settings::builder()
+            .danger_disable_restart_guard(true)
+            .build(1)
+            .expect("settings");
+        let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
+        let (first_tx, first_rx) = oneshot::channel();
+        let (second_tx, second_rx) = oneshot::channel();
+        let link = Checked {
+            answers: Mutex::new(vec![first_rx, second_rx]),
+            asked: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+            address: Arc::from("test"),
+        };
+        let master = Admitted::new(link, 0, admission);
+        let (keys, token) = (vec!["k".to_owned()], Token::from_bytes([7; 16]));
+        let ttl = Ttl::from_millis(10_000).expect("ttl");
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+
+        let mut calls: Vec<_> = (0..3)
+            .map(|_| Box::pin(master.acquire(&keys, &token, ttl)))
+            .collect();
+        for call in &mut calls {
+            assert!(call.poll_unpin(&mut cx).is_pending(), "waits for the check");
+        }
+        master.link().run_tasks();
+        assert_eq!(master.link().asked.load(Ordering::SeqCst), 1, "one check");
+
+        // That check fails: every call that waited for it fails with it.
+        first_tx.send(Err(MasterFailure::TimedOut)).expect("asked");
+        master.link().run_tasks();
+        for call in &mut calls {
+            match call.poll_unpin(&mut cx) {
+                std::task::Poll::Ready(Err(MasterFailure::TimedOut)) => {}
+                other => panic!("expected the check's timeout, got {other:?}"),
+            }
+        }
+
+        // The next call asks again, and proceeds on the answer.
+        let mut next = Box::pin(master.acquire(&keys, &token, ttl));
+        assert!(next.poll_unpin(&mut cx).is_pending());
+        master.link().run_tasks();
+        assert_eq!(master.link().asked.load(Ordering::SeqCst), 2, "asked again");
+        let facts = MasterFacts {
+            run_id: "b".repeat(40),
+            role: "master".into(),
+            uptime_secs: 1_000,
+        };
+        second_tx.send(Ok((Instant::now(), facts))).expect("asked");
+        master.link().run_tasks();
+        assert!(matches!(
+            next.poll_unpin(&mut cx),
+            std::task::Poll::Ready(Ok(()))
+        ));
     }
 }
