@@ -320,3 +320,58 @@ pub(crate) fn admit_all(
     }
     Redlock::with_masters(masters, settings, TokioRuntime)
 }
+
+/// A command that is seen through to its answer or its timeout, even when
+/// its caller stops waiting (an early decision drops the slowest masters'
+/// votes): dropped before its answer, it is awaited to the end in a task
+/// of its own. Both clients need it, for opposite reasons:
+///
+/// - fred gives a command up (and then never writes it) only when its
+///   timeout fires in the future that awaits it; a dropped one stays queued
+///   without a deadline and is written whenever the connection can take
+///   it, after the release queued behind it has timed out (a key left
+///   until its TTL; `clients.rs`,
+///   `votes_given_up_behind_a_full_socket_leave_no_key`).
+/// - redis-rs skips a queued command whose caller is gone: a vote dropped
+///   before its connection wrote it never reaches its master, and the lock
+///   rests on exactly a quorum, lost with any one of those masters
+///   (`clients.rs`, `a_vote_dropped_before_it_was_written_still_reaches_its_master`).
+///
+/// Seen through, a command is written within its timeout or not at all,
+/// and in order with the commands queued after it, whose timeouts run out
+/// later.
+pub(crate) struct Finish<T: Send + 'static>(Option<BoxFuture<'static, T>>);
+
+impl<T: Send + 'static> Finish<T> {
+    pub(crate) fn new(request: impl Future<Output = T> + Send + 'static) -> Self {
+        Self(Some(Box::pin(request)))
+    }
+}
+
+impl<T: Send + 'static> Future for Finish<T> {
+    type Output = T;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        let request = self.0.as_mut().expect("a Finish polled after its answer");
+        let out = std::task::ready!(request.as_mut().poll(cx));
+        self.0 = None;
+        std::task::Poll::Ready(out)
+    }
+}
+
+impl<T: Send + 'static> Drop for Finish<T> {
+    fn drop(&mut self) {
+        // Dropped before the answer: wait for it (or the client's timeout)
+        // in a task of its own. Off a runtime there is none to run it on.
+        if let Some(request) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                drop(runtime.spawn(async move {
+                    let _ = request.await;
+                }));
+            }
+        }
+    }
+}

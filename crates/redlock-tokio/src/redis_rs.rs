@@ -10,9 +10,12 @@
 //! CPU per lock over redis-rs.
 //!
 //! What a lock needs from the connection, and how this link gives it:
-//! - **One attempt per command.** A `MultiplexedConnection` never
-//!   re-sends; a command whose caller gave up before it was written is
-//!   not written at all (redis-rs drops it when its receiver is gone).
+//! - **One attempt per command, written within its timeout.** A
+//!   `MultiplexedConnection` never re-sends, and drops a queued command
+//!   whose receiver is gone; every command goes through
+//!   `link::Finish`, so a vote dropped by an early
+//!   decision is still written (or times out), and a lock does not rest
+//!   on exactly a quorum for lack of it.
 //! - **A bound on every call**: redis-rs's response timeout, at the
 //!   per-master timeout, the identity check after a reconnect included
 //!   (only start-up waits up to the connect timeout).
@@ -68,7 +71,7 @@ use crate::fred::{
     short, unresponsive, Announcements, InfoProblem, ParsedUrl, Script, Scripts, SharedScripts,
     CLUSTER_NODE, NO_RUN_ID,
 };
-use crate::link::{connect_all, Attempt};
+use crate::link::{connect_all, Attempt, Finish};
 
 /// First delay of the reconnect loop, doubled after every failed attempt.
 const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(10);
@@ -485,10 +488,10 @@ impl RedisRsLink {
     }
 
     /// Sends `cmd` on the connection in use, within the per-master timeout.
-    async fn call(&self, cmd: &Cmd) -> Result<FredValue, MasterFailure> {
-        let mut conn = self.conn()?;
+    async fn call(&self, cmd: Cmd) -> Result<FredValue, MasterFailure> {
+        let conn = self.conn()?;
         let pending = Unanswered(Some(&self.shared));
-        let outcome = query(&mut conn, cmd)
+        let outcome = query(conn, cmd)
             .await
             .map(to_fred)
             .map_err(|e| map_error(&e));
@@ -531,14 +534,14 @@ impl RedisRsLink {
             cmd.arg(args);
             cmd
         };
-        let mut conn = self.conn()?;
-        match query(&mut conn, &invocation("EVALSHA", &script.sha)).await {
+        let conn = self.conn()?;
+        match query(conn.clone(), invocation("EVALSHA", &script.sha)).await {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 let (reload, scripts, timeout) =
                     (conn.clone(), Arc::clone(&self.scripts), self.call_timeout);
                 tokio::spawn(async move { load_scripts(reload, &scripts, timeout).await });
-                query(&mut conn, &invocation("EVAL", script.body))
+                query(conn, invocation("EVAL", script.body))
                     .await
                     .map(to_fred)
                     .map_err(|e| map_error(&e))
@@ -569,7 +572,7 @@ impl ScriptLink for RedisRsLink {
     async fn command(&self, name: &'static str, args: &[&str]) -> Result<FredValue, MasterFailure> {
         let mut cmd = Cmd::with_capacity(1 + args.len(), name.len() + text_len(args));
         cmd.arg(name).arg(args);
-        self.call(&cmd).await
+        self.call(cmd).await
     }
 }
 
@@ -750,21 +753,23 @@ impl Master for RedisRsLink {
     async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
         let mut del = redis::cmd("DEL");
         del.arg(keys);
-        self.call(&del).await.map(|_| ())
+        self.call(del).await.map(|_| ())
     }
 
     async fn forget_fences(&self, fences: FenceKeys<'_>) -> Result<(), MasterFailure> {
         let mut hdel = redis::cmd("HDEL");
         hdel.arg(fences.hash).arg(fences.fields);
-        self.call(&hdel).await.map(|_| ())
+        self.call(hdel).await.map(|_| ())
     }
 }
 
 /// Sends `cmd` and returns its reply, a server error as `Err`: what
-/// `cmd.query_async::<Value>(conn)` does, without the boxed future it
-/// goes through (`ConnectionLike::req_packed_command`).
-async fn query(conn: &mut MultiplexedConnection, cmd: &Cmd) -> redis::RedisResult<Value> {
-    conn.send_packed_command(cmd).await?.extract_error()
+/// `cmd.query_async::<Value>(conn)` does, seen through to its answer or
+/// timeout even if the caller stops waiting ([`Finish`]: redis-rs would
+/// otherwise never send a dropped vote that its connection had not
+/// written yet).
+fn query(mut conn: MultiplexedConnection, cmd: Cmd) -> Finish<redis::RedisResult<Value>> {
+    Finish::new(async move { conn.send_packed_command(&cmd).await?.extract_error() })
 }
 
 /// The bytes of `parts`: sized up front, a command's buffers are

@@ -293,3 +293,61 @@ async fn votes_given_up_behind_a_full_socket_leave_no_key() {
         );
     }
 }
+
+/// A vote dropped by the early decision while it still waited for its
+/// connection (queued behind a full socket) must still reach its master:
+/// a lock resting on exactly a quorum is lost as soon as one of those
+/// masters is. redis-rs skips a queued command whose caller is gone, so
+/// its link sees each command through to its answer or timeout, as the
+/// fred link does; the master gets our key once it reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_dropped_before_it_was_written_still_reaches_its_master() {
+    for client in BOTH {
+        let masters = Masters::start(3);
+        let rl = fresh_builder(masters.urls())
+            .client(client)
+            // Far above what master 0 needs to catch up once resumed: the
+            // late vote must land within it.
+            .settings(|s| {
+                s.ttl(Duration::from_secs(60))
+                    .master_timeout(Duration::from_secs(5))
+            })
+            .connect_core()
+            .await
+            .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
+        masters[0].pause();
+        // Two 2 MB locks fill master 0's socket: what follows waits in
+        // the client.
+        for round in 0..2 {
+            let names: Vec<String> = (0..2000)
+                .map(|i| format!("{round}-{i}-{}", "x".repeat(990)))
+                .collect();
+            let lock = rl
+                .try_acquire(names)
+                .await
+                .unwrap_or_else(|e| panic!("{}: masters 1 and 2 grant: {e}", client.name()));
+            rl.release(lock).await.ok();
+        }
+        let held = rl
+            .try_acquire("behind")
+            .await
+            .unwrap_or_else(|e| panic!("{}: masters 1 and 2 grant: {e}", client.name()));
+        masters[0].resume();
+        let key = "redlock:behind";
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while masters[0].get(key).is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            masters[0].get(key).as_deref(),
+            Some(held.token().expose()),
+            "{}: our vote never reached master 0 ({})",
+            client.name(),
+            held.votes()
+        );
+        rl.release_all(held).await.expect("released everywhere");
+        rl.background_idle().await;
+        let left = redlock_tests::keys_left(&masters, "redlock:*").await;
+        assert!(left.is_empty(), "{}: keys left {left:?}", client.name());
+    }
+}

@@ -198,10 +198,10 @@ async fn a_subscription_to_a_master_down_at_the_time_lands_once_it_is_back() {
     let holder_side = manager(&masters, true).await;
     let waiter_side = manager(&masters, true).await;
     // The lock must rest on masters 1 and 2, which stay up: an acquire
-    // decided early may leave one of them without our key (redis-rs never
-    // sends a vote dropped before its connection wrote it), and with the
-    // restart guard off, master 0 back empty would then let the waiter in
-    // while we hold it. Seen in this test: the waiter took the lock.
+    // decided early may leave one of them without our key (its vote lands
+    // later, or times out), and with the restart guard off, master 0 back
+    // empty would then let the waiter in while we hold it. Seen in this
+    // test: the waiter took the lock.
     let held = loop {
         let lock = holder_side.try_acquire("job").await.expect("free");
         let ours =

@@ -24,6 +24,7 @@ use super::announce::Announcements;
 use super::connect::{fetch_identity, load_scripts, parse_time};
 use super::reply::{self, map_error};
 use crate::commands::{self, ScriptLink};
+use crate::link::Finish;
 
 /// A Lua script with its SHA1, computed locally once.
 #[derive(Debug)]
@@ -175,38 +176,6 @@ pub(super) fn command(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::FirstKey, false)
 }
 
-/// A fred request that is seen through to its answer or its timeout, even
-/// when its caller stops waiting (see [`FredLink::request`]).
-struct Finish<T: Send + 'static>(Option<BoxFuture<'static, T>>);
-
-impl<T: Send + 'static> Future for Finish<T> {
-    type Output = T;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<T> {
-        let request = self.0.as_mut().expect("a Finish polled after its answer");
-        let out = std::task::ready!(request.as_mut().poll(cx));
-        self.0 = None;
-        std::task::Poll::Ready(out)
-    }
-}
-
-impl<T: Send + 'static> Drop for Finish<T> {
-    fn drop(&mut self) {
-        // Dropped before the answer: wait for it (or fred's timeout) in a
-        // task of its own. Off a runtime there is none to run it on.
-        if let Some(request) = self.0.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                drop(runtime.spawn(async move {
-                    let _ = request.await;
-                }));
-            }
-        }
-    }
-}
-
 impl FredLink {
     /// The client, for the start-up checks.
     pub(super) fn client(&self) -> &Client {
@@ -234,9 +203,7 @@ impl FredLink {
         args: Vec<Value>,
     ) -> impl Future<Output = Result<Value, fred::error::Error>> + Send + 'static {
         let client = self.client.with_options(&self.options);
-        Finish(Some(Box::pin(async move {
-            client.custom::<Value, Value>(command(name), args).await
-        })))
+        Finish::new(async move { client.custom::<Value, Value>(command(name), args).await })
     }
 
     /// Runs `script` with `EVALSHA` and returns its integer reply; after
