@@ -224,6 +224,23 @@ async fn a_server_that_closes_every_connection_is_not_hammered() {
     }
 }
 
+/// Takes and releases `locks` locks of 2000 resources of 1000 bytes
+/// (about 2 MB per command) while master 0 is paused: a few fill the
+/// socket buffers of the paused master, and the client queues what
+/// follows. Masters 1 and 2 grant them.
+async fn fill_the_socket_of_master_0(rl: &Manager, client: Client, locks: usize) {
+    for round in 0..locks {
+        let names: Vec<String> = (0..2000)
+            .map(|i| format!("{round}-{i}-{}", "x".repeat(990)))
+            .collect();
+        let lock = rl
+            .try_acquire(names)
+            .await
+            .unwrap_or_else(|e| panic!("{}: masters 1 and 2 grant: {e}", client.name()));
+        rl.release(lock).await.ok();
+    }
+}
+
 /// A master whose socket is full (paused under a backlog): the votes sent
 /// to it are dropped by the early decision, and their releases time out
 /// before they are written. A client must then write neither, or both:
@@ -246,19 +263,7 @@ async fn votes_given_up_behind_a_full_socket_leave_no_key() {
             .await
             .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
         masters[0].pause();
-        // 2000 resources of 1000 bytes: about 2 MB per command, so a few
-        // locks fill the socket buffers of the paused master, and the
-        // client queues what follows.
-        for round in 0..8 {
-            let names: Vec<String> = (0..2000)
-                .map(|i| format!("{round}-{i}-{}", "x".repeat(990)))
-                .collect();
-            let lock = rl
-                .try_acquire(names)
-                .await
-                .unwrap_or_else(|e| panic!("{}: masters 1 and 2 grant: {e}", client.name()));
-            rl.release(lock).await.ok();
-        }
+        fill_the_socket_of_master_0(&rl, client, 8).await;
         rl.background_idle().await;
         masters[0].resume();
         // Once master 0 votes on a new lock, it has read everything the
@@ -316,18 +321,7 @@ async fn a_vote_dropped_before_it_was_written_still_reaches_its_master() {
             .await
             .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
         masters[0].pause();
-        // Two 2 MB locks fill master 0's socket: what follows waits in
-        // the client.
-        for round in 0..2 {
-            let names: Vec<String> = (0..2000)
-                .map(|i| format!("{round}-{i}-{}", "x".repeat(990)))
-                .collect();
-            let lock = rl
-                .try_acquire(names)
-                .await
-                .unwrap_or_else(|e| panic!("{}: masters 1 and 2 grant: {e}", client.name()));
-            rl.release(lock).await.ok();
-        }
+        fill_the_socket_of_master_0(&rl, client, 2).await;
         let held = rl
             .try_acquire("behind")
             .await
