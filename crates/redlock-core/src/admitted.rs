@@ -76,17 +76,11 @@ impl<L> std::fmt::Debug for Admitted<L> {
     }
 }
 
-fn lock(admission: &Mutex<Admission>) -> MutexGuard<'_, Admission> {
-    // Every update is a few field writes; a panic elsewhere cannot leave
-    // the state torn, so poison is ignored.
-    admission
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn lock_check(checking: &Mutex<Option<Check>>) -> MutexGuard<'_, Option<Check>> {
-    // Replaced whole under the lock; poison cannot leave it torn.
-    checking
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The admission state and the check in flight: every update is a few
+    // field writes or a whole replacement; a panic elsewhere cannot leave
+    // either torn, so poison is ignored.
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -175,7 +169,7 @@ impl<L: Link> Admitted<L> {
     /// its answer even when this future is dropped.
     pub async fn verify(&self, generation: u64) -> Result<(), MasterFailure> {
         let (answer, task) = {
-            let mut checking = lock_check(&self.checking);
+            let mut checking = lock(&self.checking);
             match &*checking {
                 Some(check) if check.generation == generation => (check.answer.clone(), None),
                 _ => {
@@ -223,7 +217,7 @@ impl<L: Link> Admitted<L> {
                 Err(e) => Err(e),
             };
             {
-                let mut checking = lock_check(&checking);
+                let mut checking = lock(&checking);
                 if checking.as_ref().is_some_and(|c| c.id == id) {
                     *checking = None;
                 }

@@ -22,9 +22,7 @@ impl Token {
     /// A new token from `runtime`'s secret source
     /// ([`Runtime::fill_secret`]), hex-encoded.
     pub fn random(runtime: &impl Runtime) -> Self {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        runtime.fill_secret(&mut bytes);
-        Self::from_bytes(bytes)
+        Self::from_bytes(secret_bytes(runtime))
     }
 
     /// The token made of these random bytes, hex-encoded. They must be
@@ -68,9 +66,7 @@ impl Token {
     /// whole value, so it is exactly as strict as with the random part
     /// alone.
     pub fn with_holder(runtime: &impl Runtime, holder: &Holder) -> Self {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        runtime.fill_secret(&mut bytes);
-        Self::from_bytes_with_holder(bytes, holder)
+        Self::from_bytes_with_holder(secret_bytes(runtime), holder)
     }
 
     /// The token of these random bytes followed by the holder record,
@@ -105,6 +101,13 @@ impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+/// A token's random part, from `runtime`'s secret source.
+fn secret_bytes(runtime: &impl Runtime) -> [u8; TOKEN_BYTES] {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    runtime.fill_secret(&mut bytes);
+    bytes
 }
 
 fn push_hex(s: &mut String, bytes: &[u8]) {
