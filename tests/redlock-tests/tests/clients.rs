@@ -224,11 +224,27 @@ async fn a_server_that_closes_every_connection_is_not_hammered() {
     }
 }
 
-/// Takes and releases `locks` locks of 2000 resources of 1000 bytes
-/// (about 2 MB per command) while master 0 is paused: a few fill the
-/// socket buffers of the paused master, and the client queues what
-/// follows. Masters 1 and 2 grant them.
-async fn fill_the_socket_of_master_0(rl: &Manager, client: Client, locks: usize) {
+/// A manager through `client` (TTL 60 s, `master_timeout`) with master 0
+/// paused behind a full socket: `locks` locks of 2000 resources of 1000
+/// bytes (about 2 MB per command) taken and released meanwhile, which
+/// masters 1 and 2 grant. A few fill the paused master's socket buffers,
+/// and the client queues what follows.
+async fn master_0_paused_behind_a_full_socket(
+    masters: &Masters,
+    client: Client,
+    master_timeout: Duration,
+    locks: usize,
+) -> Manager {
+    let rl = fresh_builder(masters.urls())
+        .client(client)
+        .settings(|s| {
+            s.ttl(Duration::from_secs(60))
+                .master_timeout(master_timeout)
+        })
+        .connect_core()
+        .await
+        .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
+    masters[0].pause();
     for round in 0..locks {
         let names: Vec<String> = (0..2000)
             .map(|i| format!("{round}-{i}-{}", "x".repeat(990)))
@@ -239,6 +255,7 @@ async fn fill_the_socket_of_master_0(rl: &Manager, client: Client, locks: usize)
             .unwrap_or_else(|e| panic!("{}: masters 1 and 2 grant: {e}", client.name()));
         rl.release(lock).await.ok();
     }
+    rl
 }
 
 /// A master whose socket is full (paused under a backlog): the votes sent
@@ -251,19 +268,10 @@ async fn fill_the_socket_of_master_0(rl: &Manager, client: Client, locks: usize)
 async fn votes_given_up_behind_a_full_socket_leave_no_key() {
     for client in BOTH {
         let masters = Masters::start(3);
-        let rl = fresh_builder(masters.urls())
-            .client(client)
-            // 2 MB commands take a while on a loaded machine: master 0's
-            // calls time out all the same (it is paused throughout).
-            .settings(|s| {
-                s.ttl(Duration::from_secs(60))
-                    .master_timeout(Duration::from_secs(1))
-            })
-            .connect_core()
-            .await
-            .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
-        masters[0].pause();
-        fill_the_socket_of_master_0(&rl, client, 8).await;
+        // 2 MB commands take a while on a loaded machine: a 1 s timeout.
+        // Master 0's calls time out all the same (it is paused throughout).
+        let rl =
+            master_0_paused_behind_a_full_socket(&masters, client, Duration::from_secs(1), 8).await;
         rl.background_idle().await;
         masters[0].resume();
         // Once master 0 votes on a new lock, it has read everything the
@@ -309,19 +317,10 @@ async fn votes_given_up_behind_a_full_socket_leave_no_key() {
 async fn a_vote_dropped_before_it_was_written_still_reaches_its_master() {
     for client in BOTH {
         let masters = Masters::start(3);
-        let rl = fresh_builder(masters.urls())
-            .client(client)
-            // Far above what master 0 needs to catch up once resumed: the
-            // late vote must land within it.
-            .settings(|s| {
-                s.ttl(Duration::from_secs(60))
-                    .master_timeout(Duration::from_secs(5))
-            })
-            .connect_core()
-            .await
-            .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
-        masters[0].pause();
-        fill_the_socket_of_master_0(&rl, client, 2).await;
+        // A 5 s timeout, far above what master 0 needs to catch up once
+        // resumed: the late vote must land within it.
+        let rl =
+            master_0_paused_behind_a_full_socket(&masters, client, Duration::from_secs(5), 2).await;
         let held = rl
             .try_acquire("behind")
             .await
