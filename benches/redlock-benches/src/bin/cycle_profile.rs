@@ -12,7 +12,8 @@
 //! the redis-rs experiment, see [`RedisRsMaster`]), `--urls URL,..`, `--cycles N`
 //! (default 20000), `--tasks T` (default 1: sequential cycles; more: that
 //! many tasks on distinct resources, as scenario F). It prints the cycles,
-//! the wall time and the client CPU per cycle (`getrusage`).
+//! the wall time, the p50 of acquire, release and cycle (sequential runs)
+//! and the client CPU per cycle.
 //!
 //! `--release inline` (redlock, sequential only) is an experiment, not
 //! the library: it releases through the [`Master`] trait in the calling
@@ -286,12 +287,15 @@ async fn main() {
     let allocs0 = allocated();
     let split = CpuSplit::start();
     let t0 = Instant::now();
+    // Sequential cycles: their p50s, acquire / release / cycle.
+    let mut p50s = String::new();
     let done = if let Some(with_timeout) = ping {
         pings(&client, cycles, with_timeout).await
     } else if inline {
         inline_cycles(&client, cycles).await
     } else if tasks <= 1 {
         let u = workload::uncontended(&client, cycles, None, Duration::ZERO).await;
+        p50s = sequential_p50s(&u.samples);
         u.samples.len() as u64
     } else {
         let c = workload::concurrent(&client, tasks, cycles).await;
@@ -301,7 +305,7 @@ async fn main() {
     // The proxy of `--slow-last-ms` is not the client: its CPU is printed apart.
     let (cpu, proxy) = split.since();
     println!(
-        "{} {} master(s), {tasks} task(s): {done} cycles in {:.3} s, {:.1} cycles/s, client CPU {:.1} µs/cycle{}{}",
+        "{} {} master(s), {tasks} task(s): {done} cycles in {:.3} s, {:.1} cycles/s{p50s}, client CPU {:.1} µs/cycle{}{}",
         if let Some(t) = ping {
             format!("{} (PING, {})", imp.name(), if t { "timeout" } else { "plain" })
         } else if inline {
@@ -323,6 +327,19 @@ async fn main() {
             )
         },
     );
+}
+
+/// ", p50 acquire A / release R / cycle C µs" of sequential cycles.
+fn sequential_p50s(samples: &[workload::CycleSample]) -> String {
+    let p50 = |f: fn(&workload::CycleSample) -> Duration| {
+        redlock_benches::stats::Latency::of(samples.iter().map(f)).p50() * 1000.0
+    };
+    format!(
+        ", p50 acquire {:.0} / release {:.0} / cycle {:.0} µs",
+        p50(|s| s.acquire),
+        p50(|s| s.release),
+        p50(workload::CycleSample::cycle)
+    )
 }
 
 /// `--managers K --wake on|off`: K managers (each its own connections and
