@@ -17,10 +17,12 @@
 //!   stamps each one, a writer sleeps until it is due), so pipelined
 //!   commands are each delayed once rather than queueing behind each
 //!   other's delays: the proxy adds latency, not a throughput limit,
-//!   never less than the delay and, on Linux, to the microsecond (a
-//!   `timerfd` per direction; elsewhere tokio's timer, within about a
-//!   millisecond). `redlock bench` and the benchmarks slow a master this
-//!   way;
+//!   never less than the delay. Due times are rounded up to a grid of
+//!   `d / 20`, at most 1 ms, shared by every proxy of the process, so that
+//!   chunks due close together cost one timer expiry; on Linux they are
+//!   met to the microsecond (a `timerfd` per direction; elsewhere tokio's
+//!   timer, within about a millisecond). `redlock bench` and the
+//!   benchmarks slow a master this way;
 //! * [`Mode::Blackhole`] stops forwarding without closing anything (a
 //!   partition); what was held is delivered, in order, when the mode
 //!   changes back, as TCP would after a short partition heals;
@@ -62,7 +64,8 @@ use crate::spawn::lock;
 pub enum Mode {
     /// Forward at once.
     Pass,
-    /// Forward every chunk this long after it was read.
+    /// Forward every chunk this long after it was read (rounded up to a
+    /// grid of at most 5% of it and 1 ms; see the module docs).
     Delay(Duration),
     /// Forward nothing, close nothing.
     Blackhole,
@@ -516,9 +519,7 @@ async fn forward(
             }
         };
         if let Mode::Delay(d) = mode {
-            timer
-                .until(ready_at.checked_add(d).unwrap_or(ready_at))
-                .await;
+            timer.until(due(ready_at, d)).await;
         }
         if dead.load(Ordering::Acquire) || to.write_all(&chunk).await.is_err() {
             break;
@@ -526,6 +527,32 @@ async fn forward(
     }
     close_conn(&inner, id);
     dead.store(true, Ordering::Release);
+}
+
+/// When a chunk read at `read_at` is forwarded in `Delay(d)`: `d` later,
+/// rounded up to a grid shared by every proxy of the process, of
+/// `d / 20` but at most 1 ms (so at most 5% and 1 ms more than `d`).
+/// Chunks due within one step of the grid then wake the proxy's thread
+/// once: each expiry of a timer is an interrupt, charged on these
+/// machines (no IRQ time accounting) to whichever thread it lands on,
+/// the measured client's often. Through a master slowed by 20 ms that
+/// halved the proxy's timer expiries (`docs/benchmarks.md`).
+fn due(read_at: Instant, d: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let exact = read_at.checked_add(d).unwrap_or(read_at);
+    let step = (d / 20).min(Duration::from_millis(1)).as_nanos();
+    if step == 0 {
+        return exact;
+    }
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = exact.saturating_duration_since(epoch).as_nanos();
+    let rounded = since.div_ceil(step).saturating_mul(step);
+    // Before the epoch (a chunk read before the first delay began), or
+    // beyond what a `Duration` holds: the exact time.
+    match u64::try_from(rounded) {
+        Ok(ns) if exact >= epoch => epoch + Duration::from_nanos(ns),
+        _ => exact,
+    }
 }
 
 /// Waits for a chunk's due time in the proxy's event loop, to the
@@ -742,6 +769,38 @@ mod tests {
         assert!(matches!(s.read_to_end(&mut rest), Ok(0) | Err(_)));
         let mut s = client(&p);
         assert_eq!(roundtrip(&mut s, b"HANG").expect("cleared"), b"HANG");
+    }
+
+    /// A chunk is due at least `d` after it was read, at most 5% of `d`
+    /// and 1 ms more, and chunks read close together share a due time.
+    #[test]
+    fn due_times_are_rounded_up_to_a_shared_grid() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_micros(250),
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+        ] {
+            let step = (d / 20).min(Duration::from_millis(1));
+            let t = Instant::now();
+            for i in 0..200u32 {
+                let read_at = t + Duration::from_micros(37) * i;
+                let due = due(read_at, d);
+                assert!(due >= read_at + d, "{d:?}: due before the delay");
+                assert!(
+                    due <= read_at + d + step,
+                    "{d:?}: {:?} late",
+                    due - (read_at + d)
+                );
+            }
+            if d >= Duration::from_millis(20) {
+                // 1 ms of reads, every 37 µs: a few due times, not 28.
+                let dues: std::collections::HashSet<_> = (0..28u32)
+                    .map(|i| due(t + Duration::from_micros(37) * i, d))
+                    .collect();
+                assert!(dues.len() <= 2, "{d:?}: {} due times", dues.len());
+            }
+        }
     }
 
     /// A round trip through `Delay(d)` takes at least twice `d`, bytes
