@@ -501,25 +501,48 @@ async fn forward(
     id: u64,
 ) {
     let mut timer = Timer::default();
-    'chunks: while let Some((read_at, chunk)) = rx.recv().await {
+    // A chunk taken from the channel that was not due yet.
+    let mut next: Option<(Instant, Vec<u8>)> = None;
+    loop {
+        let (read_at, mut chunk) = match next.take() {
+            Some(c) => c,
+            None => match rx.recv().await {
+                Some(c) => c,
+                None => break,
+            },
+        };
         // Hold the chunk while blackholed; deliver it afterwards. A chunk
         // held back counts as read when the partition heals, so a delay
         // still applies to it in full.
         let mut ready_at = read_at;
         let mode = loop {
             if dead.load(Ordering::Acquire) {
-                break 'chunks;
+                break None;
             }
             match inner.mode() {
                 Mode::Blackhole => {
                     tokio::time::sleep(POLL).await;
                     ready_at = Instant::now();
                 }
-                m => break m,
+                m => break Some(m),
             }
         };
-        if let Mode::Delay(d) = mode {
-            timer.until(due(ready_at, d)).await;
+        let Some(mode) = mode else { break };
+        let d = match mode {
+            Mode::Delay(d) => d,
+            _ => Duration::ZERO,
+        };
+        timer.until(due(ready_at, d)).await;
+        // What else is due by now goes out in the same write: one system
+        // call for the chunks one grid step released together.
+        let now = Instant::now();
+        while let Ok((at, more)) = rx.try_recv() {
+            if due(at, d) <= now {
+                chunk.extend_from_slice(&more);
+            } else {
+                next = Some((at, more));
+                break;
+            }
         }
         if dead.load(Ordering::Acquire) || to.write_all(&chunk).await.is_err() {
             break;

@@ -149,7 +149,8 @@ Workloads, each measured for both configurations:
 Fault scenarios (quorum only, 3 masters or more; --no-faults skips them),
 sequential cycles as above, each on connections of its own:
   slowed       the last master reached through an in-process TCP proxy that
-               delays every chunk by --slow-by each way
+               delays every chunk by --slow-by each way (rounded up by
+               at most 5% and 1 ms, so chunks due together go out at once)
   paused       the last master stopped with SIGSTOP for the scenario and
                resumed with SIGCONT after (also on Ctrl-C); only a
                redis-server this redlock started, so only with --spawn
