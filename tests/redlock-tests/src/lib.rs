@@ -78,6 +78,26 @@ pub async fn keys_left(masters: &redlock_testing::Masters, pattern: &str) -> Vec
     keys_left_within(masters, pattern, std::time::Duration::from_secs(5)).await
 }
 
+/// Whether `holds` became true of every master within 5 s, polling: an
+/// operation decided at its quorum may still be reaching the other
+/// masters when it returns (each command bounded by the per-master
+/// timeout, far below that), and a loaded machine may take a while.
+pub async fn on_every_master(
+    masters: &redlock_testing::Masters,
+    holds: impl Fn(&redlock_testing::RedisServer) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if masters.iter().all(&holds) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// As [`keys_left`], polling for at most `bound`: for tests where a
 /// release may be cut on purpose (a connection reset under it), so our
 /// key may stay until its TTL, never longer.

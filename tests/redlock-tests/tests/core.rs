@@ -52,13 +52,14 @@ async fn lock_is_set_on_every_master_with_ttl_and_released_everywhere() {
     assert!(lock.is_valid_at(redlock_tokio::now()));
     assert!(lock.remaining_at(redlock_tokio::now()) <= Duration::from_secs(10));
     // All five answer on loopback, but the decision is taken at the third:
-    // the other two may still be in flight. Give them a moment.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // the other two may still be in flight.
+    let token = lock.token().expose();
+    let set = redlock_tests::on_every_master(&masters, |m| {
+        m.get("redlock:orders").as_deref() == Some(token)
+    })
+    .await;
+    assert!(set, "{:?}", our_keys(&masters));
     for m in masters.iter() {
-        assert_eq!(
-            m.get("redlock:orders").as_deref(),
-            Some(lock.token().expose())
-        );
         let pttl = m.pttl("redlock:orders");
         assert!(pttl > 9_000 && pttl <= 10_000, "pttl {pttl}");
     }
@@ -433,7 +434,13 @@ async fn multi_resource_is_all_or_none() {
         .await
         .expect("all free now");
     assert_eq!(all.keys(), ["redlock:a", "redlock:b", "redlock:c"]);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let set = redlock_tests::on_every_master(&masters, |m| {
+        ["redlock:a", "redlock:b", "redlock:c"]
+            .iter()
+            .all(|k| m.get(k).is_some())
+    })
+    .await;
+    assert!(set, "{:?}", our_keys(&masters));
     assert_eq!(our_keys(&masters).len(), 9);
     rl.release(all).await.expect("release");
     assert!(redlock_tests::keys_left(&masters, "redlock:*")
@@ -921,6 +928,10 @@ async fn extend_never_shortens_a_key() {
         .await
         .expect("connect");
     let mut lock = rl.try_acquire("no-shorten").await.expect("free");
+    // Every master holds the key before the shorter extension is sent.
+    let set =
+        redlock_tests::on_every_master(&masters, |m| m.get("redlock:no-shorten").is_some()).await;
+    assert!(set, "{:?}", our_keys(&masters));
     rl.extend(&mut lock, Some(Duration::from_millis(500)))
         .await
         .expect("extend");
@@ -937,11 +948,13 @@ async fn extend_never_shortens_a_key() {
     rl.extend(&mut lock, Some(Duration::from_secs(20)))
         .await
         .expect("extend");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    for m in masters.iter() {
-        let pttl = m.pttl("redlock:no-shorten");
-        assert!(pttl > 19_000, "key not lengthened: {pttl} ms");
-    }
+    let lengthened =
+        redlock_tests::on_every_master(&masters, |m| m.pttl("redlock:no-shorten") > 19_000).await;
+    let pttls: Vec<i64> = masters
+        .iter()
+        .map(|m| m.pttl("redlock:no-shorten"))
+        .collect();
+    assert!(lengthened, "keys not lengthened: {pttls:?} ms");
     rl.release(lock).await.expect("release");
     assert!(redlock_tests::keys_left(&masters, "redlock:*")
         .await
