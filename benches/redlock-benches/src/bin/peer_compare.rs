@@ -1,0 +1,203 @@
+//! redlock, rslock and node-redlock side by side on scenarios A to D of
+//! the targets (1 master; 5 masters: healthy, the last one slowed by 20 ms
+//! each way, the last one `SIGSTOP`ped), sequential cycles, in rounds.
+//!
+//! ```text
+//! (cd benches/node-redlock && npm ci)
+//! target/release/peer_compare [--rounds R] [--cycles N] [--node-dir DIR]
+//! ```
+//!
+//! Every run gets fresh masters. redlock and rslock run in this process
+//! through the benches' own scenarios ([`Env`]); node-redlock (5.0.0-beta.2
+//! over ioredis, `benches/node-redlock/cycle.mjs`) runs as a `node`
+//! process against masters and a delaying proxy started here, the same
+//! [`redlock_testing::Proxy`] in the same mode, and pauses the master this
+//! process started (its pid) after its warm-up. The order of the three
+//! rotates from round to round. It prints each round's cycle p50s, then
+//! the medians over the rounds and the ratios. Nothing here asserts a
+//! speed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use redlock_benches::scenario::SLOW_ONE_WAY;
+use redlock_benches::stats::{median, Latency};
+use redlock_benches::{workload, Env, Fault, Impl, Scenario};
+use redlock_testing::{Masters, Mode, Proxy};
+
+/// The implementations compared, in the order of round 1.
+const PEERS: [&str; 3] = ["redlock", "rslock", "node-redlock"];
+/// The scenarios, as `targets` names them: masters, and the last one's fault.
+const SCENARIOS: [(&str, usize, Fault); 4] = [
+    ("A", 1, Fault::None),
+    ("B", 5, Fault::None),
+    ("C", 5, Fault::Slowed),
+    ("D", 5, Fault::Paused),
+];
+/// Index of B in [`SCENARIOS`], the base of C / B and D / B.
+const B: usize = 1;
+
+/// redlock, rslock and node-redlock side by side on scenarios A to D
+/// (sequential cycles, cycle p50), fresh masters for every run.
+#[derive(Parser, Debug)]
+#[command(name = "peer_compare")]
+struct Args {
+    /// Rounds; the order of the three implementations rotates by round.
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = at_least_one)]
+    rounds: usize,
+    /// Sequential cycles per implementation, scenario and round (fault
+    /// runs capped at 8 s).
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    cycles: u64,
+    /// The folder of `cycle.mjs`, with node-redlock installed (`npm ci`).
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../node-redlock"))]
+    node_dir: PathBuf,
+}
+
+/// A count of at least 1, for `--rounds`.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a count of at least 1")),
+    }
+}
+
+/// Stops the run with what went wrong on node-redlock's side.
+fn fail(problem: &str) -> ! {
+    eprintln!("peer_compare: {problem}");
+    std::process::exit(2)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let Args {
+        rounds,
+        cycles,
+        node_dir,
+    } = Args::parse();
+    if !node_dir.join("node_modules/redlock").is_dir() {
+        fail(&format!(
+            "no node-redlock in {}/node_modules: run `npm ci` there first",
+            node_dir.display()
+        ));
+    }
+    // p50[scenario][peer], one per round.
+    let mut p50 = vec![vec![Vec::new(); PEERS.len()]; SCENARIOS.len()];
+    for round in 0..rounds {
+        for (s, &(name, n, fault)) in SCENARIOS.iter().enumerate() {
+            for k in 0..PEERS.len() {
+                let peer = (k + round) % PEERS.len();
+                let us = match peer {
+                    0 => ours(Impl::Redlock, n, fault, cycles).await,
+                    1 => ours(Impl::Rslock, n, fault, cycles).await,
+                    _ => node(&node_dir, n, fault, cycles).await,
+                };
+                eprintln!(
+                    "round {}/{rounds}: {name} {}: cycle p50 {us:.0} µs",
+                    round + 1,
+                    PEERS[peer]
+                );
+                p50[s][peer].push(us);
+            }
+        }
+    }
+    println!("| scenario | redlock | rslock | node-redlock | redlock / node-redlock | redlock / rslock |");
+    println!("|---|---|---|---|---|---|");
+    for (s, &(name, ..)) in SCENARIOS.iter().enumerate() {
+        let [r, rs, n] = [0, 1, 2].map(|peer| median(&p50[s][peer]));
+        println!(
+            "| {name} | {r:.0} µs | {rs:.0} µs | {n:.0} µs | {:.2} | {:.2} |",
+            ratio(&p50[s][0], &p50[s][2]),
+            ratio(&p50[s][0], &p50[s][1])
+        );
+    }
+    for (peer, name) in PEERS.iter().enumerate() {
+        let of = |s: usize, base: usize| ratio(&p50[s][peer], &p50[base][peer]);
+        println!(
+            "{name}: B / A {:.2}, C / B {:.2}, D / B {:.2} (medians of the per-round ratios)",
+            of(B, 0),
+            of(2, B),
+            of(3, B)
+        );
+    }
+    println!(
+        "{rounds} rounds, {cycles} sequential cycles per run (fault runs capped at {} s).",
+        CAP.as_secs()
+    );
+}
+
+/// The median over the rounds of `a / b`, taken within each round (as
+/// `targets` does: a drift of the machine hits both sides of a ratio).
+fn ratio(a: &[f64], b: &[f64]) -> f64 {
+    let per_round: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    median(&per_round)
+}
+
+/// Longest run of one implementation in one scenario (rslock takes about a
+/// second per cycle with a paused master).
+const CAP: Duration = Duration::from_secs(8);
+
+/// Cycle p50 (µs) of redlock or rslock in the benches' own scenario.
+async fn ours(imp: Impl, masters: usize, fault: Fault, cycles: u64) -> f64 {
+    let scenario = match fault {
+        Fault::None => Scenario::healthy(imp, masters),
+        f => Scenario::one_of_five(imp, f),
+    };
+    let env = Env::start(scenario).await;
+    let run = workload::uncontended(
+        &env.client,
+        cycles,
+        Some(Instant::now() + CAP),
+        Duration::ZERO,
+    )
+    .await;
+    Latency::of(run.samples.iter().map(workload::CycleSample::cycle)).p50() * 1000.0
+}
+
+/// Cycle p50 (µs) of node-redlock, from `cycle.mjs`'s line, against
+/// `n` masters started here (the last slowed or paused as `fault` says).
+async fn node(dir: &Path, n: usize, fault: Fault, cycles: u64) -> f64 {
+    let masters = tokio::task::spawn_blocking(move || Masters::start(n))
+        .await
+        .expect("starting the masters panicked");
+    let last = n - 1;
+    let mut urls = masters.urls();
+    let _proxy = (fault == Fault::Slowed).then(|| {
+        let p = Proxy::start_with_mode(masters[last].addr(), Mode::Delay(SLOW_ONE_WAY))
+            .expect("proxy binds a loopback port");
+        urls[last] = p.url();
+        p
+    });
+    let mut cmd = Command::new("node");
+    cmd.current_dir(dir)
+        .arg("cycle.mjs")
+        .args(["--urls", &urls.join(",")])
+        .args(["--cycles", &cycles.to_string()]);
+    if fault == Fault::Paused {
+        cmd.args(["--pause-pid", &masters[last].pid().to_string()]);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("waiting for node panicked")
+        .unwrap_or_else(|e| fail(&format!("cannot run node: {e}")));
+    if fault == Fault::Paused {
+        masters[last].resume();
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        fail(&format!(
+            "node-redlock failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // "... p50 acquire A / release R / cycle C µs, ..."
+    stdout
+        .split("/ cycle ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| fail(&format!("unexpected output of cycle.mjs: {stdout}")))
+}
