@@ -1,6 +1,9 @@
-//! redlock, rslock and node-redlock side by side on scenarios A to D of
-//! the targets (1 master; 5 masters: healthy, the last one slowed by 20 ms
-//! each way, the last one `SIGSTOP`ped), sequential cycles, in rounds.
+//! redlock, rslock and node-redlock side by side on scenarios A to E2 of
+//! the targets, in rounds: sequential cycles on 1 master (A) and on 5
+//! masters, healthy (B), the last one slowed by 20 ms each way (C) or
+//! `SIGSTOP`ped (D); 16 tasks on one resource for 3 s with each library's
+//! own retry (E) or one attempt per call and 0–10 ms of the caller's
+//! jitter (E2).
 //!
 //! ```text
 //! (cd benches/node-redlock && npm ci)
@@ -13,9 +16,8 @@
 //! process against masters and a delaying proxy started here, the same
 //! [`redlock_testing::Proxy`] in the same mode, and pauses the master this
 //! process started (its pid) after its warm-up. The order of the three
-//! rotates from round to round. It prints each round's cycle p50s, then
-//! the medians over the rounds and the ratios. Nothing here asserts a
-//! speed.
+//! rotates from round to round. It prints each round's numbers, then the
+//! medians over the rounds and the ratios. Nothing here asserts a speed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +26,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use redlock_benches::scenario::SLOW_ONE_WAY;
 use redlock_benches::stats::{median, Latency};
+use redlock_benches::targets::{E2_JITTER, E_TASKS};
+use redlock_benches::workload::{Retry, Stop};
 use redlock_benches::{workload, Env, Fault, Impl, Scenario};
 use redlock_testing::{Masters, Mode, Proxy};
 
@@ -38,9 +42,12 @@ const SCENARIOS: [(&str, usize, Fault); 4] = [
 ];
 /// Index of B in [`SCENARIOS`], the base of C / B and D / B.
 const B: usize = 1;
+/// The contention scenarios: whether the library's own retry waits (E) or
+/// the caller retries after its jitter (E2).
+const CONTENTION: [(&str, bool); 2] = [("E", true), ("E2", false)];
 
-/// redlock, rslock and node-redlock side by side on scenarios A to D
-/// (sequential cycles, cycle p50), fresh masters for every run.
+/// redlock, rslock and node-redlock side by side on scenarios A to E2
+/// (cycle p50, critical sections per second), fresh masters for every run.
 #[derive(Parser, Debug)]
 #[command(name = "peer_compare")]
 struct Args {
@@ -103,6 +110,28 @@ async fn main() {
             }
         }
     }
+    // CS/s and fewest / most per task [contention scenario][peer].
+    let mut rate = vec![vec![Vec::new(); PEERS.len()]; CONTENTION.len()];
+    let mut fair = vec![vec![Vec::new(); PEERS.len()]; CONTENTION.len()];
+    for round in 0..rounds {
+        for (c, &(name, library)) in CONTENTION.iter().enumerate() {
+            for k in 0..PEERS.len() {
+                let peer = (k + round) % PEERS.len();
+                let (cs, fairness) = match peer {
+                    0 => ours_contended(Impl::Redlock, library).await,
+                    1 => ours_contended(Impl::Rslock, library).await,
+                    _ => node_contended(&node_dir, library).await,
+                };
+                eprintln!(
+                    "round {}/{rounds}: {name} {}: {cs:.0} CS/s, fewest / most {fairness:.2}",
+                    round + 1,
+                    PEERS[peer]
+                );
+                rate[c][peer].push(cs);
+                fair[c][peer].push(fairness);
+            }
+        }
+    }
     println!("| scenario | redlock | rslock | node-redlock | redlock / node-redlock | redlock / rslock |");
     println!("|---|---|---|---|---|---|");
     for (s, &(name, ..)) in SCENARIOS.iter().enumerate() {
@@ -122,9 +151,25 @@ async fn main() {
             of(3, B)
         );
     }
+    for (c, &(name, _)) in CONTENTION.iter().enumerate() {
+        let [r, rs, n] = [0, 1, 2].map(|peer| {
+            format!(
+                "{:.0} CS/s ({:.2})",
+                median(&rate[c][peer]),
+                median(&fair[c][peer])
+            )
+        });
+        println!(
+            "| {name} (fewest / most) | {r} | {rs} | {n} | {:.2} | {:.2} |",
+            ratio(&rate[c][0], &rate[c][2]),
+            ratio(&rate[c][0], &rate[c][1])
+        );
+    }
     println!(
-        "{rounds} rounds, {cycles} sequential cycles per run (fault runs capped at {} s).",
-        CAP.as_secs()
+        "{rounds} rounds, {cycles} sequential cycles per run (fault runs capped at {} s), \
+         {E_TASKS} tasks for {} s per contention run.",
+        CAP.as_secs(),
+        CONTENDED.as_secs()
     );
 }
 
@@ -156,9 +201,64 @@ async fn ours(imp: Impl, masters: usize, fault: Fault, cycles: u64) -> f64 {
     Latency::of(run.samples.iter().map(workload::CycleSample::cycle)).p50() * 1000.0
 }
 
+/// Length of each contention run.
+const CONTENDED: Duration = Duration::from_secs(3);
+
+/// CS/s and fewest / most per task of redlock or rslock under contention.
+async fn ours_contended(imp: Impl, library: bool) -> (f64, f64) {
+    let env = Env::start(Scenario::healthy(imp, 5)).await;
+    let retry = if library {
+        Retry::Library
+    } else {
+        Retry::Caller { jitter: E2_JITTER }
+    };
+    let run = workload::contended(&env.client, E_TASKS, Stop::Time(CONTENDED), retry).await;
+    assert_eq!(run.violations, 0, "{}: two holders at once", imp.name());
+    let (min, max) = run.min_max();
+    (run.throughput(), min as f64 / (max as f64).max(1.0))
+}
+
 /// Cycle p50 (µs) of node-redlock, from `cycle.mjs`'s line, against
 /// `n` masters started here (the last slowed or paused as `fault` says).
 async fn node(dir: &Path, n: usize, fault: Fault, cycles: u64) -> f64 {
+    let line = run_node(dir, n, fault, vec!["--cycles".into(), cycles.to_string()]).await;
+    // "... p50 acquire A / release R / cycle C µs, ..."
+    number_after(&line, "/ cycle ")
+}
+
+/// CS/s and fewest / most per task of node-redlock under contention.
+async fn node_contended(dir: &Path, library: bool) -> (f64, f64) {
+    let mode = if library { "library" } else { "jitter" };
+    let args = ["--contend", mode, "--tasks", &E_TASKS.to_string(), "--secs"]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([CONTENDED.as_secs().to_string()])
+        .collect();
+    let line = run_node(dir, 5, Fault::None, args).await;
+    // "...: R CS/s, fewest/most MIN/MAX, violations V, ..."
+    let rate = number_after(&line, ": ");
+    let min = number_after(&line, "fewest/most ");
+    let max = number_after(&line, &format!("fewest/most {min}/"));
+    if number_after(&line, "violations ") != 0.0 {
+        fail(&format!("node-redlock: two holders at once: {line}"));
+    }
+    (rate, min / max.max(1.0))
+}
+
+/// The number that follows `marker` in `line` (up to a space, `/` or `,`).
+fn number_after(line: &str, marker: &str) -> f64 {
+    line.split_once(marker)
+        .and_then(|(_, rest)| {
+            rest.split([' ', '/', ','])
+                .next()
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or_else(|| fail(&format!("unexpected output of cycle.mjs: {line}")))
+}
+
+/// Runs `cycle.mjs` with `args` against `n` masters started here (the
+/// last slowed or paused as `fault` says) and returns its output line.
+async fn run_node(dir: &Path, n: usize, fault: Fault, args: Vec<String>) -> String {
     let masters = tokio::task::spawn_blocking(move || Masters::start(n))
         .await
         .expect("starting the masters panicked");
@@ -174,7 +274,7 @@ async fn node(dir: &Path, n: usize, fault: Fault, cycles: u64) -> f64 {
     cmd.current_dir(dir)
         .arg("cycle.mjs")
         .args(["--urls", &urls.join(",")])
-        .args(["--cycles", &cycles.to_string()]);
+        .args(args);
     if fault == Fault::Paused {
         cmd.args(["--pause-pid", &masters[last].pid().to_string()]);
     }
@@ -185,7 +285,7 @@ async fn node(dir: &Path, n: usize, fault: Fault, cycles: u64) -> f64 {
     if fault == Fault::Paused {
         masters[last].resume();
     }
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         fail(&format!(
             "node-redlock failed ({}): {stdout}{}",
@@ -193,11 +293,5 @@ async fn node(dir: &Path, n: usize, fault: Fault, cycles: u64) -> f64 {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    // "... p50 acquire A / release R / cycle C µs, ..."
     stdout
-        .split("/ cycle ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| fail(&format!("unexpected output of cycle.mjs: {stdout}")))
 }
