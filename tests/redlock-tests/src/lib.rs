@@ -14,7 +14,11 @@
 //! * [`fresh_builder`]: the builder every test uses for masters the harness
 //!   just started empty for it alone;
 //! * [`builder`]: the production builder with the client under test
-//!   ([`client_under_test`], `REDLOCK_TEST_CLIENT`).
+//!   ([`client_under_test`], `REDLOCK_TEST_CLIENT`);
+//! * [`eventually`], [`on_every_master`], [`keys_left`]: waiting, within a
+//!   bound, for what lands after the call that caused it returned.
+
+use std::time::{Duration, Instant};
 
 use redlock_tokio::{Client, LockManager, LockManagerBuilder};
 
@@ -75,27 +79,32 @@ pub fn client_under_test() -> Client {
 /// release is bounded by the per-master timeout, far below that), and
 /// returns what is left then.
 pub async fn keys_left(masters: &redlock_testing::Masters, pattern: &str) -> Vec<(usize, String)> {
-    keys_left_within(masters, pattern, std::time::Duration::from_secs(5)).await
+    keys_left_within(masters, pattern, Duration::from_secs(5)).await
 }
 
-/// Whether `holds` became true of every master within 5 s, polling: an
-/// operation decided at its quorum may still be reaching the other
-/// masters when it returns (each command bounded by the per-master
-/// timeout, far below that), and a loaded machine may take a while.
+/// Whether `ok` became true within `bound`, asking every 10 ms (and once
+/// more at the end): for effects that land after the call that caused
+/// them returned.
+pub async fn eventually(bound: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < bound {
+        if ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ok()
+}
+
+/// Whether `holds` became true of every master within 5 s: an operation
+/// decided at its quorum may still be reaching the other masters when it
+/// returns (each command bounded by the per-master timeout, far below
+/// that), and a loaded machine may take a while.
 pub async fn on_every_master(
     masters: &redlock_testing::Masters,
     holds: impl Fn(&redlock_testing::RedisServer) -> bool,
 ) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        if masters.iter().all(&holds) {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(5), || masters.iter().all(&holds)).await
 }
 
 /// As [`keys_left`], polling for at most `bound`: for tests where a
@@ -104,14 +113,8 @@ pub async fn on_every_master(
 pub async fn keys_left_within(
     masters: &redlock_testing::Masters,
     pattern: &str,
-    bound: std::time::Duration,
+    bound: Duration,
 ) -> Vec<(usize, String)> {
-    let deadline = std::time::Instant::now() + bound;
-    loop {
-        let keys = masters.keys_everywhere(pattern);
-        if keys.is_empty() || std::time::Instant::now() >= deadline {
-            return keys;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    eventually(bound, || masters.keys_everywhere(pattern).is_empty()).await;
+    masters.keys_everywhere(pattern)
 }

@@ -327,10 +327,7 @@ async fn a_vote_dropped_before_it_was_written_still_reaches_its_master() {
             .unwrap_or_else(|e| panic!("{}: masters 1 and 2 grant: {e}", client.name()));
         masters[0].resume();
         let key = "redlock:behind";
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while masters[0].get(key).is_none() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        redlock_tests::eventually(Duration::from_secs(30), || masters[0].get(key).is_some()).await;
         assert_eq!(
             masters[0].get(key).as_deref(),
             Some(held.token().expose()),

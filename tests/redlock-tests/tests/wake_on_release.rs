@@ -13,9 +13,10 @@
 //! loaded machine adds to a loopback round trip, rather than the 50 ms
 //! default.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redlock_testing::Masters;
+use redlock_tests::eventually;
 use redlock_tokio::{LockManager, LockOptions, RetryPolicy};
 
 async fn manager(masters: &Masters, wake: bool) -> LockManager {
@@ -77,18 +78,6 @@ async fn subscribed_everywhere(masters: &Masters, n: i64) -> bool {
         subscribers(masters, "redlock:job").iter().all(|&k| k == n)
     })
     .await
-}
-
-/// Polls until `ok` holds, up to `bound`.
-async fn eventually(bound: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < bound {
-        if ok() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
