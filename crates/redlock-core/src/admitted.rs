@@ -392,6 +392,25 @@ mod tests {
 
     use super::*;
 
+    /// The admission state of one master, restart guard off (the tests'
+    /// masters have no past).
+    fn one_master_admission() -> Arc<Mutex<Admission>> {
+        let settings = crate::Settings::builder()
+            .danger_disable_restart_guard(true)
+            .build(1)
+            .expect("settings");
+        Arc::new(Mutex::new(Admission::for_settings(&settings)))
+    }
+
+    /// What a master reports: a run id of `c` repeated, role master.
+    fn master_facts(c: char) -> MasterFacts {
+        MasterFacts {
+            run_id: c.to_string().repeat(40),
+            role: "master".into(),
+            uptime_secs: 1_000,
+        }
+    }
+
     /// A link whose connection is replaced when the test says so, and
     /// whose drain of that replacement can be held, to interleave two
     /// calls exactly.
@@ -467,16 +486,8 @@ mod tests {
     /// nobody had verified.)
     #[test]
     fn a_reconnect_drained_by_another_call_still_voids_a_reply() {
-        let settings = crate::Settings::builder()
-            .danger_disable_restart_guard(true)
-            .build(1)
-            .expect("settings");
-        let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
-        let facts = MasterFacts {
-            run_id: "a".repeat(40),
-            role: "master".into(),
-            uptime_secs: 1_000,
-        };
+        let admission = one_master_admission();
+        let facts = master_facts('a');
         lock(&admission)
             .verified(0, 0, Instant::now(), &facts)
             .expect("verified");
@@ -614,11 +625,7 @@ mod tests {
     /// it; a check that ended (here: failed) is not reused.
     #[test]
     fn calls_needing_an_identity_check_share_the_one_in_flight() {
-        let settings = crate::Settings::builder()
-            .danger_disable_restart_guard(true)
-            .build(1)
-            .expect("settings");
-        let admission = Arc::new(Mutex::new(Admission::for_settings(&settings)));
+        let admission = one_master_admission();
         let (first_tx, first_rx) = oneshot::channel();
         let (second_tx, second_rx) = oneshot::channel();
         let link = Checked {
@@ -656,11 +663,7 @@ mod tests {
         assert!(next.poll_unpin(&mut cx).is_pending());
         master.link().run_tasks();
         assert_eq!(master.link().asked.load(Ordering::SeqCst), 2, "asked again");
-        let facts = MasterFacts {
-            run_id: "b".repeat(40),
-            role: "master".into(),
-            uptime_secs: 1_000,
-        };
+        let facts = master_facts('b');
         second_tx.send(Ok((Instant::now(), facts))).expect("asked");
         master.link().run_tasks();
         assert!(matches!(
