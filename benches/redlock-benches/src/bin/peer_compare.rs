@@ -90,48 +90,39 @@ async fn main() {
             node_dir.display()
         ));
     }
-    // p50[scenario][peer], one per round.
-    let mut p50 = vec![vec![Vec::new(); PEERS.len()]; SCENARIOS.len()];
-    for round in 0..rounds {
-        for (s, &(name, n, fault)) in SCENARIOS.iter().enumerate() {
-            for k in 0..PEERS.len() {
-                let peer = (k + round) % PEERS.len();
-                let us = match peer {
-                    0 => ours(Impl::Redlock, n, fault, cycles).await,
-                    1 => ours(Impl::Rslock, n, fault, cycles).await,
-                    _ => node(&node_dir, n, fault, cycles).await,
-                };
-                eprintln!(
-                    "round {}/{rounds}: {name} {}: cycle p50 {us:.0} µs",
-                    round + 1,
-                    PEERS[peer]
-                );
-                p50[s][peer].push(us);
+    let p50 = in_rounds(
+        rounds,
+        &SCENARIOS.map(|(name, ..)| name),
+        async |s, peer| {
+            let (_, n, fault) = SCENARIOS[s];
+            match peer {
+                0 => ours(Impl::Redlock, n, fault, cycles).await,
+                1 => ours(Impl::Rslock, n, fault, cycles).await,
+                _ => node(&node_dir, n, fault, cycles).await,
             }
-        }
-    }
-    // CS/s and fewest / most per task [contention scenario][peer].
-    let mut rate = vec![vec![Vec::new(); PEERS.len()]; CONTENTION.len()];
-    let mut fair = vec![vec![Vec::new(); PEERS.len()]; CONTENTION.len()];
-    for round in 0..rounds {
-        for (c, &(name, library)) in CONTENTION.iter().enumerate() {
-            for k in 0..PEERS.len() {
-                let peer = (k + round) % PEERS.len();
-                let (cs, fairness) = match peer {
-                    0 => ours_contended(Impl::Redlock, library).await,
-                    1 => ours_contended(Impl::Rslock, library).await,
-                    _ => node_contended(&node_dir, library).await,
-                };
-                eprintln!(
-                    "round {}/{rounds}: {name} {}: {cs:.0} CS/s, fewest / most {fairness:.2}",
-                    round + 1,
-                    PEERS[peer]
-                );
-                rate[c][peer].push(cs);
-                fair[c][peer].push(fairness);
+        },
+        |us| format!("cycle p50 {us:.0} µs"),
+    )
+    .await;
+    // (CS/s, fewest / most per task).
+    let contended = in_rounds(
+        rounds,
+        &CONTENTION.map(|(name, _)| name),
+        async |c, peer| {
+            let (_, library) = CONTENTION[c];
+            match peer {
+                0 => ours_contended(Impl::Redlock, library).await,
+                1 => ours_contended(Impl::Rslock, library).await,
+                _ => node_contended(&node_dir, library).await,
             }
-        }
-    }
+        },
+        |(cs, fairness)| format!("{cs:.0} CS/s, fewest / most {fairness:.2}"),
+    )
+    .await;
+    let rate =
+        |c: usize, peer: usize| -> Vec<f64> { contended[c][peer].iter().map(|x| x.0).collect() };
+    let fair =
+        |c: usize, peer: usize| -> Vec<f64> { contended[c][peer].iter().map(|x| x.1).collect() };
     println!("| scenario | redlock | rslock | node-redlock | redlock / node-redlock | redlock / rslock |");
     println!("|---|---|---|---|---|---|");
     for (s, &(name, ..)) in SCENARIOS.iter().enumerate() {
@@ -155,14 +146,14 @@ async fn main() {
         let [r, rs, n] = [0, 1, 2].map(|peer| {
             format!(
                 "{:.0} CS/s ({:.2})",
-                median(&rate[c][peer]),
-                median(&fair[c][peer])
+                median(&rate(c, peer)),
+                median(&fair(c, peer))
             )
         });
         println!(
             "| {name} (fewest / most) | {r} | {rs} | {n} | {:.2} | {:.2} |",
-            ratio(&rate[c][0], &rate[c][2]),
-            ratio(&rate[c][0], &rate[c][1])
+            ratio(&rate(c, 0), &rate(c, 2)),
+            ratio(&rate(c, 0), &rate(c, 1))
         );
     }
     println!(
@@ -171,6 +162,38 @@ async fn main() {
         CAP.as_secs(),
         CONTENDED.as_secs()
     );
+}
+
+/// `run(scenario, peer)` for each of the `scenarios` (their names) and
+/// each of the [`PEERS`], `rounds` times, the peers' order rotating by
+/// round; a line per run on stderr (`show`). Results by scenario, peer,
+/// round.
+async fn in_rounds<T>(
+    rounds: usize,
+    scenarios: &[&str],
+    mut run: impl AsyncFnMut(usize, usize) -> T,
+    show: impl Fn(&T) -> String,
+) -> Vec<Vec<Vec<T>>> {
+    let mut out: Vec<Vec<Vec<T>>> = scenarios
+        .iter()
+        .map(|_| PEERS.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for round in 0..rounds {
+        for (s, name) in scenarios.iter().enumerate() {
+            for k in 0..PEERS.len() {
+                let peer = (k + round) % PEERS.len();
+                let got = run(s, peer).await;
+                eprintln!(
+                    "round {}/{rounds}: {name} {}: {}",
+                    round + 1,
+                    PEERS[peer],
+                    show(&got)
+                );
+                out[s][peer].push(got);
+            }
+        }
+    }
+    out
 }
 
 /// The median over the rounds of `a / b`, taken within each round (as
