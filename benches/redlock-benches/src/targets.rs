@@ -112,26 +112,27 @@ fn p50_us<I: IntoIterator<Item = Duration>>(d: I) -> f64 {
 }
 
 /// What [`sequential`] measured.
-struct Sequential {
+#[derive(Clone, Debug)]
+pub struct Sequential {
     /// Cycle p50, µs.
-    p50: f64,
+    pub p50: f64,
     /// Acquire p50, µs.
-    acquire_p50: f64,
+    pub acquire_p50: f64,
     /// Release p50, µs.
-    release_p50: f64,
+    pub release_p50: f64,
     /// The client's CPU per cycle, µs: the process's, less the in-process
     /// proxy's threads (C, C0).
-    cpu: f64,
+    pub cpu: f64,
     /// The proxy's CPU per cycle, µs (zero without a proxy).
-    proxy_cpu: f64,
+    pub proxy_cpu: f64,
     /// Cycles measured.
-    cycles: u64,
+    pub cycles: u64,
     /// Failed acquires.
-    failed: u64,
+    pub failed: u64,
 }
 
-/// Sequential cycles on `env`, capped at `cap`.
-async fn sequential(env: &Env, iters: u64, cap: Duration) -> Sequential {
+/// `iters` sequential cycles on `env` (scenarios A to D), capped at `cap`.
+pub async fn sequential(env: &Env, iters: u64, cap: Duration) -> Sequential {
     let cpu = CpuSplit::start();
     let u = workload::uncontended(
         &env.client,

@@ -21,12 +21,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use redlock_benches::scenario::SLOW_ONE_WAY;
-use redlock_benches::stats::{median, Latency};
-use redlock_benches::targets::{E2_JITTER, E_TASKS};
+use redlock_benches::stats::median;
+use redlock_benches::targets::{self, E2_JITTER, E_TASKS};
 use redlock_benches::workload::{Retry, Stop};
 use redlock_benches::{workload, Env, Fault, Impl, Scenario};
 use redlock_testing::{Masters, Mode, Proxy};
@@ -214,14 +214,7 @@ async fn ours(imp: Impl, masters: usize, fault: Fault, cycles: u64) -> f64 {
         f => Scenario::one_of_five(imp, f),
     };
     let env = Env::start(scenario).await;
-    let run = workload::uncontended(
-        &env.client,
-        cycles,
-        Some(Instant::now() + CAP),
-        Duration::ZERO,
-    )
-    .await;
-    Latency::of(run.samples.iter().map(workload::CycleSample::cycle)).p50() * 1000.0
+    targets::sequential(&env, cycles, CAP).await.p50
 }
 
 /// Length of each contention run.
