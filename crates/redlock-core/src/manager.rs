@@ -218,7 +218,10 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// attempt can only ever set a key to *our* token, which the release at
     /// the end (or the caller's cleanup after cancellation, by this same
     /// token) removes. Choosing the token up front is what lets a caller
-    /// clean up after dropping this future.
+    /// clean up after dropping this future. Use a fresh token for every
+    /// call ([`Settings::new_token`](crate::Settings::new_token)): a
+    /// release may reach a slow master late, and it deletes whatever key
+    /// there holds its token.
     ///
     /// Waking on release: after the first refusal, a call that may retry
     /// asks every master to watch its keys

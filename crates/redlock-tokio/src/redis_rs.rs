@@ -15,10 +15,14 @@
 //!   whose receiver is gone; every command goes through
 //!   `link::Finish`, so a vote dropped by an early
 //!   decision is still written (or times out), and a lock does not rest
-//!   on exactly a quorum for lack of it.
+//!   on exactly a quorum for lack of it. A release is never given up
+//!   unsent (`link::Delivery`): it has no response timeout, so redis-rs
+//!   writes it however late, while its caller stops waiting at the
+//!   per-master timeout.
 //! - **A bound on every call**: redis-rs's response timeout, at the
 //!   per-master timeout, the identity check after a reconnect included
-//!   (only start-up waits up to the connect timeout).
+//!   (only start-up waits up to the connect timeout); for a release, the
+//!   caller's wait alone.
 //! - **Reconnects the admission rules can see.** A
 //!   `MultiplexedConnection` does not reconnect: its I/O task ends when
 //!   the socket does. Our own loop (`keep_connected`) opens the next
@@ -71,7 +75,7 @@ use crate::fred::{
     short, unresponsive, Announcements, InfoProblem, ParsedUrl, Script, Scripts, SharedScripts,
     CLUSTER_NODE, NO_RUN_ID,
 };
-use crate::link::{connect_all, Attempt, Finish};
+use crate::link::{awaited, connect_all, Attempt, Delivery, Finish};
 
 /// First delay of the reconnect loop, doubled after every failed attempt.
 const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(10);
@@ -491,7 +495,7 @@ impl RedisRsLink {
     async fn call(&self, cmd: Cmd) -> Result<FredValue, MasterFailure> {
         let conn = self.conn()?;
         let pending = Unanswered(Some(&self.shared));
-        let outcome = query(conn, cmd)
+        let outcome = query(conn, cmd, Delivery::Timed, self.call_timeout)
             .await
             .map(to_fred)
             .map_err(|e| map_error(&e));
@@ -508,9 +512,10 @@ impl RedisRsLink {
         script: &Script,
         keys: &[K],
         args: &[&str],
+        delivery: Delivery,
     ) -> Result<FredValue, MasterFailure> {
         let pending = Unanswered(Some(&self.shared));
-        let outcome = self.send_script(script, keys, args).await;
+        let outcome = self.send_script(script, keys, args, delivery).await;
         pending.done(&outcome);
         outcome
     }
@@ -521,6 +526,7 @@ impl RedisRsLink {
         script: &Script,
         keys: &[K],
         args: &[&str],
+        delivery: Delivery,
     ) -> Result<FredValue, MasterFailure> {
         let invocation = |verb: &str, first: &str| {
             let keys = keys.iter().map(AsRef::as_ref);
@@ -535,13 +541,21 @@ impl RedisRsLink {
             cmd
         };
         let conn = self.conn()?;
-        match query(conn.clone(), invocation("EVALSHA", &script.sha)).await {
+        let timeout = self.call_timeout;
+        match query(
+            conn.clone(),
+            invocation("EVALSHA", &script.sha),
+            delivery,
+            timeout,
+        )
+        .await
+        {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 let (reload, scripts, timeout) =
                     (conn.clone(), Arc::clone(&self.scripts), self.call_timeout);
                 tokio::spawn(async move { load_scripts(reload, &scripts, timeout).await });
-                query(conn, invocation("EVAL", script.body))
+                query(conn, invocation("EVAL", script.body), delivery, timeout)
                     .await
                     .map(to_fred)
                     .map_err(|e| map_error(&e))
@@ -565,8 +579,9 @@ impl ScriptLink for RedisRsLink {
         script: &Script,
         keys: &[K],
         args: &[&str],
+        delivery: Delivery,
     ) -> Result<i64, MasterFailure> {
-        script_reply(Ok(self.eval(script, keys, args).await?))
+        script_reply(Ok(self.eval(script, keys, args, delivery).await?))
     }
 
     async fn command(&self, name: &'static str, args: &[&str]) -> Result<FredValue, MasterFailure> {
@@ -745,7 +760,12 @@ impl Master for RedisRsLink {
     ) -> Result<(KeyState, u64), MasterFailure> {
         let field = fences.fields.first().map_or("", String::as_str);
         let reply = self
-            .eval(&self.scripts.inspect, &[key, fences.hash], &[field])
+            .eval(
+                &self.scripts.inspect,
+                &[key, fences.hash],
+                &[field],
+                Delivery::Timed,
+            )
             .await?;
         inspect_outcome(Ok(reply))
     }
@@ -764,12 +784,30 @@ impl Master for RedisRsLink {
 }
 
 /// Sends `cmd` and returns its reply, a server error as `Err`: what
-/// `cmd.query_async::<Value>(conn)` does, seen through to its answer or
-/// timeout even if the caller stops waiting ([`Finish`]: redis-rs would
-/// otherwise never send a dropped vote that its connection had not
-/// written yet).
-fn query(mut conn: MultiplexedConnection, cmd: Cmd) -> Finish<redis::RedisResult<Value>> {
-    Finish::new(async move { conn.send_packed_command(&cmd).await?.extract_error() })
+/// `cmd.query_async::<Value>(conn)` does, seen through to its answer even
+/// if the caller stops waiting ([`Finish`]: redis-rs would otherwise never
+/// send a dropped vote that its connection had not written yet). A
+/// [`Delivery::Timed`] command is bounded by the connection's response
+/// timeout (the per-master timeout); a [`Delivery::Release`] by none at
+/// redis-rs, which then never skips it, while its caller stops waiting
+/// after `timeout`.
+fn query(
+    mut conn: MultiplexedConnection,
+    cmd: Cmd,
+    delivery: Delivery,
+    timeout: Duration,
+) -> impl std::future::Future<Output = redis::RedisResult<Value>> + Send + 'static {
+    if delivery == Delivery::Release {
+        // redis-rs has no way to unset a clone's timeout: one that never
+        // fires (tokio takes `Duration::MAX` as "far in the future").
+        conn.set_response_timeout(Duration::MAX);
+    }
+    awaited(
+        delivery,
+        timeout,
+        Finish::new(async move { conn.send_packed_command(&cmd).await?.extract_error() }),
+        || RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+    )
 }
 
 /// The bytes of `parts`: sized up front, a command's buffers are

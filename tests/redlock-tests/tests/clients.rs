@@ -225,15 +225,18 @@ async fn a_server_that_closes_every_connection_is_not_hammered() {
 }
 
 /// A manager through `client` (TTL 60 s, `master_timeout`) with master 0
-/// paused behind a full socket: `locks` locks of 2000 resources of 1000
-/// bytes (about 2 MB per command) taken and released meanwhile, which
-/// masters 1 and 2 grant. A few fill the paused master's socket buffers,
-/// and the client queues what follows.
+/// paused behind a full socket: `locks` locks of `resources` resources of
+/// 1000 bytes (about `resources` KB per command) taken and released
+/// meanwhile, which masters 1 and 2 grant. A paused master's socket takes
+/// about 4 MB (`tcp_wmem`'s 4 MB on the client's side, a receive buffer
+/// a fresh connection has not grown): what does not fit waits in the
+/// client.
 async fn master_0_paused_behind_a_full_socket(
     masters: &Masters,
     client: Client,
     master_timeout: Duration,
     locks: usize,
+    resources: usize,
 ) -> Manager {
     let rl = fresh_builder(masters.urls())
         .client(client)
@@ -246,7 +249,7 @@ async fn master_0_paused_behind_a_full_socket(
         .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
     masters[0].pause();
     for round in 0..locks {
-        let names: Vec<String> = (0..2000)
+        let names: Vec<String> = (0..resources)
             .map(|i| format!("{round}-{i}-{}", "x".repeat(990)))
             .collect();
         let lock = rl
@@ -256,6 +259,44 @@ async fn master_0_paused_behind_a_full_socket(
         rl.release(lock).await.ok();
     }
     rl
+}
+
+/// Resumes master 0 once `rl`'s background is idle, waits until it has
+/// read everything written to it before, and asserts that no lock key is
+/// left on any master.
+async fn resumed_master_0_keeps_no_key(rl: &Manager, masters: &Masters, client: Client) {
+    rl.background_idle().await;
+    masters[0].resume();
+    // Once master 0 votes on a new lock, it has read everything the
+    // client wrote before (one connection, in order).
+    // A new name each time: a key left by an earlier try must not
+    // keep it from voting (it is counted below).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for attempt in 0.. {
+        let lock = rl
+            .try_acquire(format!("caught-up-{attempt}"))
+            .await
+            .expect("a quorum is up");
+        let vote = lock.votes().get(0).map(|v| v.outcome.clone());
+        rl.release_all(lock).await.ok();
+        if vote == Some(VoteOutcome::Granted) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: master 0 never voted again (last: {vote:?})",
+            client.name()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = masters.keys_everywhere("redlock:*");
+    assert!(
+        left.is_empty(),
+        "{}: {} keys left, e.g. on master {}",
+        client.name(),
+        left.len(),
+        left.first().map_or(0, |(m, _)| *m)
+    );
 }
 
 /// A master whose socket is full (paused under a backlog): the votes sent
@@ -271,39 +312,35 @@ async fn votes_given_up_behind_a_full_socket_leave_no_key() {
         // 2 MB commands take a while on a loaded machine: a 1 s timeout.
         // Master 0's calls time out all the same (it is paused throughout).
         let rl =
-            master_0_paused_behind_a_full_socket(&masters, client, Duration::from_secs(1), 8).await;
-        rl.background_idle().await;
-        masters[0].resume();
-        // Once master 0 votes on a new lock, it has read everything the
-        // client wrote before (one connection, in order).
-        // A new name each time: a key left by an earlier try must not
-        // keep it from voting (it is counted below).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for attempt in 0.. {
-            let lock = rl
-                .try_acquire(format!("caught-up-{attempt}"))
-                .await
-                .expect("a quorum is up");
-            let vote = lock.votes().get(0).map(|v| v.outcome.clone());
-            rl.release_all(lock).await.ok();
-            if vote == Some(VoteOutcome::Granted) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: master 0 never voted again (last: {vote:?})",
-                client.name()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let left = masters.keys_everywhere("redlock:*");
-        assert!(
-            left.is_empty(),
-            "{}: {} keys left, e.g. on master {}",
-            client.name(),
-            left.len(),
-            left.first().map_or(0, |(m, _)| *m)
-        );
+            master_0_paused_behind_a_full_socket(&masters, client, Duration::from_secs(1), 8, 2000)
+                .await;
+        resumed_master_0_keeps_no_key(&rl, &masters, client).await;
+    }
+}
+
+/// A vote too large for a paused master's socket is cut mid-write when
+/// its timeout runs out, and a client cannot take back what it started
+/// writing: the rest goes out once the master reads again. The release
+/// queued behind it must then go out too, however late: both clients
+/// used to give it up unsent at its own timeout, and the 12 000 keys of
+/// the vote stayed on the master until their TTL. (Late, a release
+/// deletes only keys holding its own token.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_queued_behind_a_partly_written_vote_is_still_written() {
+    for client in BOTH {
+        let masters = Masters::start(3);
+        // One lock of 12 000 resources: a 12 MB command, three times what
+        // the paused master's socket takes. A 2 s timeout for masters 1
+        // and 2 to take it on a loaded machine.
+        let rl = master_0_paused_behind_a_full_socket(
+            &masters,
+            client,
+            Duration::from_secs(2),
+            1,
+            12_000,
+        )
+        .await;
+        resumed_master_0_keeps_no_key(&rl, &masters, client).await;
     }
 }
 
@@ -320,7 +357,8 @@ async fn a_vote_dropped_before_it_was_written_still_reaches_its_master() {
         // A 5 s timeout, far above what master 0 needs to catch up once
         // resumed: the late vote must land within it.
         let rl =
-            master_0_paused_behind_a_full_socket(&masters, client, Duration::from_secs(5), 2).await;
+            master_0_paused_behind_a_full_socket(&masters, client, Duration::from_secs(5), 2, 2000)
+                .await;
         let held = rl
             .try_acquire("behind")
             .await

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fred::clients::Client;
+use fred::error::ErrorKind;
 use fred::interfaces::ClientLike;
 use fred::types::config::{Options, Server};
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
@@ -24,7 +25,7 @@ use super::announce::Announcements;
 use super::connect::{fetch_identity, load_scripts, parse_time};
 use super::reply::{self, map_error};
 use crate::commands::{self, ScriptLink};
-use crate::link::Finish;
+use crate::link::{awaited, Delivery, Finish};
 
 /// A Lua script with its SHA1, computed locally once.
 #[derive(Debug)]
@@ -111,7 +112,11 @@ pub(crate) type SharedScripts = Arc<Scripts>;
 /// Dropping it stops the client's connection task.
 pub struct FredLink {
     client: Client,
+    /// The per-call options: fred's timeout at the per-master timeout.
     options: Options,
+    /// The same without fred's timeout, for releases ([`Delivery::Release`]);
+    /// boxed, as the link is a variant of `RedisLink`.
+    release_options: Box<Options>,
     address: Arc<str>,
     scripts: SharedScripts,
     /// fred's reconnect notifications, drained before and after calls.
@@ -139,10 +144,16 @@ impl FredLink {
         let announcements = scripts
             .announce
             .then(|| Announcements::new(&client, &options));
+        let release_options = Box::new(Options {
+            // Zero: no timeout at all in fred (`basic_request_response`).
+            timeout: Some(std::time::Duration::ZERO),
+            ..options.clone()
+        });
         Self {
             announcements,
             client,
             options,
+            release_options,
             address,
             scripts,
             reconnects: Mutex::new(reconnects),
@@ -182,8 +193,8 @@ impl FredLink {
         &self.client
     }
 
-    /// Sends one command under the per-master timeout and returns its
-    /// reply. Every lock command goes through here.
+    /// Sends one command and returns its reply, within the per-master
+    /// timeout. Every lock command goes through here.
     ///
     /// fred gives a command up (and then never writes it) only when its
     /// timeout fires in the future that awaits it; a command whose future
@@ -195,15 +206,28 @@ impl FredLink {
     /// our key until its TTL (`clients.rs`,
     /// `votes_given_up_behind_a_full_socket_leave_no_key`). So a request
     /// dropped before its answer is awaited to the end in a task of its
-    /// own: it is written within its timeout or not at all, as the
-    /// commands queued after it, whose timeouts run out later.
+    /// own ([`Finish`]). A [`Delivery::Timed`] one carries fred's timeout:
+    /// written within it or not at all. A [`Delivery::Release`] one
+    /// carries none, so fred never skips it, and its caller stops waiting
+    /// at the per-master timeout.
     fn request(
         &self,
         name: &'static str,
         args: Vec<Value>,
+        delivery: Delivery,
     ) -> impl Future<Output = Result<Value, fred::error::Error>> + Send + 'static {
-        let client = self.client.with_options(&self.options);
-        Finish::new(async move { client.custom::<Value, Value>(command(name), args).await })
+        let options = match delivery {
+            Delivery::Timed => &self.options,
+            Delivery::Release => &self.release_options,
+        };
+        let client = self.client.with_options(options);
+        let timeout = self.options.timeout.unwrap_or_default();
+        awaited(
+            delivery,
+            timeout,
+            Finish::new(async move { client.custom::<Value, Value>(command(name), args).await }),
+            || fred::error::Error::new(ErrorKind::Timeout, "Request timed out."),
+        )
     }
 
     /// Runs `script` with `EVALSHA` and returns its integer reply; after
@@ -214,8 +238,9 @@ impl FredLink {
         script: &Script,
         keys: &[impl AsRef<str> + Sync],
         args: &[&str],
+        delivery: Delivery,
     ) -> Result<i64, MasterFailure> {
-        reply::script_reply(self.send_script(script, keys, args, true).await)
+        reply::script_reply(self.send_script(script, keys, args, true, delivery).await)
     }
 
     /// `EVALSHA` of `script`; after `NOSCRIPT` (a restarted or flushed
@@ -229,6 +254,7 @@ impl FredLink {
         keys: &[impl AsRef<str> + Sync],
         args: &[&str],
         reload: bool,
+        delivery: Delivery,
     ) -> Result<Value, fred::error::Error> {
         // `first` is the SHA for EVALSHA or the body for EVAL; the rest is
         // the same. Built per send, so the common EVALSHA path does not copy
@@ -242,7 +268,7 @@ impl FredLink {
             argv
         };
         match self
-            .request("EVALSHA", argv(Value::from(script.sha.as_str())))
+            .request("EVALSHA", argv(Value::from(script.sha.as_str())), delivery)
             .await
         {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
@@ -254,7 +280,8 @@ impl FredLink {
                     );
                     tokio::spawn(async move { load_scripts(&c, &o, &sh).await });
                 }
-                self.request("EVAL", argv(Value::from(script.body))).await
+                self.request("EVAL", argv(Value::from(script.body)), delivery)
+                    .await
             }
             other => other,
         }
@@ -275,13 +302,16 @@ impl ScriptLink for FredLink {
         script: &Script,
         keys: &[K],
         args: &[&str],
+        delivery: Delivery,
     ) -> impl Future<Output = Result<i64, MasterFailure>> + Send {
-        self.eval(script, keys, args)
+        self.eval(script, keys, args, delivery)
     }
 
     async fn command(&self, name: &'static str, args: &[&str]) -> Result<Value, MasterFailure> {
         let args = args.iter().map(|a| Value::from(*a)).collect();
-        self.request(name, args).await.map_err(|e| map_error(&e))
+        self.request(name, args, Delivery::Timed)
+            .await
+            .map_err(|e| map_error(&e))
     }
 }
 
@@ -401,7 +431,7 @@ impl Master for FredLink {
         let mut args: Vec<Value> = Vec::with_capacity(1 + fences.fields.len());
         args.push(Value::from(fences.hash));
         args.extend(fences.fields.iter().map(|f| Value::from(f.as_str())));
-        self.request("HDEL", args)
+        self.request("HDEL", args, Delivery::Timed)
             .await
             .map(|_| ())
             .map_err(|e| map_error(&e))
@@ -438,7 +468,8 @@ impl FredLink {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Value, fred::error::Error> {
-        self.send_script(script, keys, args, false).await
+        self.send_script(script, keys, args, false, Delivery::Timed)
+            .await
     }
 
     /// What this master holds under `key`, and the fence of the resource.
@@ -457,7 +488,7 @@ impl FredLink {
     /// `DEL` of the keys, whoever holds them.
     async fn delete_keys(&self, keys: &[String]) -> Result<(), MasterFailure> {
         let args: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
-        self.request("DEL", args)
+        self.request("DEL", args, Delivery::Timed)
             .await
             .map(|_| ())
             .map_err(|e| map_error(&e))

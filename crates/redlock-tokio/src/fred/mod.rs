@@ -16,10 +16,12 @@
 //!   server died reports `Connected` while every command hangs);
 //! - one write attempt per command, so a `SET` is never re-sent after a
 //!   reconnect behind our back;
-//! - fred's own per-command timeout on every call (an outer
+//! - fred's own per-command timeout on every call but a release (an outer
 //!   `tokio::time::timeout` alone would let a dropped command be written
 //!   later), and `fail_fast` so commands to a disconnected master fail at
-//!   once instead of queueing;
+//!   once instead of queueing. A release is the one command that must be
+//!   written however late: it goes without fred's timeout, and only its
+//!   caller's wait is bounded (`link::Delivery`);
 //! - TCP nodelay, and the unresponsive-connection check.
 //!
 //! fred 10.1 drops per-call options on `evalsha` sent through
