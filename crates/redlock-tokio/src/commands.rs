@@ -11,7 +11,7 @@ use fred::types::Value;
 use redlock_core::{scripts, Fence, FenceKeys, MasterFailure, Token, Ttl};
 
 use crate::fred::{fenced_argv, is_syntax_error, set_nx_get_outcome, Script, Scripts, SetNxGet};
-use crate::link::Delivery;
+use crate::link::{Delivery, Release, Timed};
 
 /// What a link does for the shared commands: run a script, send one
 /// command.
@@ -26,16 +26,16 @@ pub(crate) trait ScriptLink: Sync {
     /// Runs `script` by SHA (`EVAL` after `NOSCRIPT`) and returns its
     /// integer reply, within the per-master timeout; `delivery` says
     /// whether the client may give it up unsent.
-    fn eval_int<K: AsRef<str> + Sync>(
+    fn eval_int<K: AsRef<str> + Sync, D: Delivery>(
         &self,
         script: &Script,
         keys: &[K],
         args: &[&str],
-        delivery: Delivery,
+        delivery: D,
     ) -> impl Future<Output = Result<i64, MasterFailure>> + Send;
 
     /// Sends the command `name` with `args`, within the per-master
-    /// timeout ([`Delivery::Timed`]), and returns its reply as a fred value (the reply rules of
+    /// timeout ([`Timed`]), and returns its reply as a fred value (the reply rules of
     /// `fred/reply.rs` read both links' replies).
     fn command(
         &self,
@@ -80,12 +80,7 @@ pub(crate) async fn acquire(
         }
     }
     let n = link
-        .eval_int(
-            &link.scripts().acquire,
-            keys,
-            &[token.expose(), ttl],
-            Delivery::Timed,
-        )
+        .eval_int(&link.scripts().acquire, keys, &[token.expose(), ttl], Timed)
         .await?;
     scripts::acquire_outcome(n)
 }
@@ -106,7 +101,7 @@ pub(crate) async fn extend(
             &link.scripts().extend,
             keys,
             &[token.expose(), ttl, recreate],
-            Delivery::Timed,
+            Timed,
         )
         .await?;
     scripts::extend_outcome(n)
@@ -115,7 +110,7 @@ pub(crate) async fn extend(
 /// [`Master::release`](redlock_core::Master::release), or with
 /// `announced` [`Master::release_announced`](redlock_core::Master::release_announced):
 /// the announcing script when the manager's releases announce themselves.
-/// Never given up unsent ([`Delivery::Release`]).
+/// Never given up unsent ([`Release`]).
 pub(crate) async fn release(
     link: &impl ScriptLink,
     keys: &[String],
@@ -129,7 +124,7 @@ pub(crate) async fn release(
         &scripts.release
     };
     let n = link
-        .eval_int(script, keys, &[token.expose()], Delivery::Release)
+        .eval_int(script, keys, &[token.expose()], Release)
         .await?;
     scripts::release_outcome(n)
 }
@@ -146,12 +141,7 @@ pub(crate) async fn acquire_fenced(
     let ttl = ttl_arg(ttl, &mut buf);
     let (keys, args) = fenced_argv(keys, fences, &[token.expose(), ttl]);
     let n = link
-        .eval_int(
-            &link.scripts().acquire_fenced,
-            &keys,
-            &args,
-            Delivery::Timed,
-        )
+        .eval_int(&link.scripts().acquire_fenced, &keys, &args, Timed)
         .await?;
     scripts::acquire_fenced_outcome(n)
 }
@@ -168,7 +158,7 @@ pub(crate) async fn set_fence(
     let fence = buf.format(fence.get());
     let (keys, args) = fenced_argv(keys, fences, &[token.expose(), fence]);
     let n = link
-        .eval_int(&link.scripts().set_fence, &keys, &args, Delivery::Timed)
+        .eval_int(&link.scripts().set_fence, &keys, &args, Timed)
         .await?;
     scripts::set_fence_outcome(n)
 }

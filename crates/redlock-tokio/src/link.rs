@@ -338,8 +338,8 @@ pub(crate) fn admit_all(
 ///   (`clients.rs`, `a_vote_dropped_before_it_was_written_still_reaches_its_master`).
 ///
 /// Seen through, a command is written within its timeout or not at all
-/// ([`Delivery::Timed`]; a release is never given up unsent,
-/// [`Delivery::Release`]), in order with the commands queued after it.
+/// ([`Timed`]; a release is never given up unsent, [`Release`]), in
+/// order with the commands queued after it.
 /// One exception: a command whose writing had begun when its timeout ran
 /// out is written whole once the socket drains, as neither client can
 /// take back what it started writing.
@@ -380,45 +380,74 @@ impl<T: Send + 'static> Drop for Finish<T> {
 }
 
 /// Whether a client may give a command up unsent once the per-master
-/// timeout has run out. Either way its caller waits at most that timeout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Delivery {
-    /// Written within the per-master timeout or not at all: votes,
-    /// extends, fences, reads, forced deletes. Late, a vote would set a
-    /// key after its caller stopped counting on it, and a forced `DEL`
-    /// could delete the next holder's key.
-    Timed,
-    /// Never given up unsent: the token-checked releases (of a lock, and
-    /// the cleanup after a refused attempt). The client writes it whenever
-    /// the connection takes it and waits for its answer while the
-    /// connection lives (a stalled one is replaced, see `unresponsive` in
-    /// `fred/connect.rs`); its caller stops
-    /// waiting at the per-master timeout. A release must follow whatever
-    /// is written ahead of it on its connection: a vote too large for a
-    /// paused master's socket is partly written when its timeout runs out,
-    /// the rest goes out once the master reads again, and a release given
-    /// up meanwhile left its keys there until their TTL (`clients.rs`,
-    /// `a_release_queued_behind_a_partly_written_vote_is_still_written`).
-    /// Late, a release is harmless: it deletes only keys that still hold
-    /// its own token, and tokens are never reused across calls.
-    Release,
+/// timeout has run out ([`Timed`] or [`Release`]); either way its caller
+/// waits at most that timeout. A type rather than a value, so that a timed
+/// command's future carries no timer of ours (a `Sleep` is 112 bytes, and
+/// nested futures carry it at every level).
+pub(crate) trait Delivery: Copy + Send + Sync + 'static {
+    /// Whether the client's own timeout bounds the command: it then gives
+    /// it up unsent once that runs out.
+    const TIMED: bool;
+
+    /// Waits for `request` (seen through by a [`Finish`]): bounded by the
+    /// client's own timeout ([`Timed`]), or by `timeout` here, after
+    /// which the caller gets `timed_out()` and the request goes on in a
+    /// task of its own ([`Release`]).
+    fn awaited<T: Send + 'static, E: Send + 'static>(
+        self,
+        timeout: Duration,
+        request: Finish<Result<T, E>>,
+        timed_out: impl FnOnce() -> E + Send,
+    ) -> impl Future<Output = Result<T, E>> + Send;
 }
 
-/// Waits for `request` (seen through by a [`Finish`]) as its `delivery`
-/// needs: a [`Delivery::Timed`] one is bounded by the client's own
-/// timeout; a [`Delivery::Release`] one has none at the client, so its
-/// caller's wait is bounded here, by `timeout`, after which it gets
-/// `timed_out()` and the request goes on in a task of its own.
-pub(crate) async fn awaited<T: Send + 'static, E: Send + 'static>(
-    delivery: Delivery,
-    timeout: Duration,
-    request: Finish<Result<T, E>>,
-    timed_out: impl FnOnce() -> E,
-) -> Result<T, E> {
-    match delivery {
-        Delivery::Timed => request.await,
-        Delivery::Release => tokio::time::timeout(timeout, request)
+/// Written within the per-master timeout or not at all: votes, extends,
+/// fences, reads, forced deletes. Late, a vote would set a key after its
+/// caller stopped counting on it, and a forced `DEL` could delete the next
+/// holder's key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timed;
+
+impl Delivery for Timed {
+    const TIMED: bool = true;
+
+    fn awaited<T: Send + 'static, E: Send + 'static>(
+        self,
+        _timeout: Duration,
+        request: Finish<Result<T, E>>,
+        _timed_out: impl FnOnce() -> E + Send,
+    ) -> impl Future<Output = Result<T, E>> + Send {
+        request
+    }
+}
+
+/// Never given up unsent: the token-checked releases (of a lock, and the
+/// cleanup after a refused attempt). The client writes it whenever the
+/// connection takes it and waits for its answer while the connection
+/// lives (a stalled one is replaced, see `unresponsive` in
+/// `fred/connect.rs`); its caller stops waiting at the per-master timeout.
+/// A release must follow whatever is written ahead of it on its
+/// connection: a vote too large for a paused master's socket is partly
+/// written when its timeout runs out, the rest goes out once the master
+/// reads again, and a release given up meanwhile left its keys there until
+/// their TTL (`clients.rs`,
+/// `a_release_queued_behind_a_partly_written_vote_is_still_written`).
+/// Late, a release is harmless: it deletes only keys that still hold its
+/// own token, and a token is never used by another call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Release;
+
+impl Delivery for Release {
+    const TIMED: bool = false;
+
+    async fn awaited<T: Send + 'static, E: Send + 'static>(
+        self,
+        timeout: Duration,
+        request: Finish<Result<T, E>>,
+        timed_out: impl FnOnce() -> E + Send,
+    ) -> Result<T, E> {
+        tokio::time::timeout(timeout, request)
             .await
-            .unwrap_or_else(|_| Err(timed_out())),
+            .unwrap_or_else(|_| Err(timed_out()))
     }
 }

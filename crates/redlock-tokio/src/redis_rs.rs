@@ -75,7 +75,7 @@ use crate::fred::{
     short, unresponsive, Announcements, InfoProblem, ParsedUrl, Script, Scripts, SharedScripts,
     CLUSTER_NODE, NO_RUN_ID,
 };
-use crate::link::{awaited, connect_all, Attempt, Delivery, Finish};
+use crate::link::{connect_all, Attempt, Delivery, Finish, Timed};
 
 /// First delay of the reconnect loop, doubled after every failed attempt.
 const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(10);
@@ -495,7 +495,7 @@ impl RedisRsLink {
     async fn call(&self, cmd: Cmd) -> Result<FredValue, MasterFailure> {
         let conn = self.conn()?;
         let pending = Unanswered(Some(&self.shared));
-        let outcome = query(conn, cmd, Delivery::Timed, self.call_timeout)
+        let outcome = query(conn, cmd, Timed, self.call_timeout)
             .await
             .map(to_fred)
             .map_err(|e| map_error(&e));
@@ -512,7 +512,7 @@ impl RedisRsLink {
         script: &Script,
         keys: &[K],
         args: &[&str],
-        delivery: Delivery,
+        delivery: impl Delivery,
     ) -> Result<FredValue, MasterFailure> {
         let pending = Unanswered(Some(&self.shared));
         let outcome = self.send_script(script, keys, args, delivery).await;
@@ -526,7 +526,7 @@ impl RedisRsLink {
         script: &Script,
         keys: &[K],
         args: &[&str],
-        delivery: Delivery,
+        delivery: impl Delivery,
     ) -> Result<FredValue, MasterFailure> {
         let invocation = |verb: &str, first: &str| {
             let keys = keys.iter().map(AsRef::as_ref);
@@ -574,12 +574,12 @@ impl ScriptLink for RedisRsLink {
         &self.no_set_get
     }
 
-    async fn eval_int<K: AsRef<str> + Sync>(
+    async fn eval_int<K: AsRef<str> + Sync, D: Delivery>(
         &self,
         script: &Script,
         keys: &[K],
         args: &[&str],
-        delivery: Delivery,
+        delivery: D,
     ) -> Result<i64, MasterFailure> {
         script_reply(Ok(self.eval(script, keys, args, delivery).await?))
     }
@@ -760,12 +760,7 @@ impl Master for RedisRsLink {
     ) -> Result<(KeyState, u64), MasterFailure> {
         let field = fences.fields.first().map_or("", String::as_str);
         let reply = self
-            .eval(
-                &self.scripts.inspect,
-                &[key, fences.hash],
-                &[field],
-                Delivery::Timed,
-            )
+            .eval(&self.scripts.inspect, &[key, fences.hash], &[field], Timed)
             .await?;
         inspect_outcome(Ok(reply))
     }
@@ -787,23 +782,22 @@ impl Master for RedisRsLink {
 /// `cmd.query_async::<Value>(conn)` does, seen through to its answer even
 /// if the caller stops waiting ([`Finish`]: redis-rs would otherwise never
 /// send a dropped vote that its connection had not written yet). A
-/// [`Delivery::Timed`] command is bounded by the connection's response
-/// timeout (the per-master timeout); a [`Delivery::Release`] by none at
+/// [`Timed`] command is bounded by the connection's response timeout (the
+/// per-master timeout); a [`Release`](crate::link::Release) by none at
 /// redis-rs, which then never skips it, while its caller stops waiting
 /// after `timeout`.
-fn query(
+fn query<D: Delivery>(
     mut conn: MultiplexedConnection,
     cmd: Cmd,
-    delivery: Delivery,
+    delivery: D,
     timeout: Duration,
 ) -> impl std::future::Future<Output = redis::RedisResult<Value>> + Send + 'static {
-    if delivery == Delivery::Release {
+    if !D::TIMED {
         // redis-rs has no way to unset a clone's timeout: one that never
         // fires (tokio takes `Duration::MAX` as "far in the future").
         conn.set_response_timeout(Duration::MAX);
     }
-    awaited(
-        delivery,
+    delivery.awaited(
         timeout,
         Finish::new(async move { conn.send_packed_command(&cmd).await?.extract_error() }),
         || RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),

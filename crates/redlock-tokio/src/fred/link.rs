@@ -25,7 +25,7 @@ use super::announce::Announcements;
 use super::connect::{fetch_identity, load_scripts, parse_time};
 use super::reply::{self, map_error};
 use crate::commands::{self, ScriptLink};
-use crate::link::{awaited, Delivery, Finish};
+use crate::link::{Delivery, Finish, Timed};
 
 /// A Lua script with its SHA1, computed locally once.
 #[derive(Debug)]
@@ -114,7 +114,8 @@ pub struct FredLink {
     client: Client,
     /// The per-call options: fred's timeout at the per-master timeout.
     options: Options,
-    /// The same without fred's timeout, for releases ([`Delivery::Release`]);
+    /// The same without fred's timeout, for releases
+    /// ([`Release`](crate::link::Release));
     /// boxed, as the link is a variant of `RedisLink`.
     release_options: Box<Options>,
     address: Arc<str>,
@@ -206,24 +207,24 @@ impl FredLink {
     /// our key until its TTL (`clients.rs`,
     /// `votes_given_up_behind_a_full_socket_leave_no_key`). So a request
     /// dropped before its answer is awaited to the end in a task of its
-    /// own ([`Finish`]). A [`Delivery::Timed`] one carries fred's timeout:
-    /// written within it or not at all. A [`Delivery::Release`] one
+    /// own ([`Finish`]). A [`Timed`] one carries fred's timeout: written
+    /// within it or not at all. A [`Release`](crate::link::Release) one
     /// carries none, so fred never skips it, and its caller stops waiting
     /// at the per-master timeout.
-    fn request(
+    fn request<D: Delivery>(
         &self,
         name: &'static str,
         args: Vec<Value>,
-        delivery: Delivery,
+        delivery: D,
     ) -> impl Future<Output = Result<Value, fred::error::Error>> + Send + 'static {
-        let options = match delivery {
-            Delivery::Timed => &self.options,
-            Delivery::Release => &self.release_options,
+        let options = if D::TIMED {
+            &self.options
+        } else {
+            &*self.release_options
         };
         let client = self.client.with_options(options);
         let timeout = self.options.timeout.unwrap_or_default();
-        awaited(
-            delivery,
+        delivery.awaited(
             timeout,
             Finish::new(async move { client.custom::<Value, Value>(command(name), args).await }),
             || fred::error::Error::new(ErrorKind::Timeout, "Request timed out."),
@@ -238,7 +239,7 @@ impl FredLink {
         script: &Script,
         keys: &[impl AsRef<str> + Sync],
         args: &[&str],
-        delivery: Delivery,
+        delivery: impl Delivery,
     ) -> Result<i64, MasterFailure> {
         reply::script_reply(self.send_script(script, keys, args, true, delivery).await)
     }
@@ -254,7 +255,7 @@ impl FredLink {
         keys: &[impl AsRef<str> + Sync],
         args: &[&str],
         reload: bool,
-        delivery: Delivery,
+        delivery: impl Delivery,
     ) -> Result<Value, fred::error::Error> {
         // `first` is the SHA for EVALSHA or the body for EVAL; the rest is
         // the same. Built per send, so the common EVALSHA path does not copy
@@ -297,19 +298,19 @@ impl ScriptLink for FredLink {
         &self.no_set_get
     }
 
-    fn eval_int<K: AsRef<str> + Sync>(
+    fn eval_int<K: AsRef<str> + Sync, D: Delivery>(
         &self,
         script: &Script,
         keys: &[K],
         args: &[&str],
-        delivery: Delivery,
+        delivery: D,
     ) -> impl Future<Output = Result<i64, MasterFailure>> + Send {
         self.eval(script, keys, args, delivery)
     }
 
     async fn command(&self, name: &'static str, args: &[&str]) -> Result<Value, MasterFailure> {
         let args = args.iter().map(|a| Value::from(*a)).collect();
-        self.request(name, args, Delivery::Timed)
+        self.request(name, args, Timed)
             .await
             .map_err(|e| map_error(&e))
     }
@@ -431,7 +432,7 @@ impl Master for FredLink {
         let mut args: Vec<Value> = Vec::with_capacity(1 + fences.fields.len());
         args.push(Value::from(fences.hash));
         args.extend(fences.fields.iter().map(|f| Value::from(f.as_str())));
-        self.request("HDEL", args, Delivery::Timed)
+        self.request("HDEL", args, Timed)
             .await
             .map(|_| ())
             .map_err(|e| map_error(&e))
@@ -468,8 +469,7 @@ impl FredLink {
         keys: &[&str],
         args: &[&str],
     ) -> Result<Value, fred::error::Error> {
-        self.send_script(script, keys, args, false, Delivery::Timed)
-            .await
+        self.send_script(script, keys, args, false, Timed).await
     }
 
     /// What this master holds under `key`, and the fence of the resource.
@@ -488,7 +488,7 @@ impl FredLink {
     /// `DEL` of the keys, whoever holds them.
     async fn delete_keys(&self, keys: &[String]) -> Result<(), MasterFailure> {
         let args: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
-        self.request("DEL", args, Delivery::Timed)
+        self.request("DEL", args, Timed)
             .await
             .map(|_| ())
             .map_err(|e| map_error(&e))
