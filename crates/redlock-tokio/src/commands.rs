@@ -35,8 +35,8 @@ pub(crate) trait ScriptLink: Sync {
     ) -> impl Future<Output = Result<i64, MasterFailure>> + Send;
 
     /// Sends the command `name` with `args`, within the per-master
-    /// timeout ([`Timed`]), and returns its reply as a fred value (the reply rules of
-    /// `fred/reply.rs` read both links' replies).
+    /// timeout ([`Timed`]), and returns its reply as a fred value (the
+    /// reply rules of `fred/reply.rs` read both links' replies).
     fn command(
         &self,
         name: &'static str,
