@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::scenario::{own_cpu, CpuSplit, Fault, Impl, Scenario};
-use crate::stats::{median, range, Latency};
-use crate::workload::{self, Retry, Stop};
+use crate::stats::{median, range};
+use crate::workload::{self, CycleLatencies, Retry, Stop};
 use crate::Env;
 
 /// Tasks of scenario F.
@@ -106,11 +106,6 @@ fn idx(imp: Impl) -> usize {
     }
 }
 
-/// p50 of a list of latencies, in µs.
-fn p50_us<I: IntoIterator<Item = Duration>>(d: I) -> f64 {
-    Latency::of(d).p50() * 1000.0
-}
-
 /// What [`sequential`] measured.
 #[derive(Clone, Debug)]
 pub struct Sequential {
@@ -147,10 +142,11 @@ pub async fn sequential(env: &Env, iters: u64, cap: Duration) -> Sequential {
         eprintln!("  {}: acquire failed: {f}", env.scenario);
     }
     let per_cycle = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    let l = CycleLatencies::of(&u.samples);
     Sequential {
-        p50: p50_us(u.samples.iter().map(|s| s.cycle())),
-        acquire_p50: p50_us(u.samples.iter().map(|s| s.acquire)),
-        release_p50: p50_us(u.samples.iter().map(|s| s.release)),
+        p50: l.cycle.p50() * 1000.0,
+        acquire_p50: l.acquire.p50() * 1000.0,
+        release_p50: l.release.p50() * 1000.0,
         cpu: per_cycle(cpu),
         proxy_cpu: per_cycle(proxy),
         cycles: n,

@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::scenario::Client;
+use crate::stats::Latency;
 
 /// A source of resource names never used before in this process, so no
 /// run sees keys left by another (contended runs abort tasks mid-acquire,
@@ -44,6 +45,28 @@ impl CycleSample {
     /// Acquire plus release.
     pub fn cycle(&self) -> Duration {
         self.acquire + self.release
+    }
+}
+
+/// The distributions of a run's [`CycleSample`]s: acquire, release and
+/// the whole cycle.
+pub struct CycleLatencies {
+    /// From calling acquire to holding the lock.
+    pub acquire: Latency,
+    /// From calling release to its return.
+    pub release: Latency,
+    /// Acquire plus release.
+    pub cycle: Latency,
+}
+
+impl CycleLatencies {
+    /// The three distributions of `samples`.
+    pub fn of(samples: &[CycleSample]) -> Self {
+        Self {
+            acquire: Latency::of(samples.iter().map(|s| s.acquire)),
+            release: Latency::of(samples.iter().map(|s| s.release)),
+            cycle: Latency::of(samples.iter().map(CycleSample::cycle)),
+        }
     }
 }
 

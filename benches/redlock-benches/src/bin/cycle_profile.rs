@@ -331,14 +331,12 @@ async fn main() {
 
 /// ", p50 acquire A / release R / cycle C µs" of sequential cycles.
 fn sequential_p50s(samples: &[workload::CycleSample]) -> String {
-    let p50 = |f: fn(&workload::CycleSample) -> Duration| {
-        redlock_benches::stats::Latency::of(samples.iter().map(f)).p50() * 1000.0
-    };
+    let l = workload::CycleLatencies::of(samples);
     format!(
         ", p50 acquire {:.0} / release {:.0} / cycle {:.0} µs",
-        p50(|s| s.acquire),
-        p50(|s| s.release),
-        p50(workload::CycleSample::cycle)
+        l.acquire.p50() * 1000.0,
+        l.release.p50() * 1000.0,
+        l.cycle.p50() * 1000.0
     )
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use redlock_benches::fanout::ping_fanout;
 use redlock_benches::scenario::own_cpu;
 use redlock_benches::stats::Latency;
-use redlock_benches::workload::{self, CycleSample, Retry, Stop};
+use redlock_benches::workload::{self, CycleLatencies, CycleSample, Retry, Stop};
 use redlock_benches::{Env, Scenario};
 
 use crate::{Args, RUN_CAP, TASKS};
@@ -64,9 +64,11 @@ pub(crate) struct Cycles {
 impl Cycles {
     /// Adds one round's samples; returns its acquire and release p50s.
     fn add(&mut self, samples: &[CycleSample]) -> (f64, f64) {
-        let acquire = Latency::of(samples.iter().map(|x| x.acquire));
-        let release = Latency::of(samples.iter().map(|x| x.release));
-        let cycle = Latency::of(samples.iter().map(|x| x.cycle()));
+        let CycleLatencies {
+            acquire,
+            release,
+            cycle,
+        } = CycleLatencies::of(samples);
         self.acquire_p50s.push(acquire.p50());
         self.release_p50s.push(release.p50());
         self.cycle_p50s.push(cycle.p50());
