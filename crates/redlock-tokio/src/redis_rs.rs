@@ -552,8 +552,7 @@ impl RedisRsLink {
         {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                let (reload, scripts, timeout) =
-                    (conn.clone(), Arc::clone(&self.scripts), self.call_timeout);
+                let (reload, scripts) = (conn.clone(), Arc::clone(&self.scripts));
                 tokio::spawn(async move { load_scripts(reload, &scripts, timeout).await });
                 query(conn, invocation("EVAL", script.body), delivery, timeout)
                     .await
