@@ -261,12 +261,35 @@ async fn master_0_paused_behind_a_full_socket(
     rl
 }
 
-/// Resumes master 0 once `rl`'s background is idle, waits until it has
-/// read everything written to it before, and asserts that no lock key is
-/// left on any master.
-async fn resumed_master_0_keeps_no_key(rl: &Manager, masters: &Masters, client: Client) {
-    rl.background_idle().await;
-    masters[0].resume();
+/// For each client: master 0 paused behind a full socket
+/// (`master_0_paused_behind_a_full_socket` with these arguments), then
+/// resumed once the manager's background is idle; once master 0 has read
+/// everything written to it before, no lock key may be left on any
+/// master.
+async fn no_key_left_once_master_0_resumes(
+    master_timeout: Duration,
+    locks: usize,
+    resources: usize,
+) {
+    for client in BOTH {
+        let masters = Masters::start(3);
+        let rl = master_0_paused_behind_a_full_socket(
+            &masters,
+            client,
+            master_timeout,
+            locks,
+            resources,
+        )
+        .await;
+        rl.background_idle().await;
+        masters[0].resume();
+        assert_no_key_once_caught_up(&rl, &masters, client).await;
+    }
+}
+
+/// Waits until master 0 has read everything written to it before, and
+/// asserts that no lock key is left on any master.
+async fn assert_no_key_once_caught_up(rl: &Manager, masters: &Masters, client: Client) {
     // Once master 0 votes on a new lock, it has read everything the
     // client wrote before (one connection, in order).
     // A new name each time: a key left by an earlier try must not
@@ -307,15 +330,9 @@ async fn resumed_master_0_keeps_no_key(rl: &Manager, masters: &Masters, client: 
 /// (marked timed out), leaving our keys on the master until their TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn votes_given_up_behind_a_full_socket_leave_no_key() {
-    for client in BOTH {
-        let masters = Masters::start(3);
-        // 2 MB commands take a while on a loaded machine: a 1 s timeout.
-        // Master 0's calls time out all the same (it is paused throughout).
-        let rl =
-            master_0_paused_behind_a_full_socket(&masters, client, Duration::from_secs(1), 8, 2000)
-                .await;
-        resumed_master_0_keeps_no_key(&rl, &masters, client).await;
-    }
+    // 2 MB commands take a while on a loaded machine: a 1 s timeout.
+    // Master 0's calls time out all the same (it is paused throughout).
+    no_key_left_once_master_0_resumes(Duration::from_secs(1), 8, 2000).await;
 }
 
 /// A vote too large for a paused master's socket is cut mid-write when
@@ -327,21 +344,10 @@ async fn votes_given_up_behind_a_full_socket_leave_no_key() {
 /// deletes only keys holding its own token.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_queued_behind_a_partly_written_vote_is_still_written() {
-    for client in BOTH {
-        let masters = Masters::start(3);
-        // One lock of 12 000 resources: a 12 MB command, three times what
-        // the paused master's socket takes. A 2 s timeout for masters 1
-        // and 2 to take it on a loaded machine.
-        let rl = master_0_paused_behind_a_full_socket(
-            &masters,
-            client,
-            Duration::from_secs(2),
-            1,
-            12_000,
-        )
-        .await;
-        resumed_master_0_keeps_no_key(&rl, &masters, client).await;
-    }
+    // One lock of 12 000 resources: a 12 MB command, three times what the
+    // paused master's socket takes. A 2 s timeout for masters 1 and 2 to
+    // take it on a loaded machine.
+    no_key_left_once_master_0_resumes(Duration::from_secs(2), 1, 12_000).await;
 }
 
 /// A vote dropped by the early decision while it still waited for its
