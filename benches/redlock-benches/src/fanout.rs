@@ -1,11 +1,18 @@
 //! The floor under any quorum operation on this machine: one `PING` sent to
-//! every master in parallel over fred connections like redlock's (one
-//! multiplexed client per master, built here: the library keeps its own
-//! connections private).
+//! every master in parallel, with no lock library in between.
 //!
-//! A lock cycle cannot be cheaper than this fan-out (an acquire needs the
-//! quorum-th reply, a release all of them), so the ratio of the 5-master
-//! fan-out to a single `PING` is the best ratio a quorum-of-5 lock can
+//! - [`ping_fanout`]: over fred connections like redlock's fred client's
+//!   (one multiplexed client per master, built here: the library keeps its
+//!   own connections private), the time to the quorum-th and to the last
+//!   reply.
+//! - [`QuorumFloor`]: over plain redis-rs connections (the client under
+//!   both redlock's default link and rslock), a lock cycle's shape without
+//!   the lock: two rounds that each return at the quorum-th reply, the
+//!   rest awaited in a task of their own, as redlock's acquire and
+//!   release do.
+//!
+//! A lock cycle cannot be cheaper than these fan-outs, so their 5-master
+//! time over their 1-master time is the best B / A a quorum-of-5 lock can
 //! reach here, whatever the algorithm does.
 
 use std::time::Instant;
@@ -16,6 +23,7 @@ use redlock_tokio::Master;
 
 use crate::scenario::Client;
 use crate::stats::Latency;
+use crate::workload::CycleSample;
 
 /// Latencies of a parallel `PING` to every master.
 #[derive(Debug, Default)]
@@ -72,4 +80,77 @@ pub async fn raw_clients<M: Master>(masters: &[M]) -> Option<Vec<fred::clients::
         clients.push(client);
     }
     Some(clients)
+}
+
+/// Plain redis-rs connections to some masters, for the floor under a
+/// quorum cycle (see the module docs).
+pub struct QuorumFloor {
+    conns: Vec<redis::aio::MultiplexedConnection>,
+}
+
+impl QuorumFloor {
+    /// One multiplexed connection per URL.
+    ///
+    /// # Errors
+    ///
+    /// The first URL that does not connect, with its error.
+    pub async fn connect(urls: &[String]) -> Result<Self, String> {
+        let mut conns = Vec::with_capacity(urls.len());
+        for url in urls {
+            let conn = match redis::Client::open(url.as_str()) {
+                Ok(c) => c.get_multiplexed_async_connection().await,
+                Err(e) => Err(e),
+            };
+            conns.push(conn.map_err(|e| format!("{url}: {e}"))?);
+        }
+        Ok(Self { conns })
+    }
+
+    /// One round: `PING` to every master, back at the quorum-th answer;
+    /// the others are awaited in a task of their own (redis-rs would not
+    /// write a command whose future was dropped before it). `false` if a
+    /// quorum did not answer.
+    async fn round(&self) -> bool {
+        let quorum = self.conns.len() / 2 + 1;
+        let mut pending: FuturesUnordered<_> = self
+            .conns
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                async move { redis::cmd("PING").query_async::<String>(&mut c).await }
+            })
+            .collect();
+        let mut answered = 0;
+        while answered < quorum {
+            match pending.next().await {
+                Some(Ok(_)) => answered += 1,
+                Some(Err(_)) => {}
+                None => return false,
+            }
+        }
+        if !pending.is_empty() {
+            tokio::spawn(async move { while pending.next().await.is_some() {} });
+        }
+        true
+    }
+
+    /// `cycles` sequential pairs of rounds, timed as a lock cycle's
+    /// acquire and release; a pair where a quorum did not answer is left
+    /// out.
+    pub async fn cycles(&self, cycles: u64) -> Vec<CycleSample> {
+        let mut samples = Vec::with_capacity(usize::try_from(cycles.min(1 << 20)).unwrap_or(0));
+        for _ in 0..cycles {
+            let t0 = Instant::now();
+            let acquired = self.round().await;
+            let t1 = Instant::now();
+            let released = self.round().await;
+            if acquired && released {
+                samples.push(CycleSample {
+                    acquire: t1 - t0,
+                    release: t1.elapsed(),
+                });
+            }
+        }
+        samples
+    }
 }

@@ -11,17 +11,23 @@
 //! | E | 5 masters, 16 tasks on one resource, the library's own wait | critical sections/s, fewest/most per task |
 //! | E2 | as E, one round per call and 0–10 ms of caller jitter after a refusal | critical sections/s, fewest/most |
 //! | F | 5 masters, 8 tasks on distinct resources | cycles/s, client CPU per cycle |
+//! | floor | A's and B's masters, two rounds of `PING` each back at the quorum, no lock ([`QuorumFloor`]) | cycle p50 |
 //!
-//! Every round runs every scenario for both implementations, back to back
-//! on fresh masters, alternating which goes first, so a drift of a shared
-//! machine hits both; ratios are taken within a round and their median
-//! over the rounds is reported with the range. Nothing here asserts a
-//! speed: a timed test would fail on a noisy machine.
+//! Every round runs every scenario for both implementations on fresh
+//! masters, alternating which goes first. The sequential scenarios A, B,
+//! C0 and C and the floor run interleaved, a tenth of each in turn
+//! ([`interleaved`]), so a burst of other load on a shared machine hits
+//! every one of them alike; D (a paused master's backlog) and the
+//! workloads with several tasks run back to back. Ratios are taken within
+//! a round and their median over the rounds is reported with the range.
+//! Nothing here asserts a speed: a timed test would fail on a noisy
+//! machine.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::fanout::QuorumFloor;
 use crate::scenario::{own_cpu, CpuSplit, Fault, Impl, Scenario};
 use crate::stats::{median, range};
 use crate::workload::{self, CycleLatencies, Retry, Stop};
@@ -63,6 +69,12 @@ pub struct Measures {
     pub b_release_p50: f64,
     /// B: client CPU per cycle, µs.
     pub b_cpu: f64,
+    /// The floor under A: two `PING`s to A's master, no lock, cycle p50,
+    /// µs ([`QuorumFloor`]; measured on redlock's masters only).
+    pub floor_a_p50: f64,
+    /// The floor under B: two rounds of `PING` to B's masters, each back
+    /// at the quorum, no lock, cycle p50, µs (redlock's masters only).
+    pub floor_b_p50: f64,
     /// C: cycle p50, µs.
     pub c_p50: f64,
     /// C: cycles measured.
@@ -128,30 +140,124 @@ pub struct Sequential {
 
 /// `iters` sequential cycles on `env` (scenarios A to D), capped at `cap`.
 pub async fn sequential(env: &Env, iters: u64, cap: Duration) -> Sequential {
-    let cpu = CpuSplit::start();
-    let u = workload::uncontended(
-        &env.client,
-        iters,
-        Some(Instant::now() + cap),
-        Duration::ZERO,
-    )
-    .await;
-    let (cpu, proxy) = cpu.since();
-    let n = u.samples.len() as u64;
-    for f in &u.failures {
-        eprintln!("  {}: acquire failed: {f}", env.scenario);
+    let mut run = SequentialRun::default();
+    run.add(env, iters, cap).await;
+    run.measured()
+}
+
+/// Sequential cycles of one scenario gathered over several runs
+/// ([`interleaved`]).
+#[derive(Debug, Default)]
+pub struct SequentialRun {
+    samples: Vec<workload::CycleSample>,
+    cpu: Duration,
+    proxy: Duration,
+    failed: u64,
+}
+
+impl SequentialRun {
+    /// Runs `iters` more sequential cycles on `env`, capped at `cap`.
+    pub async fn add(&mut self, env: &Env, iters: u64, cap: Duration) {
+        let split = CpuSplit::start();
+        let u = workload::uncontended(
+            &env.client,
+            iters,
+            Some(Instant::now() + cap),
+            Duration::ZERO,
+        )
+        .await;
+        self.took(split);
+        for f in &u.failures {
+            eprintln!("  {}: acquire failed: {f}", env.scenario);
+        }
+        self.failed += u.failed_acquires;
+        self.samples.extend(u.samples);
     }
-    let per_cycle = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
-    let l = CycleLatencies::of(&u.samples);
-    Sequential {
-        p50: l.cycle.p50() * 1000.0,
-        acquire_p50: l.acquire.p50() * 1000.0,
-        release_p50: l.release.p50() * 1000.0,
-        cpu: per_cycle(cpu),
-        proxy_cpu: per_cycle(proxy),
-        cycles: n,
-        failed: u.failed_acquires,
+
+    /// Runs `iters` more cycles of the floor (no lock).
+    pub async fn add_floor(&mut self, floor: &QuorumFloor, iters: u64) {
+        let split = CpuSplit::start();
+        let samples = floor.cycles(iters).await;
+        self.took(split);
+        self.failed += iters - samples.len() as u64;
+        self.samples.extend(samples);
     }
+
+    fn took(&mut self, split: CpuSplit) {
+        let (cpu, proxy) = split.since();
+        self.cpu += cpu;
+        self.proxy += proxy;
+    }
+
+    /// What the runs so far measured.
+    pub fn measured(&self) -> Sequential {
+        let n = self.samples.len() as u64;
+        let per_cycle = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+        let l = CycleLatencies::of(&self.samples);
+        Sequential {
+            p50: l.cycle.p50() * 1000.0,
+            acquire_p50: l.acquire.p50() * 1000.0,
+            release_p50: l.release.p50() * 1000.0,
+            cpu: per_cycle(self.cpu),
+            proxy_cpu: per_cycle(self.proxy),
+            cycles: n,
+            failed: self.failed,
+        }
+    }
+}
+
+/// Turns of [`interleaved`]: each sequential scenario runs in this many
+/// slices.
+pub const SLICES: u64 = 10;
+
+/// One sequential run of [`interleaved`].
+#[derive(Clone, Copy)]
+pub enum Run<'a> {
+    /// `iters` lock cycles on `env`'s client, capped at `cap`.
+    Lock {
+        /// The environment.
+        env: &'a Env,
+        /// Cycles.
+        iters: u64,
+        /// Longest run.
+        cap: Duration,
+    },
+    /// `iters` cycles of the floor, no lock.
+    Floor {
+        /// Connections to the masters.
+        floor: &'a QuorumFloor,
+        /// Cycles.
+        iters: u64,
+    },
+}
+
+/// Every run of `runs` in [`SLICES`] turns: each turn runs a slice of
+/// every one, in the order given, so a burst of other load on a shared
+/// machine (seconds, where a scenario of one implementation takes about
+/// one) lands on all of them alike rather than on whichever happened to
+/// run then. The ratios taken between them (A, B / A, C / B) are then
+/// about the code, not the moment. `flip` reverses the order every other
+/// turn.
+pub async fn interleaved(runs: &[Run<'_>], flip: bool) -> Vec<Sequential> {
+    let mut out: Vec<SequentialRun> = runs.iter().map(|_| SequentialRun::default()).collect();
+    for turn in 0..SLICES {
+        let order: Vec<usize> = if flip && turn % 2 == 1 {
+            (0..runs.len()).rev().collect()
+        } else {
+            (0..runs.len()).collect()
+        };
+        // Slices add up to `iters`: the first `iters % SLICES` take one more.
+        let slice = |iters: u64| iters / SLICES + u64::from(turn < iters % SLICES);
+        for i in order {
+            match runs[i] {
+                Run::Lock { env, iters, cap } => {
+                    out[i].add(env, slice(iters), cap / SLICES as u32).await;
+                }
+                Run::Floor { floor, iters } => out[i].add_floor(floor, slice(iters)).await,
+            }
+        }
+    }
+    out.iter().map(SequentialRun::measured).collect()
 }
 
 /// Runs the plan; `progress` gets one line per round.
@@ -166,17 +272,71 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
         } else {
             [Impl::Rslock, Impl::Redlock]
         };
-        for imp in order {
-            let env = Env::start(Scenario::healthy(imp, 1)).await;
-            r[idx(imp)].a_p50 = sequential(&env, plan.iters, cap).await.p50;
+        // A, B, C0 and C run interleaved (see `interleaved`), every
+        // environment up at once: 2 + 3 x 10 idle `redis-server`s while one
+        // scenario runs.
+        let mut envs = Vec::with_capacity(8);
+        let scenarios: [fn(Impl) -> Scenario; 4] = [
+            |imp| Scenario::healthy(imp, 1),
+            |imp| Scenario::healthy(imp, 5),
+            |imp| Scenario::one_of_five(imp, Fault::Proxied),
+            |imp| Scenario::one_of_five(imp, Fault::Slowed),
+        ];
+        for scenario in scenarios {
+            for imp in order {
+                envs.push(Env::start(scenario(imp)).await);
+            }
         }
-        for imp in order {
-            let env = Env::start(Scenario::healthy(imp, 5)).await;
-            let m = &mut r[idx(imp)];
-            let b = sequential(&env, plan.iters, cap).await;
-            (m.b_p50, m.b_acquire_p50, m.b_release_p50, m.b_cpu) =
-                (b.p50, b.acquire_p50, b.release_p50, b.cpu);
-            m.failures += b.failed;
+        // The floor under A and B, on redlock's masters of A and B.
+        let mut floors = Vec::with_capacity(2);
+        for env in envs[..4].iter().filter(|e| e.scenario.imp == Impl::Redlock) {
+            let floor = QuorumFloor::connect(&env.masters().urls()).await;
+            floors.push(floor.expect("the floor connects to the benchmark masters"));
+        }
+        let mut runs: Vec<Run<'_>> = envs
+            .iter()
+            .enumerate()
+            .map(|(i, env)| match i / 2 {
+                0 | 1 => Run::Lock {
+                    env,
+                    iters: plan.iters,
+                    cap,
+                },
+                _ => Run::Lock {
+                    env,
+                    iters: plan.fault_iters,
+                    cap: plan.fault_cap,
+                },
+            })
+            .collect();
+        runs.extend(floors.iter().map(|floor| Run::Floor {
+            floor,
+            iters: plan.iters,
+        }));
+        let seq = interleaved(&runs, true).await;
+        for (env, s) in envs.iter().zip(&seq) {
+            let m = &mut r[idx(env.scenario.imp)];
+            m.failures += s.failed;
+            match (env.scenario.masters, env.scenario.fault) {
+                (1, _) => m.a_p50 = s.p50,
+                (_, Fault::None) => {
+                    (m.b_p50, m.b_acquire_p50, m.b_release_p50, m.b_cpu) =
+                        (s.p50, s.acquire_p50, s.release_p50, s.cpu);
+                }
+                (_, Fault::Proxied) => m.c0_p50 = s.p50,
+                (_, Fault::Slowed) => {
+                    (m.c_p50, m.c_cycles, m.c_cpu, m.c_proxy_cpu) =
+                        (s.p50, s.cycles, s.cpu, s.proxy_cpu);
+                }
+                (_, Fault::Paused) => {}
+            }
+        }
+        let redlock = &mut r[idx(Impl::Redlock)];
+        (redlock.floor_a_p50, redlock.floor_b_p50) = (seq[envs.len()].p50, seq[envs.len() + 1].p50);
+        drop(floors);
+        // Then the workloads with several tasks, on B's masters.
+        for env in &envs[2..4] {
+            let m = &mut r[idx(env.scenario.imp)];
             let cpu0 = own_cpu();
             let f = workload::concurrent(&env.client, F_TASKS, plan.iters).await;
             let cpu = own_cpu().saturating_sub(cpu0);
@@ -204,20 +364,7 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
             m.e2_min_max = e2.min_max();
             m.violations += e2.violations;
         }
-        for imp in order {
-            let env = Env::start(Scenario::one_of_five(imp, Fault::Slowed)).await;
-            let c = sequential(&env, plan.fault_iters, plan.fault_cap).await;
-            let m = &mut r[idx(imp)];
-            (m.c_p50, m.c_cycles, m.c_cpu, m.c_proxy_cpu) = (c.p50, c.cycles, c.cpu, c.proxy_cpu);
-            m.failures += c.failed;
-        }
-        for imp in order {
-            let env = Env::start(Scenario::one_of_five(imp, Fault::Proxied)).await;
-            let c0 = sequential(&env, plan.fault_iters, plan.fault_cap).await;
-            let m = &mut r[idx(imp)];
-            m.c0_p50 = c0.p50;
-            m.failures += c0.failed;
-        }
+        drop(envs);
         for imp in order {
             let env = Env::start(Scenario::one_of_five(imp, Fault::Paused)).await;
             let d = sequential(&env, plan.fault_iters, plan.fault_cap).await;
@@ -305,6 +452,36 @@ fn rows(rounds: &[Round]) -> Vec<Row> {
             ratio_name: "redlock B / A",
             goal: "≤ 1.4",
             met: |x| x <= 1.4,
+            unit: "x",
+        },
+        Row {
+            what: "A floor: 1 master, two PINGs, no lock (redis-rs)",
+            ours: col(0, |m| m.floor_a_p50),
+            theirs: None,
+            ratio: per(|r| r[0].a_p50 / r[0].floor_a_p50),
+            ratio_name: "redlock A / floor",
+            goal: "–",
+            met: |_| true,
+            unit: "µs",
+        },
+        Row {
+            what: "B floor: 5 masters, two PING rounds back at the quorum, no lock (redis-rs)",
+            ours: col(0, |m| m.floor_b_p50),
+            theirs: None,
+            ratio: per(|r| r[0].b_p50 / r[0].floor_b_p50),
+            ratio_name: "redlock B / floor",
+            goal: "–",
+            met: |_| true,
+            unit: "µs",
+        },
+        Row {
+            what: "B / A of the floor (the best B / A on this machine)",
+            ours: col(0, |m| m.floor_b_p50 / m.floor_a_p50),
+            theirs: None,
+            ratio: per(|r| r[0].floor_b_p50 / r[0].floor_a_p50),
+            ratio_name: "floor B / A",
+            goal: "–",
+            met: |_| true,
             unit: "x",
         },
         Row {
@@ -516,6 +693,7 @@ pub fn to_json(rounds: &[Round]) -> serde_json::Value {
             "a_cycle_p50_us": m.a_p50, "b_cycle_p50_us": m.b_p50,
             "b_acquire_p50_us": m.b_acquire_p50, "b_release_p50_us": m.b_release_p50,
             "b_client_cpu_us_per_cycle": m.b_cpu,
+            "floor_a_cycle_p50_us": m.floor_a_p50, "floor_b_cycle_p50_us": m.floor_b_p50,
             "c_cycle_p50_us": m.c_p50, "c_cycles": m.c_cycles,
             "c_client_cpu_us_per_cycle": m.c_cpu, "c_proxy_cpu_us_per_cycle": m.c_proxy_cpu,
             "c0_cycle_p50_us": m.c0_p50,

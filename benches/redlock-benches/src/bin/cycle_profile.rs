@@ -30,6 +30,14 @@
 //! (the per-master timeout): the difference is what fred's per-command
 //! timer costs.
 //!
+//! `--ping floor` needs no lock library at all: each "cycle" is two
+//! rounds of `PING` to every master of `--urls` in parallel over plain
+//! redis-rs multiplexed connections, each round returning at the
+//! majority-th answer and leaving the rest to a spawned task, as the
+//! core's acquire and release do. It is the floor under a quorum cycle
+//! over redis-rs on this machine: its 5-master p50 over its 1-master p50
+//! is the best B / A any Redlock client over redis-rs reaches here.
+//!
 //! `--slow-last-ms M` reaches the last of `--urls` through the in-process
 //! delaying proxy of scenario C (`M` ms each way); its threads are named
 //! `proxy*`, so `perf report --comm` can leave them out.
@@ -42,6 +50,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use redlock_benches::fanout::QuorumFloor;
 use redlock_benches::redis_rs::RedisRsMaster;
 use redlock_benches::scenario::{own_cpu, CpuSplit};
 use redlock_benches::workload;
@@ -120,7 +129,7 @@ fn usage(problem: &str) -> ! {
     eprintln!("cycle_profile: {problem}");
     eprintln!(
         "usage: cycle_profile --impl redlock|rslock|core-redis-rs --urls URL,.. [--cycles N] [--tasks T] \
-         [--release core|inline] [--ping plain|timeout] \
+         [--release core|inline] [--ping plain|timeout|floor] \
          [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]] \
          [--managers K --wake on|off [--secs S] [--hold-ms H] [--think-ms T]] [--slow-last-ms M]"
     );
@@ -135,6 +144,7 @@ async fn main() {
     let mut tasks = 1usize;
     let mut inline = false;
     let mut ping: Option<bool> = None;
+    let mut floor = false;
     let mut handoff: Option<String> = None;
     let mut secs = 3u64;
     let mut spawn = 0usize;
@@ -186,6 +196,10 @@ async fn main() {
                 ping = Some(match value.as_str() {
                     "plain" => false,
                     "timeout" => true,
+                    "floor" => {
+                        floor = true;
+                        false
+                    }
                     other => usage(&format!("unknown ping {other}")),
                 });
             }
@@ -226,6 +240,13 @@ async fn main() {
             Duration::from_millis(think_ms),
         );
         across_managers(&urls, managers, wake, Duration::from_secs(secs), pace).await;
+        return;
+    }
+    if floor {
+        if urls.is_empty() {
+            usage("--ping floor needs --urls");
+        }
+        quorum_floor(&urls, cycles).await;
         return;
     }
     if redis_rs {
@@ -338,6 +359,31 @@ fn sequential_p50s(samples: &[workload::CycleSample]) -> String {
         l.release.p50() * 1000.0,
         l.cycle.p50() * 1000.0
     )
+}
+
+/// `--ping floor` (see the module docs): `cycles` pairs of quorum rounds
+/// of `PING` over plain redis-rs connections to `urls`.
+async fn quorum_floor(urls: &[String], cycles: u64) {
+    let floor = QuorumFloor::connect(urls)
+        .await
+        .unwrap_or_else(|e| usage(&format!("--ping floor: {e}")));
+    // Warm-up, as for the lock cycles.
+    let _ = floor.cycles(200).await;
+    let allocs0 = allocated();
+    let split = CpuSplit::start();
+    let t0 = Instant::now();
+    let samples = floor.cycles(cycles).await;
+    let wall = t0.elapsed();
+    let (cpu, _) = split.since();
+    let done = samples.len() as u64;
+    println!(
+        "floor (PING rounds, redis-rs) {} master(s): {done} cycles in {:.3} s{}, client CPU {:.1} µs/cycle{}",
+        urls.len(),
+        wall.as_secs_f64(),
+        sequential_p50s(&samples),
+        cpu.as_secs_f64() * 1e6 / done.max(1) as f64,
+        per_cycle_allocs(allocs0, done),
+    );
 }
 
 /// `--managers K --wake on|off`: K managers (each its own connections and
