@@ -3,6 +3,7 @@
 
 mod admission;
 mod admitted;
+mod answers;
 mod background;
 mod clock;
 mod config;

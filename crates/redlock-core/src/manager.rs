@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use futures::future::{self, Either, FutureExt};
-use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 
+use crate::answers::Answers;
 use crate::background::Background;
 use crate::config::{ResourceSet, Settings, Ttl};
 use crate::error::{AcquireError, ConfigError, ExtendError, ReleaseError};
@@ -604,7 +605,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         Fut: Future<Output = Result<(), MasterFailure>> + 'a,
     {
         let mut tally = Tally::new(self.settings.quorum);
-        let mut pending: FuturesUnordered<_> = self
+        let mut pending: Answers<_> = self
             .masters
             .iter()
             .enumerate()
@@ -777,7 +778,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         token: &Token,
         wanted: impl Fn(usize) -> bool,
         announce: bool,
-    ) -> FuturesUnordered<impl Future<Output = Answer> + Send + 'static> {
+    ) -> Answers<impl Future<Output = Answer> + Send + 'static> {
         let token = Arc::new(token.clone());
         (0..self.masters.len())
             .filter(|&i| wanted(i))
@@ -864,7 +865,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
 /// this is dropped (decided early, or the caller's future dropped) is
 /// finished by a background task, each bounded by the per-master timeout.
 struct Unfinished<'a, R: Runtime, F: Future<Output = Answer> + Send + 'static> {
-    pending: FuturesUnordered<F>,
+    pending: Answers<F>,
     runtime: &'a R,
     background: &'a Arc<Background>,
 }
@@ -872,12 +873,16 @@ struct Unfinished<'a, R: Runtime, F: Future<Output = Answer> + Send + 'static> {
 impl<R: Runtime, F: Future<Output = Answer> + Send + 'static> Drop for Unfinished<'_, R, F> {
     fn drop(&mut self) {
         // Every answer in (the usual case with healthy masters): nothing
-        // to hand over, and `take` would allocate an empty set to drop.
+        // to hand over.
         if self.pending.is_empty() {
             return;
         }
-        let pending = std::mem::take(&mut self.pending);
-        finish_in_background(self.runtime, self.background, pending, None);
+        finish_in_background(
+            self.runtime,
+            self.background,
+            self.pending.hand_over(),
+            None,
+        );
     }
 }
 
@@ -890,7 +895,7 @@ type Answer = (usize, Result<(), MasterFailure>);
 fn finish_in_background<R: Runtime, F: Future<Output = Answer> + Send + 'static>(
     runtime: &R,
     background: &Arc<Background>,
-    mut pending: FuturesUnordered<F>,
+    mut pending: Answers<F>,
     answers: Option<mpsc::UnboundedSender<Answer>>,
 ) {
     if pending.is_empty() {

@@ -104,6 +104,55 @@ fn release_returns_at_quorum_without_waiting_for_a_paused_master() {
     });
 }
 
+/// A release dropped by its caller before its master answered is handed
+/// to the background, with one master as with several (one master's
+/// release is polled without a `FuturesUnordered`, and handed over on its
+/// own): `background_idle` waits for its answer, one round trip after it
+/// was sent, so a shutdown does not cut it off. One master, 1 ms each way:
+/// the caller gives up after 0.5 ms, before the release even reached the
+/// master; it still does, and the other client gets the lock at once, long
+/// before the TTL would have freed it.
+#[test]
+fn a_release_dropped_before_its_one_master_answered_still_releases() {
+    let scenario = Scenario::scripted();
+    let ttl = scenario.ttl;
+    paused_runtime().block_on(async {
+        let cluster = Cluster::new(&scenario, 0, 1, false);
+        for c in 0..2 {
+            assert_eq!(cluster.setup(c).await, 1, "client {c} verifies the master");
+        }
+        let held = cluster
+            .client(0)
+            .try_acquire(RESOURCE)
+            .await
+            .expect("an idle master grants");
+        let sent = Instant::now();
+        let release = cluster.client(0).release(held);
+        let gave_up = tokio::time::timeout(Duration::from_micros(500), release).await;
+        assert!(
+            gave_up.is_err(),
+            "the caller stopped waiting first: {gave_up:?}"
+        );
+
+        cluster.client(0).background_idle().await;
+        assert_eq!(
+            sent.elapsed(),
+            Duration::from_millis(2),
+            "background_idle waited for the release's answer: one round trip"
+        );
+        let again = cluster.client(1).try_acquire(RESOURCE).await;
+        let after = sent.elapsed();
+        assert!(
+            again.is_ok(),
+            "the dropped release freed the lock ({after:?} after it, TTL {ttl:?}): {again:?}"
+        );
+        assert!(
+            after < ttl / 4,
+            "freed by the release, not by the TTL: {after:?}"
+        );
+    });
+}
+
 /// Design: a verification counts only if no reconnect happened since it
 /// started. Client 0 holds the lock on masters 0 and 2 (master 1 was cut
 /// off from it). Client 1 asks master 2 who it is; the old server answers
