@@ -362,16 +362,20 @@ impl Client {
 }
 
 /// Masters, the optional proxy and a connected client: everything one
-/// scenario needs. Dropping it stops the masters (also paused ones).
+/// scenario needs. Dropping the last environment on them stops the
+/// masters (also paused ones).
 pub struct Env {
     /// The scenario this environment runs.
     pub scenario: Scenario,
     /// The connected client, shared with the workload's tasks.
     pub client: Arc<Client>,
+    /// What the client connects to: the masters, or their proxies.
+    urls: Vec<String>,
     // Field order is drop order: the client's connections close before
-    // the proxy and the servers go away.
-    _proxies: Vec<Proxy>,
-    masters: Masters,
+    // the proxy and the servers go away. Shared with the environments
+    // started [`alongside`](Env::alongside) this one.
+    _proxies: Arc<Vec<Proxy>>,
+    masters: Arc<Masters>,
 }
 
 impl fmt::Debug for Env {
@@ -422,6 +426,50 @@ impl Env {
                 proxies.push(p);
             }
         }
+        let env = Self::connect(scenario, urls, Arc::new(proxies), Arc::new(masters)).await;
+        if scenario.fault == Fault::Paused {
+            env.masters[last].pause();
+        }
+        env
+    }
+
+    /// A client of `imp` on the very masters (and proxies) of this
+    /// environment, connected and warmed up the same way: comparing two
+    /// implementations on the same servers leaves out how each server
+    /// process happened to be placed and cached, which moved the ratio of
+    /// one round to the next by up to 10%. Their keys never meet (every
+    /// run takes fresh names).
+    ///
+    /// # Panics
+    ///
+    /// With a paused master (the new client could not warm up), or when
+    /// the warm-up cycle fails.
+    pub async fn alongside(&self, imp: Impl) -> Self {
+        assert!(
+            self.scenario.fault != Fault::Paused,
+            "no client warms up on a paused master"
+        );
+        let scenario = Scenario {
+            imp,
+            ..self.scenario
+        };
+        Self::connect(
+            scenario,
+            self.urls.clone(),
+            Arc::clone(&self._proxies),
+            Arc::clone(&self.masters),
+        )
+        .await
+    }
+
+    /// Connects the scenario's client to `urls` and warms it up (rslock
+    /// connects lazily; both load scripts).
+    async fn connect(
+        scenario: Scenario,
+        urls: Vec<String>,
+        proxies: Arc<Vec<Proxy>>,
+        masters: Arc<Masters>,
+    ) -> Self {
         let client = Client::connect(scenario.imp, &urls).await;
         // Warm-up: connections, script caches, first allocations.
         for i in 0..20 {
@@ -432,12 +480,10 @@ impl Env {
             client.release(held).await;
         }
         client.settle().await;
-        if scenario.fault == Fault::Paused {
-            masters[last].pause();
-        }
         Self {
             scenario,
             client: Arc::new(client),
+            urls,
             _proxies: proxies,
             masters,
         }

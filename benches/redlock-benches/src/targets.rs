@@ -17,8 +17,10 @@
 //! masters, alternating which goes first. The sequential scenarios A, B,
 //! C0 and C and the floor run interleaved, a tenth of each in turn
 //! ([`interleaved`]), so a burst of other load on a shared machine hits
-//! every one of them alike; D (a paused master's backlog) and the
-//! workloads with several tasks run back to back. Ratios are taken within
+//! every one of them alike, and both implementations talk to the same
+//! masters ([`Env::alongside`]); D (a paused master's backlog) and the
+//! workloads with several tasks run back to back, D on masters of each
+//! implementation's own. Ratios are taken within
 //! a round and their median over the rounds is reported with the range.
 //! Nothing here asserts a speed: a timed test would fail on a noisy
 //! machine.
@@ -70,10 +72,10 @@ pub struct Measures {
     /// B: client CPU per cycle, µs.
     pub b_cpu: f64,
     /// The floor under A: two `PING`s to A's master, no lock, cycle p50,
-    /// µs ([`QuorumFloor`]; measured on redlock's masters only).
+    /// µs ([`QuorumFloor`]; set in redlock's measures only).
     pub floor_a_p50: f64,
     /// The floor under B: two rounds of `PING` to B's masters, each back
-    /// at the quorum, no lock, cycle p50, µs (redlock's masters only).
+    /// at the quorum, no lock, cycle p50, µs (redlock's measures only).
     pub floor_b_p50: f64,
     /// C: cycle p50, µs.
     pub c_p50: f64,
@@ -273,8 +275,8 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
             [Impl::Rslock, Impl::Redlock]
         };
         // A, B, C0 and C run interleaved (see `interleaved`), every
-        // environment up at once: 2 + 3 x 10 idle `redis-server`s while one
-        // scenario runs.
+        // environment up at once, both implementations on the same masters
+        // (see `Env::alongside`): 1 + 3 x 5 `redis-server`s.
         let mut envs = Vec::with_capacity(8);
         let scenarios: [fn(Impl) -> Scenario; 4] = [
             |imp| Scenario::healthy(imp, 1),
@@ -283,11 +285,11 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
             |imp| Scenario::one_of_five(imp, Fault::Slowed),
         ];
         for scenario in scenarios {
-            for imp in order {
-                envs.push(Env::start(scenario(imp)).await);
-            }
+            let first = Env::start(scenario(order[0])).await;
+            let second = first.alongside(order[1]).await;
+            envs.extend([first, second]);
         }
-        // The floor under A and B, on redlock's masters of A and B.
+        // The floor under A and B, on the masters of A and B.
         let mut floors = Vec::with_capacity(2);
         for env in envs[..4].iter().filter(|e| e.scenario.imp == Impl::Redlock) {
             let floor = QuorumFloor::connect(&env.masters().urls()).await;
