@@ -435,10 +435,10 @@ impl Env {
 
     /// A client of `imp` on the very masters (and proxies) of this
     /// environment, connected and warmed up the same way: comparing two
-    /// implementations on the same servers leaves out how each server
-    /// process happened to be placed and cached, which moved the ratio of
-    /// one round to the next by up to 10%. Their keys never meet (every
-    /// run takes fresh names).
+    /// implementations on the same servers leaves out whatever makes one
+    /// server process slower than another for a while (the CPU it runs on,
+    /// what shares its caches). Their keys never meet (every run takes
+    /// fresh names).
     ///
     /// # Panics
     ///
