@@ -238,12 +238,12 @@ pub enum Run<'a> {
 /// machine (seconds, where a scenario of one implementation takes about
 /// one) lands on all of them alike rather than on whichever happened to
 /// run then. The ratios taken between them (A, B / A, C / B) are then
-/// about the code, not the moment. `flip` reverses the order every other
-/// turn.
-pub async fn interleaved(runs: &[Run<'_>], flip: bool) -> Vec<Sequential> {
+/// about the code, not the moment. Every other turn runs them in reverse
+/// order.
+pub async fn interleaved(runs: &[Run<'_>]) -> Vec<Sequential> {
     let mut out: Vec<SequentialRun> = runs.iter().map(|_| SequentialRun::default()).collect();
     for turn in 0..SLICES {
-        let order: Vec<usize> = if flip && turn % 2 == 1 {
+        let order: Vec<usize> = if turn % 2 == 1 {
             (0..runs.len()).rev().collect()
         } else {
             (0..runs.len()).collect()
@@ -289,9 +289,10 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
             let second = first.alongside(order[1]).await;
             envs.extend([first, second]);
         }
-        // The floor under A and B, on the masters of A and B.
+        // The floor under A and B, on the masters of A and B (each pair of
+        // environments shares its masters).
         let mut floors = Vec::with_capacity(2);
-        for env in envs[..4].iter().filter(|e| e.scenario.imp == Impl::Redlock) {
+        for env in envs[..4].iter().step_by(2) {
             let floor = QuorumFloor::connect(&env.masters().urls()).await;
             floors.push(floor.expect("the floor connects to the benchmark masters"));
         }
@@ -315,7 +316,7 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
             floor,
             iters: plan.iters,
         }));
-        let seq = interleaved(&runs, true).await;
+        let seq = interleaved(&runs).await;
         for (env, s) in envs.iter().zip(&seq) {
             let m = &mut r[idx(env.scenario.imp)];
             m.failures += s.failed;

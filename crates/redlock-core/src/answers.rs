@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use futures::stream::{FusedStream, FuturesUnordered, Stream, StreamExt};
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
 
 /// The outputs of a set of futures in the order they finish, like the
 /// [`FuturesUnordered`] it holds for two futures or more. A single future
@@ -78,15 +78,6 @@ impl<F: Future> Stream for Answers<F> {
     }
 }
 
-impl<F: Future> FusedStream for Answers<F> {
-    fn is_terminated(&self) -> bool {
-        match self {
-            Self::One(one) => one.is_none(),
-            Self::Many(many) => many.is_terminated(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,11 +110,11 @@ mod tests {
         tx0.send(0).expect("receiver alive");
         assert_eq!(answers.next().now_or_never(), Some(Some(Ok(0))));
         assert_eq!(answers.next().now_or_never(), Some(None));
-        assert!(answers.is_terminated());
+        assert!(answers.is_empty());
     }
 
     #[test]
-    fn one_pending_future_is_handed_over_by_take_and_finishes_later() {
+    fn one_pending_future_is_handed_over_and_finishes_later() {
         let (tx, rx) = oneshot::channel::<u8>();
         let mut answers: Answers<_> = std::iter::once(rx).collect();
         assert!(answers.next().now_or_never().is_none());

@@ -873,10 +873,7 @@ struct Unfinished<'a, R: Runtime, F: Future<Output = Answer> + Send + 'static> {
 impl<R: Runtime, F: Future<Output = Answer> + Send + 'static> Drop for Unfinished<'_, R, F> {
     fn drop(&mut self) {
         // Every answer in (the usual case with healthy masters): nothing
-        // to hand over.
-        if self.pending.is_empty() {
-            return;
-        }
+        // is handed over, and `finish_in_background` spawns nothing.
         finish_in_background(
             self.runtime,
             self.background,

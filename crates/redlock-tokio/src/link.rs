@@ -89,8 +89,9 @@ macro_rules! each {
 /// futures are about 7 KB (redis-rs's under 1 KB), and an enum's future
 /// is as large as its largest arm: every vote future would be copied at
 /// fred's size into the core's set of answers (a task of its
-/// `FuturesUnordered`, or a box with one master), whichever client runs. So fred's arm is boxed (measured: 7464 bytes per vote future
-/// over either client before, see docs/benchmarks.md).
+/// `FuturesUnordered`, or a box with one master), whichever client runs.
+/// So fred's arm is boxed (measured: 7464 bytes per vote future over
+/// either client before, see docs/benchmarks.md).
 macro_rules! each_await {
     ($link:expr, $l:ident => $call:expr) => {
         match $link {

@@ -192,17 +192,12 @@ async fn main() {
             "--secs" => secs = value.parse().unwrap_or_else(|_| usage("--secs S")),
             "--spawn" => spawn = value.parse().unwrap_or_else(|_| usage("--spawn N")),
             "--net-us" => net_us = value.parse().unwrap_or_else(|_| usage("--net-us U")),
-            "--ping" => {
-                ping = Some(match value.as_str() {
-                    "plain" => false,
-                    "timeout" => true,
-                    "floor" => {
-                        floor = true;
-                        false
-                    }
-                    other => usage(&format!("unknown ping {other}")),
-                });
-            }
+            "--ping" => match value.as_str() {
+                "plain" => ping = Some(false),
+                "timeout" => ping = Some(true),
+                "floor" => floor = true,
+                other => usage(&format!("unknown ping {other}")),
+            },
             "--release" => {
                 inline = match value.as_str() {
                     "core" => false,
