@@ -21,8 +21,14 @@
 //!   `d / 20`, at most 1 ms, shared by every proxy of the process, so that
 //!   chunks due close together cost one timer expiry; on Linux they are
 //!   met to the microsecond (a `timerfd` per direction; elsewhere tokio's
-//!   timer, within about a millisecond). `redlock bench` and the
-//!   benchmarks slow a master this way;
+//!   timer, within about a millisecond). While chunks keep coming less
+//!   than two steps of that grid apart, Linux readers stop being woken by
+//!   each arrival and read what came at each step instead (a chunk then
+//!   counts as read at that step, after it came): a chunk is forwarded
+//!   `d` to `d` plus two steps after it reached the proxy, and a busy
+//!   connection wakes the proxy's thread about once a step, not twice a
+//!   lock cycle. `redlock bench` and the benchmarks slow a master this
+//!   way;
 //! * [`Mode::Blackhole`] stops forwarding without closing anything (a
 //!   partition); what was held is delivered, in order, when the mode
 //!   changes back, as TCP would after a short partition heals;
@@ -65,7 +71,9 @@ pub enum Mode {
     /// Forward at once.
     Pass,
     /// Forward every chunk this long after it was read (rounded up to a
-    /// grid of at most 5% of it and 1 ms; see the module docs).
+    /// grid of at most 5% of it and 1 ms, and read at a step of that grid
+    /// while chunks come often: up to two steps more; see the module
+    /// docs).
     Delay(Duration),
     /// Forward nothing, close nothing.
     Blackhole,
@@ -123,6 +131,8 @@ struct Inner {
     next_id: AtomicU64,
     stop: AtomicBool,
     accepted: AtomicU64,
+    /// Chunks read, both directions, every connection.
+    reads: AtomicU64,
 }
 
 impl Inner {
@@ -193,6 +203,7 @@ impl Proxy {
             next_id: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -298,6 +309,13 @@ impl Proxy {
     /// Connections accepted so far (including refused ones).
     pub fn accepted(&self) -> u64 {
         self.inner.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Chunks read so far from both sides of every connection: each is a
+    /// wake-up of the proxy's thread, unless it was read at a step of
+    /// the grid with others (see the module docs).
+    pub fn chunks_read(&self) -> u64 {
+        self.inner.reads.load(Ordering::Relaxed)
     }
 }
 
@@ -454,7 +472,7 @@ fn pump(
 
 /// The reader of one direction (see [`pump`]).
 async fn read(
-    mut from: OwnedReadHalf,
+    from: OwnedReadHalf,
     tx: mpsc::UnboundedSender<(Instant, Vec<u8>)>,
     inner: Arc<Inner>,
     dead: Arc<AtomicBool>,
@@ -463,11 +481,13 @@ async fn read(
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut tail = Vec::new();
+    let mut reader = Reader::new(from);
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let (n, read_at) = match reader.next(&mut buf, &inner).await {
+            Ok((0, _)) | Err(_) => break,
+            Ok(chunk) => chunk,
         };
+        inner.reads.fetch_add(1, Ordering::Relaxed);
         if from_client {
             match check_fault(&inner, &mut tail, &buf[..n]) {
                 Hit::None => {}
@@ -482,12 +502,168 @@ async fn read(
                 }
             }
         }
-        if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+        if tx.send((read_at, buf[..n].to_vec())).is_err() {
             break;
         }
     }
     // The writer forwards what was read before this point, then closes
     // the connection (it sees the channel end).
+}
+
+/// Reads one direction's chunks, each with the time it counts as read.
+///
+/// A chunk is read as soon as it arrives, except in a busy `Delay(d)`
+/// (Linux only): when a chunk comes less than two steps of the grid of
+/// [`due`] after the previous one, the reader stops being woken by
+/// arrivals (`SO_RCVLOWAT` above what a step brings, so the kernel does
+/// not signal the socket) and reads what came at each step of the grid
+/// instead, until [`QUIET_STEPS`] steps in a row find nothing. Each
+/// arrival used to wake the proxy's thread: through a master slowed by
+/// 20 ms, two wake-ups per lock cycle, most of the proxy's CPU, taken
+/// from the client being measured. A chunk read at a step counts as read
+/// then, after it came, so it is still delayed at least `d` (and at most
+/// two steps more).
+struct Reader {
+    from: OwnedReadHalf,
+    /// When the last chunk was read.
+    last: Option<Instant>,
+    #[cfg(target_os = "linux")]
+    batch: Batch,
+}
+
+/// A reader's state between steps of the grid (see [`Reader`]).
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct Batch {
+    /// Reading at each step, not at each arrival.
+    on: bool,
+    /// The last read filled the buffer: read again without waiting.
+    more: bool,
+    /// Steps in a row that found nothing.
+    empty: u32,
+    timer: Timer,
+}
+
+/// `SO_RCVLOWAT` while a reader reads at each step of the grid: more
+/// than a step of lock traffic brings (a few hundred bytes), and well
+/// under half the default receive buffer, so that Linux neither grows
+/// the buffer nor clamps the window for it.
+#[cfg(target_os = "linux")]
+const BATCH_LOWAT: i32 = 16 * 1024;
+
+/// Steps in a row that find nothing before a reader goes back to waking
+/// at arrivals.
+#[cfg(target_os = "linux")]
+const QUIET_STEPS: u32 = 2;
+
+impl Reader {
+    fn new(from: OwnedReadHalf) -> Self {
+        Self {
+            from,
+            last: None,
+            #[cfg(target_os = "linux")]
+            batch: Batch::default(),
+        }
+    }
+
+    /// The next chunk's length (0: the stream ended) and when it counts
+    /// as read.
+    async fn next(&mut self, buf: &mut [u8], inner: &Inner) -> io::Result<(usize, Instant)> {
+        let step = match inner.mode() {
+            Mode::Delay(d) => grid_step(d),
+            _ => Duration::ZERO,
+        };
+        #[cfg(target_os = "linux")]
+        if let Some(chunk) = self.next_on_grid(buf, step).await? {
+            return Ok(chunk);
+        }
+        let n = self.from.read(buf).await?;
+        let now = Instant::now();
+        let previous = self.last.replace(now);
+        #[cfg(target_os = "linux")]
+        if n > 0 && !step.is_zero() && previous.is_some_and(|p| now - p < 2 * step) {
+            self.batch_on(true)?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (previous, step);
+        Ok((n, now))
+    }
+
+    /// While batching: waits for the next step of the grid and reads what
+    /// came. `None` when not batching, or no longer (the mode changed, or
+    /// the connection went quiet): the caller waits for the next arrival.
+    #[cfg(target_os = "linux")]
+    async fn next_on_grid(
+        &mut self,
+        buf: &mut [u8],
+        step: Duration,
+    ) -> io::Result<Option<(usize, Instant)>> {
+        while self.batch.on {
+            if step.is_zero() {
+                self.batch_on(false)?;
+                break;
+            }
+            if !self.batch.more {
+                self.batch.timer.until(on_grid(Instant::now(), step)).await;
+            }
+            match rustix::net::recv(
+                self.from.as_ref(),
+                &mut *buf,
+                rustix::net::RecvFlags::DONTWAIT,
+            ) {
+                Ok((n, _)) => {
+                    let now = Instant::now();
+                    self.last = Some(now);
+                    self.batch.more = n == buf.len();
+                    self.batch.empty = 0;
+                    return Ok(Some((n, now)));
+                }
+                // Quiet: back to waking on arrivals. Setting the low
+                // mark back signals the socket if something came
+                // meanwhile, so nothing waits for a wake-up that never
+                // comes.
+                Err(rustix::io::Errno::AGAIN) => {
+                    self.batch.empty += 1;
+                    if self.batch.empty >= QUIET_STEPS {
+                        self.batch_on(false)?;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts or stops reading at each step of the grid.
+    #[cfg(target_os = "linux")]
+    fn batch_on(&mut self, on: bool) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let lowat: libc::c_int = if on { BATCH_LOWAT } else { 1 };
+        let len = libc::socklen_t::try_from(size_of::<libc::c_int>())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `setsockopt` reads `len` bytes at the pointer, which
+        // points to a live `c_int` of exactly that size; the descriptor
+        // is this reader's socket, open as long as `self.from` is.
+        // (No safe wrapper exposes `SO_RCVLOWAT`: neither rustix nor
+        // socket2.)
+        #[allow(unsafe_code)]
+        let done = unsafe {
+            libc::setsockopt(
+                self.from.as_ref().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                std::ptr::from_ref(&lowat).cast(),
+                len,
+            )
+        };
+        if done != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.batch.on = on;
+        self.batch.empty = 0;
+        Ok(())
+    }
 }
 
 /// The writer of one direction: forwards each chunk once the mode lets it
@@ -561,20 +737,30 @@ async fn forward(
 /// the measured client's often. Through a master slowed by 20 ms that
 /// halved the proxy's timer expiries (`docs/benchmarks.md`).
 fn due(read_at: Instant, d: Duration) -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let exact = read_at.checked_add(d).unwrap_or(read_at);
-    let step = (d / 20).min(Duration::from_millis(1)).as_nanos();
+    on_grid(exact, grid_step(d))
+}
+
+/// The step of the grid of [`due`] in `Delay(d)`: `d / 20`, at most 1 ms.
+fn grid_step(d: Duration) -> Duration {
+    (d / 20).min(Duration::from_millis(1))
+}
+
+/// The first point of the grid of `step` at or after `at`.
+fn on_grid(at: Instant, step: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let step = step.as_nanos();
     if step == 0 {
-        return exact;
+        return at;
     }
     let epoch = *EPOCH.get_or_init(Instant::now);
-    let since = exact.saturating_duration_since(epoch).as_nanos();
+    let since = at.saturating_duration_since(epoch).as_nanos();
     let rounded = since.div_ceil(step).saturating_mul(step);
     // Before the epoch (a chunk read before the first delay began), or
-    // beyond what a `Duration` holds: the exact time.
+    // beyond what a `Duration` holds: `at` itself.
     match u64::try_from(rounded) {
-        Ok(ns) if exact >= epoch => epoch + Duration::from_nanos(ns),
-        _ => exact,
+        Ok(ns) if at >= epoch => epoch + Duration::from_nanos(ns),
+        _ => at,
     }
 }
 
@@ -824,6 +1010,51 @@ mod tests {
                 assert!(dues.len() <= 2, "{d:?}: {} due times", dues.len());
             }
         }
+    }
+
+    /// In a busy `Delay(d)`, chunks that come closer together than a step
+    /// of the grid are read a step at a time, not one by one (a read is a
+    /// wake-up of the proxy's thread), and still arrive intact, in order
+    /// and delayed at least `d`; after a quiet spell the reader waits for
+    /// arrivals again, so a lone chunk still goes through.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_busy_delay_reads_at_the_steps_of_the_grid() {
+        let d = Duration::from_millis(40);
+        let step = grid_step(d);
+        let p = Proxy::start_with_mode(echo(), Mode::Delay(d)).expect("proxy");
+        let mut s = client(&p);
+        let mut sent = Vec::new();
+        let start = Instant::now();
+        for i in 0..50u32 {
+            let word = format!("{i:02} ");
+            s.write_all(word.as_bytes()).expect("write");
+            sent.extend_from_slice(word.as_bytes());
+            thread::sleep(step / 5);
+        }
+        let writing = start.elapsed();
+        let mut got = vec![0u8; sent.len()];
+        s.read_exact(&mut got).expect("read");
+        assert!(start.elapsed() >= 2 * d, "{:?} round trip", start.elapsed());
+        assert_eq!(got, sent);
+        // Each direction reads at most once per step over its span (the
+        // writes, plus a few steps), however slow the machine: the echo's
+        // side as well, as the proxy writes to it once per step. One read
+        // per chunk would be 50 from the client alone.
+        let steps = u64::try_from(writing.as_nanos() / step.as_nanos()).expect("steps");
+        let reads = p.chunks_read();
+        assert!(
+            reads <= 2 * (steps + 5),
+            "{reads} reads over {steps} steps of {step:?}"
+        );
+
+        thread::sleep(20 * step);
+        let t = Instant::now();
+        assert_eq!(
+            roundtrip(&mut s, b"lone").expect("after a quiet spell"),
+            b"lone"
+        );
+        assert!(t.elapsed() >= 2 * d, "{:?} round trip", t.elapsed());
     }
 
     /// A round trip through `Delay(d)` takes at least twice `d`, bytes

@@ -149,8 +149,10 @@ Workloads, each measured for both configurations:
 Fault scenarios (quorum only, 3 masters or more; --no-faults skips them),
 sequential cycles as above, each on connections of its own:
   slowed       the last master reached through an in-process TCP proxy that
-               delays every chunk by --slow-by each way (rounded up by
-               at most 5% and 1 ms, so chunks due together go out at once)
+               delays every chunk by --slow-by each way (and by up to two
+               steps more of a grid of 5% of it, at most 1 ms a step: chunks
+               due together go out at once, and a busy connection is read
+               once a step)
   paused       the last master stopped with SIGSTOP for the scenario and
                resumed with SIGCONT after (also on Ctrl-C); only a
                redis-server this redlock started, so only with --spawn
