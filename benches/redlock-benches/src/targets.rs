@@ -18,10 +18,11 @@
 //! C0 and C and the floor run interleaved, a tenth of each in turn
 //! ([`interleaved`]), so a burst of other load on a shared machine hits
 //! every one of them alike, and both implementations talk to the same
-//! masters ([`Env::alongside`]); D (a paused master's backlog) and the
-//! workloads with several tasks run back to back, D on masters of each
-//! implementation's own. Ratios are taken within
-//! a round and their median over the rounds is reported with the range.
+//! masters ([`Env::alongside`]); then F, interleaved the same way
+//! ([`concurrent_interleaved`]). D (a paused master's backlog) and the
+//! contended workloads E and E2 run back to back, D on masters of each
+//! implementation's own. Ratios are taken within a round and their
+//! median over the rounds is reported with the range.
 //! Nothing here asserts a speed: a timed test would fail on a noisy
 //! machine.
 
@@ -208,6 +209,63 @@ impl SequentialRun {
     }
 }
 
+/// What scenario F measured for one implementation
+/// ([`concurrent_interleaved`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConcurrentRun {
+    /// Cycles per second: every slice's cycles over the slices' wall time.
+    pub rate: f64,
+    /// Client CPU per cycle, µs.
+    pub cpu: f64,
+    /// Failed acquires (none expected).
+    pub failed: u64,
+}
+
+/// Scenario F for each environment of `envs`, `iters` cycles over
+/// [`F_TASKS`] tasks each, in [`SLICES`] turns as [`interleaved`] runs the
+/// sequential scenarios: run back to back, one implementation's F came
+/// seconds after the other's (E and E2 between), and its ratio was the
+/// noisiest of the targets.
+pub async fn concurrent_interleaved(envs: &[Env], iters: u64) -> Vec<ConcurrentRun> {
+    let mut cycles = vec![0u64; envs.len()];
+    let mut wall = vec![Duration::ZERO; envs.len()];
+    let mut cpu = vec![Duration::ZERO; envs.len()];
+    let mut failed = vec![0u64; envs.len()];
+    for turn in 0..SLICES {
+        for i in turn_order(envs.len(), turn) {
+            let cpu0 = own_cpu();
+            let f = workload::concurrent(&envs[i].client, F_TASKS, slice(iters, turn)).await;
+            cpu[i] += own_cpu().saturating_sub(cpu0);
+            cycles[i] += f.cycles.len() as u64;
+            wall[i] += f.elapsed;
+            failed[i] += f.failed_acquires;
+        }
+    }
+    (0..envs.len())
+        .map(|i| ConcurrentRun {
+            rate: cycles[i] as f64 / wall[i].as_secs_f64().max(1e-9),
+            cpu: cpu[i].as_secs_f64() * 1e6 / (cycles[i] as f64).max(1.0),
+            failed: failed[i],
+        })
+        .collect()
+}
+
+/// The order of `n` runs in turn `turn`: as given, reversed every other
+/// turn.
+fn turn_order(n: usize, turn: u64) -> Vec<usize> {
+    if turn % 2 == 1 {
+        (0..n).rev().collect()
+    } else {
+        (0..n).collect()
+    }
+}
+
+/// Turn `turn`'s share of `iters` cycles: the slices add up to `iters`,
+/// the first `iters % SLICES` taking one more.
+fn slice(iters: u64, turn: u64) -> u64 {
+    iters / SLICES + u64::from(turn < iters % SLICES)
+}
+
 /// Turns of [`interleaved`]: each sequential scenario runs in this many
 /// slices.
 pub const SLICES: u64 = 10;
@@ -243,19 +301,14 @@ pub enum Run<'a> {
 pub async fn interleaved(runs: &[Run<'_>]) -> Vec<Sequential> {
     let mut out: Vec<SequentialRun> = runs.iter().map(|_| SequentialRun::default()).collect();
     for turn in 0..SLICES {
-        let order: Vec<usize> = if turn % 2 == 1 {
-            (0..runs.len()).rev().collect()
-        } else {
-            (0..runs.len()).collect()
-        };
-        // Slices add up to `iters`: the first `iters % SLICES` take one more.
-        let slice = |iters: u64| iters / SLICES + u64::from(turn < iters % SLICES);
-        for i in order {
+        for i in turn_order(runs.len(), turn) {
             match runs[i] {
                 Run::Lock { env, iters, cap } => {
-                    out[i].add(env, slice(iters), cap / SLICES as u32).await;
+                    out[i]
+                        .add(env, slice(iters, turn), cap / SLICES as u32)
+                        .await;
                 }
-                Run::Floor { floor, iters } => out[i].add_floor(floor, slice(iters)).await,
+                Run::Floor { floor, iters } => out[i].add_floor(floor, slice(iters, turn)).await,
             }
         }
     }
@@ -337,15 +390,19 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
         let redlock = &mut r[idx(Impl::Redlock)];
         (redlock.floor_a_p50, redlock.floor_b_p50) = (seq[envs.len()].p50, seq[envs.len() + 1].p50);
         drop(floors);
-        // Then the workloads with several tasks, on B's masters.
+        // Then the workloads with several tasks, on B's masters: F
+        // interleaved as A and B are, E and E2 back to back.
+        for (env, f) in envs[2..4]
+            .iter()
+            .zip(concurrent_interleaved(&envs[2..4], plan.iters).await)
+        {
+            let m = &mut r[idx(env.scenario.imp)];
+            m.f_rate = f.rate;
+            m.f_cpu = f.cpu;
+            m.failures += f.failed;
+        }
         for env in &envs[2..4] {
             let m = &mut r[idx(env.scenario.imp)];
-            let cpu0 = own_cpu();
-            let f = workload::concurrent(&env.client, F_TASKS, plan.iters).await;
-            let cpu = own_cpu().saturating_sub(cpu0);
-            m.f_rate = f.throughput();
-            m.f_cpu = cpu.as_secs_f64() * 1e6 / (f.cycles.len() as f64).max(1.0);
-            m.failures += f.failed_acquires;
             let e = workload::contended(
                 &env.client,
                 E_TASKS,
