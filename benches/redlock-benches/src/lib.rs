@@ -28,3 +28,45 @@ pub mod targets;
 pub mod workload;
 
 pub use scenario::{Client, Env, Fault, Held, Impl, Scenario};
+
+/// The tokio runtime a benchmark binary runs on (`--runtime`).
+///
+/// On the 2-vCPU machines these benchmarks run on, a quorum cycle's
+/// latency depends on it more than on either lock library: on tokio's
+/// multi-thread runtime a cycle hands work between workers that park and
+/// wake each other (8-9 futex calls per cycle with one master, 12-17 with
+/// five), on one thread nothing is handed between threads, as in node,
+/// where node-redlock runs. See `docs/benchmarks.md`, eleventh session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flavor {
+    /// tokio's multi-thread runtime, one worker per CPU: the default of
+    /// `#[tokio::main]`, and of most services.
+    #[default]
+    Multi,
+    /// Every task on the one thread that calls `block_on`
+    /// (`#[tokio::main(flavor = "current_thread")]`).
+    Current,
+}
+
+impl Flavor {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Multi => "multi",
+            Self::Current => "current",
+        }
+    }
+
+    /// A runtime of this flavor, with I/O and timers.
+    ///
+    /// # Errors
+    ///
+    /// The runtime could not be built (out of threads or descriptors).
+    pub fn runtime(self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self {
+            Self::Multi => tokio::runtime::Builder::new_multi_thread(),
+            Self::Current => tokio::runtime::Builder::new_current_thread(),
+        };
+        builder.enable_all().build()
+    }
+}

@@ -38,6 +38,9 @@
 //! over redis-rs on this machine: its 5-master p50 over its 1-master p50
 //! is the best B / A any Redlock client over redis-rs reaches here.
 //!
+//! `--runtime multi|current` runs everything on tokio's multi-thread
+//! runtime (the default, one worker per CPU) or on one thread.
+//!
 //! `--slow-last-ms M` reaches the last of `--urls` through the in-process
 //! delaying proxy of scenario C (`M` ms each way); its threads are named
 //! `proxy*`, so `perf report --comm` can leave them out.
@@ -54,7 +57,7 @@ use redlock_benches::fanout::QuorumFloor;
 use redlock_benches::redis_rs::RedisRsMaster;
 use redlock_benches::scenario::{own_cpu, CpuSplit};
 use redlock_benches::workload;
-use redlock_benches::{Client, Env, Impl, Scenario};
+use redlock_benches::{Client, Env, Flavor, Impl, Scenario};
 use redlock_core::{Master, Redlock, Settings};
 use redlock_tokio::TokioRuntime;
 
@@ -131,13 +134,30 @@ fn usage(problem: &str) -> ! {
         "usage: cycle_profile --impl redlock|rslock|core-redis-rs --urls URL,.. [--cycles N] [--tasks T] \
          [--release core|inline] [--ping plain|timeout|floor] \
          [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]] \
-         [--managers K --wake on|off [--secs S] [--hold-ms H] [--think-ms T]] [--slow-last-ms M]"
+         [--managers K --wake on|off [--secs S] [--hold-ms H] [--think-ms T]] [--slow-last-ms M] \
+         [--runtime multi|current]"
     );
     std::process::exit(2)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
+    // `--runtime` picks the runtime the rest of the arguments are read in.
+    let args: Vec<String> = std::env::args().collect();
+    let flavor = match args.iter().position(|a| a == "--runtime") {
+        None => Flavor::Multi,
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("multi") => Flavor::Multi,
+            Some("current") => Flavor::Current,
+            _ => usage("--runtime multi|current"),
+        },
+    };
+    match flavor.runtime() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => usage(&format!("no tokio runtime: {e}")),
+    }
+}
+
+async fn run() {
     let mut imp = None;
     let mut urls = Vec::new();
     let mut cycles = 20_000u64;
@@ -190,6 +210,8 @@ async fn main() {
                 };
             }
             "--secs" => secs = value.parse().unwrap_or_else(|_| usage("--secs S")),
+            // Read by `main`.
+            "--runtime" => {}
             "--spawn" => spawn = value.parse().unwrap_or_else(|_| usage("--spawn N")),
             "--net-us" => net_us = value.parse().unwrap_or_else(|_| usage("--net-us U")),
             "--ping" => match value.as_str() {

@@ -28,7 +28,7 @@ use redlock_benches::scenario::SLOW_ONE_WAY;
 use redlock_benches::stats::median;
 use redlock_benches::targets::{self, E2_JITTER, E_TASKS};
 use redlock_benches::workload::{Retry, Stop};
-use redlock_benches::{workload, Env, Fault, Impl, Scenario};
+use redlock_benches::{workload, Env, Fault, Flavor, Impl, Scenario};
 use redlock_testing::{Masters, Mode, Proxy};
 
 /// The implementations compared, in the order of round 1.
@@ -61,6 +61,11 @@ struct Args {
     /// The folder of `cycle.mjs`, with node-redlock installed (`npm ci`).
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../node-redlock"))]
     node_dir: PathBuf,
+    /// The tokio runtime of redlock and rslock: `multi` (tokio's default,
+    /// one worker per CPU) or `current` (one thread, as node runs
+    /// node-redlock).
+    #[arg(long, value_enum, default_value_t = Flavor::Multi)]
+    runtime: Flavor,
 }
 
 /// A count of at least 1, for `--rounds`.
@@ -77,13 +82,21 @@ fn fail(problem: &str) -> ! {
     std::process::exit(2)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
+    let args = Args::parse();
+    match args.runtime.runtime() {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => fail(&format!("no tokio runtime: {e}")),
+    }
+}
+
+async fn run(args: Args) {
     let Args {
         rounds,
         cycles,
         node_dir,
-    } = Args::parse();
+        runtime,
+    } = args;
     if !node_dir.join("node_modules/redlock").is_dir() {
         fail(&format!(
             "no node-redlock in {}/node_modules: run `npm ci` there first",
@@ -158,9 +171,13 @@ async fn main() {
     }
     println!(
         "{rounds} rounds, {cycles} sequential cycles per run (fault runs capped at {} s), \
-         {E_TASKS} tasks for {} s per contention run.",
+         {E_TASKS} tasks for {} s per contention run; redlock and rslock on tokio's {} runtime.",
         CAP.as_secs(),
-        CONTENDED.as_secs()
+        CONTENDED.as_secs(),
+        match runtime {
+            Flavor::Multi => "multi-thread",
+            Flavor::Current => "current-thread",
+        }
     );
 }
 

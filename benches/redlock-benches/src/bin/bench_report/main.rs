@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use redlock_benches::targets::{self, Plan};
-use redlock_benches::{Fault, Impl, Scenario};
+use redlock_benches::{Fault, Flavor, Impl, Scenario};
 use serde_json::json;
 
 use measure::{run_healthy, run_phases, Healthy, Phases};
@@ -79,6 +79,11 @@ struct Args {
     /// Write the numbers as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// The tokio runtime everything runs on: `multi` (tokio's default, one
+    /// worker per CPU) or `current` (one thread, as node runs
+    /// node-redlock).
+    #[arg(long, value_enum, default_value_t = Flavor::Multi)]
+    runtime: Flavor,
     /// Run only the side-by-side comparison of the performance targets
     /// (scenarios A to F of `redlock_benches::targets`, redlock against
     /// rslock in the same rounds), with --rounds, --iters, --fault-iters
@@ -155,12 +160,21 @@ impl Results {
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let mut args = Args::parse();
+fn main() {
+    let args = Args::parse();
+    match args.runtime.runtime() {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => {
+            eprintln!("bench_report: no tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(mut args: Args) {
     args.rounds = args.rounds.max(1);
     let started = Instant::now();
-    let machine = report::machine();
+    let machine = report::machine(args.runtime);
     if args.targets {
         run_targets(&args, &machine, started).await;
         return;

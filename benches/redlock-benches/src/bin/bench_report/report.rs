@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redlock_benches::scenario::SLOW_ONE_WAY;
 use redlock_benches::stats::{median, range, Latency};
-use redlock_benches::{Impl, Scenario};
+use redlock_benches::{Flavor, Impl, Scenario};
 use serde_json::json;
 
 use crate::measure::{Healthy, Phases};
@@ -24,7 +24,9 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-pub(crate) fn machine() -> Vec<(String, String)> {
+/// The machine and run facts printed above every report (and put in its
+/// JSON), `runtime` among them.
+pub(crate) fn machine(runtime: Flavor) -> Vec<(String, String)> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
     let model = cpuinfo
@@ -64,6 +66,7 @@ pub(crate) fn machine() -> Vec<(String, String)> {
             "redlock's Redis client (REDLOCK_CLIENT)".into(),
             redlock_benches::scenario::redlock_client().name().into(),
         ),
+        ("tokio runtime (--runtime)".into(), runtime.name().into()),
         ("load average at start".into(), load),
     ]
 }
