@@ -16,7 +16,7 @@ mod spawn;
 mod sys;
 mod unlock;
 
-use cli::{Cli, Cmd, Global, MasterSource, Parsed};
+use cli::{Cli, Cmd, Global, MasterSource, Parsed, RuntimeArg};
 use output::Failure;
 
 /// The production lock manager.
@@ -61,11 +61,14 @@ fn run() -> Result<u8, Failure> {
 
     // `exec` runs on the main thread alone (current-thread runtime), so CMD
     // is spawned from the main thread too (see `sys::die_with_parent`). The
-    // benchmark wants every core for the client.
-    let runtime = match cli.command {
-        Cmd::Bench(_) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
+    // benchmark gives the client every core unless told otherwise
+    // (`--runtime current`).
+    let runtime = match &cli.command {
+        Cmd::Bench(args) if args.runtime == RuntimeArg::Multi => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+        }
         _ => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),

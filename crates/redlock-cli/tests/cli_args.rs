@@ -153,6 +153,7 @@ fn bad_arguments_are_one_line_and_status_64() {
             &["--masters", m, "bench", "--iterations", "0"],
             "--iterations",
         ),
+        (&["--masters", m, "bench", "--runtime", "fast"], "--runtime"),
         (
             &["--masters", m, "--prefix", "", "inspect", "-r", "r"],
             "prefix",

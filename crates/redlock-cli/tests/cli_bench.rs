@@ -102,6 +102,7 @@ fn bench_json_covers_single_and_quorum_and_the_plot_has_both() {
     assert_eq!(out.code(), 0, "{out:?}");
     let doc: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
     assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["runtime"], "multi", "the default runtime: {doc}");
     assert_eq!(doc["iterations"], 40);
     assert_eq!(doc["concurrency"], 4);
     assert_eq!(doc["contenders"], 3);
@@ -225,13 +226,15 @@ fn bench_table_names_every_workload() {
     );
 }
 
-#[test]
-fn spawned_masters_are_paused_for_the_fault_scenario_and_resumed() {
-    let out = run(&[
-        "--spawn",
-        "3",
-        "bench",
-        "--json",
+/// `redlock --spawn 3 bench --json` with `runtime` (the default when
+/// `None`), 20 iterations over 2 tasks and a master slowed by 1 ms: the
+/// JSON document, after checking the run succeeded.
+fn small_spawned_bench(runtime: Option<&str>) -> Value {
+    let mut args = vec!["--spawn", "3", "bench", "--json"];
+    if let Some(r) = runtime {
+        args.extend(["--runtime", r]);
+    }
+    args.extend([
         "--iterations",
         "20",
         "--concurrency",
@@ -243,13 +246,36 @@ fn spawned_masters_are_paused_for_the_fault_scenario_and_resumed() {
         "--slow-by",
         "1ms",
     ]);
+    let out = run(&args);
     assert_eq!(out.code(), 0, "{out:?}");
-    let doc: Value = serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    serde_json::from_str(&out.stdout).expect("stdout is one JSON document")
+}
+
+#[test]
+fn spawned_masters_are_paused_for_the_fault_scenario_and_resumed() {
+    let doc = small_spawned_bench(None);
     let f = &doc["faults"];
     assert_eq!(f["slow_one_way_ms"], 1.0, "{f}");
     workload_ok(&f["slowed"], 20, 1, "faults.slowed");
     workload_ok(&f["paused"], 20, 1, "faults.paused");
     assert_eq!(f["paused_skipped"], Value::Null, "{f}");
+}
+
+/// Every workload and both fault scenarios on one thread: nothing of the
+/// benchmark needs a second worker (a paused master is resumed, the
+/// slowed one's proxy runs on a thread of its own).
+#[test]
+fn the_benchmark_runs_on_a_current_thread_runtime_when_asked() {
+    let doc = small_spawned_bench(Some("current"));
+    assert_eq!(doc["runtime"], "current", "{doc}");
+    for name in ["single", "quorum"] {
+        for (w, tasks) in [("sequential", 1), ("fenced", 1), ("concurrent", 2)] {
+            workload_ok(&doc[name][w], 20, tasks, &format!("{name}.{w}"));
+        }
+        queued_ok(&doc[name]["queued"], 20, 2, &format!("{name}.queued"));
+    }
+    workload_ok(&doc["faults"]["slowed"], 20, 1, "faults.slowed");
+    workload_ok(&doc["faults"]["paused"], 20, 1, "faults.paused");
 }
 
 #[test]

@@ -73,6 +73,8 @@ struct Document {
     master_timeout_ms: u64,
     /// The Redis client (`--client`).
     client: &'static str,
+    /// The tokio runtime (`--runtime`).
+    runtime: &'static str,
     single: Config,
     quorum: Config,
     faults: Option<Faults>,
@@ -283,6 +285,7 @@ async fn bench(
         ttl_ms: millis(args.ttl),
         master_timeout_ms: millis(global.master_timeout),
         client: redlock_tokio::Client::from(global.client).name(),
+        runtime: args.runtime.name(),
         single: single_cfg,
         quorum: quorum_cfg,
         faults,

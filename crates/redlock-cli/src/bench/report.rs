@@ -40,7 +40,7 @@ type Pick = fn(&Config) -> &Workload;
 pub(super) fn render(doc: &Document, args: &BenchArgs) -> String {
     let mut out = format!(
         "redlock bench: single = {} alone; quorum = {} masters ({} needed)\n\
-         {} iterations per workload, concurrency {}, contenders {}, ttl {}, warmup {}, per-master timeout {}, client {}\n\n",
+         {} iterations per workload, concurrency {}, contenders {}, ttl {}, warmup {}, per-master timeout {}, client {}, runtime {}\n\n",
         doc.masters.first().map_or("?", String::as_str),
         doc.quorum.masters,
         doc.quorum.quorum,
@@ -51,6 +51,7 @@ pub(super) fn render(doc: &Document, args: &BenchArgs) -> String {
         doc.warmup,
         crate::output::human_duration(Duration::from_millis(doc.master_timeout_ms)),
         doc.client,
+        doc.runtime,
     );
     let mut t = Table::new(&[
         ("workload", Align::Left),

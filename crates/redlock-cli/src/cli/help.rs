@@ -166,6 +166,7 @@ A progress bar is drawn on stderr when it is a terminal (never with --json).
     \"masters\": [\"127.0.0.1:7001\", ...],   addresses, in order
     \"iterations\": 2000, \"warmup\": 100, \"concurrency\": 8,
     \"contenders\": 16, \"ttl_ms\": 10000, \"master_timeout_ms\": 50,
+    \"client\": \"redis-rs\", \"runtime\": \"multi\",   --client, --runtime
     \"single\": CONFIG,                       the first master alone (N=1)
     \"quorum\": CONFIG,                       all masters
     \"faults\": FAULTS or null,
