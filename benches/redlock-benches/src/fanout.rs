@@ -11,9 +11,16 @@
 //!   rest awaited in a task of their own, as redlock's acquire and
 //!   release do.
 //!
-//! A lock cycle cannot be cheaper than these fan-outs, so their 5-master
-//! time over their 1-master time is the best B / A a quorum-of-5 lock can
-//! reach here, whatever the algorithm does.
+//! - [`DirectFloor`]: the same shape over plain TCP connections that the
+//!   calling task writes and reads itself, with no driver task between it
+//!   and the sockets: what a Redis connection without redis-rs's driver
+//!   task would cost (an experiment, `cycle_profile --ping direct`).
+//!
+//! A lock cycle over the same client cannot be cheaper than its fan-out,
+//! so a floor's 5-master time over its 1-master time is the best B / A a
+//! quorum-of-5 lock over that client reaches on this machine and tokio
+//! runtime, whatever the algorithm does. The runtime moves it most
+//! (`docs/benchmarks.md`, eleventh session).
 
 use std::time::Instant;
 
@@ -138,19 +145,131 @@ impl QuorumFloor {
     /// acquire and release; a pair where a quorum did not answer is left
     /// out.
     pub async fn cycles(&self, cycles: u64) -> Vec<CycleSample> {
-        let mut samples = Vec::with_capacity(usize::try_from(cycles.min(1 << 20)).unwrap_or(0));
-        for _ in 0..cycles {
-            let t0 = Instant::now();
-            let acquired = self.round().await;
-            let t1 = Instant::now();
-            let released = self.round().await;
-            if acquired && released {
-                samples.push(CycleSample {
-                    acquire: t1 - t0,
-                    release: t1.elapsed(),
-                });
+        timed_pairs(cycles, async || self.round().await).await
+    }
+}
+
+/// `cycles` sequential pairs of `round`s, timed as a lock cycle's acquire
+/// and release; a pair where a quorum did not answer (`false`) is left
+/// out.
+async fn timed_pairs(cycles: u64, mut round: impl AsyncFnMut() -> bool) -> Vec<CycleSample> {
+    let mut samples = Vec::with_capacity(usize::try_from(cycles.min(1 << 20)).unwrap_or(0));
+    for _ in 0..cycles {
+        let t0 = Instant::now();
+        let acquired = round().await;
+        let t1 = Instant::now();
+        let released = round().await;
+        if acquired && released {
+            samples.push(CycleSample {
+                acquire: t1 - t0,
+                release: t1.elapsed(),
+            });
+        }
+    }
+    samples
+}
+
+/// One master's connection of a [`DirectFloor`].
+struct DirectConn {
+    stream: tokio::net::TcpStream,
+    /// Replies of pings already sent that were not read yet (a round
+    /// returns at the quorum; the others' replies are read first the next
+    /// time).
+    owed: usize,
+    /// Bytes read and not yet counted as a whole reply.
+    buf: Vec<u8>,
+}
+
+/// `PING` in RESP, and the reply to it.
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+const PONG: &[u8] = b"+PONG\r\n";
+
+impl DirectConn {
+    /// Reads until every ping sent on this connection was answered.
+    /// Cancel-safe: what was read stays in `buf`.
+    async fn settle(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        while self.owed > 0 {
+            while self.owed > 0 && self.buf.len() >= PONG.len() {
+                if !self.buf.starts_with(PONG) {
+                    return Err(std::io::Error::other("not a PONG"));
+                }
+                self.buf.drain(..PONG.len());
+                self.owed -= 1;
+            }
+            if self.owed > 0 && self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
-        samples
+        Ok(())
+    }
+}
+
+/// The floor's cycle (two rounds of `PING`, each back at the quorum-th
+/// reply) over one plain TCP connection per master that the calling task
+/// writes and reads itself: no task but the caller's takes part, so on a
+/// multi-thread runtime nothing is handed between workers but the
+/// caller's own wake-ups. The replies a round did not wait for are read
+/// at the start of the next one, on the same connection, in order.
+pub struct DirectFloor {
+    conns: Vec<DirectConn>,
+}
+
+impl DirectFloor {
+    /// One TCP connection per `redis://HOST:PORT` URL (no password, no TLS).
+    ///
+    /// # Errors
+    ///
+    /// The first URL that is not of that form or does not connect.
+    pub async fn connect(urls: &[String]) -> Result<Self, String> {
+        let mut conns = Vec::with_capacity(urls.len());
+        for url in urls {
+            let addr = url
+                .strip_prefix("redis://")
+                .ok_or_else(|| format!("{url}: expected redis://HOST:PORT"))?;
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| format!("{url}: {e}"))?;
+            conns.push(DirectConn {
+                stream,
+                owed: 0,
+                buf: Vec::with_capacity(64),
+            });
+        }
+        Ok(Self { conns })
+    }
+
+    /// One round: `PING` to every master, back at the quorum-th answer.
+    /// `false` if a quorum did not answer.
+    async fn round(&mut self) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let quorum = self.conns.len() / 2 + 1;
+        for c in &mut self.conns {
+            if c.stream.write_all(PING).await.is_err() {
+                return false;
+            }
+            c.owed += 1;
+        }
+        let mut pending: FuturesUnordered<_> =
+            self.conns.iter_mut().map(DirectConn::settle).collect();
+        let mut answered = 0;
+        while answered < quorum {
+            match pending.next().await {
+                Some(Ok(())) => answered += 1,
+                Some(Err(_)) => {}
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// `cycles` sequential pairs of rounds, timed as a lock cycle's
+    /// acquire and release; a pair where a quorum did not answer is left
+    /// out.
+    pub async fn cycles(&mut self, cycles: u64) -> Vec<CycleSample> {
+        timed_pairs(cycles, async || self.round().await).await
     }
 }

@@ -535,7 +535,7 @@ fn rows(rounds: &[Round]) -> Vec<Row> {
             unit: "µs",
         },
         Row {
-            what: "B / A of the floor (the best B / A on this machine)",
+            what: "B / A of the floor (the best B / A over redis-rs on this machine and runtime)",
             ours: col(0, |m| m.floor_b_p50 / m.floor_a_p50),
             theirs: None,
             ratio: per(|r| r[0].floor_b_p50 / r[0].floor_a_p50),

@@ -35,8 +35,13 @@
 //! redis-rs multiplexed connections, each round returning at the
 //! majority-th answer and leaving the rest to a spawned task, as the
 //! core's acquire and release do. It is the floor under a quorum cycle
-//! over redis-rs on this machine: its 5-master p50 over its 1-master p50
-//! is the best B / A any Redlock client over redis-rs reaches here.
+//! over redis-rs on this machine and runtime: its 5-master p50 over its
+//! 1-master p50 is the best B / A a Redlock client over redis-rs reaches
+//! there.
+//!
+//! `--ping direct` is the same floor over plain TCP connections that the
+//! calling task writes and reads itself, no redis-rs and no driver task
+//! ([`DirectFloor`]): what a connection layer without one would cost.
 //!
 //! `--runtime multi|current` runs everything on tokio's multi-thread
 //! runtime (the default, one worker per CPU) or on one thread.
@@ -53,7 +58,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redlock_benches::fanout::QuorumFloor;
+use redlock_benches::fanout::{DirectFloor, QuorumFloor};
 use redlock_benches::redis_rs::RedisRsMaster;
 use redlock_benches::scenario::{own_cpu, CpuSplit};
 use redlock_benches::workload;
@@ -132,7 +137,7 @@ fn usage(problem: &str) -> ! {
     eprintln!("cycle_profile: {problem}");
     eprintln!(
         "usage: cycle_profile --impl redlock|rslock|core-redis-rs --urls URL,.. [--cycles N] [--tasks T] \
-         [--release core|inline] [--ping plain|timeout|floor] \
+         [--release core|inline] [--ping plain|timeout|floor|direct] \
          [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]] \
          [--managers K --wake on|off [--secs S] [--hold-ms H] [--think-ms T]] [--slow-last-ms M] \
          [--runtime multi|current]"
@@ -165,6 +170,7 @@ async fn run() {
     let mut inline = false;
     let mut ping: Option<bool> = None;
     let mut floor = false;
+    let mut direct = false;
     let mut handoff: Option<String> = None;
     let mut secs = 3u64;
     let mut spawn = 0usize;
@@ -218,6 +224,7 @@ async fn run() {
                 "plain" => ping = Some(false),
                 "timeout" => ping = Some(true),
                 "floor" => floor = true,
+                "direct" => direct = true,
                 other => usage(&format!("unknown ping {other}")),
             },
             "--release" => {
@@ -259,11 +266,11 @@ async fn run() {
         across_managers(&urls, managers, wake, Duration::from_secs(secs), pace).await;
         return;
     }
-    if floor {
+    if floor || direct {
         if urls.is_empty() {
-            usage("--ping floor needs --urls");
+            usage("--ping floor|direct needs --urls");
         }
-        quorum_floor(&urls, cycles).await;
+        ping_floor(&urls, cycles, direct).await;
         return;
     }
     if redis_rs {
@@ -378,12 +385,37 @@ fn sequential_p50s(samples: &[workload::CycleSample]) -> String {
     )
 }
 
-/// `--ping floor` (see the module docs): `cycles` pairs of quorum rounds
-/// of `PING` over plain redis-rs connections to `urls`.
-async fn quorum_floor(urls: &[String], cycles: u64) {
-    let floor = QuorumFloor::connect(urls)
-        .await
-        .unwrap_or_else(|e| usage(&format!("--ping floor: {e}")));
+/// The connections of `--ping floor` or `--ping direct`.
+enum Floor {
+    /// Plain redis-rs connections ([`QuorumFloor`]).
+    RedisRs(QuorumFloor),
+    /// Connections this task writes and reads itself ([`DirectFloor`]).
+    Direct(DirectFloor),
+}
+
+impl Floor {
+    async fn cycles(&mut self, cycles: u64) -> Vec<workload::CycleSample> {
+        match self {
+            Self::RedisRs(f) => f.cycles(cycles).await,
+            Self::Direct(f) => f.cycles(cycles).await,
+        }
+    }
+}
+
+/// `--ping floor` or `--ping direct` (see the module docs): `cycles` pairs
+/// of quorum rounds of `PING` to `urls`, after 200 unmeasured ones.
+async fn ping_floor(urls: &[String], cycles: u64, direct: bool) {
+    let (label, connected) = if direct {
+        let f = DirectFloor::connect(urls).await;
+        (
+            "direct floor (PING rounds, own sockets)",
+            f.map(Floor::Direct),
+        )
+    } else {
+        let f = QuorumFloor::connect(urls).await;
+        ("floor (PING rounds, redis-rs)", f.map(Floor::RedisRs))
+    };
+    let mut floor = connected.unwrap_or_else(|e| usage(&format!("{label}: {e}")));
     // Warm-up, as for the lock cycles.
     let _ = floor.cycles(200).await;
     let allocs0 = allocated();
@@ -394,7 +426,7 @@ async fn quorum_floor(urls: &[String], cycles: u64) {
     let (cpu, _) = split.since();
     let done = samples.len() as u64;
     println!(
-        "floor (PING rounds, redis-rs) {} master(s): {done} cycles in {:.3} s{}, client CPU {:.1} µs/cycle{}",
+        "{label} {} master(s): {done} cycles in {:.3} s{}, client CPU {:.1} µs/cycle{}",
         urls.len(),
         wall.as_secs_f64(),
         sequential_p50s(&samples),
