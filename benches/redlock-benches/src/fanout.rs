@@ -25,7 +25,7 @@
 use std::time::Instant;
 
 use fred::interfaces::ClientLike;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use redlock_tokio::Master;
 
 use crate::scenario::Client;
@@ -127,13 +127,8 @@ impl QuorumFloor {
                 async move { redis::cmd("PING").query_async::<String>(&mut c).await }
             })
             .collect();
-        let mut answered = 0;
-        while answered < quorum {
-            match pending.next().await {
-                Some(Ok(_)) => answered += 1,
-                Some(Err(_)) => {}
-                None => return false,
-            }
+        if !quorum_answered(&mut pending, quorum).await {
+            return false;
         }
         if !pending.is_empty() {
             tokio::spawn(async move { while pending.next().await.is_some() {} });
@@ -147,6 +142,23 @@ impl QuorumFloor {
     pub async fn cycles(&self, cycles: u64) -> Vec<CycleSample> {
         timed_pairs(cycles, async || self.round().await).await
     }
+}
+
+/// Waits for `quorum` successful answers of `pending`; `false` if it ran
+/// out of answers first. What is still pending stays in it.
+async fn quorum_answered<T, E>(
+    pending: &mut (impl Stream<Item = Result<T, E>> + Unpin),
+    quorum: usize,
+) -> bool {
+    let mut answered = 0;
+    while answered < quorum {
+        match pending.next().await {
+            Some(Ok(_)) => answered += 1,
+            Some(Err(_)) => {}
+            None => return false,
+        }
+    }
+    true
 }
 
 /// `cycles` sequential pairs of `round`s, timed as a lock cycle's acquire
@@ -255,15 +267,7 @@ impl DirectFloor {
         }
         let mut pending: FuturesUnordered<_> =
             self.conns.iter_mut().map(DirectConn::settle).collect();
-        let mut answered = 0;
-        while answered < quorum {
-            match pending.next().await {
-                Some(Ok(())) => answered += 1,
-                Some(Err(_)) => {}
-                None => return false,
-            }
-        }
-        true
+        quorum_answered(&mut pending, quorum).await
     }
 
     /// `cycles` sequential pairs of rounds, timed as a lock cycle's

@@ -374,7 +374,7 @@ pub struct Env {
     // Field order is drop order: the client's connections close before
     // the proxy and the servers go away. Shared with the environments
     // started [`alongside`](Env::alongside) this one.
-    _proxies: Arc<Vec<Proxy>>,
+    proxies: Arc<Vec<Proxy>>,
     masters: Arc<Masters>,
 }
 
@@ -456,7 +456,7 @@ impl Env {
         Self::connect(
             scenario,
             self.urls.clone(),
-            Arc::clone(&self._proxies),
+            Arc::clone(&self.proxies),
             Arc::clone(&self.masters),
         )
         .await
@@ -484,7 +484,7 @@ impl Env {
             scenario,
             client: Arc::new(client),
             urls,
-            _proxies: proxies,
+            proxies,
             masters,
         }
     }

@@ -227,27 +227,38 @@ pub struct ConcurrentRun {
 /// seconds after the other's (E and E2 between), and its ratio was the
 /// noisiest of the targets.
 pub async fn concurrent_interleaved(envs: &[Env], iters: u64) -> Vec<ConcurrentRun> {
-    let mut cycles = vec![0u64; envs.len()];
-    let mut wall = vec![Duration::ZERO; envs.len()];
-    let mut cpu = vec![Duration::ZERO; envs.len()];
-    let mut failed = vec![0u64; envs.len()];
+    let mut sums = vec![ConcurrentSum::default(); envs.len()];
     for turn in 0..SLICES {
         for i in turn_order(envs.len(), turn) {
             let cpu0 = own_cpu();
             let f = workload::concurrent(&envs[i].client, F_TASKS, slice(iters, turn)).await;
-            cpu[i] += own_cpu().saturating_sub(cpu0);
-            cycles[i] += f.cycles.len() as u64;
-            wall[i] += f.elapsed;
-            failed[i] += f.failed_acquires;
+            let sum = &mut sums[i];
+            sum.cpu += own_cpu().saturating_sub(cpu0);
+            sum.cycles += f.cycles.len() as u64;
+            sum.wall += f.elapsed;
+            sum.failed += f.failed_acquires;
         }
     }
-    (0..envs.len())
-        .map(|i| ConcurrentRun {
-            rate: cycles[i] as f64 / wall[i].as_secs_f64().max(1e-9),
-            cpu: cpu[i].as_secs_f64() * 1e6 / (cycles[i] as f64).max(1.0),
-            failed: failed[i],
-        })
-        .collect()
+    sums.iter().map(ConcurrentSum::measured).collect()
+}
+
+/// One implementation's slices of F so far ([`concurrent_interleaved`]).
+#[derive(Clone, Debug, Default)]
+struct ConcurrentSum {
+    cycles: u64,
+    wall: Duration,
+    cpu: Duration,
+    failed: u64,
+}
+
+impl ConcurrentSum {
+    fn measured(&self) -> ConcurrentRun {
+        ConcurrentRun {
+            rate: self.cycles as f64 / self.wall.as_secs_f64().max(1e-9),
+            cpu: self.cpu.as_secs_f64() * 1e6 / (self.cycles as f64).max(1.0),
+            failed: self.failed,
+        }
+    }
 }
 
 /// The order of `n` runs in turn `turn`: as given, reversed every other
