@@ -3,6 +3,8 @@
 
 mod builder;
 mod commands;
+#[cfg(feature = "redis-rs")]
+mod direct;
 mod error;
 pub mod fred;
 mod guard;

@@ -35,13 +35,17 @@ pub enum Client {
     #[cfg_attr(not(feature = "redis-rs"), default)]
     Fred,
     /// redis-rs (feature `redis-rs`, on by default; the default client):
-    /// one multiplexed connection per master, replaced by our own
-    /// reconnect loop. It writes the commands that concurrent tasks
-    /// queued in one go, where fred writes each alone: less client CPU
-    /// and more locks per second under concurrency (see
-    /// `docs/benchmarks.md`). `rediss://` goes through the same rustls
-    /// connector as fred's; with `wake_on_release`, the subscriptions use
-    /// a fred connection per master beside it.
+    /// redis-rs's command encoding and replies over one connection per
+    /// master, replaced by our own reconnect loop. A `redis://` master's
+    /// connection is written and read by the calling tasks themselves
+    /// (one of the waiting tasks reads for all), with no I/O task to hand
+    /// each command and reply to: on tokio's multi-thread runtime that
+    /// halves the futex calls of a one-master cycle, and a lock cycle
+    /// costs 15–20% less client CPU than over redis-rs's own connection,
+    /// which costs about half fred's (see `docs/benchmarks.md`).
+    /// `rediss://` goes through redis-rs's multiplexed connection and the
+    /// same rustls connector as fred's; with `wake_on_release`, the
+    /// subscriptions use a fred connection per master beside it.
     #[cfg(feature = "redis-rs")]
     #[default]
     RedisRs,
@@ -390,14 +394,15 @@ pub(crate) trait Delivery: Copy + Send + Sync + 'static {
     /// it up unsent once that runs out.
     const TIMED: bool;
 
-    /// Waits for `request` (seen through by a [`Finish`]): bounded by the
-    /// client's own timeout ([`Timed`]), or by `timeout` here, after
-    /// which the caller gets `timed_out()` and the request goes on in a
-    /// task of its own ([`Release`]).
+    /// Waits for `request`, which must see itself through when dropped
+    /// (a [`Finish`], or the caller-written connection's request, which
+    /// needs a task only while unwritten): bounded by the client's own
+    /// timeout ([`Timed`]), or by `timeout` here, after which the caller
+    /// gets `timed_out()` and the request goes on ([`Release`]).
     fn awaited<T: Send + 'static, E: Send + 'static>(
         self,
         timeout: Duration,
-        request: Finish<Result<T, E>>,
+        request: impl Future<Output = Result<T, E>> + Send,
         timed_out: impl FnOnce() -> E + Send,
     ) -> impl Future<Output = Result<T, E>> + Send;
 }
@@ -415,7 +420,7 @@ impl Delivery for Timed {
     fn awaited<T: Send + 'static, E: Send + 'static>(
         self,
         _timeout: Duration,
-        request: Finish<Result<T, E>>,
+        request: impl Future<Output = Result<T, E>> + Send,
         _timed_out: impl FnOnce() -> E + Send,
     ) -> impl Future<Output = Result<T, E>> + Send {
         request
@@ -444,7 +449,7 @@ impl Delivery for Release {
     async fn awaited<T: Send + 'static, E: Send + 'static>(
         self,
         timeout: Duration,
-        request: Finish<Result<T, E>>,
+        request: impl Future<Output = Result<T, E>> + Send,
         timed_out: impl FnOnce() -> E + Send,
     ) -> Result<T, E> {
         tokio::time::timeout(timeout, request)

@@ -1,31 +1,38 @@
 //! The redis-rs link (feature `redis-rs`, [`Client::RedisRs`](crate::Client::RedisRs)):
 //! the same lock commands as [`FredLink`](crate::fred::FredLink), read
-//! with the same reply rules, over one redis-rs `MultiplexedConnection`
-//! per master.
+//! with the same reply rules, encoded and decoded by redis-rs, over one
+//! connection per master: for a plain TCP master (`redis://`) a
+//! connection its callers write and read themselves (`direct.rs`), for a
+//! `rediss://` one a redis-rs `MultiplexedConnection`.
 //!
 //! Why a second client: fred 10.1 writes every command with a `writev`
-//! of its own, while redis-rs batches the commands that concurrent tasks
-//! queued meanwhile into one write; measured in `docs/benchmarks.md`
-//! ("The client is the gap"), the same core costs about half the client
-//! CPU per lock over redis-rs.
+//! of its own from its own I/O task, and on tokio's multi-thread runtime
+//! every hand-over between a caller and such a task is a worker parked
+//! and woken; measured in `docs/benchmarks.md` ("The client is the gap",
+//! and the twelfth session for the connection without a task), the same
+//! core costs about half the client CPU per lock over redis-rs, and less
+//! again without the task.
 //!
 //! What a lock needs from the connection, and how this link gives it:
-//! - **One attempt per command, written within its timeout.** A
-//!   `MultiplexedConnection` never re-sends, and drops a queued command
-//!   whose receiver is gone; every command goes through
-//!   `link::Finish`, so a vote dropped by an early
-//!   decision is still written (or times out), and a lock does not rest
-//!   on exactly a quorum for lack of it. A release is never given up
-//!   unsent (`link::Delivery`): it has no response timeout, so redis-rs
-//!   writes it however late, while its caller stops waiting at the
-//!   per-master timeout.
-//! - **A bound on every call**: redis-rs's response timeout, at the
-//!   per-master timeout, the identity check after a reconnect included
-//!   (only start-up waits up to the connect timeout); for a release, the
+//! - **One attempt per command, written within its timeout.** Neither
+//!   connection re-sends; a command whose caller is gone before it was
+//!   written is never written (the caller-written connection takes it
+//!   back, redis-rs skips it). Every command goes through
+//!   `link::Finish`, so a vote dropped by an early decision is still
+//!   written (or times out), and a lock does not rest on exactly a quorum
+//!   for lack of it. A release is never given up unsent
+//!   (`link::Delivery`): it has no response timeout, so it is written
+//!   however late, while its caller stops waiting at the per-master
+//!   timeout. A command partly written when its timeout runs out is
+//!   written whole, and what is queued behind it after it.
+//! - **A bound on every call**: a response timeout at the per-master
+//!   timeout, the identity check after a reconnect included (only
+//!   start-up waits up to the connect timeout); for a release, the
 //!   caller's wait alone.
-//! - **Reconnects the admission rules can see.** A
-//!   `MultiplexedConnection` does not reconnect: its I/O task ends when
-//!   the socket does. Our own loop (`keep_connected`) opens the next
+//! - **Reconnects the admission rules can see.** Neither connection
+//!   reconnects: it fails when the socket ends (a `MultiplexedConnection`'s
+//!   I/O task ends; the caller-written one is watched between calls, so
+//!   an idle connection the server closed is noticed at once too). Our own loop (`keep_connected`) opens the next
 //!   one, and counts every connection it installs *before* any command
 //!   can use it, so a reply from a replaced connection is always seen as
 //!   such by the gate ([`Link::take_reconnects`]). While no connection is
@@ -60,9 +67,12 @@ use std::time::{Duration, Instant};
 
 use fred::types::config::ServerConfig;
 use fred::types::Value as FredValue;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
+#[cfg(feature = "tls")]
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Cmd, RedisConnectionInfo, RedisError, Value};
+#[cfg(feature = "tls")]
+use redis::AsyncConnectionConfig;
+use redis::{Cmd, RedisConnectionInfo, RedisError, Value};
 use redlock_core::{
     ClockSample, ConfigError, Fence, FenceKeys, KeyState, Link, Master, MasterFacts, MasterFailure,
     ReleaseWatch, Settings, Token, Ttl,
@@ -70,6 +80,7 @@ use redlock_core::{
 use tokio::net::TcpStream;
 
 use crate::commands::{self, ScriptLink};
+use crate::direct::{timed_out, DirectConn};
 use crate::fred::{
     announcements_for, facts_from_info, inspect_outcome, is_auth_message, parse_time, script_reply,
     short, unresponsive, Announcements, InfoProblem, ParsedUrl, Script, Scripts, SharedScripts,
@@ -98,6 +109,48 @@ struct Target {
 
 /// A connection's I/O task: ends when the socket does.
 type Driver = BoxFuture<'static, ()>;
+
+/// One connection to a master: written and read by its callers
+/// ([`DirectConn`], plain TCP) or through redis-rs's own I/O task (TLS).
+#[derive(Clone, Debug)]
+enum Conn {
+    Direct(DirectConn),
+    #[cfg(feature = "tls")]
+    Multiplexed(MultiplexedConnection),
+}
+
+impl Conn {
+    /// Sends `cmd`; its reply, a server error reply as `Err`. Given no
+    /// answer within `timeout` (`Duration::MAX`: no bound), it fails as
+    /// timed out, and a command not yet written by then never is.
+    fn request(&self, cmd: &Cmd, timeout: Duration) -> Sent {
+        match self {
+            Self::Direct(conn) => Either::Left(conn.request(cmd.get_packed_command(), timeout)),
+            #[cfg(feature = "tls")]
+            Self::Multiplexed(conn) => {
+                let (mut conn, cmd) = (conn.clone(), cmd.clone());
+                Either::Right(Box::pin(async move {
+                    // Duration::MAX: tokio takes it as "far in the future".
+                    conn.set_response_timeout(timeout);
+                    conn.send_packed_command(&cmd).await?.extract_error()
+                }))
+            }
+        }
+    }
+
+    /// See [`DirectConn::nudge`]; nothing for redis-rs's connection.
+    fn nudge(&self) {
+        match self {
+            Self::Direct(conn) => conn.nudge(),
+            #[cfg(feature = "tls")]
+            Self::Multiplexed(_) => {}
+        }
+    }
+}
+
+/// A command sent on a [`Conn`]: a caller-written connection's request
+/// (which sees itself through if dropped unwritten), or redis-rs's.
+type Sent = Either<crate::direct::Request, BoxFuture<'static, redis::RedisResult<Value>>>;
 
 impl Target {
     /// The target of a parsed URL. A `rediss://` URL carries the
@@ -138,28 +191,48 @@ impl Target {
 
     /// Opens one connection (TCP, the TLS handshake for `rediss://`,
     /// then `AUTH`/`SELECT`), all of it within the connect timeout.
-    async fn open(&self) -> Result<(MultiplexedConnection, Driver), OpenError> {
+    async fn open(&self) -> Result<(Conn, Driver), OpenError> {
         let open = async {
             let tcp = TcpStream::connect((self.host.as_str(), self.port))
                 .await
                 .map_err(|e| OpenError::Redis(e.into()))?;
             tcp.set_nodelay(true)
                 .map_err(|e| OpenError::Redis(e.into()))?;
-            let config =
-                AsyncConnectionConfig::new().set_response_timeout(Some(self.response_timeout));
             #[cfg(feature = "tls")]
             if let Some(connector) = &self.tls {
+                let config =
+                    AsyncConnectionConfig::new().set_response_timeout(Some(self.response_timeout));
                 let tls = handshake(connector, &self.host, tcp).await?;
                 let (conn, driver) =
                     MultiplexedConnection::new_with_config(&self.info, tls, config)
                         .await
                         .map_err(OpenError::Redis)?;
-                return Ok((conn, Box::pin(driver) as Driver));
+                return Ok((Conn::Multiplexed(conn), Box::pin(driver) as Driver));
             }
-            let (conn, driver) = MultiplexedConnection::new_with_config(&self.info, tcp, config)
-                .await
-                .map_err(OpenError::Redis)?;
-            Ok((conn, Box::pin(driver) as Driver))
+            let conn = DirectConn::new(tcp);
+            let mut setup = Vec::new();
+            if let Some(password) = self.info.password() {
+                let mut auth = redis::cmd("AUTH");
+                if let Some(user) = self.info.username() {
+                    auth.arg(user);
+                }
+                setup.push(auth.arg(password).clone());
+            }
+            if self.info.db() != 0 {
+                setup.push(redis::cmd("SELECT").arg(self.info.db()).clone());
+            }
+            // Sent together (one write), answered in order.
+            let calls: Vec<_> = setup
+                .iter()
+                .map(|cmd| conn.send(cmd.get_packed_command()))
+                .collect();
+            for call in calls {
+                call.await
+                    .and_then(Value::extract_error)
+                    .map_err(OpenError::Redis)?;
+            }
+            let driver = Box::pin(conn.watch()) as Driver;
+            Ok((Conn::Direct(conn), driver))
         };
         match tokio::time::timeout(self.connect_timeout, open).await {
             Ok(opened) => opened,
@@ -232,7 +305,7 @@ async fn handshake(
 #[derive(Debug)]
 struct Shared {
     /// The connection in use, or why there is none.
-    current: Mutex<Result<MultiplexedConnection, String>>,
+    current: Mutex<Result<Conn, String>>,
     /// Connections installed so far; bumped before a new one is visible.
     installed: AtomicU64,
     /// `installed` as of the last [`Link::take_reconnects`].
@@ -247,7 +320,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn current(&self) -> std::sync::MutexGuard<'_, Result<MultiplexedConnection, String>> {
+    fn current(&self) -> std::sync::MutexGuard<'_, Result<Conn, String>> {
         // Replaced whole under the lock: a panic cannot leave it torn.
         self.current
             .lock()
@@ -257,7 +330,7 @@ impl Shared {
     /// Makes `conn` the connection in use. The count goes up first, under
     /// the lock: whoever sends on it sees the reconnect when it checks
     /// after the reply.
-    fn install(&self, conn: MultiplexedConnection) {
+    fn install(&self, conn: Conn) {
         let mut current = self.current();
         self.installed.fetch_add(1, Ordering::SeqCst);
         *current = Ok(conn);
@@ -382,11 +455,14 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
                         }
                     }
                     _ = check.tick(), if probe.is_none() => {
+                        if let Ok(conn) = &*shared.current() {
+                            conn.nudge();
+                        }
                         if shared.stalled_for() >= max_stall {
-                            probe = shared.current().clone().ok().map(|mut conn| {
-                                Box::pin(async move {
-                                    redis::cmd("PING").query_async::<Value>(&mut conn).await.is_ok()
-                                }) as BoxFuture<'static, bool>
+                            probe = shared.current().as_ref().ok().map(|conn| {
+                                let ping = conn.request(&redis::cmd("PING"), target.response_timeout);
+                                Box::pin(async move { ping.await.is_ok() })
+                                    as BoxFuture<'static, bool>
                             });
                         }
                     }
@@ -456,7 +532,7 @@ impl RedisRsLink {
         target: Target,
         address: Arc<str>,
         scripts: SharedScripts,
-        first: Option<(MultiplexedConnection, Driver)>,
+        first: Option<(Conn, Driver)>,
         announcements: Option<Announcements>,
     ) -> Self {
         let shared = Arc::new(Shared {
@@ -484,7 +560,7 @@ impl RedisRsLink {
     }
 
     /// The connection in use, or why there is none.
-    fn conn(&self) -> Result<MultiplexedConnection, MasterFailure> {
+    fn conn(&self) -> Result<Conn, MasterFailure> {
         self.shared
             .current()
             .clone()
@@ -495,7 +571,7 @@ impl RedisRsLink {
     async fn call(&self, cmd: Cmd) -> Result<FredValue, MasterFailure> {
         let conn = self.conn()?;
         let pending = Unanswered(Some(&self.shared));
-        let outcome = query(conn, cmd, Timed, self.call_timeout)
+        let outcome = query(&conn, cmd, Timed, self.call_timeout)
             .await
             .map(to_fred)
             .map_err(|e| map_error(&e));
@@ -542,19 +618,12 @@ impl RedisRsLink {
         };
         let conn = self.conn()?;
         let timeout = self.call_timeout;
-        match query(
-            conn.clone(),
-            invocation("EVALSHA", &script.sha),
-            delivery,
-            timeout,
-        )
-        .await
-        {
+        match query(&conn, invocation("EVALSHA", &script.sha), delivery, timeout).await {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 let (reload, scripts) = (conn.clone(), Arc::clone(&self.scripts));
-                tokio::spawn(async move { load_scripts(reload, &scripts, timeout).await });
-                query(conn, invocation("EVAL", script.body), delivery, timeout)
+                tokio::spawn(async move { load_scripts(&reload, &scripts, timeout).await });
+                query(&conn, invocation("EVAL", script.body), delivery, timeout)
                     .await
                     .map(to_fred)
                     .map_err(|e| map_error(&e))
@@ -593,21 +662,14 @@ impl ScriptLink for RedisRsLink {
 /// Loads every script (`SCRIPT LOAD`), checking the server computed the
 /// same SHA1; sent together, so they go out in one write.
 async fn load_scripts(
-    mut conn: MultiplexedConnection,
+    conn: &Conn,
     scripts: &Scripts,
     timeout: Duration,
 ) -> Result<(), MasterFailure> {
-    conn.set_response_timeout(timeout);
     let all = scripts.all();
     let shas = futures::future::join_all(all.iter().map(|s| {
-        let mut conn = conn.clone();
-        async move {
-            redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(s.body)
-                .query_async::<String>(&mut conn)
-                .await
-        }
+        let load = conn.request(redis::cmd("SCRIPT").arg("LOAD").arg(s.body), timeout);
+        async move { Ok::<_, RedisError>(redis::from_redis_value::<String>(load.await?)?) }
     }))
     .await;
     for (s, sha) in all.iter().zip(shas) {
@@ -618,14 +680,11 @@ async fn load_scripts(
 }
 
 /// Asks the master who it is (`INFO`).
-async fn fetch_identity(
-    mut conn: MultiplexedConnection,
-    timeout: Duration,
-) -> Result<MasterFacts, IdentityError> {
-    conn.set_response_timeout(timeout);
-    let info: String = redis::cmd("INFO")
-        .query_async(&mut conn)
+async fn fetch_identity(conn: &Conn, timeout: Duration) -> Result<MasterFacts, IdentityError> {
+    let info = conn
+        .request(&redis::cmd("INFO"), timeout)
         .await
+        .and_then(|v| Ok(redis::from_redis_value::<String>(v)?))
         .map_err(IdentityError::Redis)?;
     facts_from_info(&info).map_err(IdentityError::Info)
 }
@@ -661,23 +720,26 @@ impl Link for RedisRsLink {
         let (scripts, timeout) = (Arc::clone(&self.scripts), self.call_timeout);
         Box::pin(async move {
             let conn = conn?;
-            let facts = fetch_identity(conn.clone(), timeout)
+            let facts = fetch_identity(&conn, timeout)
                 .await
                 .map_err(|e| e.to_failure())?;
             // The server read its uptime before this instant.
             let observed_at = crate::now();
             // After a restart the script cache is empty.
-            load_scripts(conn, &scripts, timeout).await?;
+            load_scripts(&conn, &scripts, timeout).await?;
             Ok((observed_at, facts))
         })
     }
 
     fn sample_clock(&self) -> BoxFuture<'static, Option<ClockSample>> {
-        let conn = self.conn();
+        let time = self
+            .conn()
+            .ok()
+            .map(|conn| conn.request(&redis::cmd("TIME"), self.call_timeout));
         Box::pin(async move {
-            let mut conn = conn.ok()?;
+            let time = time?;
             let sent = crate::now();
-            let reply = redis::cmd("TIME").query_async::<Value>(&mut conn).await;
+            let reply = time.await;
             let received = crate::now();
             let master = parse_time(to_fred(reply.ok()?))?;
             Some(ClockSample {
@@ -786,21 +848,17 @@ impl Master for RedisRsLink {
 /// redis-rs, which then never skips it, while its caller stops waiting
 /// after `timeout`.
 fn query<D: Delivery>(
-    mut conn: MultiplexedConnection,
+    conn: &Conn,
     cmd: Cmd,
     delivery: D,
     timeout: Duration,
 ) -> impl std::future::Future<Output = redis::RedisResult<Value>> + Send + 'static {
-    if !D::TIMED {
-        // redis-rs has no way to unset a clone's timeout: one that never
-        // fires (tokio takes `Duration::MAX` as "far in the future").
-        conn.set_response_timeout(Duration::MAX);
-    }
-    delivery.awaited(
-        timeout,
-        Finish::new(async move { conn.send_packed_command(&cmd).await?.extract_error() }),
-        || RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-    )
+    let bound = if D::TIMED { timeout } else { Duration::MAX };
+    let request = match conn.request(&cmd, bound) {
+        Either::Left(direct) => Either::Left(direct),
+        Either::Right(multiplexed) => Either::Right(Finish::new(multiplexed)),
+    };
+    delivery.awaited(timeout, request, timed_out)
 }
 
 /// The bytes of `parts`: sized up front, a command's buffers are
@@ -936,7 +994,7 @@ async fn connect_one(
                 // The first connection counts as a reconnect; the identity
                 // check below covers it and anything before it.
                 link.take_reconnects();
-                let facts = match fetch_identity(conn.clone(), timeout).await {
+                let facts = match fetch_identity(&conn, timeout).await {
                     Ok(facts) => facts,
                     Err(IdentityError::Info(InfoProblem::Cluster)) => {
                         return Err(ConfigError::ClusterNode {
@@ -954,7 +1012,7 @@ async fn connect_one(
                     }
                 };
                 let observed_at = crate::now();
-                if let Err(e) = load_scripts(conn, &scripts, timeout).await {
+                if let Err(e) = load_scripts(&conn, &scripts, timeout).await {
                     return Ok((link, Err(setup_failure(e, &address)?)));
                 }
                 Ok((link, Ok((observed_at, facts))))

@@ -385,3 +385,98 @@ async fn a_vote_dropped_before_it_was_written_still_reaches_its_master() {
         assert!(left.is_empty(), "{}: keys left {left:?}", client.name());
     }
 }
+
+/// Many tasks on one connection per master at once: each reply must reach
+/// the call it answers. The redis-rs link's plain TCP connections are
+/// written and read by their callers (one of them reads for all, see
+/// `redlock-tokio/src/direct.rs`); a reply handed to the wrong caller
+/// would grant a held resource or refuse a free one. Every round, half
+/// the tasks ask for a resource held by another lock and half for a free
+/// one, interleaved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_on_one_connection_each_get_their_own_reply() {
+    use std::sync::Arc;
+    const TASKS: usize = 64;
+    for client in BOTH {
+        let masters = Masters::start(3);
+        let rl = Arc::new(manager(&masters, client).await);
+        let mut held = Vec::new();
+        for i in 0..TASKS / 2 {
+            held.push(rl.try_acquire(format!("held-{i}")).await.expect("free"));
+        }
+        for round in 0..10 {
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|t| {
+                    let rl = Arc::clone(&rl);
+                    tokio::spawn(async move {
+                        let free = t % 2 == 1;
+                        let name = if free {
+                            format!("free-{round}-{t}")
+                        } else {
+                            format!("held-{}", t / 2)
+                        };
+                        let outcome = match rl.try_acquire(name.clone()).await {
+                            Ok(lock) => Ok(rl.release(lock).await.ok()),
+                            Err(e) => Err(e),
+                        };
+                        (free, name, outcome)
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let (free, name, outcome) = task.await.expect("the task ran");
+                match outcome {
+                    Ok(_) => assert!(free, "{}: {name} granted while held", client.name()),
+                    Err(e) => {
+                        assert!(!free, "{}: free {name} refused: {e}", client.name());
+                        assert!(e.is_contended(), "{}: {name}: {e}", client.name());
+                    }
+                }
+            }
+        }
+        for lock in held {
+            rl.release(lock).await.expect("released");
+        }
+        rl.background_idle().await;
+        let left = redlock_tests::keys_left(&masters, "redlock:*").await;
+        assert!(left.is_empty(), "{}: keys left {left:?}", client.name());
+    }
+}
+
+/// A connection the server closes while nothing is sent on it (`CLIENT
+/// KILL`, a restart, an idle timeout) is replaced at once, as redis-rs's
+/// and fred's I/O tasks notice the end of stream: the redis-rs link's
+/// plain TCP connections have no task reading them between calls, and
+/// the link's watcher must notice it instead, or the next vote would
+/// find the connection dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_while_idle_is_replaced_without_a_call() {
+    for client in BOTH {
+        let masters = Masters::start(3);
+        let rl = manager(&masters, client).await;
+        let before = connections_received(&masters, 0);
+        masters[0]
+            .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .expect("CLIENT KILL");
+        // Each reading opens one connection of its own, `before`'s and the
+        // `CLIENT KILL` above included: beyond those, the client must
+        // have opened one, with no lock call made meanwhile.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut readings = 1;
+        loop {
+            readings += 1;
+            let now = connections_received(&masters, 0);
+            if now > before + readings {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the closed connection was never replaced ({before} connections before, {now} after {readings} readings)",
+                client.name()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let lock = rl.try_acquire("after-kill").await.expect("a quorum is up");
+        rl.release(lock).await.expect("released");
+    }
+}

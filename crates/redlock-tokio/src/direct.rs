@@ -1,0 +1,710 @@
+//! A connection that its callers write and read themselves: the redis-rs
+//! link's transport for plain TCP masters (`redis://`).
+//!
+//! Why: a redis-rs `MultiplexedConnection` hands every command to an I/O
+//! task of its own and every reply back. On tokio's multi-thread runtime
+//! the caller and that task run in turn on two workers that park and
+//! wake each other, and on these VMs those hand-overs are most of what a
+//! five-master cycle costs over a one-master one (`docs/benchmarks.md`,
+//! eleventh and twelfth sessions). Here no task stands between a caller
+//! and its socket:
+//!
+//! - **Writing**: a command is written by its caller when it is sent,
+//!   under the connection's lock, so commands go out whole and in the
+//!   order their replies are expected. What the socket does not take at
+//!   once waits in the connection's queue.
+//! - **Reading**: one waiting caller at a time is the *leader*: it
+//!   flushes the queue, reads whatever came and hands each reply to the
+//!   caller it belongs to (in order, as Redis answers). Alone on its
+//!   connection, a caller is its own leader and nothing is handed to
+//!   anyone. A leader that got its reply (or gave up) wakes the next
+//!   waiting caller to lead; with nobody waiting, the link's watcher
+//!   (`watch`, which `keep_connected` runs as the connection's driver)
+//!   takes the socket's wake-ups, so a connection that closes while idle
+//!   is noticed at once, as redis-rs's I/O task notices it.
+//! - **Giving up**: a caller dropped before its command was written takes
+//!   it out of the queue (a timed-out vote is never written late); one
+//!   dropped after that leaves its reply to be read and discarded, so the
+//!   replies of the others stay in step. A command partly written stays
+//!   queued until it is whole.
+//! - **Failing**: end of stream, a socket error or a reply that is not
+//!   RESP2 fails every caller waiting on the connection and closes it;
+//!   the link's reconnect loop opens the next one.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use redis::{RedisError, RedisResult, Value};
+use tokio::net::TcpStream;
+
+/// How much one read asks the socket for.
+const READ_SIZE: usize = 4096;
+
+/// One plain TCP connection to a master, shared by its callers.
+#[derive(Clone, Debug)]
+pub(crate) struct DirectConn(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    stream: TcpStream,
+    state: Mutex<State>,
+}
+
+/// A command queued or written, whose reply is still to come.
+#[derive(Debug)]
+struct Awaited {
+    id: u64,
+    /// The caller to wake when its reply comes, or to make leader.
+    waker: Option<Waker>,
+    /// Its caller is gone: the reply is read and dropped.
+    abandoned: bool,
+}
+
+/// Bytes of one command not yet written whole.
+#[derive(Debug)]
+struct Outgoing {
+    id: u64,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Commands not yet written whole, in order; `written` bytes of the
+    /// first are out.
+    out: VecDeque<Outgoing>,
+    written: usize,
+    /// Every command whose reply is still to come, in the order Redis
+    /// answers them.
+    awaited: VecDeque<Awaited>,
+    /// Replies read for callers that have not yet taken them.
+    replies: Vec<(u64, RedisResult<Value>)>,
+    /// What was read and not yet parsed.
+    input: Vec<u8>,
+    /// The caller reading for everyone, if any.
+    leader: Option<u64>,
+    /// Polls of a leader so far, and as of the last `nudge`.
+    leader_polls: u64,
+    polls_seen: u64,
+    /// The watcher, woken by the socket while nobody leads.
+    watcher: Option<Waker>,
+    /// Why the connection failed; every call fails from then on.
+    failed: Option<Arc<str>>,
+    next_id: u64,
+}
+
+impl DirectConn {
+    /// A connection over `stream` (already connected, nodelay set).
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Self(Arc::new(Inner {
+            stream,
+            state: Mutex::new(State {
+                input: Vec::with_capacity(512),
+                ..State::default()
+            }),
+        }))
+    }
+
+    /// Sends one command (`packed`, in RESP) and returns its reply, a
+    /// server error reply as `Err`, within `bound` (`Duration::MAX`: no
+    /// bound). The command is written (or queued) now, before the future
+    /// is polled. Given no answer within `bound`, it fails as timed out,
+    /// and a command not yet written by then never is. Dropped before its
+    /// command was written whole, the request goes on in a task of its
+    /// own until written and answered (or out of time): a vote dropped by
+    /// an early decision must still reach its master. Dropped after, it
+    /// needs no task: its reply is read and dropped by whoever reads the
+    /// connection next.
+    pub(crate) fn request(&self, packed: Vec<u8>, bound: Duration) -> Request {
+        Request {
+            call: Some(self.send(packed)),
+            deadline: (bound != Duration::MAX)
+                .then(|| tokio::time::Instant::now().checked_add(bound))
+                .flatten(),
+            sleep: None,
+        }
+    }
+
+    /// Sends one command (`packed`, in RESP) and returns a future of its
+    /// reply, a server error reply as `Ok(Value::ServerError)`. The
+    /// command is written (or queued) now, before the future is polled.
+    /// Dropping the future before the command is written takes it back.
+    pub(crate) fn send(&self, packed: Vec<u8>) -> Call {
+        let mut state = self.0.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        if state.failed.is_none() {
+            state.awaited.push_back(Awaited {
+                id,
+                waker: None,
+                abandoned: false,
+            });
+            state.out.push_back(Outgoing { id, bytes: packed });
+            if let Err(e) = state.flush(&self.0.stream) {
+                self.0.fail(&mut state, &e.to_string());
+            }
+        }
+        drop(state);
+        Call {
+            conn: Arc::clone(&self.0),
+            id,
+            done: false,
+        }
+    }
+
+    /// Wakes the watcher if nobody leads: it reads what came for callers
+    /// that gave up (a leader stepping down leaves that to the next
+    /// caller, rather than wake the watcher for each such reply), and
+    /// from then on takes the socket's wake-ups. The reconnect loop calls
+    /// it at each of its checks.
+    ///
+    /// A leader not polled since the last nudge loses the lead to the
+    /// watcher: a caller that keeps its request without polling it (a
+    /// future held aside in a `select!` loop) must not keep the others'
+    /// replies unread.
+    pub(crate) fn nudge(&self) {
+        let mut state = self.0.lock();
+        if state.leader.is_some() && state.leader_polls == state.polls_seen {
+            state.leader = None;
+        }
+        state.polls_seen = state.leader_polls;
+        if state.leader.is_none() {
+            if let Some(watcher) = &state.watcher {
+                watcher.wake_by_ref();
+            }
+        }
+    }
+
+    /// Resolves once the connection has failed. Meanwhile, whenever no
+    /// caller leads, it reads for the connection: replies to callers that
+    /// gave up, and the end of stream of a server that closed it. The
+    /// reconnect loop runs it as the connection's driver; dropping it
+    /// closes the connection, as dropping redis-rs's driver does.
+    pub(crate) fn watch(&self) -> impl Future<Output = ()> + Send + 'static {
+        Watch(Arc::clone(&self.0))
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state whole between statements that can
+        // panic (none on user input): take it back after a panic.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fails the connection for `why`: every waiting caller is woken to
+    /// find out, and the socket is shut so the server sees it closed.
+    fn fail(&self, state: &mut State, why: &str) {
+        if state.failed.is_some() {
+            return;
+        }
+        state.failed = Some(why.into());
+        state.out.clear();
+        state.leader = None;
+        for awaited in &mut state.awaited {
+            if let Some(waker) = awaited.waker.take() {
+                waker.wake();
+            }
+        }
+        if let Some(waker) = state.watcher.take() {
+            waker.wake();
+        }
+        let _ = rustix::net::shutdown(&self.stream, rustix::net::Shutdown::Both);
+    }
+
+    /// Writes what is queued and reads what came, handing replies to
+    /// their callers: everything that can be done without waiting.
+    /// `Ok(true)` if anything was read.
+    fn pump(&self, state: &mut State) -> io::Result<bool> {
+        state.flush(&self.stream)?;
+        let mut read = false;
+        loop {
+            let had = state.input.len();
+            state.input.resize(had + READ_SIZE, 0);
+            let mut got = 0;
+            // Read inside `try_io`, so that a short read (the socket is
+            // drained) clears tokio's readiness as of *before* the read:
+            // data that came since is a newer event and stays marked.
+            // Reading again only to hear "would block" would cost a
+            // system call per reply.
+            let outcome = self.stream.try_io(tokio::io::Interest::READABLE, || {
+                let buf = &mut state.input[had..];
+                got = rustix::net::recv(&self.stream, buf, rustix::net::RecvFlags::empty())?.0;
+                if got > 0 && got < READ_SIZE {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(got)
+                }
+            });
+            state.input.truncate(had + got);
+            read |= got > 0;
+            match outcome {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if read {
+            state.deliver()?;
+        }
+        Ok(read)
+    }
+
+    /// Registers `cx` for the socket's next wake-up (readable, or
+    /// writable while bytes wait); `Ready` if one is already there.
+    fn poll_ready(&self, state: &State, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !state.out.is_empty() {
+            if let Poll::Ready(ready) = self.stream.poll_write_ready(cx) {
+                return Poll::Ready(ready);
+            }
+        }
+        self.stream.poll_read_ready(cx)
+    }
+
+    /// The leader stepped down: the next waiting caller leads, or, with
+    /// none and no reply still to come, the watcher gets the socket's
+    /// wake-ups (registered here without waking it). Replies still to
+    /// come with nobody waiting for them (their callers gave up) are read
+    /// by the next caller, or by the watcher once `nudge`d.
+    fn hand_over(&self, state: &mut State) {
+        state.leader = None;
+        if let Some(next) = state.awaited.iter_mut().find_map(|a| a.waker.take()) {
+            next.wake();
+            return;
+        }
+        if !state.awaited.is_empty() || !state.out.is_empty() {
+            return;
+        }
+        if let Some(watcher) = state.watcher.clone() {
+            if self
+                .poll_ready(state, &mut Context::from_waker(&watcher))
+                .is_ready()
+            {
+                watcher.wake();
+            }
+        }
+    }
+}
+
+impl State {
+    /// Writes as much of the queue as the socket takes now.
+    fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+        while let Some(head) = self.out.front() {
+            match stream.try_write(&head.bytes[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    if self.written == head.bytes.len() {
+                        self.out.pop_front();
+                        self.written = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands every whole reply in `input` to its caller, in order.
+    fn deliver(&mut self) -> io::Result<()> {
+        let mut used = 0;
+        while let Some((reply, len)) = parse_reply(&self.input[used..]).map_err(bad_reply)? {
+            used += len;
+            let Some(awaited) = self.awaited.pop_front() else {
+                return Err(bad_reply("a reply to no command"));
+            };
+            if awaited.abandoned {
+                continue;
+            }
+            self.replies.push((awaited.id, Ok(reply)));
+            if let Some(waker) = awaited.waker {
+                waker.wake();
+            }
+        }
+        self.input.drain(..used);
+        Ok(())
+    }
+
+    /// Takes `id`'s reply, if it came.
+    fn take_reply(&mut self, id: u64) -> Option<RedisResult<Value>> {
+        let at = self.replies.iter().position(|(of, _)| *of == id)?;
+        Some(self.replies.swap_remove(at).1)
+    }
+}
+
+fn bad_reply(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not a RESP2 reply: {what}"),
+    )
+}
+
+/// The error a call on a failed connection gets: an I/O error, so that
+/// it maps to "unreachable" as redis-rs's closed connections do.
+fn closed(why: &str) -> RedisError {
+    RedisError::from(io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        why.to_owned(),
+    ))
+}
+
+/// The error of a command that got no answer in time.
+pub(crate) fn timed_out() -> RedisError {
+    RedisError::from(io::Error::from(io::ErrorKind::TimedOut))
+}
+
+/// [`DirectConn::request`]'s future.
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// `None` once answered.
+    call: Option<Call>,
+    deadline: Option<tokio::time::Instant>,
+    /// Set up only once the reply was not there at the first poll.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Future for Request {
+    type Output = RedisResult<Value>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let call = this
+            .call
+            .as_mut()
+            .expect("a Request polled after its answer");
+        if let Poll::Ready(reply) = Pin::new(call).poll(cx) {
+            this.call = None;
+            return Poll::Ready(reply.and_then(Value::extract_error));
+        }
+        if let Some(deadline) = this.deadline {
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.as_mut().poll(cx).is_ready() {
+                // Dropped here: taken back if not written yet.
+                this.call = None;
+                return Poll::Ready(Err(timed_out()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        if call.written() {
+            return;
+        }
+        // Off a runtime there is none to run it on: taken back.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let deadline = self.deadline;
+            drop(runtime.spawn(async move {
+                match deadline {
+                    Some(deadline) => drop(tokio::time::timeout_at(deadline, call).await),
+                    None => drop(call.await),
+                }
+            }));
+        }
+    }
+}
+
+/// The reply to one command sent with [`DirectConn::send`].
+#[derive(Debug)]
+pub(crate) struct Call {
+    conn: Arc<Inner>,
+    id: u64,
+    done: bool,
+}
+
+impl Future for Call {
+    type Output = RedisResult<Value>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let inner = &*this.conn;
+        let mut state = inner.lock();
+        loop {
+            if let Some(reply) = state.take_reply(this.id) {
+                this.done = true;
+                if state.leader == Some(this.id) {
+                    inner.hand_over(&mut state);
+                }
+                return Poll::Ready(reply);
+            }
+            if let Some(why) = &state.failed {
+                this.done = true;
+                let why = Arc::clone(why);
+                state.awaited.retain(|a| a.id != this.id);
+                return Poll::Ready(Err(closed(&why)));
+            }
+            if state.leader.is_some_and(|leader| leader != this.id) {
+                // Someone else reads: wait to be handed the reply, or the
+                // lead.
+                if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
+                    awaited.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            state.leader = Some(this.id);
+            state.leader_polls += 1;
+            // Reading now: not to be woken by its own reply.
+            if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
+                awaited.waker = None;
+            }
+            match inner.pump(&mut state) {
+                Err(e) => {
+                    inner.fail(&mut state, &e.to_string());
+                    continue;
+                }
+                Ok(true) => continue,
+                Ok(false) => {}
+            }
+            match inner.poll_ready(&state, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => inner.fail(&mut state, &e.to_string()),
+                Poll::Pending => {
+                    // Also where the reply is handed over if the lead
+                    // passes to the watcher meanwhile (`nudge`).
+                    if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
+                        awaited.waker = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Call {
+    /// Whether the command was written whole (or the connection failed:
+    /// nothing more will be written).
+    fn written(&self) -> bool {
+        !self.conn.lock().out.iter().any(|o| o.id == self.id)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let inner = &*self.conn;
+        let mut state = inner.lock();
+        let id = self.id;
+        if state.take_reply(id).is_none() {
+            // Not written at all: take it back. Partly or wholly written:
+            // its reply is still to come, and is dropped.
+            let unsent = state
+                .out
+                .iter()
+                .position(|o| o.id == id)
+                .filter(|&at| at > 0 || state.written == 0);
+            if let Some(at) = unsent {
+                state.out.remove(at);
+                state.awaited.retain(|a| a.id != id);
+            } else if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == id) {
+                awaited.abandoned = true;
+                awaited.waker = None;
+            }
+        }
+        if state.leader == Some(id) {
+            inner.hand_over(&mut state);
+        }
+    }
+}
+
+/// [`DirectConn::watch`]'s future.
+struct Watch(Arc<Inner>);
+
+impl Future for Watch {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let inner = &*self.0;
+        let mut state = inner.lock();
+        loop {
+            if state.failed.is_some() {
+                return Poll::Ready(());
+            }
+            state.watcher = Some(cx.waker().clone());
+            if state.leader.is_some() {
+                // The leader gets the wake-ups; it registers ours when it
+                // steps down with nobody else waiting.
+                return Poll::Pending;
+            }
+            match inner.pump(&mut state) {
+                Err(e) => {
+                    inner.fail(&mut state, &e.to_string());
+                    continue;
+                }
+                Ok(true) => {
+                    // A caller whose reply came may lead now.
+                    if let Some(next) = state.awaited.iter_mut().find_map(|a| a.waker.take()) {
+                        next.wake();
+                    }
+                    continue;
+                }
+                Ok(false) => {}
+            }
+            match inner.poll_ready(&state, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => inner.fail(&mut state, &e.to_string()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.watcher = None;
+        self.0.fail(&mut state, "connection closed by its link");
+    }
+}
+
+/// The first whole RESP2 reply in `buf` as redis-rs reads it, and its
+/// length; `None` while it is incomplete. (`redis::parse_redis_value`
+/// gives the same values, but sets up a decoder with a buffer of its own
+/// for every reply: 8 KB allocated per reply, measured.)
+fn parse_reply(buf: &[u8]) -> Result<Option<(Value, usize)>, &'static str> {
+    /// The index after the line that starts at `from` (its `\r\n`
+    /// included), and the line without its type byte.
+    fn line(buf: &[u8], from: usize) -> Option<(usize, &[u8])> {
+        let rest = buf.get(from..)?;
+        let cr = rest.windows(2).position(|w| w == b"\r\n")?;
+        Some((from + cr + 2, &rest[1..cr]))
+    }
+    fn number(text: &[u8]) -> Result<i64, &'static str> {
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or("a number that is not one")
+    }
+    fn walk(buf: &[u8], at: usize, depth: u32) -> Result<Option<(Value, usize)>, &'static str> {
+        if depth > 64 {
+            return Err("nested too deep");
+        }
+        let Some(&kind) = buf.get(at) else {
+            return Ok(None);
+        };
+        let Some((next, text)) = line(buf, at) else {
+            return Ok(None);
+        };
+        let value = match kind {
+            b'+' if text == b"OK" => Value::Okay,
+            b'+' => Value::SimpleString(String::from_utf8_lossy(text).into_owned()),
+            b':' => Value::Int(number(text)?),
+            // Rare (a refused command): redis-rs reads the error's code
+            // and kind.
+            b'-' => redis::parse_redis_value(&buf[at..next]).map_err(|_| "an error reply")?,
+            b'$' => {
+                let Ok(len) = usize::try_from(number(text)?) else {
+                    return Ok(Some((Value::Nil, next))); // $-1
+                };
+                let end = next
+                    .checked_add(len)
+                    .and_then(|e| e.checked_add(2))
+                    .ok_or("a length too large")?;
+                return match buf.get(end - 2..end) {
+                    None => Ok(None),
+                    Some(b"\r\n") => {
+                        Ok(Some((Value::BulkString(buf[next..end - 2].to_vec()), end)))
+                    }
+                    Some(_) => Err("a bulk string without its \\r\\n"),
+                };
+            }
+            b'*' => {
+                let Ok(count) = usize::try_from(number(text)?) else {
+                    return Ok(Some((Value::Nil, next))); // *-1
+                };
+                let mut items = Vec::with_capacity(count.min(1024));
+                let mut at = next;
+                for _ in 0..count {
+                    match walk(buf, at, depth + 1)? {
+                        Some((item, after)) => {
+                            items.push(item);
+                            at = after;
+                        }
+                        None => return Ok(None),
+                    }
+                }
+                return Ok(Some((Value::Array(items), at)));
+            }
+            _ => return Err("an unknown type byte"),
+        };
+        Ok(Some((value, next)))
+    }
+    walk(buf, 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_reply;
+
+    #[test]
+    fn replies_are_read_as_redis_rs_reads_them_and_only_when_whole() {
+        let whole: &[&[u8]] = &[
+            b"+OK\r\n",
+            b"+PONG\r\n",
+            b"-ERR no\r\n",
+            b"-NOSCRIPT No matching script\r\n",
+            b":42\r\n",
+            b":-7\r\n",
+            b"$-1\r\n",
+            b"$3\r\nabc\r\n",
+            b"$4\r\na\r\nb\r\n",
+            b"$0\r\n\r\n",
+            b"*-1\r\n",
+            b"*0\r\n",
+            b"*2\r\n$1\r\na\r\n*2\r\n:1\r\n$-1\r\n",
+        ];
+        for reply in whole {
+            let expected = redis::parse_redis_value(reply).expect("redis-rs reads it");
+            assert_eq!(
+                parse_reply(reply),
+                Ok(Some((expected.clone(), reply.len()))),
+                "{reply:?}"
+            );
+            for cut in 0..reply.len() {
+                assert_eq!(
+                    parse_reply(&reply[..cut]),
+                    Ok(None),
+                    "{reply:?} cut at {cut}"
+                );
+            }
+            let mut two = reply.to_vec();
+            two.extend_from_slice(b":1\r\n");
+            assert_eq!(
+                parse_reply(&two),
+                Ok(Some((expected, reply.len()))),
+                "{reply:?} then more"
+            );
+        }
+    }
+
+    #[test]
+    fn what_is_not_resp2_is_refused() {
+        for garbage in [&b"%1\r\n"[..], b"$x\r\n", b"$3\r\nabcd\r\n", b":1.5\r\n"] {
+            assert!(parse_reply(garbage).is_err(), "{garbage:?}");
+        }
+    }
+}
