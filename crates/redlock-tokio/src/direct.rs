@@ -9,24 +9,30 @@
 //! eleventh and twelfth sessions). Here no task stands between a caller
 //! and its socket:
 //!
-//! - **Writing**: a command is written by its caller when it is sent,
-//!   under the connection's lock, so commands go out whole and in the
-//!   order their replies are expected. What the socket does not take at
-//!   once waits in the connection's queue.
+//! - **Writing**: a command is queued under the connection's lock, in the
+//!   order its reply is expected, and written by its caller at once
+//!   unless another caller is already there to write it: one writing
+//!   now (it takes the queue along, outside the lock), or a leader
+//!   waiting for replies (woken, it writes whatever is queued by the time
+//!   it runs). So concurrent callers' commands go out in one write, as
+//!   redis-rs's I/O task batches them, and a caller alone writes its own
+//!   at once. What the socket does not take waits in the queue.
 //! - **Reading**: one waiting caller at a time is the *leader*: it
 //!   flushes the queue, reads whatever came and hands each reply to the
 //!   caller it belongs to (in order, as Redis answers). Alone on its
 //!   connection, a caller is its own leader and nothing is handed to
-//!   anyone. A leader that got its reply (or gave up) wakes the next
-//!   waiting caller to lead; with nobody waiting, the link's watcher
-//!   (`watch`, which `keep_connected` runs as the connection's driver)
-//!   takes the socket's wake-ups, so a connection that closes while idle
-//!   is noticed at once, as redis-rs's I/O task notices it.
+//!   anyone. A leader that got its reply (or gave up) makes the next
+//!   waiting caller the leader (registered with the socket, not woken for
+//!   nothing); with none, the link's watcher (`watch`, which
+//!   `keep_connected` runs as the connection's driver) takes the socket's
+//!   wake-ups, so a connection that closes while idle is noticed at
+//!   once, as redis-rs's I/O task notices it. A leader not polled between
+//!   two of the reconnect loop's checks loses the lead to the watcher.
 //! - **Giving up**: a caller dropped before its command was written takes
 //!   it out of the queue (a timed-out vote is never written late); one
-//!   dropped after that leaves its reply to be read and discarded, so the
-//!   replies of the others stay in step. A command partly written stays
-//!   queued until it is whole.
+//!   dropped while or after it was written leaves its reply to be read
+//!   and discarded, so the replies of the others stay in step. A command
+//!   partly written stays queued until it is whole.
 //! - **Failing**: end of stream, a socket error or a reply that is not
 //!   RESP2 fails every caller waiting on the connection and closes it;
 //!   the link's reconnect loop opens the next one.
@@ -44,6 +50,9 @@ use tokio::net::TcpStream;
 
 /// How much one read asks the socket for.
 const READ_SIZE: usize = 4096;
+
+/// At most how much one write gives the socket.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// One plain TCP connection to a master, shared by its callers.
 #[derive(Clone, Debug)]
@@ -78,6 +87,13 @@ struct State {
     /// first are out.
     out: VecDeque<Outgoing>,
     written: usize,
+    /// A caller is writing (outside the lock) the first `committed`
+    /// commands of `out`, copied into `batch`.
+    writing: bool,
+    committed: usize,
+    batch: Vec<u8>,
+    /// The leader was woken to write the queue.
+    flush_asked: bool,
     /// Every command whose reply is still to come, in the order Redis
     /// answers them.
     awaited: VecDeque<Awaited>,
@@ -144,11 +160,25 @@ impl DirectConn {
                 abandoned: false,
             });
             state.out.push_back(Outgoing { id, bytes: packed });
-            if let Err(e) = state.flush(&self.0.stream) {
-                self.0.fail(&mut state, &e.to_string());
+            if state.leader_flushes() {
+                // Another caller waits for replies here: it writes this
+                // along with whatever else is queued by the time it runs
+                // (what redis-rs's I/O task does), so that concurrent
+                // callers' commands go out in one write, not one each.
+                return Call {
+                    conn: Arc::clone(&self.0),
+                    id,
+                    done: false,
+                };
             }
+            let (mut flushed, outcome) = self.0.flush(state);
+            if let Err(e) = outcome {
+                self.0.fail(&mut flushed, &e.to_string());
+            }
+            drop(flushed);
+        } else {
+            drop(state);
         }
-        drop(state);
         Call {
             conn: Arc::clone(&self.0),
             id,
@@ -221,8 +251,18 @@ impl Inner {
     /// Writes what is queued and reads what came, handing replies to
     /// their callers: everything that can be done without waiting.
     /// `Ok(true)` if anything was read.
-    fn pump(&self, state: &mut State) -> io::Result<bool> {
-        state.flush(&self.stream)?;
+    fn pump<'a>(
+        &'a self,
+        state: MutexGuard<'a, State>,
+    ) -> (MutexGuard<'a, State>, io::Result<bool>) {
+        let (mut state, flushed) = self.flush(state);
+        let outcome = flushed.and_then(|()| self.read(&mut state));
+        (state, outcome)
+    }
+
+    /// Reads what came and hands the replies to their callers.
+    /// `Ok(true)` if anything was read.
+    fn read(&self, state: &mut State) -> io::Result<bool> {
         let mut read = false;
         loop {
             let had = state.input.len();
@@ -266,7 +306,8 @@ impl Inner {
     /// Registers `cx` for the socket's next wake-up (readable, or
     /// writable while bytes wait); `Ready` if one is already there.
     fn poll_ready(&self, state: &State, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !state.out.is_empty() {
+        // While another caller writes, it takes the queue along.
+        if !state.out.is_empty() && !state.writing {
             if let Poll::Ready(ready) = self.stream.poll_write_ready(cx) {
                 return Poll::Ready(ready);
             }
@@ -281,8 +322,21 @@ impl Inner {
     /// by the next caller, or by the watcher once `nudge`d.
     fn hand_over(&self, state: &mut State) {
         state.leader = None;
-        if let Some(next) = state.awaited.iter_mut().find_map(|a| a.waker.take()) {
-            next.wake();
+        if let Some(next) = state.awaited.iter().find(|a| a.waker.is_some()) {
+            // The next caller leads from now: the socket wakes it when
+            // there is something to read (not woken now for nothing).
+            let (id, waker) = (next.id, next.waker.clone().expect("found with one"));
+            state.leader = Some(id);
+            // With commands queued (left for a leader to write), woken
+            // to write them.
+            if !state.out.is_empty()
+                || self
+                    .poll_ready(state, &mut Context::from_waker(&waker))
+                    .is_ready()
+            {
+                state.flush_asked = true;
+                waker.wake();
+            }
             return;
         }
         if !state.awaited.is_empty() || !state.out.is_empty() {
@@ -299,25 +353,132 @@ impl Inner {
     }
 }
 
-impl State {
-    /// Writes as much of the queue as the socket takes now.
-    fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
-        while let Some(head) = self.out.front() {
-            match stream.try_write(&head.bytes[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.written += n;
-                    if self.written == head.bytes.len() {
-                        self.out.pop_front();
-                        self.written = 0;
-                    }
+impl Inner {
+    /// Writes as much of the queue as the socket takes now, outside the
+    /// lock: callers that send meanwhile only queue their commands, and
+    /// the writer takes them along in its next write (one system call for
+    /// the commands of several tasks, as redis-rs's I/O task batches
+    /// them). With a writer at work already, it does nothing.
+    fn flush<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+    ) -> (MutexGuard<'a, State>, io::Result<()>) {
+        if state.writing {
+            return (state, Ok(()));
+        }
+        state.flush_asked = false;
+        while state.failed.is_none() && !state.out.is_empty() {
+            let mut batch = std::mem::take(&mut state.batch);
+            batch.clear();
+            let mut from = state.written;
+            let mut taken = 0;
+            for o in &state.out {
+                let room = WRITE_BATCH.saturating_sub(batch.len());
+                if room == 0 {
+                    break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                let end = o.bytes.len().min(from + room);
+                batch.extend_from_slice(&o.bytes[from..end]);
+                from = 0;
+                taken += 1;
+            }
+            // The commands in `batch` are being written: none of them can
+            // be taken back now (see `Call`'s drop).
+            state.committed = taken;
+            state.writing = true;
+            drop(state);
+            let mut sent = 0;
+            let outcome = loop {
+                if sent == batch.len() {
+                    break Ok(());
+                }
+                match self.stream.try_write(&batch[sent..]) {
+                    Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            state = self.lock();
+            state.batch = batch;
+            state.writing = false;
+            state.committed = 0;
+            if state.failed.is_none() {
+                state.advance(sent);
+            }
+            match outcome {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The socket is full. Whoever reads may have waited
+                    // for readable only while this write was under way:
+                    // woken, it waits for writable too.
+                    state.wake_reader();
+                    return (state, Ok(()));
+                }
+                Err(e) => return (state, Err(e)),
             }
         }
-        Ok(())
+        (state, Ok(()))
+    }
+}
+
+impl State {
+    /// Whether a leader waiting for the socket is there to write what
+    /// was just queued: woken now (once until it writes), it writes the
+    /// queue when it runs. A leader that is running (no waker: it is
+    /// between its read and its wait) sees the queue before it waits.
+    fn leader_flushes(&mut self) -> bool {
+        let Some(leader) = self.leader else {
+            return false;
+        };
+        if self.writing {
+            return true;
+        }
+        let Some(waker) = self
+            .awaited
+            .iter()
+            .find(|a| a.id == leader)
+            .and_then(|a| a.waker.as_ref())
+        else {
+            return false;
+        };
+        if !self.flush_asked {
+            self.flush_asked = true;
+            waker.wake_by_ref();
+        }
+        true
+    }
+
+    /// Wakes the leader, or the watcher with no leader.
+    fn wake_reader(&self) {
+        let waker = match self.leader {
+            Some(leader) => self
+                .awaited
+                .iter()
+                .find(|a| a.id == leader)
+                .and_then(|a| a.waker.as_ref()),
+            None => self.watcher.as_ref(),
+        };
+        if let Some(waker) = waker {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// `n` more bytes of the queue are written.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(head) = self.out.front() else {
+                return;
+            };
+            let left = head.bytes.len() - self.written;
+            if n < left {
+                self.written += n;
+                return;
+            }
+            n -= left;
+            self.out.pop_front();
+            self.written = 0;
+        }
     }
 
     /// Hands every whole reply in `input` to its caller, in order.
@@ -469,7 +630,9 @@ impl Future for Call {
             if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
                 awaited.waker = None;
             }
-            match inner.pump(&mut state) {
+            let (pumped, outcome) = inner.pump(state);
+            state = pumped;
+            match outcome {
                 Err(e) => {
                     inner.fail(&mut state, &e.to_string());
                     continue;
@@ -516,7 +679,7 @@ impl Drop for Call {
                 .out
                 .iter()
                 .position(|o| o.id == id)
-                .filter(|&at| at > 0 || state.written == 0);
+                .filter(|&at| at >= state.committed && (at > 0 || state.written == 0));
             if let Some(at) = unsent {
                 state.out.remove(at);
                 state.awaited.retain(|a| a.id != id);
@@ -550,7 +713,9 @@ impl Future for Watch {
                 // steps down with nobody else waiting.
                 return Poll::Pending;
             }
-            match inner.pump(&mut state) {
+            let (pumped, outcome) = inner.pump(state);
+            state = pumped;
+            match outcome {
                 Err(e) => {
                     inner.fail(&mut state, &e.to_string());
                     continue;

@@ -489,7 +489,8 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
     }
 }
 
-/// One Redis master reached through one redis-rs multiplexed connection
+/// One Redis master reached through one connection (written and read by
+/// its callers for `redis://`, redis-rs's multiplexed one for `rediss://`)
 /// kept up by our own reconnect loop: the raw [`Link`] under the
 /// admission gate, as [`RedisLink::RedisRs`](crate::RedisLink::RedisRs).
 ///
@@ -841,12 +842,13 @@ impl Master for RedisRsLink {
 
 /// Sends `cmd` and returns its reply, a server error as `Err`: what
 /// `cmd.query_async::<Value>(conn)` does, seen through to its answer even
-/// if the caller stops waiting ([`Finish`]: redis-rs would otherwise never
-/// send a dropped vote that its connection had not written yet). A
-/// [`Timed`] command is bounded by the connection's response timeout (the
-/// per-master timeout); a [`Release`](crate::link::Release) by none at
-/// redis-rs, which then never skips it, while its caller stops waiting
-/// after `timeout`.
+/// if the caller stops waiting while it is unwritten (the caller-written
+/// connection's request does that itself and needs no task once written;
+/// redis-rs's goes through a [`Finish`], as redis-rs would otherwise
+/// never send a dropped vote that its connection had not written yet). A
+/// [`Timed`] command is bounded by a response timeout at the per-master
+/// timeout; a [`Release`](crate::link::Release) by none, so it is never
+/// skipped, while its caller stops waiting after `timeout`.
 fn query<D: Delivery>(
     conn: &Conn,
     cmd: Cmd,
