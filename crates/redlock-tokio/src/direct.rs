@@ -260,6 +260,20 @@ impl Inner {
         (state, outcome)
     }
 
+    /// [`pump`](Self::pump), failing the connection on an error: `true`
+    /// if anything was read or the connection failed (look again).
+    fn step<'a>(&'a self, state: MutexGuard<'a, State>) -> (MutexGuard<'a, State>, bool) {
+        let (mut state, outcome) = self.pump(state);
+        let moved = match outcome {
+            Ok(read) => read,
+            Err(e) => {
+                self.fail(&mut state, &e.to_string());
+                true
+            }
+        };
+        (state, moved)
+    }
+
     /// Reads what came and hands the replies to their callers.
     /// `Ok(true)` if anything was read.
     fn read(&self, state: &mut State) -> io::Result<bool> {
@@ -630,15 +644,10 @@ impl Future for Call {
             if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
                 awaited.waker = None;
             }
-            let (pumped, outcome) = inner.pump(state);
+            let (pumped, moved) = inner.step(state);
             state = pumped;
-            match outcome {
-                Err(e) => {
-                    inner.fail(&mut state, &e.to_string());
-                    continue;
-                }
-                Ok(true) => continue,
-                Ok(false) => {}
+            if moved {
+                continue;
             }
             match inner.poll_ready(&state, cx) {
                 Poll::Ready(Ok(())) => {}
@@ -713,21 +722,14 @@ impl Future for Watch {
                 // steps down with nobody else waiting.
                 return Poll::Pending;
             }
-            let (pumped, outcome) = inner.pump(state);
+            let (pumped, moved) = inner.step(state);
             state = pumped;
-            match outcome {
-                Err(e) => {
-                    inner.fail(&mut state, &e.to_string());
-                    continue;
+            if moved {
+                // A caller whose reply came may lead now.
+                if let Some(next) = state.awaited.iter_mut().find_map(|a| a.waker.take()) {
+                    next.wake();
                 }
-                Ok(true) => {
-                    // A caller whose reply came may lead now.
-                    if let Some(next) = state.awaited.iter_mut().find_map(|a| a.waker.take()) {
-                        next.wake();
-                    }
-                    continue;
-                }
-                Ok(false) => {}
+                continue;
             }
             match inner.poll_ready(&state, cx) {
                 Poll::Ready(Ok(())) => {}

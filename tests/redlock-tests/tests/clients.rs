@@ -33,6 +33,27 @@ fn connections_received(masters: &Masters, m: usize) -> u64 {
         .expect("total_connections_received")
 }
 
+/// Waits (up to 15 s) until master `m` has accepted a connection beyond
+/// `before` (a reading of [`connections_received`]) and the `others` the
+/// test opened since, and beyond this function's own readings (each opens
+/// one); panics with `what` if it never does.
+async fn until_a_new_connection(masters: &Masters, m: usize, before: u64, others: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut readings = others;
+    loop {
+        readings += 1;
+        let now = connections_received(masters, m);
+        if now > before + readings {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} ({before} connections before, {now} after {readings} readings)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_through_one_client_refuses_the_other() {
     let masters = Masters::start(3);
@@ -122,23 +143,13 @@ async fn stalled_connection_is_replaced(client: Client, traffic: Duration) {
     }
     tokio::time::sleep(Duration::from_secs(8).saturating_sub(paused.elapsed())).await;
     masters[0].resume();
-    // Each reading opens one connection of its own: beyond those, the
-    // client must have opened one.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut readings = 0;
-    loop {
-        readings += 1;
-        let now = connections(0);
-        if now > before + readings {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} ({traffic:?} of traffic): the stalled connection was never replaced ({before} connections before, {now} after {readings} readings)",
-            client.name()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Beyond the readings' own connections, the client must have opened
+    // one.
+    let what = format!(
+        "{} ({traffic:?} of traffic): the stalled connection was never replaced",
+        client.name()
+    );
+    until_a_new_connection(&masters, 0, before, 0, &what).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,24 +469,13 @@ async fn a_connection_closed_while_idle_is_replaced_without_a_call() {
         masters[0]
             .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
             .expect("CLIENT KILL");
-        // Each reading opens one connection of its own, `before`'s and the
-        // `CLIENT KILL` above included: beyond those, the client must
-        // have opened one, with no lock call made meanwhile.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut readings = 1;
-        loop {
-            readings += 1;
-            let now = connections_received(&masters, 0);
-            if now > before + readings {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: the closed connection was never replaced ({before} connections before, {now} after {readings} readings)",
-                client.name()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // Beyond the `CLIENT KILL`'s own connection and the readings', the
+        // client must have opened one, with no lock call made meanwhile.
+        let what = format!(
+            "{}: the closed connection was never replaced",
+            client.name()
+        );
+        until_a_new_connection(&masters, 0, before, 1, &what).await;
         let lock = rl.try_acquire("after-kill").await.expect("a quorum is up");
         rl.release(lock).await.expect("released");
     }
