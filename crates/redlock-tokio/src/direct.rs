@@ -171,7 +171,7 @@ impl DirectConn {
                     done: false,
                 };
             }
-            let (mut flushed, outcome) = self.0.flush(state);
+            let (mut flushed, outcome) = self.0.flush(state, Flusher::Sender);
             if let Err(e) = outcome {
                 self.0.fail(&mut flushed, &e.to_string());
             }
@@ -254,16 +254,21 @@ impl Inner {
     fn pump<'a>(
         &'a self,
         state: MutexGuard<'a, State>,
+        by: Flusher,
     ) -> (MutexGuard<'a, State>, io::Result<bool>) {
-        let (mut state, flushed) = self.flush(state);
+        let (mut state, flushed) = self.flush(state, by);
         let outcome = flushed.and_then(|()| self.read(&mut state));
         (state, outcome)
     }
 
     /// [`pump`](Self::pump), failing the connection on an error: `true`
     /// if anything was read or the connection failed (look again).
-    fn step<'a>(&'a self, state: MutexGuard<'a, State>) -> (MutexGuard<'a, State>, bool) {
-        let (mut state, outcome) = self.pump(state);
+    fn step<'a>(
+        &'a self,
+        state: MutexGuard<'a, State>,
+        by: Flusher,
+    ) -> (MutexGuard<'a, State>, bool) {
+        let (mut state, outcome) = self.pump(state, by);
         let moved = match outcome {
             Ok(read) => read,
             Err(e) => {
@@ -367,6 +372,15 @@ impl Inner {
     }
 }
 
+/// Who writes the queue: a caller sending a command, or whoever reads
+/// (the leader, or the watcher with no leader).
+#[derive(Clone, Copy, Debug)]
+enum Flusher {
+    Sender,
+    Leader(u64),
+    Watcher,
+}
+
 impl Inner {
     /// Writes as much of the queue as the socket takes now, outside the
     /// lock: callers that send meanwhile only queue their commands, and
@@ -376,11 +390,11 @@ impl Inner {
     fn flush<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
+        by: Flusher,
     ) -> (MutexGuard<'a, State>, io::Result<()>) {
         if state.writing {
             return (state, Ok(()));
         }
-        state.flush_asked = false;
         while state.failed.is_none() && !state.out.is_empty() {
             let mut batch = std::mem::take(&mut state.batch);
             batch.clear();
@@ -417,6 +431,8 @@ impl Inner {
             state.batch = batch;
             state.writing = false;
             state.committed = 0;
+            // What was queued meanwhile is this writer's to write now.
+            state.flush_asked = false;
             if state.failed.is_none() {
                 state.advance(sent);
             }
@@ -425,8 +441,17 @@ impl Inner {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The socket is full. Whoever reads may have waited
                     // for readable only while this write was under way:
-                    // woken, it waits for writable too.
-                    state.wake_reader();
+                    // woken, it waits for writable too. Not this writer
+                    // if it reads: it registers next (woken by itself,
+                    // it would spin).
+                    let reads = match by {
+                        Flusher::Sender => false,
+                        Flusher::Leader(id) => state.leader == Some(id),
+                        Flusher::Watcher => state.leader.is_none(),
+                    };
+                    if !reads {
+                        state.wake_reader();
+                    }
                     return (state, Ok(()));
                 }
                 Err(e) => return (state, Err(e)),
@@ -644,9 +669,11 @@ impl Future for Call {
             if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
                 awaited.waker = None;
             }
-            let (pumped, moved) = inner.step(state);
+            let (pumped, moved) = inner.step(state, Flusher::Leader(this.id));
             state = pumped;
-            if moved {
+            // The lock was let go while writing: the lead may have passed
+            // (`nudge`); only the leader registers with the socket.
+            if moved || state.leader != Some(this.id) {
                 continue;
             }
             match inner.poll_ready(&state, cx) {
@@ -722,8 +749,12 @@ impl Future for Watch {
                 // steps down with nobody else waiting.
                 return Poll::Pending;
             }
-            let (pumped, moved) = inner.step(state);
+            let (pumped, moved) = inner.step(state, Flusher::Watcher);
             state = pumped;
+            if state.leader.is_some() {
+                // A caller took the lead while this wrote: it registers.
+                continue;
+            }
             if moved {
                 // A caller whose reply came may lead now.
                 if let Some(next) = state.awaited.iter_mut().find_map(|a| a.waker.take()) {
@@ -758,7 +789,9 @@ fn parse_reply(buf: &[u8]) -> Result<Option<(Value, usize)>, &'static str> {
     fn line(buf: &[u8], from: usize) -> Option<(usize, &[u8])> {
         let rest = buf.get(from..)?;
         let cr = rest.windows(2).position(|w| w == b"\r\n")?;
-        Some((from + cr + 2, &rest[1..cr]))
+        // A line that is only `\r\n` has no type byte: `\r` is refused as
+        // an unknown one.
+        Some((from + cr + 2, rest.get(1..cr).unwrap_or_default()))
     }
     fn number(text: &[u8]) -> Result<i64, &'static str> {
         std::str::from_utf8(text)
@@ -870,7 +903,14 @@ mod tests {
 
     #[test]
     fn what_is_not_resp2_is_refused() {
-        for garbage in [&b"%1\r\n"[..], b"$x\r\n", b"$3\r\nabcd\r\n", b":1.5\r\n"] {
+        for garbage in [
+            &b"%1\r\n"[..],
+            b"$x\r\n",
+            b"$3\r\nabcd\r\n",
+            b":1.5\r\n",
+            b"\r\n",
+            b"*1\r\n\r\n",
+        ] {
             assert!(parse_reply(garbage).is_err(), "{garbage:?}");
         }
     }
