@@ -514,18 +514,16 @@ async fn master_restarted_empty_votes_again_and_scripts_reload() {
             .try_acquire("after-restart")
             .await
             .expect("2 of 3 at least");
-        let granted_by_0 = lock
-            .votes()
-            .get(0)
-            .map(|v| v.outcome == VoteOutcome::Granted)
-            == Some(true);
+        let vote = lock.votes().get(0).map(|v| v.outcome.clone());
         rl.release(lock).await.ok();
-        if granted_by_0 {
+        if vote == Some(VoteOutcome::Granted) {
             break;
         }
+        // The last outcome says why: still unreachable, not verified, or
+        // refused (a key left by an earlier try under the same name).
         assert!(
             Instant::now() < deadline,
-            "restarted master never voted again"
+            "restarted master never voted again (last: {vote:?})"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
