@@ -98,7 +98,7 @@ struct State {
     /// answers them.
     awaited: VecDeque<Awaited>,
     /// Replies read for callers that have not yet taken them.
-    replies: Vec<(u64, RedisResult<Value>)>,
+    replies: Vec<(u64, Value)>,
     /// What was read and not yet parsed.
     input: Vec<u8>,
     /// The caller reading for everyone, if any.
@@ -160,24 +160,16 @@ impl DirectConn {
                 abandoned: false,
             });
             state.out.push_back(Outgoing { id, bytes: packed });
-            if state.leader_flushes() {
-                // Another caller waits for replies here: it writes this
-                // along with whatever else is queued by the time it runs
-                // (what redis-rs's I/O task does), so that concurrent
-                // callers' commands go out in one write, not one each.
-                return Call {
-                    conn: Arc::clone(&self.0),
-                    id,
-                    done: false,
-                };
+            // With another caller waiting for replies here, that one
+            // writes this along with whatever else is queued by the time
+            // it runs (what redis-rs's I/O task does), so that concurrent
+            // callers' commands go out in one write, not one each.
+            if !state.leader_flushes() {
+                let (mut flushed, outcome) = self.0.flush(state, Flusher::Sender);
+                if let Err(e) = outcome {
+                    self.0.fail(&mut flushed, &e.to_string());
+                }
             }
-            let (mut flushed, outcome) = self.0.flush(state, Flusher::Sender);
-            if let Err(e) = outcome {
-                self.0.fail(&mut flushed, &e.to_string());
-            }
-            drop(flushed);
-        } else {
-            drop(state);
         }
         Call {
             conn: Arc::clone(&self.0),
@@ -467,23 +459,18 @@ impl State {
     /// queue when it runs. A leader that is running (no waker: it is
     /// between its read and its wait) sees the queue before it waits.
     fn leader_flushes(&mut self) -> bool {
-        let Some(leader) = self.leader else {
+        if self.leader.is_none() {
             return false;
-        };
+        }
         if self.writing {
             return true;
         }
-        let Some(waker) = self
-            .awaited
-            .iter()
-            .find(|a| a.id == leader)
-            .and_then(|a| a.waker.as_ref())
-        else {
+        let Some(waker) = self.leader_waker() else {
             return false;
         };
         if !self.flush_asked {
-            self.flush_asked = true;
             waker.wake_by_ref();
+            self.flush_asked = true;
         }
         true
     }
@@ -491,11 +478,7 @@ impl State {
     /// Wakes the leader, or the watcher with no leader.
     fn wake_reader(&self) {
         let waker = match self.leader {
-            Some(leader) => self
-                .awaited
-                .iter()
-                .find(|a| a.id == leader)
-                .and_then(|a| a.waker.as_ref()),
+            Some(_) => self.leader_waker(),
             None => self.watcher.as_ref(),
         };
         if let Some(waker) = waker {
@@ -531,7 +514,7 @@ impl State {
             if awaited.abandoned {
                 continue;
             }
-            self.replies.push((awaited.id, Ok(reply)));
+            self.replies.push((awaited.id, reply));
             if let Some(waker) = awaited.waker {
                 waker.wake();
             }
@@ -540,8 +523,22 @@ impl State {
         Ok(())
     }
 
+    /// The entry of `id`'s command, while its reply is still to come.
+    fn awaited_mut(&mut self, id: u64) -> Option<&mut Awaited> {
+        self.awaited.iter_mut().find(|a| a.id == id)
+    }
+
+    /// The waker of the leader's caller, if it waits.
+    fn leader_waker(&self) -> Option<&Waker> {
+        let leader = self.leader?;
+        self.awaited
+            .iter()
+            .find(|a| a.id == leader)
+            .and_then(|a| a.waker.as_ref())
+    }
+
     /// Takes `id`'s reply, if it came.
-    fn take_reply(&mut self, id: u64) -> Option<RedisResult<Value>> {
+    fn take_reply(&mut self, id: u64) -> Option<Value> {
         let at = self.replies.iter().position(|(of, _)| *of == id)?;
         Some(self.replies.swap_remove(at).1)
     }
@@ -647,7 +644,7 @@ impl Future for Call {
                 if state.leader == Some(this.id) {
                     inner.hand_over(&mut state);
                 }
-                return Poll::Ready(reply);
+                return Poll::Ready(Ok(reply));
             }
             if let Some(why) = &state.failed {
                 this.done = true;
@@ -658,7 +655,7 @@ impl Future for Call {
             if state.leader.is_some_and(|leader| leader != this.id) {
                 // Someone else reads: wait to be handed the reply, or the
                 // lead.
-                if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
+                if let Some(awaited) = state.awaited_mut(this.id) {
                     awaited.waker = Some(cx.waker().clone());
                 }
                 return Poll::Pending;
@@ -666,7 +663,7 @@ impl Future for Call {
             state.leader = Some(this.id);
             state.leader_polls += 1;
             // Reading now: not to be woken by its own reply.
-            if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
+            if let Some(awaited) = state.awaited_mut(this.id) {
                 awaited.waker = None;
             }
             let (pumped, moved) = inner.step(state, Flusher::Leader(this.id));
@@ -682,7 +679,7 @@ impl Future for Call {
                 Poll::Pending => {
                     // Also where the reply is handed over if the lead
                     // passes to the watcher meanwhile (`nudge`).
-                    if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == this.id) {
+                    if let Some(awaited) = state.awaited_mut(this.id) {
                         awaited.waker = Some(cx.waker().clone());
                     }
                     return Poll::Pending;
@@ -719,7 +716,7 @@ impl Drop for Call {
             if let Some(at) = unsent {
                 state.out.remove(at);
                 state.awaited.retain(|a| a.id != id);
-            } else if let Some(awaited) = state.awaited.iter_mut().find(|a| a.id == id) {
+            } else if let Some(awaited) = state.awaited_mut(id) {
                 awaited.abandoned = true;
                 awaited.waker = None;
             }

@@ -17,10 +17,11 @@
 //! - **One attempt per command, written within its timeout.** Neither
 //!   connection re-sends; a command whose caller is gone before it was
 //!   written is never written (the caller-written connection takes it
-//!   back, redis-rs skips it). Every command goes through
-//!   `link::Finish`, so a vote dropped by an early decision is still
-//!   written (or times out), and a lock does not rest on exactly a quorum
-//!   for lack of it. A release is never given up unsent
+//!   back, redis-rs skips it). So every command is seen through while
+//!   unwritten (by the caller-written connection's request itself, on
+//!   redis-rs's through `link::Finish`): a vote dropped by an early
+//!   decision is still written (or times out), and a lock does not rest
+//!   on exactly a quorum for lack of it. A release is never given up unsent
 //!   (`link::Delivery`): it has no response timeout, so it is written
 //!   however late, while its caller stops waiting at the per-master
 //!   timeout. A command partly written when its timeout runs out is
@@ -30,9 +31,10 @@
 //!   start-up waits up to the connect timeout); for a release, the
 //!   caller's wait alone.
 //! - **Reconnects the admission rules can see.** Neither connection
-//!   reconnects: it fails when the socket ends (a `MultiplexedConnection`'s
-//!   I/O task ends; the caller-written one is watched between calls, so
-//!   an idle connection the server closed is noticed at once too). Our own loop (`keep_connected`) opens the next
+//!   reconnects: it fails when the socket ends (a
+//!   `MultiplexedConnection`'s I/O task ends; the caller-written one is
+//!   watched between calls, so an idle connection the server closed is
+//!   noticed at once too). Our own loop (`keep_connected`) opens the next
 //!   one, and counts every connection it installs *before* any command
 //!   can use it, so a reply from a replaced connection is always seen as
 //!   such by the gate ([`Link::take_reconnects`]). While no connection is
@@ -457,13 +459,10 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
                     _ = check.tick(), if probe.is_none() => {
                         if let Ok(conn) = &*shared.current() {
                             conn.nudge();
-                        }
-                        if shared.stalled_for() >= max_stall {
-                            probe = shared.current().as_ref().ok().map(|conn| {
+                            if shared.stalled_for() >= max_stall {
                                 let ping = conn.request(&redis::cmd("PING"), target.response_timeout);
-                                Box::pin(async move { ping.await.is_ok() })
-                                    as BoxFuture<'static, bool>
-                            });
+                                probe = Some(Box::pin(async move { ping.await.is_ok() }));
+                            }
                         }
                     }
                 }
