@@ -32,11 +32,13 @@ pub use scenario::{Client, Env, Fault, Held, Impl, Scenario};
 /// The tokio runtime a benchmark binary runs on (`--runtime`).
 ///
 /// On the 2-vCPU machines these benchmarks run on, a quorum cycle's
-/// latency depends on it more than on either lock library: on tokio's
+/// latency can depend on it more than on either lock library: on tokio's
 /// multi-thread runtime a cycle hands work between workers that park and
-/// wake each other (8-9 futex calls per cycle with one master, 12-17 with
-/// five), on one thread nothing is handed between threads, as in node,
-/// where node-redlock runs. See `docs/benchmarks.md`, eleventh session.
+/// wake each other (over redis-rs's connection 8-9 futex calls per cycle
+/// with one master, 12-17 with five; over redlock's own connection 4 and
+/// about 9.5), on one thread nothing is handed between threads, as in
+/// node, where node-redlock runs. See `docs/benchmarks.md`, eleventh and
+/// twelfth sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Flavor {
     /// tokio's multi-thread runtime, one worker per CPU: the default of

@@ -344,9 +344,10 @@ pub(crate) struct BenchArgs {
 
     /// The tokio runtime the client runs on: multi (one worker per CPU,
     /// tokio's default) or current (every task on one thread). On few cores
-    /// it decides much of what the quorum costs over a single master: on 2
-    /// vCPUs, 5 spawned masters, the sequential p50 cycle of the quorum was
-    /// 1.15-1.21x a single master's on multi, 0.83-0.85x on current.
+    /// it can decide much of what the quorum costs over a single master: on
+    /// 2 vCPUs, 5 spawned masters, the sequential p50 cycle of the quorum was
+    /// 0.79-1.09x a single master's on multi in three runs of four (4.4x in
+    /// the fourth), 0.89-0.98x on current.
     #[arg(long, value_enum, default_value_t = RuntimeArg::Multi)]
     pub(crate) runtime: RuntimeArg,
 }
