@@ -320,6 +320,16 @@ impl<L: Link> Master for Admitted<L> {
         self.link.release_announced(keys, token).await
     }
 
+    fn sends_dropped_releases(&self) -> bool {
+        // A release's admission never waits (see `release`): its first
+        // poll reaches the link's.
+        self.link.sends_dropped_releases()
+    }
+
+    fn settle(&self) -> impl std::future::Future<Output = ()> + Send {
+        self.link.settle()
+    }
+
     async fn acquire_fenced(
         &self,
         keys: &[String],

@@ -744,14 +744,19 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
 
     /// Completes once every background task of this manager (releases
     /// finishing after their decision, cleanups of refused attempts) has
-    /// finished; each is bounded by the per-master timeout. For a process
-    /// about to exit: dropping the runtime first would drop them unsent.
+    /// finished, and every master has answered what was sent to it
+    /// before (releases a decision left to masters that send them by
+    /// themselves, see [`Master::sends_dropped_releases`]); each is
+    /// bounded by the per-master timeout. For a process about to exit:
+    /// dropping the runtime first would drop them unsent.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only waits.
     pub async fn background_idle(&self) {
         self.background.idle().await;
+        // Releases left to masters that send them by themselves.
+        future::join_all(self.masters.iter().map(Master::settle)).await;
     }
 
     /// Closes every master connection ([`Master::close`]). Locks still
@@ -771,34 +776,45 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// with its master's index: polled by the caller
     /// ([`release_keys`](Self::release_keys)) or by a background task
     /// ([`spawn_releases`](Self::spawn_releases)). The token is copied once
-    /// and shared, not once per master.
+    /// and shared, not once per master, with a note of which masters'
+    /// releases were polled.
     fn releases(
         &self,
         keys: &Arc<[String]>,
         token: &Token,
         wanted: impl Fn(usize) -> bool,
         announce: bool,
-    ) -> Answers<impl Future<Output = Answer> + Send + 'static> {
-        let token = Arc::new(token.clone());
-        (0..self.masters.len())
+    ) -> (
+        Answers<impl Future<Output = Answer> + Send + 'static>,
+        Arc<ReleaseCall>,
+    ) {
+        let call = Arc::new(ReleaseCall {
+            token: token.clone(),
+            polled: AtomicU64::new(0),
+        });
+        let answers = (0..self.masters.len())
             .filter(|&i| wanted(i))
             .map(|i| {
-                let (masters, keys, token) = (
+                let (masters, keys, call) = (
                     Arc::clone(&self.masters),
                     Arc::clone(keys),
-                    Arc::clone(&token),
+                    Arc::clone(&call),
                 );
                 async move {
                     let master = &masters[i];
+                    // Polled from here on: the await below polls it within
+                    // this same poll.
+                    call.note_polled(i);
                     let outcome = if announce {
-                        master.release_announced(&keys, &token).await
+                        master.release_announced(&keys, &call.token).await
                     } else {
-                        master.release(&keys, &token).await
+                        master.release(&keys, &call.token).await
                     };
                     (i, outcome)
                 }
             })
-            .collect()
+            .collect();
+        (answers, call)
     }
 
     /// Sends a release to every wanted master from a background task, and
@@ -816,7 +832,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             &self.background,
             // A cleanup frees no lock anyone was granted: announcing it
             // would wake every waiter for nothing.
-            self.releases(keys, token, wanted, false),
+            self.releases(keys, token, wanted, false).0,
             Some(tx),
         );
         Releases(rx)
@@ -832,10 +848,12 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         // the way to the answer (a spawned task and a channel cost a
         // wake-up on another worker per release). What is still running
         // then, or when this future is dropped, goes on in the background.
+        let (pending, call) = self.releases(keys, token, |_| true, true);
         let mut answers = Unfinished {
-            pending: self.releases(keys, token, |_| true, true),
+            pending,
             runtime: &self.runtime,
             background: &self.background,
+            detached: false,
         };
         let mut tally = ReleaseTally::new(self.settings.quorum);
         while let Some((i, outcome)) = answers.pending.next().await {
@@ -845,6 +863,12 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
                 break;
             }
         }
+        // The masters still to answer whose release went out and goes on
+        // without its future are left to it: no task, no wake-up on
+        // another worker (see `Master::sends_dropped_releases`).
+        answers.detached = tally
+            .pending()
+            .all(|i| call.polled(i) && self.masters[i].sends_dropped_releases());
         drop(answers);
         let report = tally.report(&self.addresses);
         tracing::debug!(%report, "release decided");
@@ -861,17 +885,51 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     }
 }
 
+/// What the releases of one call share: the token (copied once, not once
+/// per master) and which masters' releases have been polled.
+struct ReleaseCall {
+    token: Token,
+    /// Bit `i`: master `i`'s release was polled (masters 0 to 63; a
+    /// master beyond is never taken as polled).
+    polled: AtomicU64,
+}
+
+impl ReleaseCall {
+    /// Notes master `i`'s release as polled.
+    fn note_polled(&self, i: usize) {
+        if let Some(bit) = Self::bit(i) {
+            self.polled.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+
+    fn bit(i: usize) -> Option<u64> {
+        u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i))
+    }
+
+    /// Whether master `i`'s release has been polled.
+    fn polled(&self, i: usize) -> bool {
+        Self::bit(i).is_some_and(|bit| self.polled.load(Ordering::Relaxed) & bit != 0)
+    }
+}
+
 /// Releases being polled by the caller; whatever has not answered when
 /// this is dropped (decided early, or the caller's future dropped) is
-/// finished by a background task, each bounded by the per-master timeout.
+/// finished by a background task, each bounded by the per-master timeout,
+/// unless `detached`: then it goes on by itself.
 struct Unfinished<'a, R: Runtime, F: Future<Output = Answer> + Send + 'static> {
     pending: Answers<F>,
     runtime: &'a R,
     background: &'a Arc<Background>,
+    /// The masters still to answer send a dropped release by themselves,
+    /// and were polled ([`Master::sends_dropped_releases`]).
+    detached: bool,
 }
 
 impl<R: Runtime, F: Future<Output = Answer> + Send + 'static> Drop for Unfinished<'_, R, F> {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         // Every answer in (the usual case with healthy masters): nothing
         // is handed over, and `finish_in_background` spawns nothing.
         finish_in_background(

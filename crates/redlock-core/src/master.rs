@@ -133,6 +133,28 @@ pub trait Master: Send + Sync + 'static {
         )))
     }
 
+    /// Whether a release future of this master, once polled and then
+    /// dropped, still reaches the master by itself: its command is
+    /// written (or queued to be) by the first poll, nothing else is to be
+    /// sent for it, and its reply is read and dropped by the connection.
+    /// Asked for each master whose answer is still to come when a release
+    /// is decided: if so, its future is dropped there, rather than polled
+    /// to the end by a background task (a task and a wake-up per
+    /// release). [`settle`](Self::settle) then waits for its answer. The
+    /// default is `false`.
+    fn sends_dropped_releases(&self) -> bool {
+        false
+    }
+
+    /// Completes once every command sent to this master so far has been
+    /// answered, or failed, or got no answer within the per-master timeout
+    /// (for [`Redlock::background_idle`](crate::Redlock::background_idle),
+    /// with the releases of [`sends_dropped_releases`](Self::sends_dropped_releases)
+    /// in mind). The default completes at once.
+    fn settle(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// Closes the connection to this master (see
     /// [`Redlock::quit`](crate::Redlock::quit)). The default does nothing.
     fn close(&self) -> impl Future<Output = ()> + Send {

@@ -119,6 +119,15 @@ impl ReleaseTally {
         self.tally.decision()
     }
 
+    /// The masters that have not answered.
+    pub(crate) fn pending(&self) -> impl Iterator<Item = usize> + '_ {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| **o == VoteOutcome::Pending)
+            .map(|(i, _)| i)
+    }
+
     /// Whether every master answered.
     pub(crate) fn complete(&self) -> bool {
         !self.outcomes.contains(&VoteOutcome::Pending)

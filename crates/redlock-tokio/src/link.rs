@@ -155,6 +155,14 @@ impl Master for RedisLink {
         each_await!(self, l => l.release_announced(keys, token))
     }
 
+    fn sends_dropped_releases(&self) -> bool {
+        each!(self, l => l.sends_dropped_releases())
+    }
+
+    async fn settle(&self) {
+        each_await!(self, l => l.settle());
+    }
+
     async fn acquire_fenced(
         &self,
         keys: &[String],

@@ -140,6 +140,30 @@ impl Conn {
         }
     }
 
+    /// Whether a release sent on this connection and dropped still
+    /// reaches the server and needs nothing more from its caller: on a
+    /// caller-written connection (a request dropped unwritten sees itself
+    /// through, see [`DirectConn::request`]) whose scripts are known to be
+    /// loaded (so no `EVAL` is to follow a `NOSCRIPT`). Not on redis-rs's,
+    /// whose dropped commands go through a [`Finish`].
+    fn sends_dropped_releases(&self) -> bool {
+        match self {
+            Self::Direct(conn) => conn.scripts_loaded(),
+            #[cfg(feature = "tls")]
+            Self::Multiplexed(_) => false,
+        }
+    }
+
+    /// Notes whether the scripts are known to be loaded on this
+    /// connection's server (see [`sends_dropped_releases`](Self::sends_dropped_releases)).
+    fn set_scripts_loaded(&self, loaded: bool) {
+        match self {
+            Self::Direct(conn) => conn.set_scripts_loaded(loaded),
+            #[cfg(feature = "tls")]
+            Self::Multiplexed(_) => {}
+        }
+    }
+
     /// See [`DirectConn::nudge`]; nothing for redis-rs's connection.
     fn nudge(&self) {
         match self {
@@ -621,6 +645,7 @@ impl RedisRsLink {
         match query(&conn, invocation("EVALSHA", &script.sha), delivery, timeout).await {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
+                conn.set_scripts_loaded(false);
                 let (reload, scripts) = (conn.clone(), Arc::clone(&self.scripts));
                 tokio::spawn(async move { load_scripts(&reload, &scripts, timeout).await });
                 query(&conn, invocation("EVAL", script.body), delivery, timeout)
@@ -676,6 +701,7 @@ async fn load_scripts(
         s.check_loaded(&sha.map_err(|e| map_error(&e))?)
             .map_err(MasterFailure::BadReply)?;
     }
+    conn.set_scripts_loaded(true);
     Ok(())
 }
 
@@ -770,6 +796,18 @@ impl Master for RedisRsLink {
 
     async fn release_announced(&self, keys: &[String], token: &Token) -> Result<(), MasterFailure> {
         commands::release(self, keys, token, true).await
+    }
+
+    fn sends_dropped_releases(&self) -> bool {
+        self.conn().is_ok_and(|conn| conn.sends_dropped_releases())
+    }
+
+    async fn settle(&self) {
+        // Answered in order: the `PING`'s answer comes after every
+        // command sent before it.
+        if let Ok(conn) = self.conn() {
+            let _ = query(&conn, redis::cmd("PING"), Timed, self.call_timeout).await;
+        }
     }
 
     async fn watch_releases(&self, keys: &[String]) -> Option<ReleaseWatch> {

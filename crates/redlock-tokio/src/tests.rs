@@ -586,3 +586,157 @@ async fn a_minority_of_announcements_does_not_wake_a_waiter() {
     );
     core.release(lock).await.expect("release");
 }
+
+/// When an in-memory master of [`Leaving`] answers a release.
+#[derive(Clone, Copy)]
+enum Reply {
+    /// At the first poll, which applies it.
+    AtOnce,
+    /// At the next poll.
+    Soon,
+    /// Never: a master slower than the caller wants to wait.
+    Never,
+}
+
+/// An in-memory master whose release is applied at its first poll, as a
+/// caller-written connection writes it then, and answered as `reply`
+/// says; `sends` says whether it reports that dropped releases still
+/// reach it ([`redlock_core::Master::sends_dropped_releases`]).
+struct Leaving {
+    inner: MemMaster,
+    reply: Reply,
+    sends: bool,
+    applied: Arc<AtomicU64>,
+}
+
+impl redlock_core::Master for Leaving {
+    fn address(&self) -> &Arc<str> {
+        self.inner.address()
+    }
+
+    async fn acquire(
+        &self,
+        keys: &[String],
+        token: &redlock_core::Token,
+        ttl: redlock_core::Ttl,
+    ) -> Result<(), redlock_core::MasterFailure> {
+        self.inner.acquire(keys, token, ttl).await
+    }
+
+    async fn extend(
+        &self,
+        keys: &[String],
+        token: &redlock_core::Token,
+        ttl: redlock_core::Ttl,
+        recreate: bool,
+    ) -> Result<(), redlock_core::MasterFailure> {
+        self.inner.extend(keys, token, ttl, recreate).await
+    }
+
+    async fn release(
+        &self,
+        keys: &[String],
+        token: &redlock_core::Token,
+    ) -> Result<(), redlock_core::MasterFailure> {
+        let outcome = self.inner.release(keys, token).await;
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        match self.reply {
+            Reply::AtOnce => {}
+            Reply::Soon => tokio::task::yield_now().await,
+            Reply::Never => std::future::pending().await,
+        }
+        outcome
+    }
+
+    fn sends_dropped_releases(&self) -> bool {
+        self.sends
+    }
+}
+
+/// [`VirtualClock`], counting the tasks the core spawns.
+struct Counting {
+    clock: VirtualClock,
+    spawns: Arc<AtomicU64>,
+}
+
+impl Runtime for Counting {
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn sleep(&self, d: Duration) -> impl std::future::Future<Output = ()> + Send {
+        self.clock.sleep(d)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.clock.random_u64()
+    }
+
+    fn fill_secret(&self, dest: &mut [u8]) {
+        self.clock.fill_secret(dest);
+    }
+
+    fn holder(&self, label: Option<&str>) -> redlock_core::Holder {
+        self.clock.holder(label)
+    }
+
+    fn spawn(&self, task: futures::future::BoxFuture<'static, ()>) {
+        self.spawns.fetch_add(1, Ordering::SeqCst);
+        self.clock.spawn(task);
+    }
+}
+
+/// Five [`Leaving`] masters, the first three answering releases as
+/// `reply` says and the last two never; a lock taken on all five and
+/// released (decided by the first three). Returns how many releases were
+/// applied when the release returned, and how many tasks it spawned.
+async fn release_past_two_silent_masters(reply: Reply, sends: bool) -> (u64, u64, Arc<AtomicU64>) {
+    let applied = Arc::new(AtomicU64::new(0));
+    let spawns = Arc::new(AtomicU64::new(0));
+    let masters: Vec<Leaving> = MemMaster::group(5, now)
+        .into_iter()
+        .enumerate()
+        .map(|(i, inner)| Leaving {
+            inner,
+            reply: if i < 3 { reply } else { Reply::Never },
+            sends,
+            applied: Arc::clone(&applied),
+        })
+        .collect();
+    let settings = Settings::builder().ttl(TTL).build(5).expect("settings");
+    let runtime = Counting {
+        clock: VirtualClock(AtomicU64::new(1)),
+        spawns: Arc::clone(&spawns),
+    };
+    let core = Redlock::with_masters(masters, settings, runtime).expect("core");
+    let lock = core.try_acquire("job").await.expect("free");
+    let report = core.release(lock).await.expect("decided by three");
+    assert_eq!(report.pending(), 2, "{report}");
+    (
+        applied.load(Ordering::SeqCst),
+        spawns.load(Ordering::SeqCst),
+        applied,
+    )
+}
+
+/// A release decided while the two slowest masters' releases were
+/// already sent, on masters that send a dropped release by themselves,
+/// leaves those to them: no task. Masters that do not say so get one.
+#[tokio::test(start_paused = true)]
+async fn sent_releases_left_to_masters_that_send_them_cost_no_task() {
+    let (applied, spawns, _) = release_past_two_silent_masters(Reply::Soon, true).await;
+    assert_eq!((applied, spawns), (5, 0));
+    let (applied, spawns, _) = release_past_two_silent_masters(Reply::Soon, false).await;
+    assert_eq!((applied, spawns), (5, 1));
+}
+
+/// A release decided before the two slowest masters' releases were even
+/// polled (the first three answered at once) does not drop those
+/// unsent: a task sends them, even on masters that send dropped releases.
+#[tokio::test(start_paused = true)]
+async fn releases_not_yet_polled_at_the_decision_are_still_sent() {
+    let (applied, spawns, all) = release_past_two_silent_masters(Reply::AtOnce, true).await;
+    assert_eq!((applied, spawns), (3, 1), "the test needs them unpolled");
+    settle().await;
+    assert_eq!(all.load(Ordering::SeqCst), 5, "a release was never sent");
+}

@@ -454,6 +454,63 @@ async fn concurrent_calls_on_one_connection_each_get_their_own_reply() {
     }
 }
 
+/// A release is decided by the quorum and returns; a slow master's part
+/// goes on after it (a task of the core's for fred, the connection itself
+/// for redis-rs's caller-written one). `background_idle` returns only once
+/// that part has reached the slow master (within the per-master timeout),
+/// so a process may exit then without leaving a key there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_idle_waits_for_what_a_release_left_to_a_slow_master() {
+    for client in BOTH {
+        let masters = Masters::start(3);
+        let slow = redlock_testing::Proxy::start_with_mode(
+            masters[2].addr(),
+            redlock_testing::Mode::Delay(Duration::from_millis(100)),
+        )
+        .expect("proxy");
+        let mut urls = masters.urls();
+        urls[2] = slow.url();
+        let rl = fresh_builder(urls)
+            .client(client)
+            .settings(|s| {
+                s.ttl(Duration::from_secs(60))
+                    .master_timeout(Duration::from_secs(5))
+            })
+            .connect_core()
+            .await
+            .unwrap_or_else(|e| panic!("connect through {}: {e}", client.name()));
+        // `connect_core` returns once a quorum is connected, and the slow
+        // master's first votes wait for its identity check (which the
+        // quorum does not wait for): take locks until one reaches it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (lock, key) = loop {
+            let attempt = rl.try_acquire("lag").await.expect("free");
+            let key = attempt.keys()[0].clone();
+            if redlock_tests::eventually(Duration::from_secs(1), || masters[2].get(&key).is_some())
+                .await
+            {
+                break (attempt, key);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no vote reached the slow master ({})",
+                client.name(),
+                attempt.votes()
+            );
+            rl.release_all(attempt).await.ok();
+        };
+        let report = rl.release(lock).await.expect("released by the quorum");
+        rl.background_idle().await;
+        assert_eq!(
+            masters[2].get(&key),
+            None,
+            "{}: background_idle returned before the release reached the slow master \
+             (decided as {report})",
+            client.name()
+        );
+    }
+}
+
 /// A connection the server closes while nothing is sent on it (`CLIENT
 /// KILL`, a restart, an idle timeout) is replaced at once, as redis-rs's
 /// and fred's I/O tasks notice the end of stream: the redis-rs link's
