@@ -1,7 +1,7 @@
 //! The Redlock algorithm over any set of [`Master`]s and any [`Runtime`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,10 @@ pub struct Redlock<M, R> {
     settings: Settings,
     runtime: R,
     background: Arc<Background>,
+    /// Some release was left to masters that send dropped releases by
+    /// themselves: [`background_idle`](Self::background_idle) settles
+    /// them from then on.
+    left_to_masters: AtomicBool,
 }
 
 /// The answers of releases sent to every master by a background task, as
@@ -142,6 +146,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             settings,
             runtime,
             background: Arc::default(),
+            left_to_masters: AtomicBool::new(false),
         })
     }
 
@@ -752,11 +757,15 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: it only waits.
+    /// Cancel safe: it only waits (and, once a release was left to its
+    /// masters, asks each master to [`settle`](Master::settle)).
     pub async fn background_idle(&self) {
-        self.background.idle().await;
-        // Releases left to masters that send them by themselves.
-        future::join_all(self.masters.iter().map(Master::settle)).await;
+        let settled = async {
+            if self.left_to_masters.load(Ordering::Relaxed) {
+                future::join_all(self.masters.iter().map(Master::settle)).await;
+            }
+        };
+        future::join(self.background.idle(), settled).await;
     }
 
     /// Closes every master connection ([`Master::close`]). Locks still
@@ -869,6 +878,9 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         answers.detached = tally
             .pending()
             .all(|i| call.polled(i) && self.masters[i].sends_dropped_releases());
+        if answers.detached && !answers.pending.is_empty() {
+            self.left_to_masters.store(true, Ordering::Relaxed);
+        }
         drop(answers);
         let report = tally.report(&self.addresses);
         tracing::debug!(%report, "release decided");

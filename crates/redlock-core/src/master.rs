@@ -136,7 +136,9 @@ pub trait Master: Send + Sync + 'static {
     /// Whether a release future of this master, once polled and then
     /// dropped, still reaches the master by itself: its command is
     /// written (or queued to be) by the first poll, nothing else is to be
-    /// sent for it, and its reply is read and dropped by the connection.
+    /// sent for it whatever the answer (no `EVALSHA` whose `NOSCRIPT`
+    /// would need an `EVAL`), and its reply is read and dropped by the
+    /// connection.
     /// Asked for each master whose answer is still to come when a release
     /// is decided: if so, its future is dropped there, rather than polled
     /// to the end by a background task (a task and a wake-up per

@@ -23,9 +23,10 @@ pub(crate) trait ScriptLink: Sync {
     /// (Redis before 7.0): single-key acquires use the script from then on.
     fn no_set_get(&self) -> &AtomicBool;
 
-    /// Runs `script` by SHA (`EVAL` after `NOSCRIPT`) and returns its
-    /// integer reply, within the per-master timeout; `delivery` says
-    /// whether the client may give it up unsent.
+    /// Runs `script` by SHA (`EVAL` after `NOSCRIPT`; the redis-rs link
+    /// sends a release as `EVAL` at once) and returns its integer reply,
+    /// within the per-master timeout; `delivery` says whether the client
+    /// may give it up unsent.
     fn eval_int<K: AsRef<str> + Sync, D: Delivery>(
         &self,
         script: &Script,

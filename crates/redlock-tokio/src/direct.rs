@@ -62,9 +62,6 @@ pub(crate) struct DirectConn(Arc<Inner>);
 struct Inner {
     stream: TcpStream,
     state: Mutex<State>,
-    /// Kept for the link: its scripts are known to be loaded on the
-    /// server behind this connection.
-    scripts_loaded: std::sync::atomic::AtomicBool,
 }
 
 /// A command queued or written, whose reply is still to come.
@@ -121,7 +118,6 @@ impl DirectConn {
     pub(crate) fn new(stream: TcpStream) -> Self {
         Self(Arc::new(Inner {
             stream,
-            scripts_loaded: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State {
                 input: Vec::with_capacity(512),
                 ..State::default()
@@ -180,21 +176,6 @@ impl DirectConn {
             id,
             done: false,
         }
-    }
-
-    /// Notes whether the link's scripts are known to be loaded on the
-    /// server behind this connection (loaded, or found missing).
-    pub(crate) fn set_scripts_loaded(&self, loaded: bool) {
-        self.0
-            .scripts_loaded
-            .store(loaded, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// See [`set_scripts_loaded`](Self::set_scripts_loaded).
-    pub(crate) fn scripts_loaded(&self) -> bool {
-        self.0
-            .scripts_loaded
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Wakes the watcher if nobody leads: it reads what came for callers

@@ -143,24 +143,14 @@ impl Conn {
     /// Whether a release sent on this connection and dropped still
     /// reaches the server and needs nothing more from its caller: on a
     /// caller-written connection (a request dropped unwritten sees itself
-    /// through, see [`DirectConn::request`]) whose scripts are known to be
-    /// loaded (so no `EVAL` is to follow a `NOSCRIPT`). Not on redis-rs's,
-    /// whose dropped commands go through a [`Finish`].
+    /// through, see [`DirectConn::request`]; a release goes out as `EVAL`,
+    /// so no fallback is to follow). Not on redis-rs's, whose dropped
+    /// commands go through a [`Finish`].
     fn sends_dropped_releases(&self) -> bool {
         match self {
-            Self::Direct(conn) => conn.scripts_loaded(),
+            Self::Direct(_) => true,
             #[cfg(feature = "tls")]
             Self::Multiplexed(_) => false,
-        }
-    }
-
-    /// Notes whether the scripts are known to be loaded on this
-    /// connection's server (see [`sends_dropped_releases`](Self::sends_dropped_releases)).
-    fn set_scripts_loaded(&self, loaded: bool) {
-        match self {
-            Self::Direct(conn) => conn.set_scripts_loaded(loaded),
-            #[cfg(feature = "tls")]
-            Self::Multiplexed(_) => {}
         }
     }
 
@@ -606,13 +596,17 @@ impl RedisRsLink {
     /// Runs `script` with `EVALSHA`; after `NOSCRIPT` (a restarted or
     /// flushed master) it falls back to `EVAL` and reloads every script
     /// in a task of its own (this future may be dropped by an early
-    /// decision before the `EVAL` is even sent).
-    async fn eval<K: AsRef<str> + Sync>(
+    /// decision before the `EVAL` is even sent). A release ([`Release`](crate::link::Release)
+    /// delivery) goes out as `EVAL` with the script's body at once: an
+    /// early decision may leave it to its connection
+    /// ([`Master::sends_dropped_releases`]), and a `NOSCRIPT` then would
+    /// have nobody to send the fallback.
+    async fn eval<K: AsRef<str> + Sync, D: Delivery>(
         &self,
         script: &Script,
         keys: &[K],
         args: &[&str],
-        delivery: impl Delivery,
+        delivery: D,
     ) -> Result<FredValue, MasterFailure> {
         let pending = Unanswered(Some(&self.shared));
         let outcome = self.send_script(script, keys, args, delivery).await;
@@ -621,12 +615,12 @@ impl RedisRsLink {
     }
 
     /// [`eval`](Self::eval)'s commands.
-    async fn send_script<K: AsRef<str> + Sync>(
+    async fn send_script<K: AsRef<str> + Sync, D: Delivery>(
         &self,
         script: &Script,
         keys: &[K],
         args: &[&str],
-        delivery: impl Delivery,
+        delivery: D,
     ) -> Result<FredValue, MasterFailure> {
         let invocation = |verb: &str, first: &str| {
             let keys = keys.iter().map(AsRef::as_ref);
@@ -642,10 +636,16 @@ impl RedisRsLink {
         };
         let conn = self.conn()?;
         let timeout = self.call_timeout;
+        if !D::TIMED {
+            // A release: never `NOSCRIPT` (see `eval`).
+            return query(&conn, invocation("EVAL", script.body), delivery, timeout)
+                .await
+                .map(to_fred)
+                .map_err(|e| map_error(&e));
+        }
         match query(&conn, invocation("EVALSHA", &script.sha), delivery, timeout).await {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
-                conn.set_scripts_loaded(false);
                 let (reload, scripts) = (conn.clone(), Arc::clone(&self.scripts));
                 tokio::spawn(async move { load_scripts(&reload, &scripts, timeout).await });
                 query(&conn, invocation("EVAL", script.body), delivery, timeout)
@@ -701,7 +701,6 @@ async fn load_scripts(
         s.check_loaded(&sha.map_err(|e| map_error(&e))?)
             .map_err(MasterFailure::BadReply)?;
     }
-    conn.set_scripts_loaded(true);
     Ok(())
 }
 

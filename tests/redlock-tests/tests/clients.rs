@@ -508,6 +508,27 @@ async fn background_idle_waits_for_what_a_release_left_to_a_slow_master() {
              (decided as {report})",
             client.name()
         );
+        // Again on a slow master whose script cache was flushed meanwhile
+        // (an operator's `SCRIPT FLUSH`): the release left to it must
+        // still delete the key, though nobody waits for its answer.
+        let lock = rl.try_acquire("lag").await.expect("free");
+        assert!(
+            redlock_tests::eventually(Duration::from_secs(5), || masters[2].get(&key).is_some())
+                .await,
+            "{}: the vote did not reach the slow master again ({})",
+            client.name(),
+            lock.votes()
+        );
+        masters[2].cmd(&["SCRIPT", "FLUSH"]).expect("flush");
+        let report = rl.release(lock).await.expect("released by the quorum");
+        rl.background_idle().await;
+        assert_eq!(
+            redlock_tests::keys_left(&masters, "redlock:*").await,
+            vec![],
+            "{}: a release left to a master without its scripts was lost \
+             (decided as {report})",
+            client.name()
+        );
     }
 }
 

@@ -530,11 +530,12 @@ async fn master_restarted_empty_votes_again_and_scripts_reload() {
     masters[1].cmd(&["SCRIPT", "FLUSH"]).expect("flush");
     // The first call after the flush may decide before master 1's EVAL
     // fallback answers; the scripts are reloaded in the background and
-    // master 1 votes again soon after.
+    // master 1 votes again soon after. Two resources: a one-key acquire
+    // is a plain `SET` (and a release an `EVAL`), which need no script.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let lock = rl
-            .try_acquire("after-flush")
+            .try_acquire(["after-flush", "and-another"])
             .await
             .expect("2 of 3 at least");
         let granted_by_1 = lock

@@ -9,7 +9,8 @@ use redlock_tests::fresh_builder;
 use redlock_tokio::TokioRuntime;
 
 /// The exact ACL the library needs, documented in `docs/safety.md`:
-/// the three scripts (EVALSHA, EVAL for the NOSCRIPT fallback, SCRIPT LOAD),
+/// the three scripts (EVALSHA, EVAL for the NOSCRIPT fallback and the
+/// redis-rs link's releases, SCRIPT LOAD),
 /// the commands they run (GET, SET, PEXPIRE, PTTL, DEL; HGET and HSET on the
 /// fence hash, whose key is the prefix; TYPE for inspection) on lock keys only, INFO
 /// for the identity and restart checks, and PING. `resetchannels` and
