@@ -18,11 +18,11 @@
 //! `--release inline` (redlock, sequential only) is an experiment, not
 //! the library: it releases through the [`Master`] trait in the calling
 //! task, awaiting every master there, instead of the core's `release`
-//! (which sends the releases from a spawned task and takes the answers
-//! back over a channel, so that it can return at a quorum). With healthy
-//! masters both wait for about the same answers, so the difference is the
-//! cost of the spawn and the channel hop: the evidence for moving that
-//! spawn off the healthy path (see `docs/benchmarks.md`).
+//! (which polls the releases in the caller until the quorum decides, and
+//! leaves the rest to their connection or, on masters that cannot take
+//! them, to a spawned task). It was the evidence for moving that spawn
+//! off the healthy path (see `docs/benchmarks.md`, twelfth and thirteenth
+//! sessions).
 //!
 //! `--ping plain|timeout` (redlock) sends `PING` to every master in
 //! parallel instead of lock cycles, over redlock's own fred clients,
