@@ -130,7 +130,7 @@ impl ReleaseTally {
 
     /// Whether every master answered.
     pub(crate) fn complete(&self) -> bool {
-        !self.outcomes.contains(&VoteOutcome::Pending)
+        self.pending().next().is_none()
     }
 
     pub(crate) fn report(&self, addresses: &[std::sync::Arc<str>]) -> ReleaseReport {

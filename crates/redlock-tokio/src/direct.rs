@@ -753,7 +753,10 @@ impl Future for Watch {
                 continue;
             }
             if moved {
-                // A caller whose reply came may lead now.
+                // A caller still waiting may lead now: woken, it takes
+                // the lead when polled (not made leader unpolled, as
+                // `hand_over` does: the watcher may be reading because a
+                // caller was not polled).
                 if let Some(next) = state.awaited.iter_mut().find_map(|a| a.waker.take()) {
                     next.wake();
                 }

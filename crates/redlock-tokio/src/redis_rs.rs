@@ -636,14 +636,14 @@ impl RedisRsLink {
         };
         let conn = self.conn()?;
         let timeout = self.call_timeout;
-        if !D::TIMED {
-            // A release: never `NOSCRIPT` (see `eval`).
-            return query(&conn, invocation("EVAL", script.body), delivery, timeout)
-                .await
-                .map(to_fred)
-                .map_err(|e| map_error(&e));
-        }
-        match query(&conn, invocation("EVALSHA", &script.sha), delivery, timeout).await {
+        // A release goes out as `EVAL`, which never answers `NOSCRIPT`
+        // (see `eval`).
+        let first = if D::TIMED {
+            invocation("EVALSHA", &script.sha)
+        } else {
+            invocation("EVAL", script.body)
+        };
+        match query(&conn, first, delivery, timeout).await {
             Ok(v) => Ok(to_fred(v)),
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 let (reload, scripts) = (conn.clone(), Arc::clone(&self.scripts));
