@@ -14,14 +14,22 @@
 //! - [`DirectFloor`]: the same shape over plain TCP connections that the
 //!   calling task writes and reads itself, with no driver task between it
 //!   and the sockets: what a Redis connection without redis-rs's driver
-//!   task would cost (an experiment, `cycle_profile --ping direct`).
+//!   task would cost (an experiment, `cycle_profile --ping direct`). Built
+//!   with [`DirectFloor::connect_lock`], its rounds send the lock's own
+//!   commands instead of `PING` (`SET ... NX PX ... GET`, then `EVAL` of
+//!   the release script): every master does a lock cycle's work and no
+//!   library does anything, the *lock floor* of `bench_report --targets`.
 //!
 //! A lock cycle over the same client cannot be cheaper than its fan-out,
 //! so a floor's 5-master time over its 1-master time is the best B / A a
 //! quorum-of-5 lock over that client reaches on this machine and tokio
 //! runtime, whatever the algorithm does. The runtime moves it most
-//! (`docs/benchmarks.md`, eleventh session).
+//! (`docs/benchmarks.md`, eleventh session). The lock floor's B / A is
+//! the best of any client, the servers' command time included: the
+//! redis-rs `PING` floor is higher than that, as its driver tasks cost
+//! more with every master (`docs/benchmarks.md`, fourteenth session).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use fred::interfaces::ClientLike;
@@ -184,10 +192,10 @@ async fn timed_pairs(cycles: u64, mut round: impl AsyncFnMut() -> bool) -> Vec<C
 /// One master's connection of a [`DirectFloor`].
 struct DirectConn {
     stream: tokio::net::TcpStream,
-    /// Replies of pings already sent that were not read yet (a round
-    /// returns at the quorum; the others' replies are read first the next
-    /// time).
-    owed: usize,
+    /// The replies of commands already sent that were not read yet, in
+    /// order (a round returns at the quorum; the others' replies are read
+    /// first the next time).
+    owed: VecDeque<&'static [u8]>,
     /// Bytes read and not yet counted as a whole reply.
     buf: Vec<u8>,
 }
@@ -196,20 +204,45 @@ struct DirectConn {
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 const PONG: &[u8] = b"+PONG\r\n";
 
+/// The key and token of [`DirectFloor::connect_lock`]'s commands: a token
+/// as long as the library's (22 characters).
+const FLOOR_KEY: &str = "redlock-floor";
+const FLOOR_TOKEN: &str = "floorfloorfloorfloor00";
+
+/// The reply to `SET ... NX PX ... GET` that set the key (no old value),
+/// and to the release script that deleted it.
+const SET_REPLY: &[u8] = b"$-1\r\n";
+const RELEASED_REPLY: &[u8] = b":1\r\n";
+
+/// `args` as a RESP command.
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 impl DirectConn {
-    /// Reads until every ping sent on this connection was answered.
+    /// Reads until every command sent on this connection was answered.
     /// Cancel-safe: what was read stays in `buf`.
     async fn settle(&mut self) -> std::io::Result<()> {
         use tokio::io::AsyncReadExt;
-        while self.owed > 0 {
-            while self.owed > 0 && self.buf.len() >= PONG.len() {
-                if !self.buf.starts_with(PONG) {
-                    return Err(std::io::Error::other("not a PONG"));
-                }
-                self.buf.drain(..PONG.len());
-                self.owed -= 1;
+        while let Some(&reply) = self.owed.front() {
+            let n = self.buf.len().min(reply.len());
+            if self.buf[..n] != reply[..n] {
+                return Err(std::io::Error::other(format!(
+                    "expected {:?}, read {:?}",
+                    String::from_utf8_lossy(reply),
+                    String::from_utf8_lossy(&self.buf)
+                )));
             }
-            if self.owed > 0 && self.stream.read_buf(&mut self.buf).await? == 0 {
+            if n == reply.len() {
+                self.buf.drain(..n);
+                self.owed.pop_front();
+            } else if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
@@ -225,6 +258,11 @@ impl DirectConn {
 /// at the start of the next one, on the same connection, in order.
 pub struct DirectFloor {
     conns: Vec<DirectConn>,
+    /// The two rounds' commands and their replies, in turn: (`PING`,
+    /// `PONG`) twice, or the lock's own `SET` and release script.
+    rounds: [(Vec<u8>, &'static [u8]); 2],
+    /// Which of `rounds` comes next.
+    next: usize,
 }
 
 impl DirectFloor {
@@ -247,23 +285,56 @@ impl DirectFloor {
                 .map_err(|e| format!("{url}: {e}"))?;
             conns.push(DirectConn {
                 stream,
-                owed: 0,
+                owed: VecDeque::new(),
                 buf: Vec::with_capacity(64),
             });
         }
-        Ok(Self { conns })
+        Ok(Self {
+            conns,
+            rounds: [(PING.to_vec(), PONG), (PING.to_vec(), PONG)],
+            next: 0,
+        })
     }
 
-    /// One round: `PING` to every master, back at the quorum-th answer.
-    /// `false` if a quorum did not answer.
+    /// As [`connect`](Self::connect), but the two rounds of a cycle send
+    /// the lock's own commands instead of `PING`: `SET key token NX PX
+    /// 10000 GET` (the library's single-key acquire) and `EVAL` of its
+    /// release script (the body, as the redis-rs link sends releases).
+    /// The floor's cycle then costs each master what a lock cycle costs
+    /// it, and only the library's client work is left out (an experiment,
+    /// `cycle_profile --ping direct-lock`). A reply other than "set" and
+    /// "deleted one key" fails the round.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_lock(urls: &[String]) -> Result<Self, String> {
+        let mut floor = Self::connect(urls).await?;
+        let set = resp(&["SET", FLOOR_KEY, FLOOR_TOKEN, "NX", "PX", "10000", "GET"]);
+        let release = resp(&[
+            "EVAL",
+            redlock_core::scripts::RELEASE,
+            "1",
+            FLOOR_KEY,
+            FLOOR_TOKEN,
+        ]);
+        floor.rounds = [(set, SET_REPLY), (release, RELEASED_REPLY)];
+        Ok(floor)
+    }
+
+    /// One round: the next round's command (`PING`, or the lock's) to
+    /// every master, back at the quorum-th answer. `false` if a quorum did
+    /// not answer.
     async fn round(&mut self) -> bool {
         use tokio::io::AsyncWriteExt;
         let quorum = self.conns.len() / 2 + 1;
+        let (command, reply) = &self.rounds[self.next];
+        self.next = 1 - self.next;
         for c in &mut self.conns {
-            if c.stream.write_all(PING).await.is_err() {
+            if c.stream.write_all(command).await.is_err() {
                 return false;
             }
-            c.owed += 1;
+            c.owed.push_back(reply);
         }
         let mut pending: FuturesUnordered<_> =
             self.conns.iter_mut().map(DirectConn::settle).collect();
@@ -275,5 +346,32 @@ impl DirectFloor {
     /// out.
     pub async fn cycles(&mut self, cycles: u64) -> Vec<CycleSample> {
         timed_pairs(cycles, async || self.round().await).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redlock_testing::Masters;
+
+    use super::DirectFloor;
+
+    /// The lock floor does a lock's work: every round gets the replies of a
+    /// lock that was taken and released (else it fails), and once the
+    /// replies still owed are read, no master keeps its key.
+    #[tokio::test]
+    async fn the_lock_floor_takes_and_releases_the_key_on_every_master() {
+        let masters = Masters::start(3);
+        for urls in [masters.urls()[..1].to_vec(), masters.urls()] {
+            let mut floor = DirectFloor::connect_lock(&urls)
+                .await
+                .expect("the floor connects");
+            assert_eq!(floor.cycles(50).await.len(), 50, "every cycle decided");
+            for c in &mut floor.conns {
+                c.settle()
+                    .await
+                    .expect("the replies still owed are those of a lock");
+            }
+            assert_eq!(masters.keys_everywhere("*"), vec![], "no key left");
+        }
     }
 }

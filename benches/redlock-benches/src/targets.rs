@@ -12,10 +12,11 @@
 //! | E2 | as E, one round per call and 0–10 ms of caller jitter after a refusal | critical sections/s, fewest/most |
 //! | F | 5 masters, 8 tasks on distinct resources | cycles/s, client CPU per cycle |
 //! | floor | A's and B's masters, two rounds of `PING` each back at the quorum, no lock ([`QuorumFloor`]) | cycle p50 |
+//! | lock floor | A's and B's masters, the lock's own `SET` and release script in two rounds each back at the quorum, over sockets the caller writes and reads, no library ([`DirectFloor::connect_lock`]) | cycle p50 |
 //!
 //! Every round runs every scenario for both implementations on fresh
 //! masters, alternating which goes first. The sequential scenarios A, B,
-//! C0 and C and the floor run interleaved, a tenth of each in turn
+//! C0 and C and the floors run interleaved, a tenth of each in turn
 //! ([`interleaved`]), so a burst of other load on a shared machine hits
 //! every one of them alike, and both implementations talk to the same
 //! masters ([`Env::alongside`]); then F, interleaved the same way
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::fanout::QuorumFloor;
+use crate::fanout::{DirectFloor, QuorumFloor};
 use crate::scenario::{own_cpu, CpuSplit, Fault, Impl, Scenario};
 use crate::stats::{median, range};
 use crate::workload::{self, CycleLatencies, Retry, Stop};
@@ -78,6 +79,13 @@ pub struct Measures {
     /// The floor under B: two rounds of `PING` to B's masters, each back
     /// at the quorum, no lock, cycle p50, µs (redlock's measures only).
     pub floor_b_p50: f64,
+    /// The lock floor under A: the lock's `SET` and release script to
+    /// A's master over a bare socket, no library, cycle p50, µs
+    /// ([`DirectFloor::connect_lock`]; redlock's measures only).
+    pub lock_floor_a_p50: f64,
+    /// The lock floor under B: the same to B's masters, each round back
+    /// at the quorum, cycle p50, µs (redlock's measures only).
+    pub lock_floor_b_p50: f64,
     /// C: cycle p50, µs.
     pub c_p50: f64,
     /// C: cycles measured.
@@ -179,6 +187,15 @@ impl SequentialRun {
 
     /// Runs `iters` more cycles of the floor (no lock).
     pub async fn add_floor(&mut self, floor: &QuorumFloor, iters: u64) {
+        let split = CpuSplit::start();
+        let samples = floor.cycles(iters).await;
+        self.took(split);
+        self.failed += iters - samples.len() as u64;
+        self.samples.extend(samples);
+    }
+
+    /// Runs `iters` more cycles of a floor over bare sockets (no library).
+    pub async fn add_direct_floor(&mut self, floor: &mut DirectFloor, iters: u64) {
         let split = CpuSplit::start();
         let samples = floor.cycles(iters).await;
         self.took(split);
@@ -300,6 +317,13 @@ pub enum Run<'a> {
         /// Cycles.
         iters: u64,
     },
+    /// `iters` cycles of a floor over bare sockets, no library.
+    DirectFloor {
+        /// Connections to the masters (one run at a time uses them).
+        floor: &'a tokio::sync::Mutex<DirectFloor>,
+        /// Cycles.
+        iters: u64,
+    },
 }
 
 /// Every run of `runs` in [`SLICES`] turns: each turn runs a slice of
@@ -320,6 +344,12 @@ pub async fn interleaved(runs: &[Run<'_>]) -> Vec<Sequential> {
                         .await;
                 }
                 Run::Floor { floor, iters } => out[i].add_floor(floor, slice(iters, turn)).await,
+                Run::DirectFloor { floor, iters } => {
+                    let mut floor = floor.lock().await;
+                    out[i]
+                        .add_direct_floor(&mut floor, slice(iters, turn))
+                        .await;
+                }
             }
         }
     }
@@ -353,12 +383,18 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
             let second = first.alongside(order[1]).await;
             envs.extend([first, second]);
         }
-        // The floor under A and B, on the masters of A and B (each pair of
-        // environments shares its masters).
+        // The floors under A and B, on the masters of A and B (each pair
+        // of environments shares its masters): `PING` over redis-rs, and
+        // the lock's own commands over bare sockets.
         let mut floors = Vec::with_capacity(2);
+        let mut lock_floors = Vec::with_capacity(2);
         for env in envs[..4].iter().step_by(2) {
-            let floor = QuorumFloor::connect(&env.masters().urls()).await;
+            let urls = env.masters().urls();
+            let floor = QuorumFloor::connect(&urls).await;
             floors.push(floor.expect("the floor connects to the benchmark masters"));
+            let floor = DirectFloor::connect_lock(&urls).await;
+            let floor = floor.expect("the lock floor connects to the benchmark masters");
+            lock_floors.push(tokio::sync::Mutex::new(floor));
         }
         let mut runs: Vec<Run<'_>> = envs
             .iter()
@@ -377,6 +413,10 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
             })
             .collect();
         runs.extend(floors.iter().map(|floor| Run::Floor {
+            floor,
+            iters: plan.iters,
+        }));
+        runs.extend(lock_floors.iter().map(|floor| Run::DirectFloor {
             floor,
             iters: plan.iters,
         }));
@@ -400,7 +440,9 @@ pub async fn run(plan: &Plan) -> Vec<Round> {
         }
         let redlock = &mut r[idx(Impl::Redlock)];
         (redlock.floor_a_p50, redlock.floor_b_p50) = (seq[envs.len()].p50, seq[envs.len() + 1].p50);
-        drop(floors);
+        (redlock.lock_floor_a_p50, redlock.lock_floor_b_p50) =
+            (seq[envs.len() + 2].p50, seq[envs.len() + 3].p50);
+        drop((floors, lock_floors));
         // Then the workloads with several tasks, on B's masters: F
         // interleaved as A and B are, E and E2 back to back.
         for (env, f) in envs[2..4]
@@ -551,6 +593,36 @@ fn rows(rounds: &[Round]) -> Vec<Row> {
             theirs: None,
             ratio: per(|r| r[0].floor_b_p50 / r[0].floor_a_p50),
             ratio_name: "floor B / A",
+            goal: "–",
+            met: |_| true,
+            unit: "x",
+        },
+        Row {
+            what: "A lock floor: 1 master, the lock's SET and release script over a bare socket, no library",
+            ours: col(0, |m| m.lock_floor_a_p50),
+            theirs: None,
+            ratio: per(|r| r[0].a_p50 / r[0].lock_floor_a_p50),
+            ratio_name: "redlock A / lock floor",
+            goal: "–",
+            met: |_| true,
+            unit: "µs",
+        },
+        Row {
+            what: "B lock floor: 5 masters, the same, each round back at the quorum",
+            ours: col(0, |m| m.lock_floor_b_p50),
+            theirs: None,
+            ratio: per(|r| r[0].b_p50 / r[0].lock_floor_b_p50),
+            ratio_name: "redlock B / lock floor",
+            goal: "–",
+            met: |_| true,
+            unit: "µs",
+        },
+        Row {
+            what: "B / A of the lock floor (the best B / A of a client on this machine and runtime, the servers' command time included)",
+            ours: col(0, |m| m.lock_floor_b_p50 / m.lock_floor_a_p50),
+            theirs: None,
+            ratio: per(|r| r[0].lock_floor_b_p50 / r[0].lock_floor_a_p50),
+            ratio_name: "lock floor B / A",
             goal: "–",
             met: |_| true,
             unit: "x",
@@ -765,6 +837,7 @@ pub fn to_json(rounds: &[Round]) -> serde_json::Value {
             "b_acquire_p50_us": m.b_acquire_p50, "b_release_p50_us": m.b_release_p50,
             "b_client_cpu_us_per_cycle": m.b_cpu,
             "floor_a_cycle_p50_us": m.floor_a_p50, "floor_b_cycle_p50_us": m.floor_b_p50,
+            "lock_floor_a_cycle_p50_us": m.lock_floor_a_p50, "lock_floor_b_cycle_p50_us": m.lock_floor_b_p50,
             "c_cycle_p50_us": m.c_p50, "c_cycles": m.c_cycles,
             "c_client_cpu_us_per_cycle": m.c_cpu, "c_proxy_cpu_us_per_cycle": m.c_proxy_cpu,
             "c0_cycle_p50_us": m.c0_p50,

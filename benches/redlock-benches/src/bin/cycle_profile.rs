@@ -43,6 +43,14 @@
 //! calling task writes and reads itself, no redis-rs and no driver task
 //! ([`DirectFloor`]): what a connection layer without one would cost.
 //!
+//! `--ping direct-lock` is `--ping direct` with the lock's own commands
+//! instead of `PING`: the library's `SET ... NX PX ... GET` in the first
+//! round and `EVAL` of its release script in the second
+//! ([`DirectFloor::connect_lock`]). Each master then does a lock cycle's
+//! work, and only the library's client work is left out: its 5-master
+//! p50 over its 1-master p50 is the best B / A of a client on this
+//! machine and runtime, the servers' command time included.
+//!
 //! `--runtime multi|current` runs everything on tokio's multi-thread
 //! runtime (the default, one worker per CPU) or on one thread.
 //!
@@ -137,7 +145,7 @@ fn usage(problem: &str) -> ! {
     eprintln!("cycle_profile: {problem}");
     eprintln!(
         "usage: cycle_profile --impl redlock|rslock|core-redis-rs --urls URL,.. [--cycles N] [--tasks T] \
-         [--release core|inline] [--ping plain|timeout|floor|direct] \
+         [--release core|inline] [--ping plain|timeout|floor|direct|direct-lock] \
          [--handoff library|fifo|pipelined [--secs S]] [--spawn N [--net-us U]] \
          [--managers K --wake on|off [--secs S] [--hold-ms H] [--think-ms T]] [--slow-last-ms M] \
          [--runtime multi|current]"
@@ -171,6 +179,7 @@ async fn run() {
     let mut ping: Option<bool> = None;
     let mut floor = false;
     let mut direct = false;
+    let mut direct_lock = false;
     let mut handoff: Option<String> = None;
     let mut secs = 3u64;
     let mut spawn = 0usize;
@@ -225,6 +234,7 @@ async fn run() {
                 "timeout" => ping = Some(true),
                 "floor" => floor = true,
                 "direct" => direct = true,
+                "direct-lock" => (direct, direct_lock) = (true, true),
                 other => usage(&format!("unknown ping {other}")),
             },
             "--release" => {
@@ -268,9 +278,9 @@ async fn run() {
     }
     if floor || direct {
         if urls.is_empty() {
-            usage("--ping floor|direct needs --urls");
+            usage("--ping floor|direct|direct-lock needs --urls");
         }
-        ping_floor(&urls, cycles, direct).await;
+        ping_floor(&urls, cycles, direct, direct_lock).await;
         return;
     }
     if redis_rs {
@@ -402,10 +412,17 @@ impl Floor {
     }
 }
 
-/// `--ping floor` or `--ping direct` (see the module docs): `cycles` pairs
-/// of quorum rounds of `PING` to `urls`, after 200 unmeasured ones.
-async fn ping_floor(urls: &[String], cycles: u64, direct: bool) {
-    let (label, connected) = if direct {
+/// `--ping floor`, `direct` or `direct-lock` (see the module docs):
+/// `cycles` pairs of quorum rounds of `PING` (or of the lock's commands)
+/// to `urls`, after 200 unmeasured ones.
+async fn ping_floor(urls: &[String], cycles: u64, direct: bool, lock: bool) {
+    let (label, connected) = if lock {
+        let f = DirectFloor::connect_lock(urls).await;
+        (
+            "direct lock-command floor (SET and release script rounds, own sockets)",
+            f.map(Floor::Direct),
+        )
+    } else if direct {
         let f = DirectFloor::connect(urls).await;
         (
             "direct floor (PING rounds, own sockets)",
