@@ -13,7 +13,9 @@
 //! - [`targets`]: the side-by-side comparison against rslock that the
 //!   performance targets are stated in (scenarios A to F);
 //! - [`fanout`]: the cost of a bare parallel `PING` to N masters, the floor
-//!   under any quorum operation on the machine;
+//!   under any quorum operation on the machine, and the lock floor (the
+//!   lock's own commands over bare sockets, no library): the best B / A a
+//!   client can reach there;
 //! - [`stats`]: medians and ranges of per-round numbers; the latency
 //!   histogram is `redlock_cli::latency::Latency`, and the report's SVG
 //!   charts are `redlock_cli::charts`: the ones `redlock bench` uses.
