@@ -185,19 +185,15 @@ impl SequentialRun {
         self.samples.extend(u.samples);
     }
 
-    /// Runs `iters` more cycles of the floor (no lock).
-    pub async fn add_floor(&mut self, floor: &QuorumFloor, iters: u64) {
+    /// Runs `iters` more cycles of a floor (no lock library): `cycles` is
+    /// a floor's `cycles(iters)`, not yet polled.
+    pub async fn add_floor(
+        &mut self,
+        iters: u64,
+        cycles: impl std::future::Future<Output = Vec<workload::CycleSample>>,
+    ) {
         let split = CpuSplit::start();
-        let samples = floor.cycles(iters).await;
-        self.took(split);
-        self.failed += iters - samples.len() as u64;
-        self.samples.extend(samples);
-    }
-
-    /// Runs `iters` more cycles of a floor over bare sockets (no library).
-    pub async fn add_direct_floor(&mut self, floor: &mut DirectFloor, iters: u64) {
-        let split = CpuSplit::start();
-        let samples = floor.cycles(iters).await;
+        let samples = cycles.await;
         self.took(split);
         self.failed += iters - samples.len() as u64;
         self.samples.extend(samples);
@@ -343,12 +339,14 @@ pub async fn interleaved(runs: &[Run<'_>]) -> Vec<Sequential> {
                         .add(env, slice(iters, turn), cap / SLICES as u32)
                         .await;
                 }
-                Run::Floor { floor, iters } => out[i].add_floor(floor, slice(iters, turn)).await,
+                Run::Floor { floor, iters } => {
+                    let n = slice(iters, turn);
+                    out[i].add_floor(n, floor.cycles(n)).await;
+                }
                 Run::DirectFloor { floor, iters } => {
+                    let n = slice(iters, turn);
                     let mut floor = floor.lock().await;
-                    out[i]
-                        .add_direct_floor(&mut floor, slice(iters, turn))
-                        .await;
+                    out[i].add_floor(n, floor.cycles(n)).await;
                 }
             }
         }

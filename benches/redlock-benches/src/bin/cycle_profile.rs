@@ -177,9 +177,7 @@ async fn run() {
     let mut tasks = 1usize;
     let mut inline = false;
     let mut ping: Option<bool> = None;
-    let mut floor = false;
-    let mut direct = false;
-    let mut direct_lock = false;
+    let mut floor: Option<FloorKind> = None;
     let mut handoff: Option<String> = None;
     let mut secs = 3u64;
     let mut spawn = 0usize;
@@ -232,9 +230,9 @@ async fn run() {
             "--ping" => match value.as_str() {
                 "plain" => ping = Some(false),
                 "timeout" => ping = Some(true),
-                "floor" => floor = true,
-                "direct" => direct = true,
-                "direct-lock" => (direct, direct_lock) = (true, true),
+                "floor" => floor = Some(FloorKind::RedisRs),
+                "direct" => floor = Some(FloorKind::Direct),
+                "direct-lock" => floor = Some(FloorKind::DirectLock),
                 other => usage(&format!("unknown ping {other}")),
             },
             "--release" => {
@@ -276,11 +274,11 @@ async fn run() {
         across_managers(&urls, managers, wake, Duration::from_secs(secs), pace).await;
         return;
     }
-    if floor || direct {
+    if let Some(kind) = floor {
         if urls.is_empty() {
             usage("--ping floor|direct|direct-lock needs --urls");
         }
-        ping_floor(&urls, cycles, direct, direct_lock).await;
+        ping_floor(&urls, cycles, kind).await;
         return;
     }
     if redis_rs {
@@ -395,7 +393,18 @@ fn sequential_p50s(samples: &[workload::CycleSample]) -> String {
     )
 }
 
-/// The connections of `--ping floor` or `--ping direct`.
+/// Which floor `--ping` asked for (see the module docs).
+#[derive(Clone, Copy)]
+enum FloorKind {
+    /// `--ping floor`: `PING` over redis-rs.
+    RedisRs,
+    /// `--ping direct`: `PING` over sockets this task writes and reads.
+    Direct,
+    /// `--ping direct-lock`: the lock's own commands over such sockets.
+    DirectLock,
+}
+
+/// The connections of `--ping floor`, `direct` or `direct-lock`.
 enum Floor {
     /// Plain redis-rs connections ([`QuorumFloor`]).
     RedisRs(QuorumFloor),
@@ -415,22 +424,20 @@ impl Floor {
 /// `--ping floor`, `direct` or `direct-lock` (see the module docs):
 /// `cycles` pairs of quorum rounds of `PING` (or of the lock's commands)
 /// to `urls`, after 200 unmeasured ones.
-async fn ping_floor(urls: &[String], cycles: u64, direct: bool, lock: bool) {
-    let (label, connected) = if lock {
-        let f = DirectFloor::connect_lock(urls).await;
-        (
+async fn ping_floor(urls: &[String], cycles: u64, kind: FloorKind) {
+    let (label, connected) = match kind {
+        FloorKind::DirectLock => (
             "direct lock-command floor (SET and release script rounds, own sockets)",
-            f.map(Floor::Direct),
-        )
-    } else if direct {
-        let f = DirectFloor::connect(urls).await;
-        (
+            DirectFloor::connect_lock(urls).await.map(Floor::Direct),
+        ),
+        FloorKind::Direct => (
             "direct floor (PING rounds, own sockets)",
-            f.map(Floor::Direct),
-        )
-    } else {
-        let f = QuorumFloor::connect(urls).await;
-        ("floor (PING rounds, redis-rs)", f.map(Floor::RedisRs))
+            DirectFloor::connect(urls).await.map(Floor::Direct),
+        ),
+        FloorKind::RedisRs => (
+            "floor (PING rounds, redis-rs)",
+            QuorumFloor::connect(urls).await.map(Floor::RedisRs),
+        ),
     };
     let mut floor = connected.unwrap_or_else(|e| usage(&format!("{label}: {e}")));
     // Warm-up, as for the lock cycles.
