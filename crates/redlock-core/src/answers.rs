@@ -1,5 +1,6 @@
 //! The masters' answers to one round of commands, as they come.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -7,31 +8,68 @@ use std::task::{ready, Context, Poll};
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 
 /// The outputs of a set of futures in the order they finish, like the
-/// [`FuturesUnordered`] it holds for two futures or more. A single future
-/// is polled directly instead: a `FuturesUnordered` allocates a queue, a
-/// stub task and a task per future (holding the future, a few kB for a
-/// vote), which were 3 of the 37 allocations of a one-master lock cycle
-/// for each round (`docs/benchmarks.md`).
+/// [`FuturesUnordered`] it holds for two futures or more, except that
+/// **every future is polled once before any output is given**: each
+/// master's future sends its command when first polled, and a master may
+/// answer within that same poll (an in-memory one always does; over a
+/// socket the reply can be read at once when the thread was held up
+/// after the write). A `FuturesUnordered` returns the first output it
+/// gets, so a quorum answering at once decided the round before the last
+/// masters' futures were ever polled, and they were dropped with the
+/// round, never sent: a lock that stood on a bare quorum.
+///
+/// A single future is polled directly instead: a `FuturesUnordered`
+/// allocates a queue, a stub task and a task per future (holding the
+/// future, a few kB for a vote), which were 3 of the 37 allocations of a
+/// one-master lock cycle for each round (`docs/benchmarks.md`).
 ///
 /// Unpin whatever the futures are, so that it can be moved into a
 /// background task half-way through.
-pub(crate) enum Answers<F> {
+pub(crate) enum Answers<F: Future> {
     /// One future, until it finished.
     One(Option<Pin<Box<F>>>),
     /// Two or more.
-    Many(FuturesUnordered<F>),
+    Many {
+        running: FuturesUnordered<Started<F>>,
+        /// Outputs that came while the first poll went on to start the
+        /// rest, given out first.
+        early: VecDeque<F::Output>,
+        /// Every future has been polled.
+        started: bool,
+    },
 }
 
-impl<F> Answers<F> {
-    /// No future left: nothing to wait for, nothing to hand over.
+pin_project_lite::pin_project! {
+    /// A future that notes it was polled.
+    pub(crate) struct Started<F> {
+        #[pin]
+        future: F,
+        started: bool,
+    }
+}
+
+impl<F: Future> Future for Started<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        *this.started = true;
+        this.future.poll(cx)
+    }
+}
+
+impl<F: Future> Answers<F> {
+    /// No future left and no output to give: nothing to wait for,
+    /// nothing to hand over.
     pub(crate) fn is_empty(&self) -> bool {
         match self {
             Self::One(one) => one.is_none(),
-            Self::Many(many) => many.is_empty(),
+            Self::Many { running, early, .. } => running.is_empty() && early.is_empty(),
         }
     }
 
-    /// Takes the futures still running, leaving none (without allocating).
+    /// Takes the futures still running (and outputs not yet given),
+    /// leaving none (without allocating).
     pub(crate) fn hand_over(&mut self) -> Self {
         std::mem::replace(self, Self::One(None))
     }
@@ -45,12 +83,28 @@ impl<F: Future> FromIterator<F> for Answers<F> {
         };
         match iter.next() {
             None => Self::One(Some(Box::pin(first))),
-            Some(second) => Self::Many([first, second].into_iter().chain(iter).collect()),
+            Some(second) => Self::Many {
+                running: [first, second]
+                    .into_iter()
+                    .chain(iter)
+                    .map(|future| Started {
+                        future,
+                        started: false,
+                    })
+                    .collect(),
+                early: VecDeque::new(),
+                started: false,
+            },
         }
     }
 }
 
-impl<F: Future> Stream for Answers<F> {
+/// Unpin outputs (the masters' answers), so that the stream is Unpin
+/// whatever the futures are.
+impl<F: Future> Stream for Answers<F>
+where
+    F::Output: Unpin,
+{
     type Item = F::Output;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
@@ -63,7 +117,35 @@ impl<F: Future> Stream for Answers<F> {
                 *slot = None;
                 Poll::Ready(Some(out))
             }
-            Self::Many(many) => many.poll_next_unpin(cx),
+            Self::Many {
+                running,
+                early,
+                started,
+            } => {
+                // Until every future has been polled: poll on, keeping
+                // what comes meanwhile. Each round polls at least one not
+                // yet started: they are queued in order, ahead of any
+                // future woken since (a `Pending` here may also be
+                // `FuturesUnordered` yielding before it reached them).
+                while !*started {
+                    if Pin::new(&*running)
+                        .iter_pin_ref()
+                        .all(|f| f.get_ref().started)
+                    {
+                        *started = true;
+                        break;
+                    }
+                    match running.poll_next_unpin(cx) {
+                        Poll::Ready(Some(out)) => early.push_back(out),
+                        Poll::Ready(None) => break,
+                        Poll::Pending => {}
+                    }
+                }
+                if let Some(out) = early.pop_front() {
+                    return Poll::Ready(Some(out));
+                }
+                running.poll_next_unpin(cx)
+            }
         }
     }
 
@@ -73,7 +155,10 @@ impl<F: Future> Stream for Answers<F> {
                 let n = usize::from(one.is_some());
                 (n, Some(n))
             }
-            Self::Many(many) => many.size_hint(),
+            Self::Many { running, early, .. } => {
+                let n = running.len() + early.len();
+                (n, Some(n))
+            }
         }
     }
 }
@@ -96,6 +181,44 @@ mod tests {
                 .expect("all ready");
             got.sort_unstable();
             assert_eq!(got, (0..n).collect::<Vec<_>>());
+        }
+    }
+
+    /// The first answers may be there at once (a master that answers
+    /// within the poll that sent its command): the futures after them
+    /// must still be polled, that is, their commands sent, before any
+    /// answer is given out. A round decided by those first answers drops
+    /// the rest, and a future dropped unpolled never sent anything.
+    #[test]
+    fn every_future_is_polled_before_the_first_output_is_given() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        for n in 2..6usize {
+            let polled: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+            let polled = &polled;
+            // All but the last answer within their first poll.
+            let mut answers: Answers<_> = (0..n)
+                .map(|i| async move {
+                    polled[i].store(true, Ordering::Relaxed);
+                    if i == n - 1 {
+                        futures::future::pending::<()>().await;
+                    }
+                    i
+                })
+                .collect();
+            let first = answers.next().now_or_never().expect("one is ready");
+            assert!(first.is_some_and(|i| i < n - 1), "{first:?}");
+            let unpolled: Vec<usize> = (0..n)
+                .filter(|&i| !polled[i].load(Ordering::Relaxed))
+                .collect();
+            assert_eq!(unpolled, Vec::<usize>::new(), "{n} futures");
+            // The ready ones still come out, each once, then nothing.
+            let mut got = vec![first.expect("checked")];
+            while let Some(Some(i)) = answers.next().now_or_never() {
+                got.push(i);
+            }
+            got.sort_unstable();
+            assert_eq!(got, (0..n - 1).collect::<Vec<_>>());
+            assert!(!answers.is_empty(), "the pending one is left");
         }
     }
 

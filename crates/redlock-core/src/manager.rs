@@ -600,10 +600,12 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     }
 
     /// Sends `op` to every master in parallel and tallies replies as they
-    /// arrive, returning as soon as the decision is certain. Masters that
-    /// have not answered by then stay `Pending` in the tally; their futures
-    /// are dropped (their commands may still run, which every caller
-    /// accounts for).
+    /// arrive, returning as soon as the decision is certain. Every
+    /// master's future is polled (its command sent) before the first reply
+    /// counts, even when a quorum answers at once (see [`Answers`]).
+    /// Masters that have not answered by then stay `Pending` in the tally;
+    /// their futures are dropped (their commands may still run, which
+    /// every caller accounts for).
     async fn vote<'a, F, Fut>(&'a self, op: F) -> (Decision, Tally)
     where
         F: Fn(&'a M) -> Fut,
@@ -785,45 +787,34 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
     /// with its master's index: polled by the caller
     /// ([`release_keys`](Self::release_keys)) or by a background task
     /// ([`spawn_releases`](Self::spawn_releases)). The token is copied once
-    /// and shared, not once per master, with a note of which masters'
-    /// releases were polled.
+    /// and shared, not once per master.
     fn releases(
         &self,
         keys: &Arc<[String]>,
         token: &Token,
         wanted: impl Fn(usize) -> bool,
         announce: bool,
-    ) -> (
-        Answers<impl Future<Output = Answer> + Send + 'static>,
-        Arc<ReleaseCall>,
-    ) {
-        let call = Arc::new(ReleaseCall {
-            token: token.clone(),
-            polled: AtomicU64::new(0),
-        });
-        let answers = (0..self.masters.len())
+    ) -> Answers<impl Future<Output = Answer> + Send + 'static> {
+        let token = Arc::new(token.clone());
+        (0..self.masters.len())
             .filter(|&i| wanted(i))
             .map(|i| {
-                let (masters, keys, call) = (
+                let (masters, keys, token) = (
                     Arc::clone(&self.masters),
                     Arc::clone(keys),
-                    Arc::clone(&call),
+                    Arc::clone(&token),
                 );
                 async move {
                     let master = &masters[i];
-                    // Polled from here on: the await below polls it within
-                    // this same poll.
-                    call.note_polled(i);
                     let outcome = if announce {
-                        master.release_announced(&keys, &call.token).await
+                        master.release_announced(&keys, &token).await
                     } else {
-                        master.release(&keys, &call.token).await
+                        master.release(&keys, &token).await
                     };
                     (i, outcome)
                 }
             })
-            .collect();
-        (answers, call)
+            .collect()
     }
 
     /// Sends a release to every wanted master from a background task, and
@@ -841,7 +832,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
             &self.background,
             // A cleanup frees no lock anyone was granted: announcing it
             // would wake every waiter for nothing.
-            self.releases(keys, token, wanted, false).0,
+            self.releases(keys, token, wanted, false),
             Some(tx),
         );
         Releases(rx)
@@ -857,7 +848,7 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         // the way to the answer (a spawned task and a channel cost a
         // wake-up on another worker per release). What is still running
         // then, or when this future is dropped, goes on in the background.
-        let (pending, call) = self.releases(keys, token, |_| true, true);
+        let pending = self.releases(keys, token, |_| true, true);
         let mut answers = Unfinished {
             pending,
             runtime: &self.runtime,
@@ -874,10 +865,12 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         }
         // The masters still to answer whose release went out and goes on
         // without its future are left to it: no task, no wake-up on
-        // another worker (see `Master::sends_dropped_releases`).
+        // another worker (see `Master::sends_dropped_releases`). Every
+        // release was polled, so sent, before the first answer came out
+        // (see `Answers`).
         answers.detached = tally
             .pending()
-            .all(|i| call.polled(i) && self.masters[i].sends_dropped_releases());
+            .all(|i| self.masters[i].sends_dropped_releases());
         if answers.detached && !answers.pending.is_empty() {
             self.left_to_masters.store(true, Ordering::Relaxed);
         }
@@ -894,33 +887,6 @@ impl<M: Master, R: Runtime> Redlock<M, R> {
         } else {
             Err(ReleaseError::Incomplete { report })
         }
-    }
-}
-
-/// What the releases of one call share: the token (copied once, not once
-/// per master) and which masters' releases have been polled.
-struct ReleaseCall {
-    token: Token,
-    /// Bit `i`: master `i`'s release was polled (masters 0 to 63; a
-    /// master beyond is never taken as polled).
-    polled: AtomicU64,
-}
-
-impl ReleaseCall {
-    /// Notes master `i`'s release as polled.
-    fn note_polled(&self, i: usize) {
-        if let Some(bit) = Self::bit(i) {
-            self.polled.fetch_or(bit, Ordering::Relaxed);
-        }
-    }
-
-    fn bit(i: usize) -> Option<u64> {
-        u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i))
-    }
-
-    /// Whether master `i`'s release has been polled.
-    fn polled(&self, i: usize) -> bool {
-        Self::bit(i).is_some_and(|bit| self.polled.load(Ordering::Relaxed) & bit != 0)
     }
 }
 
