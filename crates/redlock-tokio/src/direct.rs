@@ -574,6 +574,33 @@ pub(crate) fn timed_out() -> RedisError {
     RedisError::from(io::Error::from(io::ErrorKind::TimedOut))
 }
 
+/// The RESP bytes of the command made of `parts` (its name first), in one
+/// allocation sized up front: what `redis::Cmd` packs, without the two
+/// buffers a `Cmd` fills with the arguments first (two allocations and a
+/// copy of every key and token, on every master).
+pub(crate) fn pack<'a>(parts: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+    let mut digits = itoa::Buffer::new();
+    let (mut count, mut len) = (0usize, 0usize);
+    for part in parts.clone() {
+        count += 1;
+        // `$`, the length, `\r\n`, the bytes, `\r\n`.
+        len += 1 + digits.format(part.len()).len() + 2 + part.len() + 2;
+    }
+    len += 1 + digits.format(count).len() + 2;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'*');
+    out.extend_from_slice(digits.format(count).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for part in parts {
+        out.push(b'$');
+        out.extend_from_slice(digits.format(part.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// [`DirectConn::request`]'s future.
 #[derive(Debug)]
 pub(crate) struct Request {
@@ -867,7 +894,36 @@ fn parse_reply(buf: &[u8]) -> Result<Option<(Value, usize)>, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_reply;
+    use super::{pack, parse_reply};
+
+    #[test]
+    fn commands_are_packed_as_redis_rs_packs_them() {
+        let commands: &[&[&[u8]]] = &[
+            &[b"PING"],
+            &[
+                b"SET",
+                b"redlock:job",
+                b"tok",
+                b"NX",
+                b"PX",
+                b"10000",
+                b"GET",
+            ],
+            &[b"EVALSHA", b"0123abcd", b"2", b"a", b"b", b"tok", b"10000"],
+            &[b"ECHO", b""],
+            &[b"ECHO", b"\r\n\0\xff binary"],
+            &[b"ECHO", &[b'x'; 1000]],
+        ];
+        for parts in commands {
+            let mut cmd = redis::Cmd::new();
+            for part in *parts {
+                cmd.arg(*part);
+            }
+            let packed = pack(parts.iter().copied());
+            assert_eq!(packed, cmd.get_packed_command(), "{parts:?}");
+            assert_eq!(packed.capacity(), packed.len(), "sized up front: {parts:?}");
+        }
+    }
 
     #[test]
     fn replies_are_read_as_redis_rs_reads_them_and_only_when_whole() {

@@ -74,7 +74,7 @@ use futures::future::{BoxFuture, Either};
 use redis::aio::MultiplexedConnection;
 #[cfg(feature = "tls")]
 use redis::AsyncConnectionConfig;
-use redis::{Cmd, RedisConnectionInfo, RedisError, Value};
+use redis::{RedisConnectionInfo, RedisError, Value};
 use redlock_core::{
     ClockSample, ConfigError, Fence, FenceKeys, KeyState, Link, Master, MasterFacts, MasterFailure,
     ReleaseWatch, Settings, Token, Ttl,
@@ -125,12 +125,23 @@ impl Conn {
     /// Sends `cmd`; its reply, a server error reply as `Err`. Given no
     /// answer within `timeout` (`Duration::MAX`: no bound), it fails as
     /// timed out, and a command not yet written by then never is.
-    fn request(&self, cmd: &Cmd, timeout: Duration) -> Sent {
+    ///
+    /// A command is its `parts` (name first): packed straight into the
+    /// bytes a caller-written connection writes, a `Cmd` for redis-rs's.
+    fn request<'a>(
+        &self,
+        parts: impl Iterator<Item = &'a [u8]> + Clone,
+        timeout: Duration,
+    ) -> Sent {
         match self {
-            Self::Direct(conn) => Either::Left(conn.request(cmd.get_packed_command(), timeout)),
+            Self::Direct(conn) => Either::Left(conn.request(crate::direct::pack(parts), timeout)),
             #[cfg(feature = "tls")]
             Self::Multiplexed(conn) => {
-                let (mut conn, cmd) = (conn.clone(), cmd.clone());
+                let mut cmd = redis::Cmd::new();
+                for part in parts {
+                    cmd.arg(part);
+                }
+                let mut conn = conn.clone();
                 Either::Right(Box::pin(async move {
                     // Duration::MAX: tokio takes it as "far in the future".
                     conn.set_response_timeout(timeout);
@@ -474,7 +485,7 @@ async fn keep_connected(target: Target, shared: Arc<Shared>, mut driver: Option<
                         if let Ok(conn) = &*shared.current() {
                             conn.nudge();
                             if shared.stalled_for() >= max_stall {
-                                let ping = conn.request(&redis::cmd("PING"), target.response_timeout);
+                                let ping = conn.request(parts(&[b"PING"]), target.response_timeout);
                                 probe = Some(Box::pin(async move { ping.await.is_ok() }));
                             }
                         }
@@ -581,11 +592,15 @@ impl RedisRsLink {
             .map_err(MasterFailure::Unreachable)
     }
 
-    /// Sends `cmd` on the connection in use, within the per-master timeout.
-    async fn call(&self, cmd: Cmd) -> Result<FredValue, MasterFailure> {
+    /// Sends the command of `parts` on the connection in use, within the
+    /// per-master timeout.
+    async fn call<'a>(
+        &self,
+        parts: impl Iterator<Item = &'a [u8]> + Clone + Send,
+    ) -> Result<FredValue, MasterFailure> {
         let conn = self.conn()?;
         let pending = Unanswered(Some(&self.shared));
-        let outcome = query(&conn, cmd, Timed, self.call_timeout)
+        let outcome = query(&conn, parts, Timed, self.call_timeout)
             .await
             .map(to_fred)
             .map_err(|e| map_error(&e));
@@ -622,18 +637,9 @@ impl RedisRsLink {
         args: &[&str],
         delivery: D,
     ) -> Result<FredValue, MasterFailure> {
-        let invocation = |verb: &str, first: &str| {
-            let keys = keys.iter().map(AsRef::as_ref);
-            // The number of keys: at most 20 digits.
-            let bytes = verb.len() + first.len() + 20 + text_len(keys.clone()) + text_len(args);
-            let mut cmd = Cmd::with_capacity(3 + keys.len() + args.len(), bytes);
-            cmd.arg(verb).arg(first).arg(keys.len());
-            for key in keys {
-                cmd.arg(key);
-            }
-            cmd.arg(args);
-            cmd
-        };
+        let mut count = itoa::Buffer::new();
+        let count = count.format(keys.len());
+        let invocation = |verb: &'static str, first| script_call([verb, first, count], keys, args);
         let conn = self.conn()?;
         let timeout = self.call_timeout;
         // A release goes out as `EVAL`, which never answers `NOSCRIPT`
@@ -678,9 +684,8 @@ impl ScriptLink for RedisRsLink {
     }
 
     async fn command(&self, name: &'static str, args: &[&str]) -> Result<FredValue, MasterFailure> {
-        let mut cmd = Cmd::with_capacity(1 + args.len(), name.len() + text_len(args));
-        cmd.arg(name).arg(args);
-        self.call(cmd).await
+        let parts = std::iter::once(name).chain(args.iter().copied());
+        self.call(parts.map(str::as_bytes)).await
     }
 }
 
@@ -693,7 +698,7 @@ async fn load_scripts(
 ) -> Result<(), MasterFailure> {
     let all = scripts.all();
     let shas = futures::future::join_all(all.iter().map(|s| {
-        let load = conn.request(redis::cmd("SCRIPT").arg("LOAD").arg(s.body), timeout);
+        let load = conn.request(parts(&[b"SCRIPT", b"LOAD", s.body.as_bytes()]), timeout);
         async move { Ok::<_, RedisError>(redis::from_redis_value::<String>(load.await?)?) }
     }))
     .await;
@@ -707,7 +712,7 @@ async fn load_scripts(
 /// Asks the master who it is (`INFO`).
 async fn fetch_identity(conn: &Conn, timeout: Duration) -> Result<MasterFacts, IdentityError> {
     let info = conn
-        .request(&redis::cmd("INFO"), timeout)
+        .request(parts(&[b"INFO"]), timeout)
         .await
         .and_then(|v| Ok(redis::from_redis_value::<String>(v)?))
         .map_err(IdentityError::Redis)?;
@@ -760,7 +765,7 @@ impl Link for RedisRsLink {
         let time = self
             .conn()
             .ok()
-            .map(|conn| conn.request(&redis::cmd("TIME"), self.call_timeout));
+            .map(|conn| conn.request(parts(&[b"TIME"]), self.call_timeout));
         Box::pin(async move {
             let time = time?;
             let sent = crate::now();
@@ -805,7 +810,7 @@ impl Master for RedisRsLink {
         // Answered in order: the `PING`'s answer comes after every
         // command sent before it.
         if let Ok(conn) = self.conn() {
-            let _ = query(&conn, redis::cmd("PING"), Timed, self.call_timeout).await;
+            let _ = query(&conn, parts(&[b"PING"]), Timed, self.call_timeout).await;
         }
     }
 
@@ -864,15 +869,15 @@ impl Master for RedisRsLink {
     }
 
     async fn force_delete(&self, keys: &[String]) -> Result<(), MasterFailure> {
-        let mut del = redis::cmd("DEL");
-        del.arg(keys);
-        self.call(del).await.map(|_| ())
+        let del = std::iter::once("DEL").chain(keys.iter().map(String::as_str));
+        self.call(del.map(str::as_bytes)).await.map(|_| ())
     }
 
     async fn forget_fences(&self, fences: FenceKeys<'_>) -> Result<(), MasterFailure> {
-        let mut hdel = redis::cmd("HDEL");
-        hdel.arg(fences.hash).arg(fences.fields);
-        self.call(hdel).await.map(|_| ())
+        let hdel = ["HDEL", fences.hash]
+            .into_iter()
+            .chain(fences.fields.iter().map(String::as_str));
+        self.call(hdel.map(str::as_bytes)).await.map(|_| ())
     }
 }
 
@@ -885,25 +890,36 @@ impl Master for RedisRsLink {
 /// [`Timed`] command is bounded by a response timeout at the per-master
 /// timeout; a [`Release`](crate::link::Release) by none, so it is never
 /// skipped, while its caller stops waiting after `timeout`.
-fn query<D: Delivery>(
+fn query<'a, D: Delivery>(
     conn: &Conn,
-    cmd: Cmd,
+    parts: impl Iterator<Item = &'a [u8]> + Clone,
     delivery: D,
     timeout: Duration,
 ) -> impl std::future::Future<Output = redis::RedisResult<Value>> + Send + 'static {
     let bound = if D::TIMED { timeout } else { Duration::MAX };
-    let request = match conn.request(&cmd, bound) {
+    let request = match conn.request(parts, bound) {
         Either::Left(direct) => Either::Left(direct),
         Either::Right(multiplexed) => Either::Right(Finish::new(multiplexed)),
     };
     delivery.awaited(timeout, request, timed_out)
 }
 
-/// The bytes of `parts`: sized up front, a command's buffers are
-/// allocated once instead of growing (`redis::cmd` starts them empty,
-/// and a lock command reallocated them about six times, on every master).
-fn text_len<S: AsRef<str>>(parts: impl IntoIterator<Item = S>) -> usize {
-    parts.into_iter().map(|p| p.as_ref().len()).sum()
+/// The parts of `EVAL`/`EVALSHA`: `head` (the verb, the body or SHA, the
+/// number of keys), then the keys, then the arguments.
+fn script_call<'a, K: AsRef<str> + Sync>(
+    head: [&'a str; 3],
+    keys: &'a [K],
+    args: &'a [&'a str],
+) -> impl Iterator<Item = &'a [u8]> + Clone + Send + 'a {
+    head.into_iter()
+        .chain(keys.iter().map(AsRef::as_ref))
+        .chain(args.iter().copied())
+        .map(str::as_bytes)
+}
+
+/// A command of fixed parts, for [`Conn::request`].
+fn parts<'a>(parts: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + Clone {
+    parts.iter().copied()
 }
 
 /// A redis-rs reply in fred's terms, so that one set of rules
