@@ -122,12 +122,12 @@ enum Conn {
 }
 
 impl Conn {
-    /// Sends `cmd`; its reply, a server error reply as `Err`. Given no
-    /// answer within `timeout` (`Duration::MAX`: no bound), it fails as
-    /// timed out, and a command not yet written by then never is.
-    ///
-    /// A command is its `parts` (name first): packed straight into the
-    /// bytes a caller-written connection writes, a `Cmd` for redis-rs's.
+    /// Sends the command made of `parts` (its name first); its reply, a
+    /// server error reply as `Err`. Given no answer within `timeout`
+    /// (`Duration::MAX`: no bound), it fails as timed out, and a command
+    /// not yet written by then never is. The parts are packed straight
+    /// into the bytes a caller-written connection writes, or made a `Cmd`
+    /// for redis-rs's.
     fn request<'a>(
         &self,
         parts: impl Iterator<Item = &'a [u8]> + Clone,
