@@ -923,7 +923,7 @@ fn parts<'a>(parts: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + Clone {
 }
 
 /// A redis-rs reply in fred's terms, so that one set of rules
-/// ([`reply`]) reads what every client received. RESP2 gives only
+/// (`fred/reply.rs`) reads what every client received. RESP2 gives only
 /// these shapes; anything else (RESP3) becomes a reply no rule accepts.
 fn to_fred(v: Value) -> FredValue {
     match v {
