@@ -214,17 +214,6 @@ const FLOOR_TOKEN: &str = "floorfloorfloorfloor00";
 const SET_REPLY: &[u8] = b"$-1\r\n";
 const RELEASED_REPLY: &[u8] = b":1\r\n";
 
-/// `args` as a RESP command.
-fn resp(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 impl DirectConn {
     /// Reads until every command sent on this connection was answered.
     /// Cancel-safe: what was read stays in `buf`.
@@ -310,14 +299,14 @@ impl DirectFloor {
     /// As [`connect`](Self::connect).
     pub async fn connect_lock(urls: &[String]) -> Result<Self, String> {
         let mut floor = Self::connect(urls).await?;
-        let set = resp(&["SET", FLOOR_KEY, FLOOR_TOKEN, "NX", "PX", "10000", "GET"]);
-        let release = resp(&[
-            "EVAL",
-            redlock_core::scripts::RELEASE,
-            "1",
-            FLOOR_KEY,
-            FLOOR_TOKEN,
-        ]);
+        // Packed by redis-rs, as the library's redis-rs link's commands
+        // are packed to the same bytes (its unit test checks that).
+        let set = redis::cmd("SET")
+            .arg(&[FLOOR_KEY, FLOOR_TOKEN, "NX", "PX", "10000", "GET"])
+            .get_packed_command();
+        let release = redis::cmd("EVAL")
+            .arg(&[redlock_core::scripts::RELEASE, "1", FLOOR_KEY, FLOOR_TOKEN])
+            .get_packed_command();
         floor.rounds = [(set, SET_REPLY), (release, RELEASED_REPLY)];
         Ok(floor)
     }
