@@ -522,6 +522,36 @@ struct Row {
     unit: &'static str,
 }
 
+/// The three rows of a floor (`a`, `b`: its cycle p50 under A and under
+/// B, from redlock's measures): the floor under A with our A over it, the
+/// floor under B with our B over it, and the floor's own B / A. `what`
+/// and `ratio_name` name them in that order.
+fn floor_rows(
+    rounds: &[Round],
+    what: [&'static str; 3],
+    ratio_name: [&'static str; 3],
+    a: fn(&Measures) -> f64,
+    b: fn(&Measures) -> f64,
+) -> [Row; 3] {
+    let per =
+        |f: &dyn Fn(&Measures) -> f64| -> Vec<f64> { rounds.iter().map(|r| f(&r[0])).collect() };
+    let row = |i: usize, ours: Vec<f64>, ratio: Vec<f64>, unit: &'static str| Row {
+        what: what[i],
+        ours,
+        theirs: None,
+        ratio,
+        ratio_name: ratio_name[i],
+        goal: "–",
+        met: |_| true,
+        unit,
+    };
+    [
+        row(0, per(&a), per(&|m| m.a_p50 / a(m)), "µs"),
+        row(1, per(&b), per(&|m| m.b_p50 / b(m)), "µs"),
+        row(2, per(&|m| b(m) / a(m)), per(&|m| b(m) / a(m)), "x"),
+    ]
+}
+
 fn rows(rounds: &[Round]) -> Vec<Row> {
     let col = |i: usize, f: fn(&Measures) -> f64| -> Vec<f64> {
         rounds.iter().map(|r| f(&r[i])).collect()
@@ -534,6 +564,28 @@ fn rows(rounds: &[Round]) -> Vec<Row> {
             m.0 as f64 / m.1 as f64
         }
     };
+    let [floor_a, floor_b, floor_b_over_a] = floor_rows(
+        rounds,
+        [
+            "A floor: 1 master, two PINGs, no lock (redis-rs)",
+            "B floor: 5 masters, two PING rounds back at the quorum, no lock (redis-rs)",
+            "B / A of the floor (the best B / A over redis-rs on this machine and runtime)",
+        ],
+        ["redlock A / floor", "redlock B / floor", "floor B / A"],
+        |m| m.floor_a_p50,
+        |m| m.floor_b_p50,
+    );
+    let [lock_floor_a, lock_floor_b, lock_floor_b_over_a] = floor_rows(
+        rounds,
+        [
+            "A lock floor: 1 master, the lock's SET and release script over a bare socket, no library",
+            "B lock floor: 5 masters, the same, each round back at the quorum",
+            "B / A of the lock floor (the best B / A of a client on this machine and runtime, the servers' command time included)",
+        ],
+        ["redlock A / lock floor", "redlock B / lock floor", "lock floor B / A"],
+        |m| m.lock_floor_a_p50,
+        |m| m.lock_floor_b_p50,
+    );
     vec![
         Row {
             what: "A: 1 master, sequential cycle p50",
@@ -565,66 +617,12 @@ fn rows(rounds: &[Round]) -> Vec<Row> {
             met: |x| x <= 1.4,
             unit: "x",
         },
-        Row {
-            what: "A floor: 1 master, two PINGs, no lock (redis-rs)",
-            ours: col(0, |m| m.floor_a_p50),
-            theirs: None,
-            ratio: per(|r| r[0].a_p50 / r[0].floor_a_p50),
-            ratio_name: "redlock A / floor",
-            goal: "–",
-            met: |_| true,
-            unit: "µs",
-        },
-        Row {
-            what: "B floor: 5 masters, two PING rounds back at the quorum, no lock (redis-rs)",
-            ours: col(0, |m| m.floor_b_p50),
-            theirs: None,
-            ratio: per(|r| r[0].b_p50 / r[0].floor_b_p50),
-            ratio_name: "redlock B / floor",
-            goal: "–",
-            met: |_| true,
-            unit: "µs",
-        },
-        Row {
-            what: "B / A of the floor (the best B / A over redis-rs on this machine and runtime)",
-            ours: col(0, |m| m.floor_b_p50 / m.floor_a_p50),
-            theirs: None,
-            ratio: per(|r| r[0].floor_b_p50 / r[0].floor_a_p50),
-            ratio_name: "floor B / A",
-            goal: "–",
-            met: |_| true,
-            unit: "x",
-        },
-        Row {
-            what: "A lock floor: 1 master, the lock's SET and release script over a bare socket, no library",
-            ours: col(0, |m| m.lock_floor_a_p50),
-            theirs: None,
-            ratio: per(|r| r[0].a_p50 / r[0].lock_floor_a_p50),
-            ratio_name: "redlock A / lock floor",
-            goal: "–",
-            met: |_| true,
-            unit: "µs",
-        },
-        Row {
-            what: "B lock floor: 5 masters, the same, each round back at the quorum",
-            ours: col(0, |m| m.lock_floor_b_p50),
-            theirs: None,
-            ratio: per(|r| r[0].b_p50 / r[0].lock_floor_b_p50),
-            ratio_name: "redlock B / lock floor",
-            goal: "–",
-            met: |_| true,
-            unit: "µs",
-        },
-        Row {
-            what: "B / A of the lock floor (the best B / A of a client on this machine and runtime, the servers' command time included)",
-            ours: col(0, |m| m.lock_floor_b_p50 / m.lock_floor_a_p50),
-            theirs: None,
-            ratio: per(|r| r[0].lock_floor_b_p50 / r[0].lock_floor_a_p50),
-            ratio_name: "lock floor B / A",
-            goal: "–",
-            met: |_| true,
-            unit: "x",
-        },
+        floor_a,
+        floor_b,
+        floor_b_over_a,
+        lock_floor_a,
+        lock_floor_b,
+        lock_floor_b_over_a,
         Row {
             what: "C: 5 masters, one +20 ms each way, cycle p50",
             ours: col(0, |m| m.c_p50),
