@@ -33,6 +33,14 @@
 //!   dropped while or after it was written leaves its reply to be read
 //!   and discarded, so the replies of the others stay in step. A command
 //!   partly written stays queued until it is whole.
+//! - **Timing out**: a caller's wait is ended by one timer per
+//!   connection, which the watcher keeps armed for the earliest wait
+//!   still running while requests come (and for a second after the last
+//!   one), rather than by a timer per command: five timers set up and
+//!   taken down per quorum round were a measurable part of a five-master
+//!   cycle (`docs/benchmarks.md`, sixteenth session). A request that
+//!   finds that timer lapsed (the first after an idle second) sets up its
+//!   own and has the watcher arm it for the next ones.
 //! - **Failing**: end of stream, a socket error or a reply that is not
 //!   RESP2 fails every caller waiting on the connection and closes it;
 //!   the link's reconnect loop opens the next one.
@@ -47,12 +55,20 @@ use std::time::Duration;
 
 use redis::{RedisError, RedisResult, Value};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// How much one read asks the socket for.
 const READ_SIZE: usize = 4096;
 
 /// At most how much one write gives the socket.
 const WRITE_BATCH: usize = 64 * 1024;
+
+/// How long a connection's timer stays armed after a request last relied
+/// on it (see [`State::timer_due`]): it then fires every bound or so,
+/// and a request that comes meanwhile needs no timer of its own. A
+/// request that finds it lapsed sets up its own and has the watcher arm
+/// it again, a wake-up of the watcher's task.
+const TIMER_KEPT: Duration = Duration::from_secs(1);
 
 /// One plain TCP connection to a master, shared by its callers.
 #[derive(Clone, Debug)]
@@ -72,6 +88,9 @@ struct Awaited {
     waker: Option<Waker>,
     /// Its caller is gone: the reply is read and dropped.
     abandoned: bool,
+    /// When its caller stops waiting, if the watcher's timer wakes it
+    /// then (see [`State::timer_due`]).
+    wait_until: Option<Instant>,
 }
 
 /// Bytes of one command not yet written whole.
@@ -112,6 +131,22 @@ struct State {
     polls_seen: u64,
     /// The watcher, woken by the socket while nobody leads.
     watcher: Option<Waker>,
+    /// When the watcher's timer fires next (`None`: not armed). It wakes
+    /// the callers whose wait ran out and is armed again for the next
+    /// one, so that a request with a bound needs no timer of its own: a
+    /// tokio timer per command (allocated, entered into the timer wheel
+    /// and taken out again) was five per quorum round.
+    timer_due: Option<Instant>,
+    /// When a request last relied on the timer (or asked for it): for
+    /// [`TIMER_KEPT`] after that, the timer is kept armed, `timer_bound`
+    /// ahead at each firing, so that the next requests find it armed.
+    /// Then it lapses.
+    timer_used: Option<Instant>,
+    /// The wait of the latest request that relied on the timer.
+    timer_bound: Duration,
+    /// A request found no timer armed early enough (it set up its own):
+    /// the watcher arms one when next polled, for the requests after it.
+    timer_wanted: bool,
     /// Why the connection failed; every call fails from then on.
     failed: Option<Arc<str>>,
     next_id: u64,
@@ -140,11 +175,31 @@ impl DirectConn {
     /// needs no task: its reply is read and dropped by whoever reads the
     /// connection next.
     pub(crate) fn request(&self, packed: Vec<u8>, bound: Duration) -> Request {
+        self.request_until(packed, bound, true)
+    }
+
+    /// Sends one command (`packed`, in RESP) and returns its reply, a
+    /// server error reply as `Err`; its caller waits at most `wait`, then
+    /// gets a timeout, but the command is never given up: one not yet
+    /// written then goes on in a task of its own until written and
+    /// answered (releases, `link::Release`).
+    pub(crate) fn request_kept(&self, packed: Vec<u8>, wait: Duration) -> Request {
+        self.request_until(packed, wait, false)
+    }
+
+    /// [`request`](Self::request) (`give_up`) or
+    /// [`request_kept`](Self::request_kept).
+    fn request_until(&self, packed: Vec<u8>, wait: Duration, give_up: bool) -> Request {
+        let now = Instant::now();
+        let wait_until = (wait != Duration::MAX)
+            .then(|| now.checked_add(wait))
+            .flatten();
+        let (call, covered) = self.send_until(packed, wait_until.map(|until| (now, until)));
         Request {
-            call: Some(self.send(packed)),
-            deadline: (bound != Duration::MAX)
-                .then(|| tokio::time::Instant::now().checked_add(bound))
-                .flatten(),
+            call: Some(call),
+            wait_until,
+            give_up,
+            covered,
             sleep: None,
         }
     }
@@ -154,14 +209,39 @@ impl DirectConn {
     /// command is written (or queued) now, before the future is polled.
     /// Dropping the future before the command is written takes it back.
     pub(crate) fn send(&self, packed: Vec<u8>) -> Call {
+        self.send_until(packed, None).0
+    }
+
+    /// [`send`](Self::send), for a caller that waits from `now` until
+    /// `until` (`wait`): `true` if the watcher's timer wakes it then, so
+    /// that it needs no timer of its own.
+    fn send_until(&self, packed: Vec<u8>, wait: Option<(Instant, Instant)>) -> (Call, bool) {
         let mut state = self.0.lock();
         let id = state.next_id;
         state.next_id += 1;
+        let mut covered = false;
         if state.failed.is_none() {
+            if let Some((now, until)) = wait.filter(|_| state.watcher.is_some()) {
+                state.timer_used = Some(now);
+                state.timer_bound = until - now;
+                if state.timer_due.is_some_and(|due| due <= until) {
+                    // Armed to fire by then: when it fires, it wakes this
+                    // caller or is armed again no later than `until`.
+                    covered = true;
+                } else if !state.timer_wanted {
+                    // The first request of a busy spell: its own timer
+                    // this time, the watcher's for the next ones.
+                    state.timer_wanted = true;
+                    if let Some(watcher) = &state.watcher {
+                        watcher.wake_by_ref();
+                    }
+                }
+            }
             state.awaited.push_back(Awaited {
                 id,
                 waker: None,
                 abandoned: false,
+                wait_until: wait.map(|(_, until)| until).filter(|_| covered),
             });
             state.out.push_back(Outgoing { id, bytes: packed });
             // With another caller waiting for replies here, that one
@@ -175,11 +255,12 @@ impl DirectConn {
                 }
             }
         }
-        Call {
+        let call = Call {
             conn: Arc::clone(&self.0),
             id,
             done: false,
-        }
+        };
+        (call, covered)
     }
 
     /// Wakes the watcher if nobody leads: it reads what came for callers
@@ -211,7 +292,10 @@ impl DirectConn {
     /// reconnect loop runs it as the connection's driver; dropping it
     /// closes the connection, as dropping redis-rs's driver does.
     pub(crate) fn watch(&self) -> impl Future<Output = ()> + Send + 'static {
-        Watch(Arc::clone(&self.0))
+        Watch {
+            inner: Arc::clone(&self.0),
+            timer: None,
+        }
     }
 }
 
@@ -606,9 +690,60 @@ pub(crate) fn pack<'a>(parts: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<u8>
 pub(crate) struct Request {
     /// `None` once answered.
     call: Option<Call>,
-    deadline: Option<tokio::time::Instant>,
-    /// Set up only once the reply was not there at the first poll.
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the caller stops waiting.
+    wait_until: Option<Instant>,
+    /// A command not yet written by then is taken back
+    /// ([`DirectConn::request`]), or seen through
+    /// ([`DirectConn::request_kept`]).
+    give_up: bool,
+    /// The watcher's timer wakes this request at `wait_until`.
+    covered: bool,
+    /// Its own timer, when not `covered`: set up only once the reply was
+    /// not there at the first poll.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Request {
+    /// Whether the caller's wait has run out, registering `cx` to be
+    /// woken when it does (the watcher's timer does that when `covered`).
+    fn out_of_time(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(until) = self.wait_until else {
+            return false;
+        };
+        if self.covered {
+            return Instant::now() >= until;
+        }
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    /// Lets `call` go: a command written (or partly written) needs
+    /// nothing more, its reply is read and dropped by whoever reads the
+    /// connection next; one not yet written is taken back if `give_up`
+    /// and the wait ran out, and otherwise goes on in a task of its own
+    /// until written and answered (or out of time).
+    fn let_go(&self, call: Call) {
+        if call.written() {
+            return;
+        }
+        let bound = self.wait_until.filter(|_| self.give_up);
+        if bound.is_some_and(|until| Instant::now() >= until) {
+            // Dropped here: taken back.
+            return;
+        }
+        // Off a runtime there is none to run it on: taken back.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            call.unbounded();
+            drop(runtime.spawn(async move {
+                match bound {
+                    Some(until) => drop(tokio::time::timeout_at(until, call).await),
+                    None => drop(call.await),
+                }
+            }));
+        }
+    }
 }
 
 impl Future for Request {
@@ -624,15 +759,11 @@ impl Future for Request {
             this.call = None;
             return Poll::Ready(reply.and_then(Value::extract_error));
         }
-        if let Some(deadline) = this.deadline {
-            let sleep = this
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if sleep.as_mut().poll(cx).is_ready() {
-                // Dropped here: taken back if not written yet.
-                this.call = None;
-                return Poll::Ready(Err(timed_out()));
+        if this.out_of_time(cx) {
+            if let Some(call) = this.call.take() {
+                this.let_go(call);
             }
+            return Poll::Ready(Err(timed_out()));
         }
         Poll::Pending
     }
@@ -640,21 +771,8 @@ impl Future for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        let Some(call) = self.call.take() else {
-            return;
-        };
-        if call.written() {
-            return;
-        }
-        // Off a runtime there is none to run it on: taken back.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let deadline = self.deadline;
-            drop(runtime.spawn(async move {
-                match deadline {
-                    Some(deadline) => drop(tokio::time::timeout_at(deadline, call).await),
-                    None => drop(call.await),
-                }
-            }));
+        if let Some(call) = self.call.take() {
+            self.let_go(call);
         }
     }
 }
@@ -731,6 +849,14 @@ impl Call {
     fn written(&self) -> bool {
         !self.conn.lock().out.iter().any(|o| o.id == self.id)
     }
+
+    /// From now on awaited by a task of its own, with a timer of its own
+    /// if bounded: the watcher's timer no longer wakes it.
+    fn unbounded(&self) {
+        if let Some(awaited) = self.conn.lock().awaited_mut(self.id) {
+            awaited.wait_until = None;
+        }
+    }
 }
 
 impl Drop for Call {
@@ -755,6 +881,7 @@ impl Drop for Call {
             } else if let Some(awaited) = state.awaited_mut(id) {
                 awaited.abandoned = true;
                 awaited.waker = None;
+                awaited.wait_until = None;
             }
         }
         if state.leader == Some(id) {
@@ -764,14 +891,81 @@ impl Drop for Call {
 }
 
 /// [`DirectConn::watch`]'s future.
-struct Watch(Arc<Inner>);
+struct Watch {
+    inner: Arc<Inner>,
+    /// The connection's timer (see [`State::timer_due`]), set up at its
+    /// first use and armed again from then on.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// Tends the connection's timer: once it fired, wakes the callers
+/// whose wait ran out and arms it for the earliest wait still
+/// running, or one bound from now if a request relied on it since it
+/// last fired (kept armed through a busy spell); with neither it
+/// lapses. Asked for by a request that found it unarmed, it arms it.
+fn tend_timer(timer: &mut Option<Pin<Box<Sleep>>>, state: &mut State, cx: &mut Context<'_>) {
+    loop {
+        let fired = match (state.timer_due, timer.as_mut()) {
+            (Some(_), Some(timer)) => timer.as_mut().poll(cx).is_ready(),
+            _ => false,
+        };
+        if !fired && !std::mem::take(&mut state.timer_wanted) {
+            return;
+        }
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        let mut woke = false;
+        for awaited in &state.awaited {
+            match awaited.wait_until {
+                Some(until) if until <= now => {
+                    woke = true;
+                    if let Some(waker) = &awaited.waker {
+                        waker.wake_by_ref();
+                    }
+                }
+                Some(until) => next = Some(next.map_or(until, |n| n.min(until))),
+                None => {}
+            }
+        }
+        // Asked for, or used lately: a bound ahead. A caller woken
+        // now may send its next request at once.
+        let used = state
+            .timer_used
+            .is_some_and(|at| now.saturating_duration_since(at) < TIMER_KEPT);
+        let kept = (!fired || used || woke)
+            .then(|| now.checked_add(state.timer_bound))
+            .flatten();
+        let due = match (next, kept) {
+            (Some(next), Some(kept)) => next.min(kept),
+            (next, kept) => match next.or(kept) {
+                Some(due) => due,
+                None => {
+                    state.timer_due = None;
+                    return;
+                }
+            },
+        };
+        if fired || state.timer_due.is_none_or(|armed| due < armed) {
+            match timer.as_mut() {
+                Some(armed) => armed.as_mut().reset(due),
+                None => *timer = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+            state.timer_due = Some(due);
+        }
+        // Polled again at the top: registered, or fired already.
+    }
+}
 
 impl Future for Watch {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let inner = &*self.0;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Self { inner, timer } = &mut *self;
+        let inner = &**inner;
         let mut state = inner.lock();
+        if state.failed.is_none() {
+            tend_timer(timer, &mut state, cx);
+        }
         loop {
             if state.failed.is_some() {
                 return Poll::Ready(());
@@ -809,9 +1003,10 @@ impl Future for Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
+        let mut state = self.inner.lock();
         state.watcher = None;
-        self.0.fail(&mut state, "connection closed by its link");
+        state.timer_due = None;
+        self.inner.fail(&mut state, "connection closed by its link");
     }
 }
 
@@ -894,7 +1089,72 @@ fn parse_reply(buf: &[u8]) -> Result<Option<(Value, usize)>, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{pack, parse_reply};
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::Instant;
+
+    use super::{pack, parse_reply, DirectConn};
+
+    /// A connection, with its watcher running, to a server that reads
+    /// every command and answers none (a paused master).
+    async fn silent_master() -> (DirectConn, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("bound");
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("the client");
+            let mut buf = [0u8; 4096];
+            while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        let stream = TcpStream::connect(address).await.expect("connected");
+        let conn = DirectConn::new(stream);
+        let watch = tokio::spawn(conn.watch());
+        while conn.0.lock().watcher.is_none() {
+            tokio::task::yield_now().await;
+        }
+        (conn, watch)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchers_timer_ends_the_wait_of_every_request_at_its_bound() {
+        let (conn, watch) = silent_master().await;
+        let bound = Duration::from_millis(50);
+        let mut covered = Vec::new();
+        for kept in [false, false, false, true, true, false] {
+            let packed = pack([&b"PING"[..]].into_iter());
+            let started = Instant::now();
+            let request = if kept {
+                conn.request_kept(packed, bound)
+            } else {
+                conn.request(packed, bound)
+            };
+            covered.push(request.covered);
+            let outcome = request.await;
+            assert!(
+                outcome.as_ref().is_err_and(redis::RedisError::is_timeout),
+                "no answer, so a timeout: {outcome:?}"
+            );
+            assert!(started.elapsed() >= bound, "never before its bound");
+        }
+        // The first sets up its own timer and has the watcher arm the
+        // connection's; every later one relies on that.
+        assert_eq!(covered, [false, true, true, true, true, true]);
+        // Kept armed a while for the next requests, then, idle, it
+        // lapses: an idle connection sets no timer.
+        tokio::time::sleep(bound).await;
+        assert!(conn.0.lock().timer_due.is_some());
+        tokio::time::sleep(super::TIMER_KEPT + bound * 2).await;
+        assert_eq!(conn.0.lock().timer_due, None);
+        // The next request has the watcher arm it again.
+        let request = conn.request(pack([&b"PING"[..]].into_iter()), bound);
+        assert!(!request.covered);
+        while conn.0.lock().timer_due.is_none() {
+            tokio::task::yield_now().await;
+        }
+        assert!(request.await.is_err_and(|e| e.is_timeout()));
+        watch.abort();
+    }
 
     #[test]
     fn commands_are_packed_as_redis_rs_packs_them() {

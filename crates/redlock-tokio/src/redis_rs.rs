@@ -29,7 +29,9 @@
 //! - **A bound on every call**: a response timeout at the per-master
 //!   timeout, the identity check after a reconnect included (only
 //!   start-up waits up to the connect timeout); for a release, the
-//!   caller's wait alone.
+//!   caller's wait alone. On the caller-written connection one timer per
+//!   connection, kept by its watcher, ends every wait (`direct.rs`,
+//!   `State::timer_due`), rather than a timer per command.
 //! - **Reconnects the admission rules can see.** Neither connection
 //!   reconnects: it fails when the socket ends (a
 //!   `MultiplexedConnection`'s I/O task ends; the caller-written one is
@@ -82,13 +84,13 @@ use redlock_core::{
 use tokio::net::TcpStream;
 
 use crate::commands::{self, ScriptLink};
-use crate::direct::{timed_out, DirectConn};
+use crate::direct::DirectConn;
 use crate::fred::{
     announcements_for, facts_from_info, inspect_outcome, is_auth_message, parse_time, script_reply,
     short, unresponsive, Announcements, InfoProblem, ParsedUrl, Script, Scripts, SharedScripts,
     CLUSTER_NODE, NO_RUN_ID,
 };
-use crate::link::{connect_all, Attempt, Delivery, Finish, Timed};
+use crate::link::{connect_all, Attempt, Delivery, Timed};
 
 /// First delay of the reconnect loop, doubled after every failed attempt.
 const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(10);
@@ -156,7 +158,7 @@ impl Conn {
     /// caller-written connection (a request dropped unwritten sees itself
     /// through, see [`DirectConn::request`]; a release goes out as `EVAL`,
     /// so no fallback is to follow). Not on redis-rs's, whose dropped
-    /// commands go through a [`Finish`].
+    /// commands go through a [`Finish`](crate::link::Finish).
     fn sends_dropped_releases(&self) -> bool {
         match self {
             Self::Direct(_) => true,
@@ -885,23 +887,39 @@ impl Master for RedisRsLink {
 /// `cmd.query_async::<Value>(conn)` does, seen through to its answer even
 /// if the caller stops waiting while it is unwritten (the caller-written
 /// connection's request does that itself and needs no task once written;
-/// redis-rs's goes through a [`Finish`], as redis-rs would otherwise
+/// redis-rs's goes through a [`Finish`](crate::link::Finish), as redis-rs would otherwise
 /// never send a dropped vote that its connection had not written yet). A
-/// [`Timed`] command is bounded by a response timeout at the per-master
-/// timeout; a [`Release`](crate::link::Release) by none, so it is never
-/// skipped, while its caller stops waiting after `timeout`.
+/// [`Timed`] command is given up unsent at the per-master timeout; a
+/// [`Release`](crate::link::Release) never is, while its caller stops
+/// waiting after `timeout`. The caller-written connection bounds the wait
+/// itself, with its watcher's timer rather than one per command.
 fn query<'a, D: Delivery>(
     conn: &Conn,
     parts: impl Iterator<Item = &'a [u8]> + Clone,
     delivery: D,
     timeout: Duration,
-) -> impl std::future::Future<Output = redis::RedisResult<Value>> + Send + 'static {
-    let bound = if D::TIMED { timeout } else { Duration::MAX };
-    let request = match conn.request(parts, bound) {
-        Either::Left(direct) => Either::Left(direct),
-        Either::Right(multiplexed) => Either::Right(Finish::new(multiplexed)),
-    };
-    delivery.awaited(timeout, request, timed_out)
+) -> Sent {
+    match conn {
+        Conn::Direct(direct) => {
+            let _ = delivery;
+            let packed = crate::direct::pack(parts);
+            Either::Left(if D::TIMED {
+                direct.request(packed, timeout)
+            } else {
+                direct.request_kept(packed, timeout)
+            })
+        }
+        #[cfg(feature = "tls")]
+        Conn::Multiplexed(_) => {
+            let bound = if D::TIMED { timeout } else { Duration::MAX };
+            let multiplexed = crate::link::Finish::new(conn.request(parts, bound));
+            Either::Right(Box::pin(delivery.awaited(
+                timeout,
+                multiplexed,
+                crate::direct::timed_out,
+            )))
+        }
+    }
 }
 
 /// The parts of `EVAL`/`EVALSHA`: `head` (the verb, the body or SHA, the
