@@ -935,15 +935,9 @@ fn tend_timer(timer: &mut Option<Pin<Box<Sleep>>>, state: &mut State, cx: &mut C
         let kept = (!fired || used || woke)
             .then(|| now.checked_add(state.timer_bound))
             .flatten();
-        let due = match (next, kept) {
-            (Some(next), Some(kept)) => next.min(kept),
-            (next, kept) => match next.or(kept) {
-                Some(due) => due,
-                None => {
-                    state.timer_due = None;
-                    return;
-                }
-            },
+        let Some(due) = next.into_iter().chain(kept).min() else {
+            state.timer_due = None;
+            return;
         };
         if fired || state.timer_due.is_none_or(|armed| due < armed) {
             match timer.as_mut() {
@@ -1005,7 +999,6 @@ impl Drop for Watch {
     fn drop(&mut self) {
         let mut state = self.inner.lock();
         state.watcher = None;
-        state.timer_due = None;
         self.inner.fail(&mut state, "connection closed by its link");
     }
 }

@@ -403,10 +403,11 @@ pub(crate) trait Delivery: Copy + Send + Sync + 'static {
     const TIMED: bool;
 
     /// Waits for `request`, which must see itself through when dropped
-    /// (a [`Finish`], or the caller-written connection's request, which
-    /// needs a task only while unwritten): bounded by the client's own
-    /// timeout ([`Timed`]), or by `timeout` here, after which the caller
-    /// gets `timed_out()` and the request goes on ([`Release`]).
+    /// (a [`Finish`]): bounded by the client's own timeout ([`Timed`]), or
+    /// by `timeout` here, after which the caller gets `timed_out()` and
+    /// the request goes on ([`Release`]). The caller-written connection
+    /// (`direct.rs`) bounds its callers' waits itself and is not awaited
+    /// through this.
     fn awaited<T: Send + 'static, E: Send + 'static>(
         self,
         timeout: Duration,
