@@ -32,7 +32,11 @@
 //!   it out of the queue (a timed-out vote is never written late); one
 //!   dropped while or after it was written leaves its reply to be read
 //!   and discarded, so the replies of the others stay in step. A command
-//!   partly written stays queued until it is whole.
+//!   partly written stays queued until it is whole. A [`Request`] (a vote,
+//!   a release) dropped unwritten is not taken back but seen through by a
+//!   task of its own, only until it is written: that task then lets it go
+//!   like any other caller, rather than lead the connection for a round
+//!   trip while later callers leave their commands to it.
 //! - **Timing out**: a caller's wait is ended by one timer per
 //!   connection, which the watcher keeps armed for the earliest wait
 //!   still running while requests come (and for a second after the last
@@ -170,10 +174,10 @@ impl DirectConn {
     /// is polled. Given no answer within `bound`, it fails as timed out,
     /// and a command not yet written by then never is. Dropped before its
     /// command was written whole, the request goes on in a task of its
-    /// own until written and answered (or out of time): a vote dropped by
-    /// an early decision must still reach its master. Dropped after, it
-    /// needs no task: its reply is read and dropped by whoever reads the
-    /// connection next.
+    /// own until written (or out of time): a vote dropped by an early
+    /// decision must still reach its master. Once written, or dropped
+    /// after that, it needs no task: its reply is read and dropped by
+    /// whoever reads the connection next.
     pub(crate) fn request(&self, packed: Vec<u8>, bound: Duration) -> Request {
         self.request_until(packed, bound, true)
     }
@@ -181,8 +185,8 @@ impl DirectConn {
     /// Sends one command (`packed`, in RESP) and returns its reply, a
     /// server error reply as `Err`; its caller waits at most `wait`, then
     /// gets a timeout, but the command is never given up: one not yet
-    /// written then goes on in a task of its own until written and
-    /// answered (releases, `link::Release`).
+    /// written then goes on in a task of its own until written (releases,
+    /// `link::Release`).
     pub(crate) fn request_kept(&self, packed: Vec<u8>, wait: Duration) -> Request {
         self.request_until(packed, wait, false)
     }
@@ -723,7 +727,7 @@ impl Request {
     /// nothing more, its reply is read and dropped by whoever reads the
     /// connection next; one not yet written is taken back if `give_up`
     /// and the wait ran out, and otherwise goes on in a task of its own
-    /// until written and answered (or out of time).
+    /// until written (or out of time).
     fn let_go(&self, call: Call) {
         if call.written() {
             return;
@@ -736,10 +740,11 @@ impl Request {
         // Off a runtime there is none to run it on: taken back.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             call.unbounded();
+            let written = call.written_or_answered();
             drop(runtime.spawn(async move {
                 match bound {
-                    Some(until) => drop(tokio::time::timeout_at(until, call).await),
-                    None => drop(call.await),
+                    Some(until) => drop(tokio::time::timeout_at(until, written).await),
+                    None => written.await,
                 }
             }));
         }
@@ -848,6 +853,31 @@ impl Call {
     /// nothing more will be written).
     fn written(&self) -> bool {
         !self.conn.lock().out.iter().any(|o| o.id == self.id)
+    }
+
+    /// Resolves once the command is written whole (or answered, or the
+    /// connection failed), dropping the call: what a task seeing an
+    /// unwritten request through waits for. Its reply is then read and
+    /// dropped by whoever reads next, as for any caller that gave up after
+    /// writing. Waiting for the reply instead kept that task leading the
+    /// connection for a whole round trip, and while a task leads, callers
+    /// leave their commands for it to write: behind a slow master, each of
+    /// them was then dropped unwritten by the next early decision and
+    /// spawned the next such task (`docs/benchmarks.md`, seventeenth
+    /// session).
+    fn written_or_answered(self) -> impl Future<Output = ()> + Send + 'static {
+        let mut call = Some(self);
+        std::future::poll_fn(move |cx| {
+            let Some(pending) = call.as_mut() else {
+                return Poll::Ready(());
+            };
+            // Polled, it leads if nobody does, and the leader writes.
+            if Pin::new(&mut *pending).poll(cx).is_ready() || pending.written() {
+                call = None;
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
     }
 
     /// From now on awaited by a task of its own, with a timer of its own
@@ -1107,6 +1137,38 @@ mod tests {
             tokio::task::yield_now().await;
         }
         (conn, watch)
+    }
+
+    /// A request dropped before it was written (an early decision, while
+    /// another caller led and was to write it) is seen through by a task
+    /// of its own until it is written, and no longer: a task that went on
+    /// to wait for the reply led the connection for a round trip, and the
+    /// next caller left its command to that task instead of writing it.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_seen_through_lets_the_connection_go_once_written() {
+        let (conn, watch) = silent_master().await;
+        let bound = Duration::from_millis(50);
+        let ping = || pack([&b"PING"[..]].into_iter());
+        // A caller waiting for its reply leads.
+        let mut first = conn.request(ping(), bound);
+        assert!(futures::poll!(&mut first).is_pending());
+        assert_eq!(conn.0.lock().leader, Some(0));
+        // The next command is left to that leader to write, and its
+        // caller is gone before the leader ran: a task sees it through.
+        let second = conn.request(ping(), bound);
+        assert!(!second.call.as_ref().expect("unanswered").written());
+        drop(second);
+        drop(first);
+        while !conn.0.lock().out.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // Written, by that task: it leads no more.
+        assert_eq!(conn.0.lock().leader, None);
+        // So the next caller writes its own command at once.
+        let third = conn.request(ping(), bound);
+        assert!(third.call.as_ref().expect("unanswered").written());
+        assert!(third.await.is_err_and(|e| e.is_timeout()));
+        watch.abort();
     }
 
     #[tokio::test(start_paused = true)]
